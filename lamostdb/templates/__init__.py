@@ -1,0 +1,21 @@
+"""Spectral templates: loading SDSS ``spEigen*`` files into one structure.
+
+The classification engine (``lamostdb.match``) and the night simulator
+(``lamostdb.sim``) both take their templates from here.
+"""
+
+from lamostdb.templates.library import (
+    DEFAULT_TEMPLATE_FILES,
+    TemplateSet,
+    default_template_dir,
+    load_default_templates,
+    load_sdss_eigen,
+)
+
+__all__ = [
+    "DEFAULT_TEMPLATE_FILES",
+    "TemplateSet",
+    "default_template_dir",
+    "load_default_templates",
+    "load_sdss_eigen",
+]
