@@ -1,3 +1,19 @@
-"""lamostdb: a columnar catalogue toolkit for LAMOST low-resolution spectra."""
+"""lamostdb: a columnar catalogue toolkit for LAMOST low-resolution spectra.
+
+>>> import lamostdb
+>>> callable(lamostdb.open)
+True
+"""
 
 __version__ = "0.1.0"
+
+
+def open(path, *, mode="r"):  # noqa: A001 - the public name users expect
+    """Open a catalogue folder (``mode='r'`` for queries, ``'w'`` for writing stages).
+
+    Returns a :class:`lamostdb.catalog.store.Catalog` with ``.sql(query, params)``,
+    ``.cone(ra_deg, dec_deg, radius_arcsec)`` and ``.spectrum(obsid)``.
+    """
+    from lamostdb.catalog.store import open_catalog
+
+    return open_catalog(path, mode=mode)

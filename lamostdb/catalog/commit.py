@@ -1,0 +1,134 @@
+"""Atomic commits of a stage's new files, and recovery after a crash.
+
+Protocol (DESIGN.md section 3, "Writes are atomic"):
+
+1. the stage writes its Parquet files under ``_staging/<run_id>/`` (invisible);
+2. transaction 1 records the run as ``committing`` with the list of moves;
+3. each staged file is renamed to its final leaf (rename is atomic on one file system);
+4. the HATS metadata files are rewritten (each by write-then-rename);
+5. transaction 2 adds the files, ledger rows and versions and marks the run ``committed``.
+
+A crash before 2 leaves only staging debris. A crash between 2 and the end of 5 leaves a
+``committing`` run: :func:`recover` removes its moved files and rewrites the metadata
+from the committed file list, so the catalogue is exactly as before the run. After 5
+the run is in. Readers only ever read files listed in the committed ``files`` table.
+
+``LAMOSTDB_FAULT=<point>`` makes the process die at a named point (``os._exit``), which
+the tests use to check each window.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import lamostdb
+from lamostdb.io.sqlfiles import statement
+
+if TYPE_CHECKING:
+    from lamostdb.catalog.store import Catalog
+
+FAULT_POINTS = ("staged", "intent", "first_move", "moved", "metadata", "committed")
+STAGING = "_staging"
+
+
+def fault(point: str) -> None:
+    """Die here if the environment asks for it (crash-consistency tests only)."""
+    if os.environ.get("LAMOSTDB_FAULT") == point:
+        os._exit(70)
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    """A Parquet file written by a stage, waiting to be committed."""
+
+    table: str
+    staged: str  # relative to the catalogue root
+    final: str  # relative to the catalogue root
+    norder: int
+    npix: int
+    n_rows: int
+    n_bytes: int
+
+
+def staging_dir(cat: Catalog, run_id: str) -> Path:
+    return cat.root / STAGING / run_id
+
+
+def commit_run(cat: Catalog, run_id: str, stage: str, files: Sequence[StagedFile],
+               ledger_writes: Callable[[], None], summary: dict[str, object]) -> None:
+    """Move ``files`` into place and run ``ledger_writes`` in the committing transaction."""
+    con = cat.con
+    moves = [[f.staged, f.final] for f in files]
+    fault("staged")
+    con.execute("BEGIN TRANSACTION")
+    con.execute(statement("ledger.sql", "insert_run"),
+                {"run_id": run_id, "stage": stage, "moves": json.dumps(moves),
+                 "version": lamostdb.__version__})
+    con.execute("COMMIT")
+    fault("intent")
+    for i, f in enumerate(files):
+        final = cat.root / f.final
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(cat.root / f.staged, final)
+        if i == 0:
+            fault("first_move")
+    fault("moved")
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for f in files:
+            con.execute(statement("ledger.sql", "insert_file"),
+                        {"table_name": f.table, "path": f.final, "norder": f.norder,
+                         "npix": f.npix, "n_rows": f.n_rows, "n_bytes": f.n_bytes,
+                         "run_id": run_id})
+        # metadata is rewritten from the file list as it will be after the commit
+        for table in sorted({f.table for f in files}):
+            cat.write_hats_metadata(table)
+        fault("metadata")
+        ledger_writes()
+        con.execute(statement("ledger.sql", "finish_run"),
+                    {"run_id": run_id, "summary": json.dumps(summary, sort_keys=True)})
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    fault("committed")
+    _remove_tree(staging_dir(cat, run_id))
+    cat.refresh_views()
+
+
+def recover(cat: Catalog) -> list[str]:
+    """Roll back runs that died while committing; clear staging debris.
+
+    Returns the ids of the runs rolled back. Call with the write lock held.
+    """
+    con = cat.con
+    rolled: list[str] = []
+    touched_tables: set[str] = set()
+    for run_id, moves_json in con.execute(statement("ledger.sql", "unfinished_runs")).fetchall():
+        for _staged, final in json.loads(moves_json):
+            path = cat.root / final
+            if path.exists():
+                path.unlink()
+            touched_tables.add(final.split("/", 1)[0])
+        con.execute(statement("ledger.sql", "mark_rolled_back"), {"run_id": run_id})
+        rolled.append(str(run_id))
+    for table in sorted(touched_tables):
+        cat.write_hats_metadata(table)
+    _remove_tree(cat.root / STAGING)
+    return rolled
+
+
+def _remove_tree(path: Path) -> None:
+    if not path.exists():
+        return
+    for child in sorted(path.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if child.is_dir():
+            child.rmdir()
+        else:
+            child.unlink()
+    path.rmdir()

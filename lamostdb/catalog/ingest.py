@@ -1,0 +1,376 @@
+"""The ingest stage: FITS files in, ``spectra`` Parquet leaves and ledger rows out.
+
+Incremental and idempotent: files whose path, size and mtime are in the ledger are
+skipped without reading; files whose bytes are already in (under another path, or
+twice in one call) add nothing. Atomic: see :mod:`lamostdb.catalog.commit`.
+Unreadable files go to ``quarantine`` with the reason, and the rest goes on.
+
+Re-delivery policy: a specid delivered again with different bytes is stored as a new
+version; it becomes the current one (the row the ``spectra`` view shows) unless its
+data release (``DATA_V`` "LAMOST DRn") is older than the current version's. Superseded
+versions stay in ``spectra_history``; ``spectrum_versions`` records who replaced whom.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import multiprocessing as mp
+import os
+import re
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from lamostdb.catalog.commit import STAGING, StagedFile, commit_run, fault
+from lamostdb.catalog.hats import leaf_relpath
+from lamostdb.catalog.spectra_table import records_to_table
+from lamostdb.catalog.store import Catalog
+from lamostdb.healpix import pixel_at_order
+from lamostdb.io.parquet import SPECTRA_ENCODING, write_parquet
+from lamostdb.io.record import SpectrumReadError, SpectrumRecord
+from lamostdb.io.sqlfiles import statement
+from lamostdb.io.spectrum import parse_spectrum_bytes, read_file_bytes
+
+SPECTRUM_SUFFIXES = (".fits", ".fit", ".fits.gz", ".fit.gz", ".fts")
+_DR_RE = re.compile(r"DR\s*(\d+)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    """What happened to one input file in a worker."""
+
+    path: str
+    size_bytes: int
+    mtime_ns: int
+    sha256: str
+    specid: str | None
+    obsid: int | None
+    night: int | None
+    data_v: str | None
+    reason: str | None  # None: read fine
+
+
+@dataclass
+class IngestReport:
+    """Summary of one ingest call (also stored as the run's JSON summary)."""
+
+    run_id: str
+    n_inputs: int = 0
+    n_unchanged: int = 0
+    n_ingested: int = 0
+    n_duplicate_content: int = 0
+    n_new_versions: int = 0
+    n_quarantined: int = 0
+    n_rows_written: int = 0
+    bytes_read: int = 0
+    elapsed_s: float = 0.0
+    quarantined: list[tuple[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        d = dict(self.__dict__)
+        d["quarantined"] = [list(q) for q in self.quarantined]
+        return d
+
+
+def release_rank(data_v: str | None) -> int:
+    """Ordinal of a data release label: ``'LAMOST DR9'`` -> 9; unknown -> 0.
+
+    >>> release_rank("LAMOST DR13 Q1"), release_rank(None)
+    (13, 0)
+    """
+    if not data_v:
+        return 0
+    m = _DR_RE.search(data_v)
+    return int(m.group(1)) if m else 0
+
+
+def discover(inputs: Iterable[str | Path]) -> list[Path]:
+    """Expand files, folders (recursively) and glob patterns into spectrum files."""
+    found: dict[str, Path] = {}
+    for item in inputs:
+        s = str(item)
+        if any(ch in s for ch in "*?["):
+            matches = [Path(m) for m in glob.glob(s, recursive=True)]
+            if not matches:
+                raise FileNotFoundError(f"pattern {s!r} matches no file")
+        else:
+            p = Path(s)
+            if not p.exists():
+                raise FileNotFoundError(f"{s}: no such file or folder")
+            matches = [p]
+        for m in matches:
+            if m.is_dir():
+                for f in m.rglob("*"):
+                    if f.is_file() and f.name.lower().endswith(SPECTRUM_SUFFIXES):
+                        found.setdefault(str(f.resolve()), f.resolve())
+            elif m.is_file():
+                found.setdefault(str(m.resolve()), m.resolve())
+    return [found[k] for k in sorted(found)]
+
+
+@dataclass(frozen=True)
+class _ChunkTask:
+    index: int
+    paths: tuple[str, ...]
+    root: str
+    run_id: str
+    order: int
+
+
+def _process_chunk(task: _ChunkTask) -> tuple[list[FileOutcome], list[StagedFile]]:
+    """Read one chunk of files and write its rows to staged Parquet, one file per pixel."""
+    outcomes: list[FileOutcome] = []
+    records: list[SpectrumRecord] = []
+    for path in task.paths:
+        try:
+            st = os.stat(path)
+            size, mtime = st.st_size, st.st_mtime_ns
+        except OSError:
+            size, mtime = 0, 0
+        try:
+            raw, data = read_file_bytes(path)
+        except (SpectrumReadError, OSError) as exc:
+            reason = exc.reason if isinstance(exc, SpectrumReadError) else str(exc)
+            sha = hashlib.sha256(f"unreadable:{path}".encode()).hexdigest()
+            outcomes.append(FileOutcome(path, size, mtime, sha, None, None, None, None, reason))
+            continue
+        try:
+            rec = parse_spectrum_bytes(raw, data, path)
+        except SpectrumReadError as exc:
+            sha = hashlib.sha256(raw).hexdigest()
+            outcomes.append(FileOutcome(path, size, mtime, sha, None, None, None, None,
+                                        exc.reason))
+            continue
+        records.append(rec)
+        outcomes.append(FileOutcome(path, size, mtime, rec.source_sha256, rec.specid, rec.obsid,
+                                    rec.lmjd, rec.data_v, None))
+    staged: list[StagedFile] = []
+    if records:
+        table = records_to_table(records, ingest_run=task.run_id)
+        pix = pixel_at_order(table.column("_healpix_29").to_numpy(), task.order)
+        for p in np.unique(pix):
+            part = table.filter(pa.array(pix == p))
+            leaf = leaf_relpath("spectra", task.order, int(p))
+            name = f"part-{task.run_id}-{task.index:05d}.parquet"
+            staged_rel = f"{STAGING}/{task.run_id}/{leaf}/{name}"
+            nbytes = write_parquet(part, Path(task.root) / staged_rel, **SPECTRA_ENCODING)
+            staged.append(StagedFile("spectra", staged_rel, f"{leaf}/{name}", task.order, int(p),
+                                     part.num_rows, nbytes))
+    return outcomes, staged
+
+
+def _chunks(paths: Sequence[str], size: int) -> list[tuple[str, ...]]:
+    return [tuple(paths[i:i + size]) for i in range(0, len(paths), size)]
+
+
+def _new_run_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
+
+
+def ingest(catalog: Catalog, inputs: Iterable[str | Path], *, workers: int | None = None,
+           chunk_size: int = 500, progress: bool = True) -> IngestReport:
+    """Ingest spectrum files into ``catalog`` (opened with ``mode='w'``).
+
+    Parameters
+    ----------
+    catalog
+        The catalogue.
+    inputs
+        Files, folders (searched recursively for ``*.fits[.gz]``) and glob patterns.
+    workers
+        Reader processes (default: all cores); 1 runs in this process.
+    chunk_size
+        Files per work unit; bounds memory (about 0.1 MB per spectrum per worker).
+    progress
+        Show a progress bar.
+    """
+    t0 = time.perf_counter()
+    run_id = _new_run_id()
+    report = IngestReport(run_id)
+    with catalog.write_lock():
+        files = [str(p) for p in discover(inputs)]
+        report.n_inputs = len(files)
+        todo = _skip_unchanged(catalog, files)
+        report.n_unchanged = len(files) - len(todo)
+        outcomes, staged = _read_all(catalog, todo, run_id, workers, chunk_size, progress)
+        report.bytes_read = sum(o.size_bytes for o in outcomes)
+        ledger, versions, superseded, quarantine, drop = _decide(catalog, outcomes, run_id,
+                                                                 report)
+        staged = _drop_rows(catalog, staged, drop)
+        report.n_rows_written = sum(s.n_rows for s in staged)
+        report.elapsed_s = round(time.perf_counter() - t0, 3)
+
+        def ledger_writes() -> None:
+            con = catalog.con
+            for view, tbl, stmt in (("staged_ledger", ledger, "insert_ledger_rows"),
+                                    ("staged_versions", versions, "insert_versions"),
+                                    ("staged_superseded", superseded, "supersede_versions"),
+                                    ("staged_quarantine", quarantine, "insert_quarantine_rows")):
+                if tbl.num_rows:
+                    con.register(view, tbl)
+                    con.execute(statement("ledger.sql", stmt))
+
+        if staged or ledger.num_rows or quarantine.num_rows:
+            commit_run(catalog, run_id, "ingest", staged, ledger_writes, report.as_dict())
+        else:
+            fault("staged")
+    report.elapsed_s = round(time.perf_counter() - t0, 3)
+    return report
+
+
+def _skip_unchanged(catalog: Catalog, files: list[str]) -> list[str]:
+    if not files:
+        return []
+    rows = catalog.con.execute(statement("ledger.sql", "known_paths"), {"paths": files}).fetchall()
+    known = {p: (s, m) for p, s, m in rows}
+    todo = []
+    for f in files:
+        if f in known:
+            st = os.stat(f)
+            if known[f] == (st.st_size, st.st_mtime_ns):
+                continue
+        todo.append(f)
+    return todo
+
+
+def _read_all(catalog: Catalog, files: list[str], run_id: str, workers: int | None,
+              chunk_size: int, progress: bool) -> tuple[list[FileOutcome], list[StagedFile]]:
+    tasks = [_ChunkTask(i, c, str(catalog.root), run_id, catalog.partition_order)
+             for i, c in enumerate(_chunks(files, chunk_size))]
+    n_workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
+    outcomes: list[FileOutcome] = []
+    staged: list[StagedFile] = []
+    bar = tqdm(total=len(files), unit="file", desc="ingest", disable=not progress or not files)
+    try:
+        if n_workers == 1:
+            results: Iterable[tuple[list[FileOutcome], list[StagedFile]]] = map(_process_chunk,
+                                                                                  tasks)
+            for out, st in results:
+                outcomes += out
+                staged += st
+                bar.update(len(out))
+        else:
+            ctx = mp.get_context("forkserver")
+            ctx.set_forkserver_preload(["lamostdb.catalog.ingest"])
+            with ctx.Pool(n_workers) as pool:
+                for out, st in pool.imap_unordered(_process_chunk, tasks):
+                    outcomes += out
+                    staged += st
+                    bar.update(len(out))
+    finally:
+        bar.close()
+    outcomes.sort(key=lambda o: o.path)
+    staged.sort(key=lambda s: s.final)
+    return outcomes, staged
+
+
+def _decide(catalog: Catalog, outcomes: list[FileOutcome], run_id: str, report: IngestReport
+            ) -> tuple[pa.Table, pa.Table, pa.Table, pa.Table, set[tuple[str, str]]]:
+    """Sort outcomes into ledger rows, versions, supersessions, quarantine and drops."""
+    con = catalog.con
+    shas = sorted({o.sha256 for o in outcomes})
+    known = {r[0] for r in con.execute(statement("ledger.sql", "known_checksums"),
+                                       {"shas": shas}).fetchall()} if shas else set()
+    seen: set[str] = set()
+    fresh: list[FileOutcome] = []
+    quarantine: list[FileOutcome] = []
+    drop: set[tuple[str, str]] = set()
+    for o in outcomes:
+        if o.sha256 in known or o.sha256 in seen:
+            report.n_duplicate_content += 1
+            if o.reason is None:
+                drop.add((o.sha256, o.path))
+            continue
+        seen.add(o.sha256)
+        (fresh if o.reason is None else quarantine).append(o)
+    report.n_quarantined = len(quarantine)
+    report.quarantined = [(o.path, o.reason or "") for o in quarantine]
+    report.n_ingested = len(fresh)
+
+    specids = sorted({o.specid for o in fresh if o.specid})
+    existing: dict[str, list[tuple[int, str, str | None, bool]]] = defaultdict(list)
+    if specids:
+        for sid, ver, sha, dv, cur in con.execute(statement("ledger.sql", "versions_of"),
+                                                  {"specids": specids}).fetchall():
+            existing[sid].append((int(ver), sha, dv, bool(cur)))
+    by_spec: dict[str, list[FileOutcome]] = defaultdict(list)
+    for o in fresh:
+        by_spec[o.specid or ""].append(o)
+    ledger_rows: list[dict[str, object]] = []
+    version_rows: list[dict[str, object]] = []
+    superseded_rows: list[dict[str, object]] = []
+    for sid, new in by_spec.items():
+        old = existing.get(sid, [])
+        next_version = max((v for v, *_ in old), default=0) + 1
+        # new deliveries in release order, then path order, so the newest release wins
+        new.sort(key=lambda o: (release_rank(o.data_v), o.path))
+        candidates = [(release_rank(dv), v, sha) for v, sha, dv, _ in old]
+        assigned = []
+        for o in new:
+            assigned.append((o, next_version))
+            candidates.append((release_rank(o.data_v), next_version, o.sha256))
+            next_version += 1
+        best = max(candidates)  # newest release, then latest delivery
+        if old:
+            report.n_new_versions += len(new)
+        for v, _sha, _dv, cur in old:
+            if cur and v != best[1]:
+                superseded_rows.append({"specid": sid, "version": v, "ingest_run": run_id})
+        for o, v in assigned:
+            ledger_rows.append({"sha256": o.sha256, "path": o.path, "size_bytes": o.size_bytes,
+                                "mtime_ns": o.mtime_ns, "specid": sid, "obsid": o.obsid,
+                                "night": o.night, "version": v, "ingest_run": run_id})
+            version_rows.append({"specid": sid, "version": v, "sha256": o.sha256,
+                                 "data_v": o.data_v, "current": v == best[1],
+                                 "ingest_run": run_id})
+    ledger = pa.Table.from_pylist(ledger_rows, schema=pa.schema([
+        ("sha256", pa.string()), ("path", pa.string()), ("size_bytes", pa.int64()),
+        ("mtime_ns", pa.int64()), ("specid", pa.string()), ("obsid", pa.int64()),
+        ("night", pa.int32()), ("version", pa.int32()), ("ingest_run", pa.string())]))
+    versions = pa.Table.from_pylist(version_rows, schema=pa.schema([
+        ("specid", pa.string()), ("version", pa.int32()), ("sha256", pa.string()),
+        ("data_v", pa.string()), ("current", pa.bool_()), ("ingest_run", pa.string())]))
+    superseded = pa.Table.from_pylist(superseded_rows, schema=pa.schema([
+        ("specid", pa.string()), ("version", pa.int32()), ("ingest_run", pa.string())]))
+    quar = pa.Table.from_pylist(
+        [{"path": o.path, "sha256": o.sha256, "size_bytes": o.size_bytes,
+          "reason": o.reason, "ingest_run": run_id} for o in quarantine],
+        schema=pa.schema([("path", pa.string()), ("sha256", pa.string()),
+                          ("size_bytes", pa.int64()), ("reason", pa.string()),
+                          ("ingest_run", pa.string())]))
+    return ledger, versions, superseded, quar, drop
+
+
+def _drop_rows(catalog: Catalog, staged: list[StagedFile], drop: set[tuple[str, str]]
+               ) -> list[StagedFile]:
+    """Remove rows whose content is already stored from the staged files (rare path)."""
+    if not drop:
+        return staged
+    drop_paths = {p for _, p in drop}
+    out: list[StagedFile] = []
+    for s in staged:
+        full = catalog.root / s.staged
+        table = pq.read_table(full)
+        keep = pc.invert(pc.is_in(table.column("source_path"), pa.array(sorted(drop_paths))))
+        if pc.all(keep).as_py():
+            out.append(s)
+            continue
+        table = table.filter(keep)
+        if table.num_rows == 0:
+            full.unlink()
+            continue
+        schema = table.schema
+        nbytes = write_parquet(table.cast(schema), full, **SPECTRA_ENCODING)
+        out.append(StagedFile(s.table, s.staged, s.final, s.norder, s.npix, table.num_rows,
+                              nbytes))
+    return out

@@ -1,0 +1,69 @@
+"""Nested HEALPix indices, as the HATS convention uses them.
+
+Every row carries ``_healpix_29``, its nested pixel at order 29 (~0.4 milliarcsec);
+the pixel at any coarser order K is that index shifted right by 2*(29-K) bits, so
+partition keys and neighbour look-ups never recompute trigonometry.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from astropy import units as u
+from astropy_healpix import core
+
+SPATIAL_INDEX_ORDER = 29
+
+
+def healpix_29(ra_deg: npt.ArrayLike, dec_deg: npt.ArrayLike) -> npt.NDArray[np.int64]:
+    """Nested order-29 pixel of each position.
+
+    >>> int(pixel_at_order(healpix_29([0.0], [90.0]), 0)[0])
+    0
+    """
+    ra = np.asarray(ra_deg, dtype=np.float64)
+    dec = np.asarray(dec_deg, dtype=np.float64)
+    pix = core.lonlat_to_healpix(ra * u.deg, dec * u.deg, 2**SPATIAL_INDEX_ORDER, order="nested")
+    return np.asarray(pix, dtype=np.int64)
+
+
+def pixel_at_order(hp29: npt.ArrayLike, order: int) -> npt.NDArray[np.int64]:
+    """The nested pixel at ``order`` containing each order-29 pixel."""
+    if not 0 <= order <= SPATIAL_INDEX_ORDER:
+        raise ValueError(f"HEALPix order must be in 0..29, got {order}")
+    return np.asarray(hp29, dtype=np.int64) >> np.int64(2 * (SPATIAL_INDEX_ORDER - order))
+
+
+def partition_dir(npix: int) -> int:
+    """HATS ``Dir=`` value of a pixel: groups pixels by ten thousands."""
+    return int(npix) // 10_000 * 10_000
+
+
+def _pixel_radius_deg(order: int) -> float:
+    # Largest centre-to-corner distance of a HEALPix pixel is below ~1.4x the mean
+    # resolution at every order; padding the cone by it keeps the pixel list complete.
+    res = core.nside_to_pixel_resolution(2**order).to_value(u.deg)
+    return 1.5 * float(res)
+
+
+def cone_pixels(ra_deg: float, dec_deg: float, radius_arcsec: float, order: int
+                ) -> npt.NDArray[np.int64]:
+    """All nested pixels at ``order`` that may hold points within the cone.
+
+    The list is a superset (pixels touching the padded cone); callers filter rows by
+    exact angular separation.
+    """
+    if radius_arcsec < 0:
+        raise ValueError(f"radius_arcsec must be >= 0, got {radius_arcsec}")
+    radius_deg = min(radius_arcsec / 3600.0 + _pixel_radius_deg(order), 180.0)
+    pix = core.healpix_cone_search(ra_deg * u.deg, dec_deg * u.deg, radius_deg * u.deg,
+                                   2**order, order="nested")
+    return np.unique(np.asarray(pix, dtype=np.int64))
+
+
+def neighbours(pixels: npt.ArrayLike, order: int) -> npt.NDArray[np.int64]:
+    """The pixels plus their (up to 8) neighbours, unique and sorted."""
+    pix = np.atleast_1d(np.asarray(pixels, dtype=np.int64))
+    nb = core.neighbours(pix, 2**order, order="nested")
+    allp = np.concatenate([pix, np.asarray(nb, dtype=np.int64).ravel()])
+    return np.unique(allp[allp >= 0])

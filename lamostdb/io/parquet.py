@@ -1,0 +1,61 @@
+"""Parquet writing with the encodings chosen by measurement.
+
+``benchmarks/bench_encodings.py`` compares codecs and encodings on a simulated night;
+its figures (README, "Storage") chose: zstd level 3 for everything, BYTE_STREAM_SPLIT
+for the float pixel columns (flux, ivar, wavelength: splitting the bytes of each float
+groups the slowly varying exponents together, which zstd then compresses), dictionary
+encoding for the short repeated strings, plain encoding for the masks (they are
+mostly zero, which zstd already reduces to almost nothing).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SPECTRA_ENCODING: dict[str, object] = {
+    "compression": "zstd",
+    "compression_level": 3,
+    "byte_stream_split_columns": ("flux", "ivar", "wavelength"),
+    "row_group_size": 512,
+}
+
+
+def write_parquet(table: pa.Table, path: str | Path, *, compression: str = "zstd",
+                  compression_level: int | None = 3,
+                  byte_stream_split_columns: tuple[str, ...] = (),
+                  row_group_size: int = 512) -> int:
+    """Write ``table`` to ``path`` (fsync'ed); return the file size in bytes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    bss = [c for c in byte_stream_split_columns if c in table.column_names]
+    dict_cols = [f.name for f in table.schema if pa.types.is_string(f.type) and f.name not in
+                 ("header", "specid", "source_path", "source_sha256", "designation", "objname",
+                  "obsdate")]
+    with open(path, "wb") as fh:
+        pq.write_table(
+            table, fh,
+            compression=compression,
+            compression_level=compression_level,
+            use_byte_stream_split=bss or False,
+            use_dictionary=dict_cols or False,
+            row_group_size=row_group_size,
+            write_statistics=True,
+        )
+        fh.flush()
+        os.fsync(fh.fileno())
+    return path.stat().st_size
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write a small file so that readers see the old or the new content, never half."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)

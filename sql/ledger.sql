@@ -1,0 +1,155 @@
+-- The catalogue's bookkeeping tables in catalog.duckdb (contracts: schemas/*.json).
+
+-- name: create_catalog_meta
+-- Key/value settings of the catalogue.
+CREATE TABLE IF NOT EXISTS catalog_meta (
+    key VARCHAR PRIMARY KEY,
+    value VARCHAR NOT NULL
+);
+
+-- name: create_runs
+-- One row per stage run with its commit state and the file moves it intends.
+CREATE TABLE IF NOT EXISTS runs (
+    run_id VARCHAR PRIMARY KEY,
+    stage VARCHAR NOT NULL,
+    state VARCHAR NOT NULL,
+    started_at TIMESTAMP NOT NULL,
+    finished_at TIMESTAMP,
+    moves VARCHAR NOT NULL,
+    summary VARCHAR,
+    lamostdb_version VARCHAR NOT NULL
+);
+
+-- name: create_files
+-- The Parquet files of every table: what readers read.
+CREATE TABLE IF NOT EXISTS files (
+    table_name VARCHAR NOT NULL,
+    path VARCHAR PRIMARY KEY,
+    norder TINYINT NOT NULL,
+    npix BIGINT NOT NULL,
+    n_rows BIGINT NOT NULL,
+    n_bytes BIGINT NOT NULL,
+    ingest_run VARCHAR NOT NULL
+);
+
+-- name: create_ingest_ledger
+-- One row per ingested file content.
+CREATE TABLE IF NOT EXISTS ingest_ledger (
+    sha256 VARCHAR PRIMARY KEY,
+    path VARCHAR NOT NULL,
+    size_bytes BIGINT NOT NULL,
+    mtime_ns BIGINT NOT NULL,
+    specid VARCHAR NOT NULL,
+    obsid BIGINT,
+    night INTEGER,
+    version INTEGER NOT NULL,
+    ingest_run VARCHAR NOT NULL,
+    ingested_at TIMESTAMP NOT NULL
+);
+
+-- name: create_spectrum_versions
+-- Every delivered version of every spectrum.
+CREATE TABLE IF NOT EXISTS spectrum_versions (
+    specid VARCHAR NOT NULL,
+    version INTEGER NOT NULL,
+    sha256 VARCHAR NOT NULL,
+    data_v VARCHAR,
+    current BOOLEAN NOT NULL,
+    ingest_run VARCHAR NOT NULL,
+    superseded_by_run VARCHAR,
+    PRIMARY KEY (specid, version)
+);
+
+-- name: create_quarantine
+-- Files that could not be ingested.
+CREATE TABLE IF NOT EXISTS quarantine (
+    path VARCHAR NOT NULL,
+    sha256 VARCHAR PRIMARY KEY,
+    size_bytes BIGINT,
+    reason VARCHAR NOT NULL,
+    ingest_run VARCHAR NOT NULL,
+    quarantined_at TIMESTAMP NOT NULL
+);
+
+-- name: get_meta
+-- One setting.
+SELECT value FROM catalog_meta WHERE key = $key;
+
+-- name: set_meta
+-- Insert or replace one setting.
+INSERT OR REPLACE INTO catalog_meta (key, value) VALUES ($key, $value);
+
+-- name: insert_run
+-- Record the intent of a run before any file is moved into place.
+INSERT INTO runs (run_id, stage, state, started_at, moves, lamostdb_version)
+VALUES ($run_id, $stage, 'committing', now()::TIMESTAMP, $moves, $version);
+
+-- name: finish_run
+-- Mark a run committed (in the same transaction as its ledger rows).
+UPDATE runs SET state = 'committed', finished_at = now()::TIMESTAMP, summary = $summary
+WHERE run_id = $run_id;
+
+-- name: unfinished_runs
+-- Runs that recorded an intent but never committed: to roll back.
+SELECT run_id, moves FROM runs WHERE state = 'committing' ORDER BY started_at;
+
+-- name: mark_rolled_back
+-- A run whose files were removed by recovery.
+UPDATE runs SET state = 'rolled_back', finished_at = now()::TIMESTAMP WHERE run_id = $run_id;
+
+-- name: table_files
+-- The committed files of one table.
+SELECT path, norder, npix, n_rows FROM files WHERE table_name = $table_name ORDER BY path;
+
+-- name: known_paths
+-- Ledger entries of the given paths (to skip unchanged files without reading them).
+WITH wanted AS (SELECT unnest($paths::VARCHAR[]) AS path)
+SELECT l.path, l.size_bytes, l.mtime_ns
+FROM ingest_ledger AS l
+JOIN wanted USING (path);
+
+-- name: known_checksums
+-- Which of the given contents are already ingested or quarantined.
+WITH wanted AS (SELECT unnest($shas::VARCHAR[]) AS sha256)
+SELECT sha256 FROM ingest_ledger JOIN wanted USING (sha256)
+UNION
+SELECT sha256 FROM quarantine JOIN wanted USING (sha256);
+
+-- name: versions_of
+-- Stored versions of the given specids.
+WITH wanted AS (SELECT unnest($specids::VARCHAR[]) AS specid)
+SELECT v.specid, v.version, v.sha256, v.data_v, v.current
+FROM spectrum_versions AS v
+JOIN wanted USING (specid)
+ORDER BY v.specid, v.version;
+
+-- name: insert_ledger_rows
+-- Ledger rows of one ingest run (staged_ledger: an Arrow table registered by the caller).
+INSERT INTO ingest_ledger
+SELECT sha256, path, size_bytes, mtime_ns, specid, obsid, night, version, ingest_run,
+       now()::TIMESTAMP AS ingested_at
+FROM staged_ledger;
+
+-- name: insert_versions
+-- New versions of one ingest run (staged_versions registered by the caller).
+INSERT INTO spectrum_versions
+SELECT specid, version, sha256, data_v, current, ingest_run, NULL AS superseded_by_run
+FROM staged_versions;
+
+-- name: supersede_versions
+-- Older versions that a new delivery replaces (staged_superseded registered by the caller).
+UPDATE spectrum_versions AS v
+SET current = false, superseded_by_run = s.ingest_run
+FROM staged_superseded AS s
+WHERE v.specid = s.specid AND v.version = s.version;
+
+-- name: insert_quarantine_rows
+-- Quarantined files of one ingest run (staged_quarantine registered by the caller).
+INSERT INTO quarantine
+SELECT path, sha256, size_bytes, reason, ingest_run, now()::TIMESTAMP AS quarantined_at
+FROM staged_quarantine;
+
+-- name: insert_file
+-- A committed Parquet file of a table.
+INSERT INTO files (table_name, path, norder, npix, n_rows, n_bytes, ingest_run)
+VALUES ($table_name, $path, $norder, $npix, $n_rows, $n_bytes, $run_id);
