@@ -93,36 +93,43 @@ def star_pool(stars: TemplateSet) -> tuple[npt.NDArray[np.intp], F64]:
     return np.asarray(rows, dtype=np.intp), p / p.sum()
 
 
+def _shift_index(tset: TemplateSet, z: F64, wave: F64) -> tuple[npt.NDArray[np.intp], F64]:
+    """Template pixel left of each ``wave / (1 + z)`` and the linear-lambda weight."""
+    wave_t = tset.wave_angstrom
+    log_rest = np.log10(wave)[None, :] - np.log10(1.0 + np.asarray(z, np.float64))[:, None]
+    # The template grid is log-linear, so its pixel index is arithmetic, not a search.
+    left = np.floor((log_rest - tset.loglam0) / tset.dloglam).astype(np.intp)
+    np.clip(left, 0, wave_t.size - 2, out=left)
+    rest = 10.0**log_rest
+    # Weights in linear wavelength, as np.interp; the clip makes values outside
+    # the template hold the end value, also as np.interp.
+    lo = wave_t[left]
+    frac = np.clip((rest - lo) / (wave_t[left + 1] - lo), 0.0, 1.0)
+    return left, frac
+
+
 def shift_templates(
     tset: TemplateSet, rows: npt.NDArray[np.intp], z: F64, wave: F64
 ) -> F64:
     """``vectors[rows[j]]`` redshifted by ``z[j]`` and sampled at ``wave``.
 
     Same numbers as ``np.interp(wave / (1 + z[j]), tset.wave_angstrom,
-    tset.vectors[rows[j]])`` for every ``j``, but for the whole batch at once:
-    both grids are log-linear, so the template pixel left of each output pixel
-    is found by arithmetic instead of a search.
+    tset.vectors[rows[j]])`` for every ``j``, for the whole batch at once.
     """
-    wave_t = tset.wave_angstrom
-    n_t = wave_t.size
-    rest = wave[None, :] / (1.0 + np.asarray(z, dtype=np.float64))[:, None]
-    pos = (np.log10(rest) - tset.loglam0) / tset.dloglam
-    left = np.clip(np.floor(pos).astype(np.intp), 0, n_t - 2)
-    # Weights in linear wavelength, as np.interp; the clip makes values outside
-    # the template hold the end value, also as np.interp.
-    frac = np.clip((rest - wave_t[left]) / (wave_t[left + 1] - wave_t[left]), 0.0, 1.0)
-    vec = tset.vectors[np.asarray(rows, dtype=np.intp)[:, None], left]
-    vec_next = tset.vectors[np.asarray(rows, dtype=np.intp)[:, None], left + 1]
-    return vec * (1.0 - frac) + vec_next * frac
+    left, frac = _shift_index(tset, z, wave)
+    flat = tset.vectors.ravel()
+    start = (np.asarray(rows, dtype=np.intp) * tset.vectors.shape[1])[:, None] + left
+    return flat[start] * (1.0 - frac) + flat[start + 1] * frac
 
 
 def eigen_model(tset: TemplateSet, coeffs: F64, z: F64, wave: F64) -> F64:
     """``sum_k coeffs[j, k] * e_k(wave / (1 + z[j]))`` for a batch of objects."""
     coeffs = np.atleast_2d(coeffs)
-    out = np.zeros((coeffs.shape[0], wave.size))
+    left, frac = _shift_index(tset, z, wave)
+    out = np.zeros(left.shape)
     for k in range(coeffs.shape[1]):
-        rows = np.full(coeffs.shape[0], k, dtype=np.intp)
-        out += coeffs[:, k, None] * shift_templates(tset, rows, z, wave)
+        vec = tset.vectors[k]
+        out += coeffs[:, k, None] * (vec[left] * (1.0 - frac) + vec[left + 1] * frac)
     return out
 
 

@@ -1,0 +1,5 @@
+import sys
+
+from lamostdb.cli.main import main
+
+sys.exit(main())

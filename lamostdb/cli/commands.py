@@ -1,0 +1,164 @@
+"""Implementations of the ``lamostdb`` subcommands (argument parsing is in ``main``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from lamostdb.catalog.store import DB_NAME, Catalog, open_catalog
+
+
+def _typed(value: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value
+
+
+def _params(items: list[str]) -> dict[str, Any] | None:
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--param {item!r}: expected NAME=VALUE")
+        k, v = item.split("=", 1)
+        out[k.strip()] = _typed(v)
+    return out or None
+
+
+def print_frame(df: pl.DataFrame, *, max_rows: int = 50, file: Any = None) -> None:
+    with pl.Config(tbl_rows=max_rows, tbl_cols=20, fmt_str_lengths=40, tbl_width_chars=160,
+                   tbl_hide_dataframe_shape=False):
+        print(df, file=file or sys.stdout)
+
+
+def open_for_write(path: str, order: int | None = None) -> Catalog:
+    if (Path(path) / DB_NAME).exists():
+        cat = Catalog(path, mode="w")
+        if order is not None and order != cat.partition_order:
+            raise ValueError(f"{path} is partitioned at order {cat.partition_order}; "
+                             f"--order {order} applies only to new catalogues")
+        return cat
+    return Catalog.create(path, **({"partition_order": order} if order is not None else {}))
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from lamostdb.catalog.ingest import ingest
+
+    with open_for_write(args.catalog, args.order) as cat:
+        rep = ingest(cat, args.paths, workers=args.workers, chunk_size=args.chunk_size,
+                     progress=not args.quiet)
+    rate = rep.n_ingested / rep.elapsed_s if rep.elapsed_s else 0.0
+    print(f"run {rep.run_id}: {rep.n_inputs} files seen, {rep.n_ingested} ingested "
+          f"({rep.n_new_versions} new versions of known spectra), {rep.n_unchanged} unchanged, "
+          f"{rep.n_duplicate_content} already stored, {rep.n_quarantined} quarantined; "
+          f"{rep.elapsed_s:.1f} s, {rate:.0f} spectra/s")
+    for path, reason in rep.quarantined[:20]:
+        print(f"  quarantined {path}: {reason}")
+    if len(rep.quarantined) > 20:
+        print(f"  ... and {len(rep.quarantined) - 20} more: SELECT * FROM quarantine")
+    return 0
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    with open_catalog(args.catalog) as cat:
+        df = cat.sql(args.query, _params(args.param))
+    fmt = args.format
+    if fmt == "parquet" and not args.output:
+        raise ValueError("--format parquet needs --output FILE")
+    if args.output:
+        out = Path(args.output)
+        if fmt == "parquet":
+            df.write_parquet(out)
+        elif fmt == "csv":
+            df.write_csv(out)
+        elif fmt == "json":
+            df.write_json(out)
+        else:
+            with open(out, "w") as fh:
+                print_frame(df, max_rows=args.max_rows, file=fh)
+        print(f"{df.height} rows written to {out}", file=sys.stderr)
+    elif fmt == "csv":
+        sys.stdout.write(df.write_csv())
+    elif fmt == "json":
+        sys.stdout.write(df.write_json() + "\n")
+    else:
+        print_frame(df, max_rows=args.max_rows)
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from lamostdb.sim import simulate_night
+
+    t0 = time.perf_counter()
+    summary = simulate_night(args.out, n=args.n, seed=args.seed, layout=args.layout,
+                             gzip=args.gzip, arm_mismatch_max=args.arm_mismatch_max,
+                             tilt_max=args.tilt_max, progress=not args.quiet)
+    counts = summary.get("counts", summary)
+    print(f"wrote {args.n} spectra to {args.out} in {time.perf_counter() - t0:.1f} s: {counts}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    with open_catalog(args.catalog) as cat:
+        print(f"catalogue {cat.root} (HEALPix partition order {cat.partition_order})")
+        print_frame(cat.sql(
+            "SELECT 'spectra' AS name, count(*) AS n_rows FROM spectra "
+            "UNION ALL SELECT 'spectra_history', count(*) FROM spectra_history "
+            "UNION ALL SELECT 'quarantine', count(*) FROM quarantine "
+            "UNION ALL SELECT 'ingest_ledger', count(*) FROM ingest_ledger"))
+        print_frame(cat.sql("SELECT run_id, stage, state, started_at, finished_at FROM runs "
+                            "ORDER BY started_at DESC LIMIT 10"))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from lamostdb.catalog.ingest import ingest
+    from lamostdb.sim import simulate_night
+
+    work = Path(args.dir)
+    work.mkdir(parents=True, exist_ok=True)
+    shipped = Path(__file__).resolve().parents[1] / "data" / "spectra"
+    night = work / "night-sim-00001"
+    if not (night / "truth.parquet").exists():
+        print(f"simulating a night of {args.n} spectra into {night} ...")
+        simulate_night(night, n=args.n, seed=1, progress=not args.quiet)
+    with open_for_write(str(work / "catalog")) as cat:
+        for label, src in (("shipped real LAMOST/SDSS spectra", shipped),
+                           ("simulated night", night / "spectra")):
+            rep = ingest(cat, [src], progress=not args.quiet)
+            print(f"ingest {label}: {rep.n_ingested} new, {rep.n_unchanged} unchanged, "
+                  f"{rep.n_quarantined} quarantined ({rep.elapsed_s:.1f} s)")
+    queries = [
+        ("Spectra per survey and file layout",
+         "SELECT survey, file_format, count(*) AS n FROM spectra GROUP BY ALL ORDER BY n DESC",
+         None),
+        ("LAMOST pipeline classes (reference labels) in the catalogue",
+         "SELECT lasp_class, count(*) AS n, round(median(snrg), 1) AS median_snrg "
+         "FROM spectra GROUP BY ALL ORDER BY n DESC", None),
+        ("Re-delivered spectra: one obsid in two data releases, newest release current",
+         "SELECT v.specid, v.version, v.data_v, v.current, s.obsid FROM spectrum_versions v "
+         "JOIN ingest_ledger s ON s.sha256 = v.sha256 "
+         "WHERE v.specid IN (SELECT specid FROM spectrum_versions WHERE version > 1) "
+         "ORDER BY v.specid, v.version", None),
+        ("Quarantined files and why", "SELECT path, reason FROM quarantine", None),
+        ("Bright high-S/N stars in the simulated night (bound parameter $snr)",
+         "SELECT obsid, designation, ra, dec, snrg, lasp_subclass FROM spectra "
+         "WHERE lasp_class = 'STAR' AND snrg > $snr ORDER BY snrg DESC LIMIT 5", {"snr": 50}),
+    ]
+    with open_catalog(str(work / "catalog")) as cat:
+        for title, q, params in queries:
+            print(f"\n-- {title}\n{q}")
+            print_frame(cat.sql(q, params), max_rows=20)
+        print("\n-- Cone search: 10 arcmin around LAMOST J220848.54-020324.3 (obsid 101001)")
+        print_frame(cat.cone(332.202274, -2.056767, 600).select(
+            "specid", "obsid", "lasp_class", "lasp_subclass", "sep_arcsec"))
+    print(f"\ncatalogue: {work / 'catalog'}  (try: lamostdb sql {work / 'catalog'} "
+          "\"SELECT count(*) FROM spectra\")")
+    return 0

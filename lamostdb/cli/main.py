@@ -1,0 +1,93 @@
+"""The ``lamostdb`` command: one entry point, one subcommand per job."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import duckdb
+
+from lamostdb import __version__
+from lamostdb.catalog.store import CatalogError
+from lamostdb.cli import commands
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="lamostdb",
+        description="Columnar catalogue of LAMOST low-resolution spectra: ingest FITS files "
+        "into HEALPix-partitioned Parquet, query with SQL, simulate nights.",
+    )
+    p.add_argument("--version", action="version", version=f"lamostdb {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("ingest", help="add spectrum files (a night, folders, globs) to a catalogue",
+                       description="Ingest LAMOST (DR1-DR9+) and SDSS spectrum files. Creates the "
+                       "catalogue folder if needed. Incremental and idempotent: files already in "
+                       "are skipped; unreadable files are quarantined with the reason.")
+    s.add_argument("catalog", help="catalogue folder (created if missing)")
+    s.add_argument("paths", nargs="+", help="files, folders (searched recursively) or globs")
+    s.add_argument("--workers", type=int, default=None, help="reader processes (default: cores)")
+    s.add_argument("--chunk-size", type=int, default=500, help="files per work unit (memory)")
+    s.add_argument("--order", type=int, default=None,
+                   help="HEALPix partition order of a new catalogue (default 4)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=commands.cmd_ingest)
+
+    s = sub.add_parser("sql", help="run a SQL query over a catalogue",
+                       description="Run SQL over the catalogue's tables and views (spectra, "
+                       "spectra_history, quarantine, ingest_ledger, spectrum_versions, runs). "
+                       "Bind values with --param NAME=VALUE and $NAME in the query.")
+    s.add_argument("catalog")
+    s.add_argument("query")
+    s.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="bound parameter (repeatable); numbers are typed automatically")
+    s.add_argument("--format", choices=("table", "csv", "json", "parquet"), default="table")
+    s.add_argument("--output", help="write to this file instead of standard output")
+    s.add_argument("--max-rows", type=int, default=50, help="rows shown in table format")
+    s.set_defaults(func=commands.cmd_sql)
+
+    s = sub.add_parser("simulate", help="write a simulated LAMOST night (FITS + truth + mock Gaia/PS1)",
+                       description="Write a LAMOST-like night as real FITS files from the shipped "
+                       "templates, with a truth table and mock Gaia DR3 / Pan-STARRS1 catalogues. "
+                       "Same seed, same bytes.")
+    s.add_argument("out", help="output folder")
+    s.add_argument("--n", type=int, default=4000, help="number of spectra")
+    s.add_argument("--seed", type=int, default=1, help="night seed (0..89999)")
+    s.add_argument("--layout", choices=("mixed", "dr9", "dr5"), default="mixed")
+    s.add_argument("--gzip", action="store_true", help="gzip the FITS files")
+    s.add_argument("--arm-mismatch-max", type=float, default=0.15)
+    s.add_argument("--tilt-max", type=float, default=0.30)
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=commands.cmd_simulate)
+
+    s = sub.add_parser("info", help="summary of a catalogue: tables, runs, quarantine")
+    s.add_argument("catalog")
+    s.set_defaults(func=commands.cmd_info)
+
+    s = sub.add_parser("demo", help="build a catalogue from shipped real spectra + a simulated "
+                       "night and show queries")
+    s.add_argument("dir", nargs="?", default="lamostdb-demo", help="work folder (default ./lamostdb-demo)")
+    s.add_argument("--n", type=int, default=2000, help="spectra in the simulated night")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=commands.cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (CatalogError, FileNotFoundError, KeyError, ValueError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"lamostdb {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except duckdb.Error as exc:
+        print(f"lamostdb {args.command}: SQL error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
