@@ -156,12 +156,13 @@ class Catalog:
         return [TableFile(str(p), int(o), int(n), int(r)) for p, o, n, r in rows]
 
     def _register_parquet(self, name: str, schema_name: str, files: Sequence[str]) -> None:
-        try:  # an empty table was registered as an Arrow object under the same name
+        # registered (not CREATE VIEW) so that read-only connections can do it too
+        try:
             self.con.unregister(name)
         except duckdb.Error:
             pass
         if files:
-            self.con.read_parquet(list(files)).create_view(name, replace=True)
+            self.con.register(name, self.con.read_parquet(list(files)))
         else:
             self.con.register(name, load_schema(schema_name).arrow_schema().empty_table())
 
