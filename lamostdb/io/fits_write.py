@@ -52,7 +52,8 @@ Card = tuple[str, object, str]
 
 
 def _check_text(text: str, what: str) -> None:
-    if not all(" " <= ch <= "~" for ch in text):
+    # For ASCII text, isprintable() is exactly the FITS range 0x20-0x7E.
+    if not (text.isascii() and text.isprintable()):
         raise ValueError(f"{what} {text!r}: FITS headers allow printable ASCII only")
 
 

@@ -1,7 +1,8 @@
 """Simulated LAMOST nights with known truth (``lamostdb simulate``).
 
->>> from lamostdb.sim import simulate_night  # doctest: +SKIP
->>> simulate_night("night1", n=200, seed=1)["counts"]  # doctest: +SKIP
+:func:`simulate_night` writes one night of FITS spectra with a truth table and
+matching mock Gaia / PS1 catalogues; :func:`night_fields` tells which survey
+fields a night observes (useful to pick seeds that revisit a field).
 """
 
 from lamostdb.sim.night import night_fields, plan_night, render, simulate_night

@@ -1,15 +1,15 @@
 """Simulate one LAMOST-like observing night: FITS spectra, truth table, mock Gaia/PS1.
 
 The night is planned first as one table of observations (which object, which
-fibre, which S/N and distortions), entirely from random streams derived from
-the night's seed; spectra are then rendered and written in fixed-size chunks,
-each with its own derived stream, so the output never depends on chunking,
-timing, or iteration order of dicts and sets.
+fibre, which S/N and distortions), from random streams derived from the night's
+seed and the plate number; spectra are then rendered in chunks of the fixed size
+:data:`CHUNK`, each with its own stream derived from the chunk number. The files
+therefore depend on the arguments only: not on threads, timing, or the
+iteration order of dicts and sets.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,7 +33,6 @@ CHUNK = 500  # spectra rendered together; part of the output's definition, keep 
 MAX_N = 999_999
 MAX_SEED = 90_000
 LAYOUTS = ("dr9", "dr5", "mixed")
-MJD0 = _dt.date(1858, 11, 17)
 SKY_UNIT = 10.0  # flux units of the noise in sky / junk fibres
 PIPELINE_CLASS = {"STAR": "STAR", "GALAXY": "GALAXY", "QSO": "QSO", "UNKNOWN": "Unknown"}
 OBJTYPE = {"STAR": "Star", "GALAXY": "Galaxy", "QSO": "QSO"}
@@ -55,24 +54,6 @@ def night_fields(seed: int, n: int) -> list[int]:
     n_plates = math.ceil(n / FIBERS_PER_PLATE)
     order = np.random.default_rng([NIGHT_TAG, seed, 0]).permutation(refcat.N_FIELDS)
     return [int(f) for f in order[:n_plates]]
-
-
-def mjd_to_date(mjd: int) -> str:
-    """ISO calendar date of an integer MJD (MJD 0 = 1858-11-17)."""
-    return (MJD0 + _dt.timedelta(days=int(mjd))).isoformat()
-
-
-def designation(ra_deg: float, dec_deg: float) -> str:
-    """IAU-style ``LAMOST Jhhmmss.ss+ddmmss.s`` name (truncated, not rounded)."""
-    cs = int(ra_deg / 15.0 * 360000.0)  # hundredths of a second of time
-    h, rem = divmod(cs, 360000)
-    m, rem = divmod(rem, 6000)
-    ds = int(abs(dec_deg) * 36000.0)  # tenths of an arcsecond
-    d, drem = divmod(ds, 36000)
-    dm, drem = divmod(drem, 600)
-    sign = "-" if dec_deg < 0 else "+"
-    return (f"LAMOST J{h:02d}{m:02d}{rem // 100:02d}.{rem % 100:02d}"
-            f"{sign}{d:02d}{dm:02d}{drem // 10:02d}.{drem % 10}")
 
 
 def _plan_plate(seed: int, k: int, field: int, size: int, targets: refcat.Targets,
@@ -126,14 +107,21 @@ def _plan_plate(seed: int, k: int, field: int, size: int, targets: refcat.Target
 
 def plan_night(seed: int, n: int, templates: dict[str, TemplateSet], *,
                layout: str = "mixed", gzip: bool = False, tilt_max: float = 0.30,
-               arm_mismatch_max: float = 0.15) -> dict[str, Any]:
-    """Every observation of the night as columns (no pixels yet), sorted by obsid."""
+               arm_mismatch_max: float = 0.15,
+               targets: dict[int, refcat.Targets] | None = None) -> dict[str, Any]:
+    """Every observation of the night as columns (no pixels yet), sorted by obsid.
+
+    ``targets`` (field index -> :func:`refcat.field_targets`) is filled in as a cache.
+    """
     _check(n, seed)
     fields = night_fields(seed, n)
+    targets = {} if targets is None else targets
+    for f in fields:
+        if f not in targets:
+            targets[f] = refcat.field_targets(f, templates)
     sizes = [n // len(fields) + (k < n % len(fields)) for k in range(len(fields))]
     basis = sm.legendre_basis()
-    plates = [_plan_plate(seed, k, f, size, refcat.field_targets(f, templates), tilt_max,
-                          arm_mismatch_max, basis)
+    plates = [_plan_plate(seed, k, f, size, targets[f], tilt_max, arm_mismatch_max, basis)
               for k, (f, size) in enumerate(zip(fields, sizes, strict=True))]
     p = {key: np.concatenate([pl[key] for pl in plates]) for key in plates[0]}
     order = np.lexsort((p["fiberid"], p["spid"], p["plate"]))
@@ -142,8 +130,8 @@ def plan_night(seed: int, n: int, templates: dict[str, TemplateSet], *,
     p["lmjd"] = np.full(n, 57000 + seed % 3000, dtype=np.int64)
     p["mjd"] = p["lmjd"] - 1
     p["planid"] = np.array([f"SIM{seed:05d}F{k:02d}" for k in p["plate"]], dtype=object)
-    p["date_obs"] = np.array([f"{mjd_to_date(m)}T{t}" for m, t in zip(p["mjd"], p["time"],
-                                                                     strict=True)], dtype=object)
+    p["date_obs"] = np.array([f"{refcat.mjd_to_date(m)}T{t}"
+                              for m, t in zip(p["mjd"], p["time"], strict=True)], dtype=object)
     p["epoch_jyear"] = 2000.0 + (p["mjd"] + p["day_fraction"] - 51544.5) / 365.25
     p["ra"], p["dec"] = refcat.propagate(p["ra_2016"], p["dec_2016"], p["pmra"], p["pmdec"],
                                          p["epoch_jyear"] - refcat.GAIA_EPOCH)
@@ -242,7 +230,7 @@ def header_cards(row: dict[str, Any]) -> list[Card]:
         ("DEC", row["dec"], "[deg] Declination of object"),
         ("RA_OBS", row["ra"], "[deg] Right ascension during observing"),
         ("DEC_OBS", row["dec"], "[deg] Declination during observing"),
-        ("DESIG", designation(row["ra"], row["dec"]), "Designation of LAMOST target"),
+        ("DESIG", refcat.designation(row["ra"], row["dec"]), "Designation of LAMOST target"),
         ("FIBERID", row["fiberid"], "Fiber ID of Object"),
         ("OBJNAME", str(row["object_id"]), "Name of object"),
         ("OBJTYPE", "Sky" if sky else OBJTYPE.get(cls, "Star"), "Object type"),
@@ -322,6 +310,7 @@ def truth_table(p: dict[str, Any], snr_g: np.ndarray) -> pa.Table:
     """One row per spectrum: what was simulated, sorted by obsid."""
     n = p["obsid"].size
     star = p["class"] == "STAR"
+    obj = p["class"] != "UNKNOWN"
     tilt = pa.ListArray.from_arrays(pa.array(np.arange(0, 3 * n + 1, 3), pa.int32()),
                                     pa.array(p["tilt"].ravel(), pa.float64()))
     cols: dict[str, Any] = {
@@ -329,7 +318,8 @@ def truth_table(p: dict[str, Any], snr_g: np.ndarray) -> pa.Table:
         "object_id": pa.array(p["object_id"], pa.int64()),
         "class": p["class"].astype(str), "subclass": p["subclass"].astype(str),
         "template_name": p["template_name"].astype(str),
-        "z": p["z"], "v_kms": _nullable(p["v_kms"], star, pa.float64()),
+        "z": _nullable(p["z"], obj, pa.float64()),
+        "v_kms": _nullable(p["v_kms"], star, pa.float64()),
         "v_sys_kms": _nullable(p["v_sys_kms"], star, pa.float64()),
         "is_binary": star & (p["binary_k_kms"] > 0),
         "snr_g": snr_g, "tilt_coeffs": tilt,
@@ -343,7 +333,7 @@ def truth_table(p: dict[str, Any], snr_g: np.ndarray) -> pa.Table:
         "ra": p["ra"], "dec": p["dec"], "ra_2016": p["ra_2016"], "dec_2016": p["dec_2016"],
         "pmra": p["pmra"], "pmdec": p["pmdec"], "parallax": p["parallax"],
         "high_pm": p["high_pm"], "close_pair": p["close_pair"],
-        "mag_g": p["mag_g"], "lmjd": p["lmjd"], "mjd": p["mjd"],
+        "mag_g": _nullable(p["mag_g"], obj, pa.float64()), "lmjd": p["lmjd"], "mjd": p["mjd"],
         "date_obs": p["date_obs"].astype(str), "epoch_jyear": p["epoch_jyear"],
         "header_z": p["header_z"], "header_z_err": p["header_z_err"],
         "gaia_source_id": _nullable(p["gaia_source_id"], p["has_gaia"], pa.int64()),
@@ -378,13 +368,14 @@ def simulate_night(out_dir: str | Path, *, n: int, seed: int, layout: str = "mix
     spectra_dir = out / "spectra"
     spectra_dir.mkdir(parents=True)
     templates = load_default_templates()
+    targets: dict[int, refcat.Targets] = {}
     p = plan_night(seed, n, templates, layout=layout, gzip=gzip, tilt_max=tilt_max,
-                   arm_mismatch_max=arm_mismatch_max)
+                   arm_mismatch_max=arm_mismatch_max, targets=targets)
     total, snr_g = write_spectra(p, spectra_dir, templates, seed, progress=progress)
     paths = {"spectra": spectra_dir, "truth": out / "truth.parquet",
              "gaia": out / "gaia.parquet", "ps1": out / "ps1.parquet"}
     pq.write_table(truth_table(p, snr_g), paths["truth"], compression="zstd")
-    gaia, ps1 = refcat.reference_tables(p["fields"], templates)
+    gaia, ps1 = refcat.reference_tables(p["fields"], templates, targets)
     pq.write_table(gaia, paths["gaia"], compression="zstd")
     pq.write_table(ps1, paths["ps1"], compression="zstd")
     total += sum(paths[k].stat().st_size for k in ("truth", "gaia", "ps1"))

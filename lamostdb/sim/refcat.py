@@ -9,11 +9,13 @@ noise, distortions, masks) belongs to the night.
 
 from __future__ import annotations
 
+import datetime as _dt
+
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-from astropy_healpix.core import lonlat_to_healpix
 from astropy import units as u
+from astropy_healpix.core import lonlat_to_healpix
 
 from lamostdb.sim import spectra_model as sm
 from lamostdb.templates import TemplateSet
@@ -39,6 +41,7 @@ CLOSE_PAIR_FRACTION = 0.01
 _PAIR_BASE = 6_000
 _BACKGROUND_BASE = 10_000
 _DEG2MAS = 3.6e6
+_MJD0 = _dt.date(1858, 11, 17)
 
 
 def _check_field(index: int) -> None:
@@ -88,6 +91,24 @@ def propagate(ra: F64, dec: F64, pmra: F64, pmdec: F64, dt_yr: F64 | float
     dra = np.asarray(pmra) * dt_yr / _DEG2MAS / np.cos(np.radians(dec))
     ddec = np.asarray(pmdec) * dt_yr / _DEG2MAS
     return (np.asarray(ra) + dra) % 360.0, np.asarray(dec) + ddec
+
+
+def mjd_to_date(mjd: int) -> str:
+    """ISO calendar date of an integer MJD (MJD 0 = 1858-11-17)."""
+    return (_MJD0 + _dt.timedelta(days=int(mjd))).isoformat()
+
+
+def designation(ra_deg: float, dec_deg: float) -> str:
+    """IAU-style ``LAMOST Jhhmmss.ss+ddmmss.s`` name (truncated, not rounded)."""
+    cs = int(ra_deg / 15.0 * 360000.0)  # hundredths of a second of time
+    h, rem = divmod(cs, 360000)
+    m, rem = divmod(rem, 6000)
+    ds = int(abs(dec_deg) * 36000.0)  # tenths of an arcsecond
+    d, drem = divmod(ds, 36000)
+    dm, drem = divmod(drem, 600)
+    sign = "-" if dec_deg < 0 else "+"
+    return (f"LAMOST J{h:02d}{m:02d}{rem // 100:02d}.{rem % 100:02d}"
+            f"{sign}{d:02d}{dm:02d}{drem // 10:02d}.{drem % 10}")
 
 
 def gaia_like_id(ra: F64, dec: F64, field: int, local: npt.NDArray[np.int64]
@@ -142,62 +163,26 @@ def field_targets(index: int, templates: dict[str, TemplateSet]) -> Targets:
     pool, p = sm.star_pool(stars)
     t["star_row"] = np.where(is_star, r_star.choice(pool, size=n, p=p), -1)
     names = np.array(stars.names, dtype=object)
-    t["template_name"] = np.where(is_star, names[np.maximum(t["star_row"], 0)], "eigen")
+    t["template_name"] = np.where(is_star, names[np.maximum(t["star_row"], 0)],
+                                  np.where(is_unk, "none", "eigen"))
     subclass = {name: sm.subclass_of(name) for name in set(names[pool])}
     t["subclass"] = np.array([subclass[x] if s else "Non"
                               for x, s in zip(t["template_name"], is_star, strict=True)],
                              dtype=object)
 
-    # Kinematics: radial velocity (stars), proper motion and parallax.
-    v_sys = np.clip(r_kin.normal(0.0, 40.0, size=n), -1099.0, 1099.0)
-    binary = r_kin.uniform(size=n) < 0.10
-    k_amp = r_kin.uniform(10.0, 60.0, size=n)
-    pm = r_kin.normal(0.0, 6.0, size=(n, 2))
-    high = r_kin.uniform(size=n) < 0.02
-    pm_high = 10.0 ** r_kin.uniform(2.0, 3.0, size=n)
-    angle = r_kin.uniform(0.0, 2.0 * np.pi, size=n)
-    vt = r_kin.uniform(30.0, 150.0, size=n)
-    plx = np.exp(r_kin.normal(np.log(0.6), 0.8, size=n))
-    high &= is_star
-    pm[high] = (pm_high * np.stack([np.sin(angle), np.cos(angle)]))[:, high].T
-    # Nearby fast movers have the parallax their tangential velocity implies.
-    plx = np.where(high, 4.74 * pm_high / vt, plx)
-    t["v_sys_kms"] = np.where(is_star, v_sys, 0.0)
-    t["binary_k_kms"] = np.where(is_star & binary, k_amp, 0.0)
-    t["pmra"] = np.where(is_star, pm[:, 0], 0.0)
-    t["pmdec"] = np.where(is_star, pm[:, 1], 0.0)
-    t["parallax"] = np.where(is_star, plx, 0.0)
-    t["high_pm"] = high
+    t.update(_kinematics(r_kin, is_star))
 
     # Extragalactic redshifts (more galaxies at low z) and eigen-coefficients.
     z_gal = 0.6 * r_ext.beta(1.5, 4.0, size=n)
     z_qso = 0.1 + 3.9 * r_ext.beta(2.0, 3.5, size=n)
-    t["z_sys"] = np.select([is_star, is_gal, is_qso], [v_sys / sm.C_KMS, z_gal, z_qso], 0.0)
+    t["z_sys"] = np.select([is_star, is_gal, is_qso],
+                           [t["v_sys_kms"] / sm.C_KMS, z_gal, z_qso], 0.0)
     coeffs = np.zeros((n, 4))
     for flag, key in ((is_gal, "GALAXY"), (is_qso, "QSO")):
         coeffs[flag] = sm.draw_eigen_coeffs(r_ext, templates[key], t["z_sys"][flag],
                                             (0.3, 0.2, 0.1), wave)
     t["coeffs"] = coeffs
-
-    # Magnitudes: g from a class-dependent distribution, colours from the model.
-    g = np.select(
-        [is_star, is_gal, is_qso],
-        [np.clip(r_mag.normal(15.8, 1.2, size=n), 10.5, 19.0),
-         np.clip(r_mag.normal(17.6, 0.5, size=n), 15.5, 18.8),
-         np.clip(r_mag.normal(18.3, 0.6, size=n), 16.0, 19.5)], np.nan)
-    colours = np.zeros((n, 4))
-    star_mags = sm.band_flux_mags(
-        sm.shift_templates(stars, pool, np.zeros(pool.size), wave), wave)
-    lookup = np.zeros((len(names), 4))
-    lookup[pool] = star_mags
-    colours[is_star] = lookup[t["star_row"][is_star]]
-    for flag, key in ((is_gal, "GALAXY"), (is_qso, "QSO")):
-        model = sm.eigen_model(templates[key], coeffs[flag], t["z_sys"][flag], wave)
-        colours[flag] = sm.band_flux_mags(model, wave)
-    mags = g[:, None] + colours - colours[:, :1]
-    t["mag_g"], t["mag_r"], t["mag_i"], t["mag_z"] = mags.T
-    t["mag_y"] = t["mag_z"] - 0.5 * (t["mag_i"] - t["mag_z"])
-    t["gaia_g"], t["gaia_bp"], t["gaia_rp"] = gaia_mags(t["mag_g"], t["mag_r"])
+    t.update(_photometry(r_mag, t, templates, pool))
 
     # Which reference catalogues see the target (faint / extended ones drop out).
     draw = r_ref.uniform(size=(n, 3))
@@ -213,6 +198,61 @@ def field_targets(index: int, templates: dict[str, TemplateSet]) -> Targets:
     # Selection weight: some targets get onto plates far more often than others.
     t["priority"] = np.exp(r_sel.normal(0.0, 0.7, size=n))
     return t
+
+
+def _kinematics(rng: np.random.Generator, is_star: npt.NDArray[np.bool_]) -> Targets:
+    """Radial velocity, binarity, proper motion and parallax (zero for non-stars)."""
+    n = is_star.size
+    v_sys = np.clip(rng.normal(0.0, 40.0, size=n), -1099.0, 1099.0)
+    binary = rng.uniform(size=n) < 0.10
+    k_amp = rng.uniform(10.0, 60.0, size=n)
+    pm = rng.normal(0.0, 6.0, size=(n, 2))
+    high = rng.uniform(size=n) < 0.02
+    pm_high = 10.0 ** rng.uniform(2.0, 3.0, size=n)
+    angle = rng.uniform(0.0, 2.0 * np.pi, size=n)
+    vt = rng.uniform(30.0, 150.0, size=n)
+    plx = np.exp(rng.normal(np.log(0.6), 0.8, size=n))
+    high &= is_star
+    pm[high] = (pm_high * np.stack([np.sin(angle), np.cos(angle)]))[:, high].T
+    # Nearby fast movers have the parallax their tangential velocity implies.
+    plx = np.where(high, 4.74 * pm_high / vt, plx)
+    return {
+        "v_sys_kms": np.where(is_star, v_sys, 0.0),
+        "binary_k_kms": np.where(is_star & binary, k_amp, 0.0),
+        "pmra": np.where(is_star, pm[:, 0], 0.0),
+        "pmdec": np.where(is_star, pm[:, 1], 0.0),
+        "parallax": np.where(is_star, plx, 0.0),
+        "high_pm": high,
+    }
+
+
+def _photometry(rng: np.random.Generator, t: Targets, templates: dict[str, TemplateSet],
+                pool: npt.NDArray[np.intp]) -> Targets:
+    """g from a class-dependent distribution, other bands from the model's colours."""
+    n = t["class"].size
+    is_star, is_gal, is_qso = (t["class"] == c for c in CLASSES[:3])
+    wave = sm.wave_angstrom()
+    stars = templates["STAR"]
+    g = np.select(
+        [is_star, is_gal, is_qso],
+        [np.clip(rng.normal(15.8, 1.2, size=n), 10.5, 19.0),
+         np.clip(rng.normal(17.6, 0.5, size=n), 15.5, 18.8),
+         np.clip(rng.normal(18.3, 0.6, size=n), 16.0, 19.5)], np.nan)
+    colours = np.zeros((n, 4))
+    star_mags = sm.band_flux_mags(
+        sm.shift_templates(stars, pool, np.zeros(pool.size), wave), wave)
+    lookup = np.zeros((len(stars.names), 4))
+    lookup[pool] = star_mags
+    colours[is_star] = lookup[t["star_row"][is_star]]
+    for flag, key in ((is_gal, "GALAXY"), (is_qso, "QSO")):
+        model = sm.eigen_model(templates[key], t["coeffs"][flag], t["z_sys"][flag], wave)
+        colours[flag] = sm.band_flux_mags(model, wave)
+    out: Targets = {}
+    mags = g[:, None] + colours - colours[:, :1]
+    out["mag_g"], out["mag_r"], out["mag_i"], out["mag_z"] = mags.T
+    out["mag_y"] = out["mag_z"] - 0.5 * (out["mag_i"] - out["mag_z"])
+    out["gaia_g"], out["gaia_bp"], out["gaia_rp"] = gaia_mags(out["mag_g"], out["mag_r"])
+    return out
 
 
 def _sources(index: int, targets: Targets) -> dict[str, np.ndarray]:
@@ -238,9 +278,9 @@ def _sources(index: int, targets: Targets) -> dict[str, np.ndarray]:
     n_extra = pair.size + n_bg
     g_extra = np.concatenate([targets["mag_g"][pair] + rng.uniform(0.5, 3.0, pair.size),
                               17.0 + 4.5 * np.sqrt(rng.uniform(size=n_bg))])
-    gr = np.where(rng.uniform(size=n_extra) < 0.2, rng.uniform(0.6, 1.0, n_extra),
-                  rng.uniform(0.2, 1.4, n_extra))
+    # A fifth of the background are galaxies: red-ish, no motion, not in Gaia.
     is_galaxy = np.concatenate([np.zeros(pair.size, bool), rng.uniform(size=n_bg) < 0.2])
+    gr = np.where(is_galaxy, rng.uniform(0.6, 1.0, n_extra), rng.uniform(0.2, 1.4, n_extra))
     pm = np.where(is_galaxy[:, None], 0.0, rng.normal(0.0, 5.0, size=(n_extra, 2)))
     plx = np.where(is_galaxy, 0.0, np.exp(rng.normal(np.log(0.4), 0.8, size=n_extra)))
     r = g_extra - gr
@@ -280,13 +320,18 @@ def _sources(index: int, targets: Targets) -> dict[str, np.ndarray]:
     return src
 
 
-def reference_tables(fields: list[int], templates: dict[str, TemplateSet]
-                     ) -> tuple[pa.Table, pa.Table]:
-    """Mock Gaia (epoch 2016.0) and PS1 tables covering ``fields``, sorted by id."""
-    parts = [_sources(f, field_targets(f, templates)) for f in sorted(set(fields))]
-    src = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
-    if not src:
+def reference_tables(fields: list[int], templates: dict[str, TemplateSet],
+                     targets: dict[int, Targets] | None = None) -> tuple[pa.Table, pa.Table]:
+    """Mock Gaia (epoch 2016.0) and PS1 tables covering ``fields``, sorted by id.
+
+    ``targets`` may hold :func:`field_targets` results already computed.
+    """
+    if not fields:
         raise ValueError("no fields given")
+    targets = targets or {}
+    parts = [_sources(f, targets[f] if f in targets else field_targets(f, templates))
+             for f in sorted(set(fields))]
+    src = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
     g = np.flatnonzero(src["has_gaia"])
     g = g[np.argsort(src["gaia_source_id"][g], kind="stable")]
     gaia = pa.table({
