@@ -37,7 +37,10 @@ from lamostdb.templates import load_default_templates
 
 WAVE32 = (10.0 ** (3.5682 + 1e-4 * np.arange(3909))).astype(np.float32)
 G_BAND = (WAVE32 >= 4000) & (WAVE32 < 5500)
-PRINTABLE = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=200)
+# Any printable ASCII, plus strings dense in the characters the FITS string
+# syntax treats specially (quote, the long-string '&' marker, trailing blanks).
+PRINTABLE = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=200) | st.text(
+    st.sampled_from("x'& "), max_size=200)
 FAST = settings(derandomize=True, max_examples=300, deadline=None)
 
 
@@ -83,6 +86,14 @@ def test_string_card_layout(value: str, field: str) -> None:
     card = format_card("KEY", value).decode("ascii")
     assert card == f"KEY     = {field}".ljust(80)
     assert fits.Card.fromstring(card).value == value
+
+
+@pytest.mark.parametrize("value", ["x" * 100 + "&", "x" * 68 + "&", "x" * 66 + "'&", "&" * 150])
+def test_long_strings_ending_in_ampersand(value: str) -> None:
+    # Regression: a trailing '&' in the last CONTINUE piece was read as "continued".
+    raw = build_header([("KEY", value, "c"), ("NEXT", 1, "")])
+    header = fits.Header.fromstring(raw.decode("ascii"))
+    assert header["KEY"] == value and header["NEXT"] == 1
 
 
 def test_long_comment_is_cut_not_the_value() -> None:

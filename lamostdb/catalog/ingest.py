@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from lamostdb.catalog.commit import STAGING, StagedFile, commit_run, fault
 from lamostdb.catalog.hats import leaf_relpath
-from lamostdb.catalog.spectra_table import records_to_table
+from lamostdb.catalog.spectra_table import records_healpix, records_to_table
 from lamostdb.catalog.store import Catalog
 from lamostdb.healpix import pixel_at_order
 from lamostdb.io.parquet import SPECTRA_ENCODING, write_parquet
@@ -156,10 +156,12 @@ def _process_chunk(task: _ChunkTask) -> tuple[list[FileOutcome], list[StagedFile
                                     rec.lmjd, rec.data_v, None))
     staged: list[StagedFile] = []
     if records:
-        table = records_to_table(records, ingest_run=task.run_id)
-        pix = pixel_at_order(table.column("_healpix_29").to_numpy(), task.order)
+        hp = records_healpix(records)
+        pix = pixel_at_order(hp, task.order)
         for p in np.unique(pix):
-            part = table.filter(pa.array(pix == p))
+            idx = np.flatnonzero(pix == p)
+            part = records_to_table([records[i] for i in idx], ingest_run=task.run_id,
+                                    hp=hp[idx])
             leaf = leaf_relpath("spectra", task.order, int(p))
             name = f"part-{task.run_id}-{task.index:05d}.parquet"
             staged_rel = f"{STAGING}/{task.run_id}/{leaf}/{name}"

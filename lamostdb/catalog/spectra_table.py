@@ -32,13 +32,27 @@ def _list_array(arrays: Sequence[np.ndarray | None], dtype: type, arrow_type: pa
                                     type=arrow_type, mask=mask)
 
 
-def records_to_table(records: Sequence[SpectrumRecord], *, ingest_run: str) -> pa.Table:
-    """Build the ``spectra`` Arrow table (rows sorted by ``_healpix_29``)."""
+def records_healpix(records: Sequence[SpectrumRecord]) -> np.ndarray:
+    """``_healpix_29`` of each record."""
+    if not records:
+        return np.zeros(0, dtype=np.int64)
+    return healpix_29(np.array([r.ra for r in records]), np.array([r.dec for r in records]))
+
+
+def records_to_table(records: Sequence[SpectrumRecord], *, ingest_run: str,
+                     hp: np.ndarray | None = None) -> pa.Table:
+    """Build the ``spectra`` Arrow table, rows sorted by ``_healpix_29``.
+
+    Records are put in order before the columns are built: reordering a finished
+    table would copy every list column once more.
+    """
     schema = load_schema("spectra").arrow_schema()
     n = len(records)
-    ra = np.array([r.ra for r in records], dtype=np.float64)
-    dec = np.array([r.dec for r in records], dtype=np.float64)
-    hp = healpix_29(ra, dec) if n else np.zeros(0, dtype=np.int64)
+    if hp is None:
+        hp = records_healpix(records)
+    order = np.argsort(hp, kind="stable")
+    records = [records[i] for i in order]
+    hp = hp[order]
     columns: dict[str, pa.Array] = {}
     for field in schema:
         name = field.name
@@ -53,7 +67,4 @@ def records_to_table(records: Sequence[SpectrumRecord], *, ingest_run: str) -> p
             columns[name] = pa.array([ingest_run] * n, type=pa.string())
         else:
             columns[name] = pa.array([getattr(r, name) for r in records], type=field.type)
-    table = pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
-    if n > 1:
-        table = table.take(np.argsort(hp, kind="stable"))
-    return table
+    return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)

@@ -163,6 +163,10 @@ def format_card(key: str, value: object = None, comment: str = "") -> bytes:
         return _with_comment(f"{key:<8}= {quoted}", comment)
     # Long-string convention: each card but the last ends its string with '&'.
     pieces = _split_long_string(text, 68)
+    if text.endswith("&"):
+        # A last piece ending in '&' would read as "continued"; an empty final
+        # CONTINUE card keeps the literal '&'.
+        pieces.append("")
     out = []
     for i, piece in enumerate(pieces):
         body = piece.replace("'", "''") + ("&" if i < len(pieces) - 1 else "")
