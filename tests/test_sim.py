@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 from astropy.io import fits
 from astropy.time import Time
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from lamostdb.io.fits_write import (
@@ -40,8 +41,26 @@ G_BAND = (WAVE32 >= 4000) & (WAVE32 < 5500)
 # Any printable ASCII, plus strings dense in the characters the FITS string
 # syntax treats specially (quote, the long-string '&' marker, trailing blanks).
 PRINTABLE = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=200) | st.text(
-    st.sampled_from("x'& "), max_size=200)
+    st.sampled_from("x'& "), min_size=50, max_size=200)
 FAST = settings(derandomize=True, max_examples=300, deadline=None)
+
+
+def _standard_string(cards: str) -> str:
+    """Oracle: a string value read by the rules of FITS Standard 4.0 (4.2.1, 4.2.1.2)."""
+    out = []
+    for i in range(0, len(cards), 80):
+        text, pos, piece = cards[i + 10 : i + 80], 1, ""
+        assert text[0] == "'"
+        while True:  # '' is an escaped quote, a lone ' closes the string
+            if text[pos] == "'" and text[pos + 1 : pos + 2] == "'":
+                piece, pos = piece + "'", pos + 2
+            elif text[pos] == "'":
+                break
+            else:
+                piece, pos = piece + text[pos], pos + 1
+        more = i + 80 < len(cards) and cards[i + 80 : i + 88] == "CONTINUE"
+        out.append(piece.rstrip()[:-1] if more else piece)
+    return "".join(out).rstrip()
 
 
 # --------------------------------------------------------------------------- FITS cards
@@ -53,7 +72,14 @@ def test_string_cards_read_back_by_astropy(value: str) -> None:
     card = format_card("OBJNAME", value, "name")
     assert len(card) % 80 == 0
     # FITS string values keep leading but not trailing spaces (Standard 4.0, 4.2.1).
+    assert _standard_string(card.decode("ascii")) == value.rstrip()
+    # astropy ends a string early at a doubled quote followed by "/" (astropy
+    # issue #18831); such values are checked against the standard's rule above only.
+    assume(not re.search(r"' */", value))
     assert fits.Card.fromstring(card.decode("ascii")).value == value.rstrip()
+    raw = build_header([("OBJNAME", value, ""), ("NEXT", 2, "")])
+    header = fits.Header.fromstring(raw.decode("ascii"))
+    assert header["OBJNAME"] == value.rstrip() and header["NEXT"] == 2
 
 
 @FAST

@@ -158,6 +158,9 @@ def format_card(key: str, value: object = None, comment: str = "") -> bytes:
     if not is_string:
         field = text.rjust(20)
         return _with_comment(f"{key:<8}= {field}", comment)
+    # Trailing blanks are not significant in FITS strings (Standard 4.0, 4.2.1);
+    # dropping them also keeps a final '&' visible to the check below.
+    text = text.rstrip(" ")
     quoted = _quote(text)
     if len(quoted) <= 70:
         return _with_comment(f"{key:<8}= {quoted}", comment)
