@@ -76,6 +76,13 @@ def test_dr9_coadd_table_and_dr7_image_of_one_obsid_agree() -> None:
     np.testing.assert_array_equal(dr9.wave_angstrom(), dr7.wave_angstrom())
 
 
+def test_fibre_keys_of_every_release_are_mapped() -> None:
+    dr9, dr7 = read_spectrum(DR9_101001), read_spectrum(DR7_101001)
+    # DR9 spells them FIB_TYPE / FIB_MASK, DR7 FIBERTYP / FIBERMAS
+    assert (dr9.fibertype, dr9.fibermask) == ("Obj", 2)
+    assert (dr7.fibertype, dr7.fibermask) == ("Obj", 2)
+
+
 def test_dr5_and_dr9_versions_of_101005_have_the_same_flux() -> None:
     dr9, dr5 = read_spectrum(DR9_101005), read_spectrum(DR5_101005)
     assert dr9.obsid == dr5.obsid == 101005

@@ -24,6 +24,8 @@ from lamostdb.io.record import SpectrumReadError, SpectrumRecord, log_linear_wav
 
 MISSING = -9999.0
 # Header keys that changed name between releases: first present wins.
+FIBERTYPE_KEYS = ("FIBERTYP", "FIB_TYPE")  # DR1-DR8 vs DR9+
+FIBERMASK_KEYS = ("FIBERMAS", "FIB_MASK")
 SNR_KEYS = {
     "snru": ("SNRU", "SN_U"),
     "snrg": ("SNRG", "SN_G"),
@@ -84,6 +86,15 @@ def _as_mask(arr: np.ndarray, name: str, path: str) -> np.ndarray:
     return a.astype(np.int32)
 
 
+def _first(get: Callable[[str], Any], keys: tuple[str, ...]) -> Any:
+    """Value of the first of ``keys`` present in the header (release spellings differ)."""
+    for key in keys:
+        value = get(key)
+        if value is not None:
+            return value
+    return None
+
+
 def _looks_like_wavelength(row: np.ndarray) -> bool:
     r = np.asarray(row, dtype=np.float64)
     return bool(np.all(np.isfinite(r)) and r[0] > 1000 and r[-1] < 30000 and np.all(np.diff(r) > 0))
@@ -136,8 +147,7 @@ def build_record(
             wavelength = w.astype(np.float64)
     elif coeff0 is None or coeff1 is None:
         raise SpectrumReadError(path, "no wavelength row and no COEFF0/COEFF1 to rebuild it")
-    snr = {name: _float_or_none(next((get(k) for k in keys if get(k) is not None), None))
-           for name, keys in SNR_KEYS.items()}
+    snr = {name: _float_or_none(_first(get, keys)) for name, keys in SNR_KEYS.items()}
     return SpectrumRecord(
         specid=specid,
         obsid=_int_or_none(get("OBSID")),
@@ -157,8 +167,8 @@ def build_record(
         objname=_str_or_none(get("OBJNAME")),
         objtype=_str_or_none(get("OBJTYPE")),
         tsource=_str_or_none(get("TSOURCE")),
-        fibertype=_str_or_none(get("FIBERTYP")),
-        fibermask=_int_or_none(get("FIBERMAS")),
+        fibertype=_str_or_none(_first(get, FIBERTYPE_KEYS)),
+        fibermask=_int_or_none(_first(get, FIBERMASK_KEYS)),
         helio_rv=_float_or_none(get("HELIO_RV")),
         lasp_class=_str_or_none(get("CLASS")),
         lasp_subclass=_str_or_none(get("SUBCLASS")),
