@@ -39,7 +39,7 @@ wall = time.perf_counter() - t0
 cat.close()
 print(json.dumps({"wall_s": wall, "n": rep.n_ingested, "bytes": rep.bytes_read,
                   "rss_self_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "rss_child_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
+                  "rss_child_mb": rep.peak_worker_rss_mb}))
 """
 
 

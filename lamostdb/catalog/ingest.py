@@ -18,6 +18,7 @@ import hashlib
 import multiprocessing as mp
 import os
 import re
+import resource
 import time
 import uuid
 from collections import defaultdict
@@ -73,6 +74,7 @@ class IngestReport:
     n_quarantined: int = 0
     n_rows_written: int = 0
     bytes_read: int = 0
+    peak_worker_rss_mb: float = 0.0
     elapsed_s: float = 0.0
     quarantined: list[tuple[str, str]] = field(default_factory=list)
 
@@ -127,7 +129,7 @@ class _ChunkTask:
     order: int
 
 
-def _process_chunk(task: _ChunkTask) -> tuple[list[FileOutcome], list[StagedFile]]:
+def _process_chunk(task: _ChunkTask) -> tuple[list[FileOutcome], list[StagedFile], float]:
     """Read one chunk of files and write its rows to staged Parquet, one file per pixel."""
     outcomes: list[FileOutcome] = []
     records: list[SpectrumRecord] = []
@@ -168,7 +170,8 @@ def _process_chunk(task: _ChunkTask) -> tuple[list[FileOutcome], list[StagedFile
             nbytes = write_parquet(part, Path(task.root) / staged_rel, **SPECTRA_ENCODING)
             staged.append(StagedFile("spectra", staged_rel, f"{leaf}/{name}", task.order, int(p),
                                      part.num_rows, nbytes))
-    return outcomes, staged
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return outcomes, staged, peak_rss_mb
 
 
 def _chunks(paths: Sequence[str], size: int) -> list[tuple[str, ...]]:
@@ -204,7 +207,8 @@ def ingest(catalog: Catalog, inputs: Iterable[str | Path], *, workers: int | Non
         report.n_inputs = len(files)
         todo = _skip_unchanged(catalog, files)
         report.n_unchanged = len(files) - len(todo)
-        outcomes, staged = _read_all(catalog, todo, run_id, workers, chunk_size, progress)
+        outcomes, staged, report.peak_worker_rss_mb = _read_all(catalog, todo, run_id, workers,
+                                                                chunk_size, progress)
         report.bytes_read = sum(o.size_bytes for o in outcomes)
         ledger, versions, superseded, quarantine, drop = _decide(catalog, outcomes, run_id,
                                                                  report)
@@ -246,34 +250,36 @@ def _skip_unchanged(catalog: Catalog, files: list[str]) -> list[str]:
 
 
 def _read_all(catalog: Catalog, files: list[str], run_id: str, workers: int | None,
-              chunk_size: int, progress: bool) -> tuple[list[FileOutcome], list[StagedFile]]:
+              chunk_size: int, progress: bool
+              ) -> tuple[list[FileOutcome], list[StagedFile], float]:
     tasks = [_ChunkTask(i, c, str(catalog.root), run_id, catalog.partition_order)
              for i, c in enumerate(_chunks(files, chunk_size))]
     n_workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
     outcomes: list[FileOutcome] = []
     staged: list[StagedFile] = []
+    peak = 0.0
     bar = tqdm(total=len(files), unit="file", desc="ingest", disable=not progress or not files)
     try:
         if n_workers == 1:
-            results: Iterable[tuple[list[FileOutcome], list[StagedFile]]] = map(_process_chunk,
-                                                                                  tasks)
-            for out, st in results:
+            for out, st, rss in map(_process_chunk, tasks):
                 outcomes += out
                 staged += st
+                peak = max(peak, rss)
                 bar.update(len(out))
         else:
             ctx = mp.get_context("forkserver")
             ctx.set_forkserver_preload(["lamostdb.catalog.ingest"])
             with ctx.Pool(n_workers) as pool:
-                for out, st in pool.imap_unordered(_process_chunk, tasks):
+                for out, st, rss in pool.imap_unordered(_process_chunk, tasks):
                     outcomes += out
                     staged += st
+                    peak = max(peak, rss)
                     bar.update(len(out))
     finally:
         bar.close()
     outcomes.sort(key=lambda o: o.path)
     staged.sort(key=lambda s: s.final)
-    return outcomes, staged
+    return outcomes, staged, peak
 
 
 def _decide(catalog: Catalog, outcomes: list[FileOutcome], run_id: str, report: IngestReport

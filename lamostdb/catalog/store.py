@@ -34,8 +34,13 @@ FORMAT_VERSION = "1"
 DEFAULT_PARTITION_ORDER = 4
 #: Tables stored as HATS Parquet (name -> schema name); later stages add theirs.
 PARQUET_TABLES = {"spectra_history": "spectra"}
-#: Names users' SQL may rely on (DESIGN.md section 3); checked by the tests.
+#: Names users' SQL may rely on that exist today (DESIGN.md section 3); checked by the tests.
 PUBLIC_NAMES = ("spectra", "spectra_history", "quarantine")
+#: The allow-list of table and view names of the whole pipeline: the names above plus those
+#: the later stages create (classify: results, candidates; refcat: gaia, ps1; xmatch;
+#: ids: objects; views lrs and mec). Code that takes a table name checks it against this.
+TABLE_NAMES = PUBLIC_NAMES + ("results", "candidates", "gaia", "ps1", "xmatch", "objects",
+                              "lrs", "mec")
 _DDL = ("create_catalog_meta", "create_runs", "create_files", "create_ingest_ledger",
         "create_spectrum_versions", "create_quarantine")
 
