@@ -147,7 +147,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
          "JOIN ingest_ledger s ON s.sha256 = v.sha256 "
          "WHERE v.specid IN (SELECT specid FROM spectrum_versions WHERE version > 1) "
          "ORDER BY v.specid, v.version", None),
-        ("Quarantined files and why", "SELECT path, reason FROM quarantine", None),
+        ("Quarantined files and why",
+         "SELECT regexp_extract(path, '[^/]+$') AS file, reason FROM quarantine", None),
         ("Bright high-S/N stars in the simulated night (bound parameter $snr)",
          "SELECT obsid, designation, ra, dec, snrg, lasp_subclass FROM spectra "
          "WHERE lasp_class = 'STAR' AND snrg > $snr ORDER BY snrg DESC LIMIT 5", {"snr": 50}),

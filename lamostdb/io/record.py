@@ -24,7 +24,7 @@ def log_linear_wave(coeff0: float, coeff1: float, npix: int) -> npt.NDArray[np.f
     a stored wavelength array equal to this bit for bit need not be stored.
 
     >>> float(log_linear_wave(3.5682, 1e-4, 3)[0])
-    3699.985107421875
+    3699.9853515625
     """
     return (10.0 ** (coeff0 + coeff1 * np.arange(npix, dtype=np.float64))).astype(np.float32)
 
