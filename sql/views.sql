@@ -15,3 +15,25 @@ FROM history
 SEMI JOIN current_versions
     ON history.specid = current_versions.specid
    AND history.source_sha256 = current_versions.sha256;
+
+-- name: view_results
+-- Latest classification of every current spectrum (results_history keeps every run).
+CREATE OR REPLACE TEMP VIEW results AS
+WITH current_spectra AS (
+    SELECT specid, source_sha256 FROM spectra
+),
+ranked AS (
+    SELECT
+        history.*,
+        row_number() OVER (PARTITION BY history.specid ORDER BY history.run_id DESC) AS run_rank
+    FROM results_history AS history
+    SEMI JOIN current_spectra USING (specid, source_sha256)
+)
+SELECT * EXCLUDE (run_rank) FROM ranked WHERE run_rank = 1;
+
+-- name: view_candidates
+-- Candidates of the runs the results view shows.
+CREATE OR REPLACE TEMP VIEW candidates AS
+SELECT history.*
+FROM candidates_history AS history
+SEMI JOIN results USING (specid, run_id);

@@ -33,14 +33,15 @@ DB_NAME = "catalog.duckdb"
 FORMAT_VERSION = "1"
 DEFAULT_PARTITION_ORDER = 4
 #: Tables stored as HATS Parquet (name -> schema name); later stages add theirs.
-PARQUET_TABLES = {"spectra_history": "spectra"}
+PARQUET_TABLES = {"spectra_history": "spectra", "results_history": "results",
+                  "candidates_history": "candidates"}
 #: Names users' SQL may rely on that exist today (DESIGN.md section 3); checked by the tests.
-PUBLIC_NAMES = ("spectra", "spectra_history", "quarantine")
+PUBLIC_NAMES = ("spectra", "spectra_history", "quarantine", "results", "results_history",
+                "candidates", "candidates_history")
 #: The allow-list of table and view names of the whole pipeline: the names above plus those
 #: the later stages create (classify: results, candidates; refcat: gaia, ps1; xmatch;
 #: ids: objects; views lrs and mec). Code that takes a table name checks it against this.
-TABLE_NAMES = PUBLIC_NAMES + ("results", "candidates", "gaia", "ps1", "xmatch", "objects",
-                              "lrs", "mec")
+TABLE_NAMES = PUBLIC_NAMES + ("gaia", "ps1", "xmatch", "objects", "lrs", "mec")
 _DDL = ("create_catalog_meta", "create_runs", "create_files", "create_ingest_ledger",
         "create_spectrum_versions", "create_quarantine")
 
