@@ -219,8 +219,9 @@ def test_subclass_names() -> None:
     names = load_default_templates()["STAR"].names
     subs = {n: sm.subclass_of(n) for n in names if n not in sm.EXCLUDED_STARS}
     assert subs["M4.5:III (123657)"] == "M4" and subs["CalciumWD"] == "WD"
-    assert subs["O9.5Iae (30614)"] == "O" and subs["sd:F0 (G_84-29)"] == "F0"
-    assert all(s in ("O", "WD", "Carbon", "A") or (s[0] in "BAFGKM" and s[1:].isdigit())
+    assert subs["O9.5Iae (30614)"] == "O9" and subs["sd:F0 (G_84-29)"] == "F0"
+    assert subs["Am (78362)"] == "F0"
+    assert all(s in ("WD", "Carbon") or (s[0] in "OBAFGKM" and s[1:].isdigit())
                for s in subs.values())
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lamostdb.templates import TemplateSet
+from lamostdb.templates.subclass import subclass_of_template
 
 F64 = npt.NDArray[np.float64]
 
@@ -70,17 +71,14 @@ def star_family(name: str) -> str:
 def subclass_of(name: str) -> str:
     """LAMOST-style subclass of a spEigenStar template name.
 
+    The packaged table decides, so the truth table says what the classifier
+    reports for the same template.
+
     >>> [subclass_of(n) for n in ("K3V (32147)", "B2.5V (175426)", "O8e (188001)",
     ...                          "sdF3 (140283)", "WDhotter", "Carbon")]
-    ['K3', 'B2', 'O', 'F3', 'WD', 'Carbon']
+    ['K3', 'B2', 'O8', 'F3', 'WD', 'Carbon']
     """
-    family = star_family(name)
-    if family in ("WD", "Carbon", "O"):
-        return family
-    match = _MK_RE.match(name)
-    assert match is not None
-    # A type without a digit ("Am") keeps the bare letter rather than an invented digit.
-    return family + (match.group(2) or "")
+    return subclass_of_template(name)
 
 
 def star_pool(stars: TemplateSet) -> tuple[npt.NDArray[np.intp], F64]:
