@@ -1,0 +1,1 @@
+"""The numeric engine: spectra on the working grid, templates, chi-square, classification."""

@@ -1,0 +1,219 @@
+"""Templates prepared once on the working grid, ready for the kernels.
+
+``prepare_engine`` turns a template library into what the kernels consume:
+
+- stars: every template shifted to every redshift of the star grid (cubic interpolation in
+  log-lambda, which avoids the pixel-locking of linear interpolation), gathered per
+  continuum bin, with squares precomputed;
+- eigen classes (GALAXY, QSO): the eigenvectors on a rest grid aligned with the working
+  grid (so a redshift is an integer pixel lag), their FFTs and the FFTs of their pairwise
+  products, and the lag range of the class's redshift grid.
+
+Building takes about a second and is cached per process (``get_engine``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+import numpy.typing as npt
+import scipy.fft as sfft
+from numpy.polynomial import legendre
+from scipy.interpolate import CubicSpline
+
+from lamostdb.match.continuum import ContinuumBasis, default_basis, load_basis
+from lamostdb.match.grid import WORKING_GRID, LogGrid
+from lamostdb.templates.library import TemplateSet, load_default_templates
+
+ENGINE_VERSION = "0.1.0"
+
+
+@dataclass(frozen=True)
+class RedshiftGrid:
+    """A redshift grid: explicit values (stars) or pixel lags (eigen classes)."""
+
+    z_min: float
+    z_max: float
+    z_step: float | None = None  # explicit grid step; None: one value per pixel lag
+
+    def values(self) -> npt.NDArray[np.float64]:
+        if self.z_step is None:
+            raise ValueError("a lag grid has no explicit values; use lag_range")
+        n = int(round((self.z_max - self.z_min) / self.z_step)) + 1
+        return self.z_min + self.z_step * np.arange(n)
+
+    def lag_range(self, dloglam: float) -> tuple[int, int]:
+        """Smallest and largest pixel lag k with 10**(k*dloglam) - 1 within the grid."""
+        lo = int(np.ceil(np.log10(1 + self.z_min) / dloglam - 1e-9))
+        hi = int(np.floor(np.log10(1 + self.z_max) / dloglam + 1e-9))
+        return lo, hi
+
+
+#: Observed-frame ranges (vacuum Angstrom) given zero weight in every fit: residuals of the
+#: strongest sky lines, the telluric O2 A and B bands (LAMOST spectra are not corrected for
+#: them and no template has them), and the red end where the last pixels are unreliable.
+#: Without them real stars were matched to galaxies/QSOs whose lines fell on these bands.
+SKY_TELLURIC_MASK_ANGSTROM: tuple[tuple[float, float], ...] = (
+    (5572.0, 5582.0),  # [OI] 5577 sky
+    (5885.0, 5900.0),  # Na D sky
+    (6295.0, 6305.0),  # [OI] 6300 sky
+    (6360.0, 6368.0),  # [OI] 6364 sky
+    (6860.0, 6940.0),  # telluric O2 B band
+    (7590.0, 7700.0),  # telluric O2 A band
+    (8950.0, 9300.0),  # red end
+)
+
+STAR_GRID = RedshiftGrid(-0.004, 0.004, 0.0002)
+GALAXY_GRID = RedshiftGrid(-0.01, 1.0)
+QSO_GRID = RedshiftGrid(0.0033, 6.0)
+
+
+@dataclass(frozen=True)
+class StarBlock:
+    names: tuple[str, ...]
+    z: npt.NDArray[np.float64]  # (NZ,)
+    tpl_bins: npt.NDArray[np.float64] = field(repr=False)  # (J, B, NT*NZ)
+    tpl2_bins: npt.NDArray[np.float64] = field(repr=False)
+    bin_index: npt.NDArray[np.int64] = field(repr=False)
+    rest: TemplateSet = field(repr=False)  # to rebuild a model spectrum on demand
+
+
+@dataclass(frozen=True)
+class EigenBlock:
+    objclass: str
+    n_vectors: int
+    offset: int  # rest pixel of observed pixel 0 at z = 0
+    lag_lo: int
+    lag_hi: int
+    nfft: int
+    n_poly: int  # additive polynomial terms used with this class
+    vectors: npt.NDArray[np.float64] = field(repr=False)  # (J, R) aligned rest grid
+    fft_pairs: npt.NDArray[np.complex128] = field(repr=False)
+    fft_single: npt.NDArray[np.complex128] = field(repr=False)
+
+    @property
+    def m_range(self) -> tuple[int, int]:
+        return self.offset - self.lag_hi, self.offset - self.lag_lo
+
+    def z_of_lag(self, lag: npt.ArrayLike, dloglam: float) -> npt.NDArray[np.float64]:
+        return 10.0 ** (np.asarray(lag, dtype=np.float64) * dloglam) - 1.0
+
+
+@dataclass(frozen=True)
+class Engine:
+    """Everything the kernels need, on one working grid."""
+
+    grid: LogGrid
+    basis: ContinuumBasis
+    star: StarBlock
+    eigen: tuple[EigenBlock, ...]
+    poly: npt.NDArray[np.float64] = field(repr=False)  # (Q, P) additive polynomial
+    pixel_weight: npt.NDArray[np.float64] = field(repr=False)  # (P,) 0 in masked ranges
+    version: str = ENGINE_VERSION
+
+
+def _bin_index(basis: ContinuumBasis) -> npt.NDArray[np.int64]:
+    starts = basis.bin_starts
+    ends = np.append(starts[1:], basis.npix)
+    width = int((ends - starts).max())
+    idx = np.full((starts.size, width), basis.npix, dtype=np.int64)
+    for j, (a, b) in enumerate(zip(starts, ends, strict=True)):
+        idx[j, : b - a] = np.arange(a, b)
+    return idx
+
+
+def prepare_star(ts: TemplateSet, grid: LogGrid, basis: ContinuumBasis,
+                 zgrid: RedshiftGrid = STAR_GRID) -> StarBlock:
+    z = zgrid.values()
+    rest_loglam = ts.loglam0 + ts.dloglam * np.arange(ts.vectors.shape[1])
+    spline = CubicSpline(rest_loglam, ts.vectors, axis=1, extrapolate=False)
+    obs_loglam = grid.loglam0 + grid.dloglam * np.arange(grid.npix)
+    # column order: template-major, redshift-minor
+    cols = np.empty((ts.vectors.shape[0], z.size, grid.npix))
+    for iz, zz in enumerate(z):  # 41 interpolations at preparation time, not in the hot path
+        cols[:, iz, :] = spline(obs_loglam - np.log10(1 + zz))
+    cols = np.nan_to_num(cols, nan=0.0).reshape(-1, grid.npix)
+    bin_index = _bin_index(basis)
+    padded = np.concatenate([cols, np.zeros((cols.shape[0], 1))], axis=1)
+    tpl_bins = np.ascontiguousarray(padded[:, bin_index].transpose(1, 2, 0))
+    return StarBlock(ts.names, z, tpl_bins, tpl_bins**2, bin_index, ts)
+
+
+#: Additive polynomial terms per eigen class, as in the SDSS pipeline: galaxies get a
+#: quadratic (3 terms); QSOs none, otherwise a polynomial alone can imitate a star's
+#: continuum while the QSO vectors fit noise at a far redshift.
+N_POLY = {"GALAXY": 3, "QSO": 0}
+
+
+def prepare_eigen(ts: TemplateSet, grid: LogGrid, zgrid: RedshiftGrid) -> EigenBlock:
+    if abs(ts.dloglam - grid.dloglam) > 1e-12:
+        raise ValueError(f"{ts.source}: template step {ts.dloglam} differs from the working "
+                         f"grid step {grid.dloglam}; resample it first")
+    offset_f = (grid.loglam0 - ts.loglam0) / grid.dloglam
+    vectors = ts.vectors
+    offset = int(round(offset_f))
+    if abs(offset_f - offset) > 1e-6:  # align the rest grid to the working grid's phase
+        rest = ts.loglam0 + ts.dloglam * np.arange(vectors.shape[1])
+        shift = (offset_f - offset) * grid.dloglam
+        vectors = CubicSpline(rest, vectors, axis=1, extrapolate=False)(rest + shift)
+        vectors = np.nan_to_num(vectors, nan=0.0)
+    n_rest = vectors.shape[1]
+    lag_lo, lag_hi = zgrid.lag_range(grid.dloglam)
+    # the template must cover the whole observed grid at every lag
+    lag_lo = max(lag_lo, offset + grid.npix - n_rest)
+    lag_hi = min(lag_hi, offset)
+    nfft = sfft.next_fast_len(n_rest, real=True)
+    iu = np.triu_indices(vectors.shape[0])
+    pairs = vectors[iu[0]] * vectors[iu[1]]
+    return EigenBlock(ts.objclass, vectors.shape[0], offset, lag_lo, lag_hi, nfft,
+                      N_POLY.get(ts.objclass, 3), vectors,
+                      sfft.rfft(pairs, nfft, axis=-1), sfft.rfft(vectors, nfft, axis=-1))
+
+
+def additive_poly(grid: LogGrid, order: int = 2) -> npt.NDArray[np.float64]:
+    x = np.linspace(-1.0, 1.0, grid.npix)
+    return np.array([legendre.legval(x, np.eye(order + 1)[k]) for k in range(order + 1)])
+
+
+def prepare_engine(templates: dict[str, TemplateSet] | None = None, *,
+                   basis: ContinuumBasis | None = None, grid: LogGrid = WORKING_GRID,
+                   poly_order: int = 2) -> Engine:
+    """Prepare the default (or given) templates for the kernels."""
+    templates = templates or load_default_templates()
+    basis = basis or default_basis()
+    star = prepare_star(templates["STAR"], grid, basis)
+    eigen = tuple(prepare_eigen(templates[c], grid, g) for c, g in
+                  (("GALAXY", GALAXY_GRID), ("QSO", QSO_GRID)) if c in templates)
+    return Engine(grid, basis, star, eigen, additive_poly(grid, poly_order),
+                  mask_weight(grid, SKY_TELLURIC_MASK_ANGSTROM))
+
+
+def mask_weight(grid: LogGrid, ranges: tuple[tuple[float, float], ...]
+                ) -> npt.NDArray[np.float64]:
+    """1 everywhere except 0 inside the given wavelength ranges."""
+    wave = grid.wave_angstrom
+    weight = np.ones(grid.npix)
+    for lo, hi in ranges:
+        weight[(wave >= lo) & (wave <= hi)] = 0.0
+    return weight
+
+
+CONTINUUM_ENV = "LAMOSTDB_CONTINUUM"
+
+
+def continuum_path(explicit: str | None = None) -> str | None:
+    """Continuum vectors file: argument, then ``$LAMOSTDB_CONTINUUM``, then the default."""
+    return explicit or os.environ.get(CONTINUUM_ENV) or None
+
+
+@lru_cache(maxsize=2)
+def _engine_for(path: str | None) -> Engine:
+    return prepare_engine(basis=load_basis(path) if path else None)
+
+
+def get_engine(continuum: str | None = None) -> Engine:
+    """The engine for the chosen continuum vectors, built once per process."""
+    return _engine_for(continuum_path(continuum))

@@ -1,0 +1,193 @@
+"""``fit_spectra``: classify and measure redshifts for a batch of spectra (arrays in, arrays out).
+
+For every spectrum: chi-square against every star template at every star redshift (matrix
+products), and against the galaxy and QSO eigen-bases at every pixel lag (FFT correlations,
+solved on a coarse lag step then refined at full resolution around the best minima). Each
+minimum is refined by a parabola through its neighbours, with ``z_err`` from the curvature
+(delta chi2 = 1). Candidates are sorted by reduced chi-square; the top ``n_candidates`` are
+returned with ``delta_rchi2`` to the next one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from lamostdb.match.eigen_kernel import _eigen_chi2_at, eigen_correlations
+from lamostdb.match.engine import EigenBlock, Engine, get_engine
+from lamostdb.match.star_kernel import _star_chi2
+
+CLASS_CODES = ("STAR", "GALAXY", "QSO")
+N_EIGEN_MINIMA = 3
+COARSE_STEP = {"GALAXY": 2, "QSO": 4}
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """Top candidates per spectrum, best first (all arrays (S, N) unless noted)."""
+
+    objclass: npt.NDArray[np.int8]  # index into CLASS_CODES
+    template: npt.NDArray[np.int32]  # star template index, -1 for eigen classes
+    z: npt.NDArray[np.float64]
+    z_err: npt.NDArray[np.float64]
+    chi2: npt.NDArray[np.float64]
+    dof: npt.NDArray[np.int32]
+    rchi2: npt.NDArray[np.float64]
+    delta_rchi2: npt.NDArray[np.float64]  # rchi2 of the next candidate minus this one
+    z_edge: npt.NDArray[np.bool_]  # minimum on the edge of the redshift grid
+    coeffs: npt.NDArray[np.float64]  # (S, N, max_params), NaN padded
+    n_good: npt.NDArray[np.int32]  # (S,) pixels with weight
+
+
+def _parabola(cm: npt.NDArray[np.float64], c0: npt.NDArray[np.float64],
+              cp: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64], ...]:
+    """Vertex offset (in steps), vertex value and 1-sigma (delta chi2 = 1) in steps."""
+    curv = cm - 2 * c0 + cp
+    ok = curv > 0
+    safe = np.where(ok, curv, 1.0)
+    dx = np.where(ok, 0.5 * (cm - cp) / safe, 0.0)
+    dx = np.clip(dx, -0.5, 0.5)
+    vertex = np.where(ok, c0 - 0.25 * (cm - cp) * dx, c0)
+    sigma = np.where(ok, np.sqrt(2.0 / safe), np.nan)
+    return dx, vertex, sigma
+
+
+def _star_candidates(engine: Engine, flux: np.ndarray, ivar: np.ndarray):
+    star = engine.star
+    chi2, coeffs = _star_chi2(flux, ivar, star.tpl_bins, star.tpl2_bins, star.bin_index,
+                              engine.basis.vectors)
+    n_s = flux.shape[0]
+    nz = star.z.size
+    nt = len(star.names)
+    chi2 = chi2.reshape(n_s, nt, nz)
+    coeffs = coeffs.reshape(n_s, nt, nz, -1)
+    iz = np.argmin(chi2, axis=2)  # (S, NT)
+    s_i = np.arange(n_s)[:, None]
+    t_i = np.arange(nt)[None, :]
+    c0 = chi2[s_i, t_i, iz]
+    edge = (iz == 0) | (iz == nz - 1)
+    izc = np.clip(iz, 1, nz - 2)
+    dx, vertex, sigma = _parabola(chi2[s_i, t_i, izc - 1], chi2[s_i, t_i, izc],
+                                  chi2[s_i, t_i, izc + 1])
+    step = star.z[1] - star.z[0]
+    z = np.where(edge, star.z[iz], star.z[izc] + dx * step)
+    z_err = np.where(edge, np.nan, sigma * step)
+    best_chi2 = np.where(edge, c0, vertex)
+    return best_chi2, z, z_err, edge, coeffs[s_i, t_i, iz]
+
+
+def _local_minima(chi2: np.ndarray, n_min: int) -> np.ndarray:
+    """Indices (S, n_min) of the lowest local minima of each row (ties broken by position)."""
+    left = np.concatenate([np.full((chi2.shape[0], 1), np.inf), chi2[:, :-1]], axis=1)
+    right = np.concatenate([chi2[:, 1:], np.full((chi2.shape[0], 1), np.inf)], axis=1)
+    is_min = (chi2 <= left) & (chi2 <= right)
+    masked = np.where(is_min, chi2, np.inf)
+    return np.argsort(masked, axis=1, kind="stable")[:, :n_min]
+
+
+def _eigen_candidates(engine: Engine, block: EigenBlock, flux: np.ndarray, ivar: np.ndarray,
+                      wff: np.ndarray):
+    corr = eigen_correlations(flux, ivar, engine.poly[: block.n_poly], block.fft_pairs,
+                              block.fft_single, block.nfft, block.m_range)
+    m_ee = corr[0]
+    n_s, n_l = m_ee.shape[:2]
+    # m index l -> rest offset m = m_lo + l -> lag k = offset - m (descending in l)
+    step = COARSE_STEP.get(block.objclass, 1)
+    coarse = np.arange(0, n_l, step)
+    c_chi2, _ = _eigen_chi2_at(np.broadcast_to(coarse, (n_s, coarse.size)), *corr, wff,
+                               block.n_vectors)
+    minima = coarse[_local_minima(c_chi2, N_EIGEN_MINIMA)]  # (S, M) in l units
+    half = step + 1
+    offsets = np.arange(-half, half + 1)
+    fine = np.clip(minima[:, :, None] + offsets[None, None, :], 0, n_l - 1)
+    n_m = minima.shape[1]
+    f_chi2, f_coef = _eigen_chi2_at(fine.reshape(n_s, -1), *corr, wff, block.n_vectors)
+    f_chi2 = f_chi2.reshape(n_s, n_m, offsets.size)
+    f_coef = f_coef.reshape(n_s, n_m, offsets.size, -1)
+    j = np.argmin(f_chi2, axis=2)
+    s_i = np.arange(n_s)[:, None]
+    m_i = np.arange(n_m)[None, :]
+    l_best = fine[s_i, m_i, j]
+    edge = (l_best == 0) | (l_best == n_l - 1)
+    jc = np.clip(j, 1, offsets.size - 2)
+    dx, vertex, sigma = _parabola(f_chi2[s_i, m_i, jc - 1], f_chi2[s_i, m_i, jc],
+                                  f_chi2[s_i, m_i, jc + 1])
+    l_ref = fine[s_i, m_i, jc]
+    inner = ~edge & (j >= 1) & (j <= offsets.size - 2)
+    m_lo = block.m_range[0]
+    lag = block.offset - (m_lo + np.where(inner, l_ref + dx, l_best))
+    dl = engine.grid.dloglam
+    z = block.z_of_lag(lag, dl)
+    z_err = np.where(inner, (1 + z) * np.log(10) * dl * sigma, np.nan)
+    chi2 = np.where(inner, vertex, f_chi2[s_i, m_i, j])
+    # duplicate minima (coarse minima that refined to the same lag) keep the first only
+    dup = np.zeros_like(edge)
+    for a in range(1, n_m):  # loop over the 3 minima slots, not spectra or lags
+        dup[:, a] = np.any(np.abs(lag[:, a:a + 1] - lag[:, :a]) < 1.0, axis=1)
+    chi2 = np.where(dup, np.inf, chi2)
+    return chi2, z, z_err, edge, f_coef[s_i, m_i, j]
+
+
+def fit_spectra(flux: npt.ArrayLike, ivar: npt.ArrayLike, *, engine: Engine | None = None,
+                n_candidates: int = 10, n_star_templates: int = 6) -> FitResult:
+    """Fit a batch of spectra on the working grid.
+
+    Parameters
+    ----------
+    flux, ivar
+        (S, P) arrays on ``engine.grid`` (see ``lamostdb.match.grid.to_working_grid``);
+        ivar = 0 marks pixels without weight.
+    engine
+        Prepared templates (default: the shipped ones).
+    n_candidates
+        Candidates kept per spectrum.
+    n_star_templates
+        Best star templates entering the candidate list (one redshift each).
+    """
+    engine = engine or get_engine()
+    f = np.ascontiguousarray(flux, dtype=np.float64)
+    w = np.ascontiguousarray(ivar, dtype=np.float64)
+    if f.ndim != 2 or f.shape != w.shape or f.shape[1] != engine.grid.npix:
+        raise ValueError(f"flux and ivar must both be (n_spectra, {engine.grid.npix}); got "
+                         f"{f.shape} and {w.shape}")
+    w = np.where(np.isfinite(w) & np.isfinite(f) & (w > 0), w, 0.0) * engine.pixel_weight
+    f = np.where(w > 0, f, 0.0)
+    n_s = f.shape[0]
+    n_good = (w > 0).sum(axis=1).astype(np.int32)
+    wff = np.einsum("sp,sp->s", w * f, f)
+
+    parts = []  # (class code, template idx, chi2, z, z_err, edge, coeffs, n_params)
+    s_chi2, s_z, s_zerr, s_edge, s_coef = _star_candidates(engine, f, w)
+    k_star = min(n_star_templates, s_chi2.shape[1])
+    order = np.argsort(s_chi2, axis=1)[:, :k_star]
+    take = np.take_along_axis
+    parts.append((0, order, take(s_chi2, order, 1), take(s_z, order, 1), take(s_zerr, order, 1),
+                  take(s_edge, order, 1), take(s_coef, order[:, :, None], 1),
+                  engine.basis.n_vectors))
+    for block in engine.eigen:
+        code = CLASS_CODES.index(block.objclass)
+        e_chi2, e_z, e_zerr, e_edge, e_coef = _eigen_candidates(engine, block, f, w, wff)
+        parts.append((code, np.full(e_chi2.shape, -1), e_chi2, e_z, e_zerr, e_edge, e_coef,
+                      block.n_vectors + block.n_poly))
+
+    max_params = max(p[7] for p in parts)
+    cls = np.concatenate([np.full(p[2].shape, p[0], dtype=np.int8) for p in parts], axis=1)
+    tpl = np.concatenate([p[1] for p in parts], axis=1).astype(np.int32)
+    chi2 = np.concatenate([p[2] for p in parts], axis=1)
+    z = np.concatenate([p[3] for p in parts], axis=1)
+    z_err = np.concatenate([p[4] for p in parts], axis=1)
+    edge = np.concatenate([p[5] for p in parts], axis=1)
+    dof = np.concatenate([np.broadcast_to((n_good - p[7])[:, None], p[2].shape)
+                          for p in parts], axis=1).astype(np.int32)
+    coeffs = np.concatenate([np.pad(p[6], ((0, 0), (0, 0), (0, max_params - p[7])),
+                                    constant_values=np.nan) for p in parts], axis=1)
+    rchi2 = np.where(dof > 0, chi2 / np.maximum(dof, 1), np.inf)
+    order = np.argsort(rchi2, axis=1, kind="stable")[:, :n_candidates]
+    pick = lambda a: np.take_along_axis(a, order, 1)  # noqa: E731
+    r = pick(rchi2)
+    delta = np.concatenate([r[:, 1:] - r[:, :-1], np.full((n_s, 1), np.nan)], axis=1)
+    return FitResult(pick(cls), pick(tpl), pick(z), pick(z_err), pick(chi2), pick(dof), r,
+                     delta, pick(edge), np.take_along_axis(coeffs, order[:, :, None], 1),
+                     n_good)

@@ -1,0 +1,123 @@
+"""The chi-square engine: kernels against direct least squares, injection and recovery."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numpy.polynomial import legendre
+
+from lamostdb.match.eigen_kernel import _eigen_chi2_at, eigen_correlations
+from lamostdb.match.engine import get_engine
+from lamostdb.match.fit import CLASS_CODES, fit_spectra
+from lamostdb.match.star_kernel import _star_chi2
+from lamostdb.templates import load_default_templates
+
+C_KMS = 299792.458
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return get_engine()
+
+
+def _lstsq_chi2(design: np.ndarray, flux: np.ndarray, ivar: np.ndarray) -> float:
+    sw = np.sqrt(ivar)
+    coef, *_ = np.linalg.lstsq(design * sw[:, None], flux * sw, rcond=None)
+    return float(np.sum(ivar * (flux - design @ coef) ** 2))
+
+
+def test_star_kernel_equals_direct_least_squares(engine) -> None:
+    rng = np.random.default_rng(3)
+    st = engine.star
+    n_cols = st.tpl_bins.shape[2]
+    cols = [0, 17, n_cols // 2, n_cols - 1]
+    p = engine.grid.npix
+    flux = rng.normal(100, 10, (2, p))
+    ivar = rng.uniform(0.5, 2.0, (2, p))
+    ivar[:, 1000:1050] = 0
+    chi2, _ = _star_chi2(flux, ivar, st.tpl_bins[:, :, cols], st.tpl2_bins[:, :, cols],
+                         st.bin_index, engine.basis.vectors)
+    per_pixel = engine.basis.per_pixel()  # (K, P)
+    for c_i, col in enumerate(cols):
+        tpl = np.zeros(p + 1)
+        tpl[st.bin_index.ravel()] = st.tpl_bins[:, :, col].ravel()
+        design = (tpl[:p][None, :] * per_pixel).T
+        for s in range(2):
+            assert chi2[s, c_i] == pytest.approx(_lstsq_chi2(design, flux[s], ivar[s]),
+                                                 rel=1e-6)
+
+
+def test_eigen_fft_correlations_equal_direct_sums(engine) -> None:
+    rng = np.random.default_rng(4)
+    block = next(b for b in engine.eigen if b.objclass == "GALAXY")
+    p = engine.grid.npix
+    flux = rng.normal(10, 1, (2, p))
+    ivar = rng.uniform(0.5, 2.0, (2, p))
+    poly = engine.poly[: block.n_poly]
+    corr = eigen_correlations(flux, ivar, poly, block.fft_pairs, block.fft_single, block.nfft,
+                              block.m_range)
+    wff = np.einsum("sp,sp->s", ivar * flux, flux)
+    n_l = corr[0].shape[1]
+    idx = np.array([[0, n_l // 3, n_l - 1]] * 2)
+    chi2, _ = _eigen_chi2_at(idx, *corr, wff, block.n_vectors)
+    for s in range(2):
+        for j, l_i in enumerate(idx[s]):
+            m = block.m_range[0] + l_i
+            design = np.vstack([block.vectors[:, m:m + p], poly]).T
+            assert chi2[s, j] == pytest.approx(_lstsq_chi2(design, flux[s], ivar[s]), rel=1e-6)
+
+
+def _distort(p: int, rng: np.random.Generator) -> np.ndarray:
+    x = np.linspace(-1, 1, p)
+    tilt = 1 + legendre.legval(x, [0, *rng.uniform(-0.1, 0.1, 3)])
+    wave = 10 ** (3.5682 + 1e-4 * np.arange(p))
+    return tilt * np.where(wave > 5790, 1.12, 1.0)
+
+
+def test_star_injection_recovery_with_distortion(engine) -> None:
+    ts = load_default_templates()["STAR"]
+    rng = np.random.default_rng(5)
+    p = engine.grid.npix
+    obs_loglam = 3.5682 + 1e-4 * np.arange(p)
+    rest_loglam = ts.loglam0 + ts.dloglam * np.arange(ts.vectors.shape[1])
+    picks = [ts.names.index(n) for n in ("G4V (32923)", "K3V (32147)", "A1V (95418)",
+                                         "M2III (169305)")]
+    v_true = np.array([-120.0, 35.0, 210.0, -15.0])
+    flux = np.empty((len(picks), p))
+    for i, (t, v) in enumerate(zip(picks, v_true, strict=True)):
+        model = np.interp(obs_loglam - np.log10(1 + v / C_KMS), rest_loglam, ts.vectors[t])
+        flux[i] = model / np.median(model) * 100 * _distort(p, rng)
+    sigma = flux / 40.0  # S/N 40 per pixel
+    noisy = flux + rng.normal(size=flux.shape) * sigma
+    fit = fit_spectra(noisy, 1 / sigma**2, engine=engine)
+    assert [CLASS_CODES[c] for c in fit.objclass[:, 0]] == ["STAR"] * 4
+    dv = fit.z[:, 0] * C_KMS - v_true
+    assert np.all(np.abs(dv) < 10), dv
+    assert np.all(fit.z_err[:, 0] * C_KMS < 10)
+    assert [ts.names[t][0] for t in fit.template[:, 0]] == ["G", "K", "A", "M"]
+
+
+@pytest.mark.parametrize(("objclass", "z_true"), [("GALAXY", 0.1234), ("GALAXY", 0.4711),
+                                                   ("QSO", 1.234), ("QSO", 3.05)])
+def test_eigen_injection_recovery(engine, objclass: str, z_true: float) -> None:
+    ts = load_default_templates()[objclass]
+    p = engine.grid.npix
+    obs_loglam = 3.5682 + 1e-4 * np.arange(p)
+    rest_loglam = ts.loglam0 + ts.dloglam * np.arange(ts.vectors.shape[1])
+    coef = np.array([1.0, 0.15, -0.1, 0.05])
+    rest = coef @ ts.vectors[:4]
+    model = np.interp(obs_loglam - np.log10(1 + z_true), rest_loglam, rest)
+    model = model / np.median(np.abs(model)) * 20
+    rng = np.random.default_rng(6)
+    sigma = np.full(p, np.median(np.abs(model)) / 15)
+    fit = fit_spectra((model + rng.normal(size=p) * sigma)[None], (1 / sigma**2)[None],
+                      engine=engine)
+    assert CLASS_CODES[fit.objclass[0, 0]] == objclass
+    assert abs(fit.z[0, 0] - z_true) / (1 + z_true) < 2e-4
+    assert 0 < fit.z_err[0, 0] < 1e-3
+    assert fit.rchi2[0, 0] == pytest.approx(1.0, abs=0.1)
+
+
+def test_fit_rejects_wrong_shapes(engine) -> None:
+    with pytest.raises(ValueError, match="n_spectra"):
+        fit_spectra(np.zeros((2, 100)), np.zeros((2, 100)), engine=engine)
