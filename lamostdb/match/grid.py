@@ -93,7 +93,8 @@ class LogGrid:
             return k
         return None
 
-    def pixel_offsets(self, coeff0: npt.ArrayLike, coeff1: npt.ArrayLike
+    def pixel_offsets(self, coeff0: Sequence[float | None] | npt.NDArray[np.float64],
+                      coeff1: Sequence[float | None] | npt.NDArray[np.float64]
                       ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
         """Vectorised `pixel_offset`: ``(k, aligned)``; k is 0 where not aligned."""
         c0 = np.asarray(coeff0, dtype=np.float64)  # None becomes NaN here
@@ -205,7 +206,8 @@ def to_working_grid(wave_angstrom: npt.ArrayLike | None, flux: npt.ArrayLike,
 def arrays_to_working_grid(flux_list: Sequence[npt.NDArray[np.floating]],
                            ivar_list: Sequence[npt.NDArray[np.floating]],
                            andmask_list: Sequence[npt.NDArray[np.integer] | None],
-                           coeff0: npt.ArrayLike, coeff1: npt.ArrayLike, *,
+                           coeff0: Sequence[float | None] | npt.NDArray[np.float64],
+                           coeff1: Sequence[float | None] | npt.NDArray[np.float64], *,
                            wave_list: Sequence[npt.ArrayLike | None] | None = None,
                            grid: LogGrid = WORKING_GRID) -> tuple[Float32Array, Float32Array]:
     """Many spectra on ``grid``: C-contiguous float32 ``(flux, ivar)`` of shape (S, npix).

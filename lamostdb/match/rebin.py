@@ -17,8 +17,6 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-FloatArray = npt.NDArray[np.float32] | npt.NDArray[np.float64]
-
 
 def edges_from_centers_log(wave_angstrom: npt.ArrayLike) -> npt.NDArray[np.float64]:
     """Pixel boundaries of a grid given by its centres, midway in log10(wavelength).
@@ -89,18 +87,14 @@ def _overlap_sum(values: npt.NDArray[np.float64], full: npt.NDArray[np.float64],
     return w_first * values[:, ka] + w_last * values[:, kb] + inner
 
 
-def _rebin_kernel(src_edges: npt.NDArray[np.float64], flux: FloatArray, ivar: FloatArray,
-                  dst_edges: npt.NDArray[np.float64]
+def _rebin_kernel(src_edges: npt.NDArray[np.float64], flux: npt.NDArray[np.float64],
+                  ivar: npt.NDArray[np.float64], dst_edges: npt.NDArray[np.float64]
                   ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Rebin rows of ``flux``/``ivar`` (S, n) onto ``dst_edges``; inputs already validated."""
-    # float64 throughout: 1/ivar of a float32 ivar can overflow float32, and the prefix sums
-    # need the extra digits to keep a constant spectrum constant.
-    flux64 = np.asarray(flux, dtype=np.float64)
-    ivar64 = np.asarray(ivar, dtype=np.float64)
-    valid = np.isfinite(flux64) & np.isfinite(ivar64) & (ivar64 > 0)
+    valid = np.isfinite(flux) & np.isfinite(ivar) & (ivar > 0)
     weight = valid.astype(np.float64)
-    fval = np.where(valid, flux64, 0.0)
-    var = np.where(valid, 1.0 / np.where(valid, ivar64, 1.0), 0.0)
+    fval = np.where(valid, flux, 0.0)
+    var = np.where(valid, 1.0 / np.where(valid, ivar, 1.0), 0.0)
     width = np.diff(src_edges)
     ka, kb, o_first, o_last = _overlaps(src_edges, dst_edges)
     num = _overlap_sum(fval, fval * width, ka, kb, o_first, o_last)
@@ -123,8 +117,8 @@ def _check_edges(edges: npt.ArrayLike, name: str) -> npt.NDArray[np.float64]:
     return arr
 
 
-def rebin_flux_conserving_batch(src_edges: npt.ArrayLike, flux: FloatArray, ivar: FloatArray,
-                                dst_edges: npt.ArrayLike
+def rebin_flux_conserving_batch(src_edges: npt.ArrayLike, flux: npt.ArrayLike,
+                                ivar: npt.ArrayLike, dst_edges: npt.ArrayLike
                                 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Rebin many spectra that share one source grid (see `rebin_flux_conserving`).
 
@@ -140,14 +134,17 @@ def rebin_flux_conserving_batch(src_edges: npt.ArrayLike, flux: FloatArray, ivar
     """
     src = _check_edges(src_edges, "src_edges")
     dst = _check_edges(dst_edges, "dst_edges")
-    flux_arr, ivar_arr = np.asarray(flux), np.asarray(ivar)
+    # float64 throughout: 1/ivar of a float32 ivar can overflow float32, and the prefix sums
+    # need the extra digits to keep a constant spectrum constant.
+    flux_arr = np.asarray(flux, dtype=np.float64)
+    ivar_arr = np.asarray(ivar, dtype=np.float64)
     if flux_arr.ndim != 2 or flux_arr.shape != ivar_arr.shape or flux_arr.shape[1] != src.size - 1:
         raise ValueError(f"flux and ivar must both have shape (S, {src.size - 1}), got "
                          f"{flux_arr.shape} and {ivar_arr.shape}")
     return _rebin_kernel(src, flux_arr, ivar_arr, dst)
 
 
-def rebin_flux_conserving(src_edges: npt.ArrayLike, flux: FloatArray, ivar: FloatArray,
+def rebin_flux_conserving(src_edges: npt.ArrayLike, flux: npt.ArrayLike, ivar: npt.ArrayLike,
                           dst_edges: npt.ArrayLike
                           ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Rebin one spectrum onto new pixel boundaries, conserving the flux integral.
