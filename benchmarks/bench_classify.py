@@ -76,7 +76,8 @@ def kernel_figures(night: Path) -> None:
     roof64 = 2 * 64 * engine.grid.npix * t / best_time(lambda: a64 @ b64)
     a32, b32 = a64.astype(np.float32), b64.astype(np.float32)
     roof32 = 2 * 64 * engine.grid.npix * t / best_time(lambda: a32 @ b32)
-    print(f"star kernel (float64, {s} spectra x {t} template-redshift columns): "
+    print(f"star kernel ({s} spectra x {t} template-redshift columns; float32 bin products, "
+          "float64 normal equations): "
           f"{flops / dt / 1e9:.1f} GFLOP/s; plain matmul roof: float64 {roof64 / 1e9:.1f}, "
           f"float32 {roof32 / 1e9:.1f} GFLOP/s")
     w = np.where(np.isfinite(ivar), ivar, 0) * engine.pixel_weight

@@ -36,14 +36,15 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "spectra"
 
 
 def records_frame(records: list) -> pl.DataFrame:
-    return pl.DataFrame({
-        "coeff0": [r.coeff0 for r in records], "coeff1": [r.coeff1 for r in records],
-        "wavelength": [r.wavelength for r in records],
-        "flux": [r.flux for r in records], "ivar": [r.ivar for r in records],
-        "andmask": [r.andmask for r in records],
-    }, schema={"coeff0": pl.Float64, "coeff1": pl.Float64, "wavelength": pl.List(pl.Float64),
-               "flux": pl.List(pl.Float32), "ivar": pl.List(pl.Float32),
-               "andmask": pl.List(pl.Int32)})
+    """The engine columns of ``spectra`` rows for in-memory records (same code as ingest)."""
+    from lamostdb.catalog.spectra_table import records_to_table
+
+    table = records_to_table(records, ingest_run="validate",
+                             hp=np.zeros(len(records), dtype=np.int64))
+    df = pl.from_arrow(table.select(["coeff0", "coeff1", "wavelength", "flux", "ivar",
+                                     "andmask"]))
+    assert isinstance(df, pl.DataFrame)
+    return df
 
 
 def fit_records(records: list, engine, batch: int = 32):

@@ -163,3 +163,67 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"\ncatalogue: {work / 'catalog'}  (try: lamostdb sql {work / 'catalog'} "
           "\"SELECT count(*) FROM spectra\")")
     return 0
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    import os
+
+    from lamostdb.catalog.classify import classify
+    from lamostdb.match.engine import CONTINUUM_ENV
+
+    if args.continuum:
+        if not Path(args.continuum).exists():
+            raise FileNotFoundError(f"--continuum {args.continuum}: no such file")
+        os.environ[CONTINUUM_ENV] = str(Path(args.continuum).resolve())  # reaches the workers
+    with Catalog(args.catalog, mode="w") as cat:
+        rep = classify(cat, rerun=args.rerun, workers=args.workers, progress=not args.quiet)
+    print(f"run {rep.run_id}: {rep.n_fitted} spectra classified ({rep.n_todo} to do) in "
+          f"{rep.elapsed_s:.1f} s, {rep.spectra_per_s:.0f} spectra/s; classes {rep.counts}")
+    return 0
+
+
+def cmd_templates_list(args: argparse.Namespace) -> int:
+    from lamostdb.match.continuum import default_basis
+    from lamostdb.templates import load_default_templates
+    from lamostdb.templates.subclass import subclass_of_template
+
+    rows = []
+    for cls, ts in load_default_templates().items():
+        wave = ts.wave_angstrom
+        rows.append({"class": cls, "kind": ts.kind, "n_vectors": ts.vectors.shape[0],
+                     "rest_min_A": round(float(wave[0]), 1),
+                     "rest_max_A": round(float(wave[-1]), 1), "file": Path(ts.source).name})
+    print_frame(pl.DataFrame(rows))
+    basis = default_basis()
+    print(f"star continuum vectors: {', '.join(basis.names)} ({basis.source}, "
+          f"{basis.n_bins} bins)")
+    if args.stars:
+        names = load_default_templates()["STAR"].names
+        print_frame(pl.DataFrame({"template": list(names),
+                                  "subclass": [subclass_of_template(n) for n in names]}),
+                    max_rows=200)
+    return 0
+
+
+def cmd_templates_calibrate(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from lamostdb.match.batch import ENGINE_COLUMNS, batch_to_matrices
+    from lamostdb.match.calibrate import learn_from_spectra
+
+    cols = ", ".join(ENGINE_COLUMNS)  # fixed column list, not user input
+    with open_catalog(args.catalog) as cat:
+        df = cat.sql(f"SELECT {cols} FROM spectra WHERE snrg >= $snr ORDER BY specid LIMIT $n",
+                     {"snr": args.min_snr, "n": args.max_spectra})
+    if df.height == 0:
+        raise ValueError(f"no spectrum with snrg >= {args.min_snr} in {args.catalog}")
+    flux, ivar = batch_to_matrices(df)
+    basis = learn_from_spectra(flux, ivar, n_vectors=args.n_vectors,
+                               source=f"learned from {Path(args.catalog).resolve().name}")
+    basis.save(args.output, provenance={
+        "catalog": str(Path(args.catalog).resolve()), "n_input_spectra": df.height,
+        "min_snrg": args.min_snr, "n_vectors": args.n_vectors,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
+    print(f"learned {basis.n_vectors} vectors ({', '.join(basis.names)}) from {basis.source}; "
+          f"wrote {args.output}")
+    return 0

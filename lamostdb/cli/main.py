@@ -62,6 +62,35 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=commands.cmd_simulate)
 
+    s = sub.add_parser("classify", help="classify spectra and measure redshifts (chi-square "
+                       "template matching)",
+                       description="Fit every current spectrum without a result of this engine "
+                       "version against the star templates (with continuum adjustment) and the "
+                       "galaxy/QSO eigen-bases; write the results and candidates tables.")
+    s.add_argument("catalog")
+    s.add_argument("--rerun", action="store_true", help="fit all current spectra again")
+    s.add_argument("--workers", type=int, default=None)
+    s.add_argument("--continuum", help="continuum vectors file (.npz from `templates calibrate`; "
+                   "default $LAMOSTDB_CONTINUUM or the shipped set)")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=commands.cmd_classify)
+
+    s = sub.add_parser("templates", help="list templates; learn continuum vectors")
+    tsub = s.add_subparsers(dest="templates_command", required=True, metavar="ACTION")
+    t = tsub.add_parser("list", help="show the template library")
+    t.add_argument("--stars", action="store_true", help="list every star template and subclass")
+    t.set_defaults(func=commands.cmd_templates_list)
+    t = tsub.add_parser("calibrate", help="learn star continuum vectors by SVD from a catalogue",
+                        description="Fit star spectra of a catalogue with the Legendre fallback, "
+                        "take binned log(observed/template) ratios and keep their main SVD "
+                        "directions as continuum vectors (use with classify --continuum).")
+    t.add_argument("catalog")
+    t.add_argument("--output", required=True, help="output .npz file")
+    t.add_argument("--min-snr", type=float, default=10.0, help="minimum S/N in g (default 10)")
+    t.add_argument("--max-spectra", type=int, default=5000)
+    t.add_argument("--n-vectors", type=int, default=3)
+    t.set_defaults(func=commands.cmd_templates_calibrate)
+
     s = sub.add_parser("info", help="summary of a catalogue: tables, runs, quarantine")
     s.add_argument("catalog")
     s.set_defaults(func=commands.cmd_info)

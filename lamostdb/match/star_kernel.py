@@ -32,8 +32,8 @@ def gather_bins(x: npt.NDArray[np.float64], bin_index: npt.NDArray[np.int64]
 def _star_chi2(
     flux: npt.NDArray[np.float64],
     ivar: npt.NDArray[np.float64],
-    tpl_bins: npt.NDArray[np.float64],
-    tpl2_bins: npt.NDArray[np.float64],
+    tpl_bins: npt.NDArray[np.floating],
+    tpl2_bins: npt.NDArray[np.floating],
     bin_index: npt.NDArray[np.int64],
     vectors: npt.NDArray[np.float64],
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
@@ -55,10 +55,11 @@ def _star_chi2(
     chi2 : (S, T)
     coeffs : (S, T, K)
     """
-    w = gather_bins(ivar, bin_index)
-    wf = gather_bins(ivar * flux, bin_index)
-    a_bins = np.matmul(w, tpl2_bins)  # (J, S, T)
-    c_bins = np.matmul(wf, tpl_bins)  # (J, S, T)
+    dtype = tpl_bins.dtype
+    w = gather_bins(ivar, bin_index).astype(dtype, copy=False)
+    wf = gather_bins(ivar * flux, bin_index).astype(dtype, copy=False)
+    a_bins = np.matmul(w, tpl2_bins).astype(np.float64)  # (J, S, T)
+    c_bins = np.matmul(wf, tpl_bins).astype(np.float64)  # (J, S, T)
     n_bins, n_spec, n_tpl = a_bins.shape
     k = vectors.shape[0]
     vv = np.einsum("kj,lj->jkl", vectors, vectors).reshape(n_bins, k * k)

@@ -1,0 +1,244 @@
+"""The classify stage: ``spectra`` in, ``results`` and ``candidates`` out.
+
+Only spectra without a result of the current engine version are fitted (``rerun=True``
+fits all current spectra again). Work is split by ``spectra`` file; each worker streams its
+file in record batches (pyarrow row groups -> Polars), turns them into matrices
+(``lamostdb.match.batch``) and calls the engine (``lamostdb.match.fit``), then writes one
+``results`` and one ``candidates`` Parquet file for the partition. The files are committed
+atomically with the run record, like ingest.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import resource
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+from threadpoolctl import threadpool_limits
+from tqdm import tqdm
+
+from lamostdb.catalog.commit import STAGING, StagedFile, commit_run
+from lamostdb.catalog.hats import leaf_relpath
+from lamostdb.catalog.schema import load_schema
+from lamostdb.catalog.store import Catalog
+from lamostdb.io.parquet import write_parquet
+from lamostdb.io.sqlfiles import statement
+from lamostdb.match.batch import ENGINE_COLUMNS, batch_to_matrices
+from lamostdb.match.engine import ENGINE_VERSION, Engine, get_engine
+from lamostdb.match.fit import CLASS_CODES, FitResult, fit_spectra
+
+C_KMS = 299792.458
+FIT_BATCH = 32
+
+
+@dataclass
+class ClassifyReport:
+    run_id: str
+    n_todo: int = 0
+    n_fitted: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+    spectra_per_s: float = 0.0
+    peak_worker_rss_mb: float = 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class _Task:
+    index: int
+    spectra_file: str
+    specids: tuple[str, ...]
+    root: str
+    run_id: str
+    norder: int
+    npix: int
+    single_thread: bool = False
+
+
+def _subclass_names(engine: Engine) -> list[str]:
+    from lamostdb.templates.subclass import subclass_of_template
+
+    return [subclass_of_template(n) for n in engine.star.names]
+
+
+def _tables(df: pl.DataFrame, fit: FitResult, engine: Engine, run_id: str,
+            subclasses: list[str]) -> tuple[pa.Table, pa.Table]:
+    n_s, n_c = fit.z.shape
+    cls = np.array(CLASS_CODES)[fit.objclass]
+    names = np.array(list(engine.star.names) + [""], dtype=object)
+    subs = np.array(subclasses + ["Non"], dtype=object)
+    tpl_idx = np.where(fit.template >= 0, fit.template, len(engine.star.names))
+    eigen_name = {b.objclass: f"eigen:{b.objclass}" for b in engine.eigen}
+    template = np.where(fit.template >= 0, names[tpl_idx],
+                        np.vectorize(eigen_name.get, otypes=[object])(cls))
+    subclass = np.where(fit.template >= 0, subs[tpl_idx], "Non")
+    base = {c: df[c].to_numpy() for c in ("specid", "source_sha256", "obsid", "ra", "dec",
+                                           "_healpix_29")}
+    best_rv = np.where(cls[:, 0] == "STAR", fit.z[:, 0] * C_KMS, np.nan)
+    coeffs = [row[np.isfinite(row)] for row in fit.coeffs[:, 0, :]]
+    res_schema = load_schema("results").arrow_schema()
+    results = {
+        **{k: base[k] for k in ("specid", "source_sha256")},
+        "obsid": df["obsid"].to_arrow(),
+        "class": cls[:, 0], "subclass": subclass[:, 0], "template": template[:, 0],
+        "z": fit.z[:, 0], "z_err": _nullable(fit.z_err[:, 0]), "rv_kms": _nullable(best_rv),
+        "chi2": fit.chi2[:, 0], "dof": fit.dof[:, 0], "rchi2": fit.rchi2[:, 0],
+        "delta_rchi2": _nullable(fit.delta_rchi2[:, 0]), "n_good": fit.n_good,
+        "z_edge": fit.z_edge[:, 0],
+        "coeffs": pa.array(coeffs, type=pa.list_(pa.float64())),
+        "snrg": df["snrg"].to_arrow(),
+        "engine_version": [engine.version] * n_s, "continuum": [engine.basis.source] * n_s,
+        "run_id": [run_id] * n_s,
+        **{k: base[k] for k in ("ra", "dec", "_healpix_29")},
+    }
+    res = pa.Table.from_pydict({f.name: _arr(results[f.name], f.type) for f in res_schema},
+                               schema=res_schema)
+    cand_schema = load_schema("candidates").arrow_schema()
+    rep = lambda a: np.repeat(a, n_c)  # noqa: E731
+    cands = {
+        "specid": rep(base["specid"]), "source_sha256": rep(base["source_sha256"]),
+        "obsid": pa.array(rep(df["obsid"].fill_null(-1).to_numpy()), type=pa.int64()),
+        "rank": np.tile(np.arange(n_c, dtype=np.int16), n_s),
+        "class": cls.ravel(), "subclass": subclass.ravel(), "template": template.ravel(),
+        "z": fit.z.ravel(), "z_err": _nullable(fit.z_err.ravel()), "chi2": fit.chi2.ravel(),
+        "dof": fit.dof.ravel(), "rchi2": fit.rchi2.ravel(),
+        "delta_rchi2": _nullable(fit.delta_rchi2.ravel()), "z_edge": fit.z_edge.ravel(),
+        "engine_version": [engine.version] * (n_s * n_c), "run_id": [run_id] * (n_s * n_c),
+        "ra": rep(base["ra"]), "dec": rep(base["dec"]), "_healpix_29": rep(base["_healpix_29"]),
+    }
+    obsid_null = rep(df["obsid"].is_null().to_numpy())
+    cands["obsid"] = pa.array(np.where(obsid_null, 0, rep(df["obsid"].fill_null(0).to_numpy())),
+                              type=pa.int64(), mask=obsid_null)
+    cand = pa.Table.from_pydict({f.name: _arr(cands[f.name], f.type) for f in cand_schema},
+                                schema=cand_schema)
+    return res, cand
+
+
+def _nullable(x: np.ndarray) -> pa.Array:
+    x = np.asarray(x, dtype=np.float64)
+    return pa.array(np.where(np.isfinite(x), x, 0.0), mask=~np.isfinite(x))
+
+
+def _arr(v: object, t: pa.DataType) -> pa.Array:
+    if isinstance(v, pa.Array | pa.ChunkedArray):
+        return v.cast(t)
+    return pa.array(v, type=t)
+
+
+def _classify_file(task: _Task) -> tuple[list[StagedFile], dict[str, int], int, float]:
+    if task.single_thread:  # one BLAS thread per worker: the workers already use every core
+        with threadpool_limits(limits=1):
+            return _classify_file_inner(task)
+    return _classify_file_inner(task)
+
+
+def _classify_file_inner(task: _Task) -> tuple[list[StagedFile], dict[str, int], int, float]:
+    engine = get_engine()
+    subclasses = _subclass_names(engine)
+    wanted = pl.Series("key", task.specids)  # "specid|source_sha256" of the spectra to fit
+    pf = pq.ParquetFile(task.spectra_file)
+    res_parts: list[pa.Table] = []
+    cand_parts: list[pa.Table] = []
+    for batch in pf.iter_batches(batch_size=256, columns=list(ENGINE_COLUMNS)):
+        df = pl.from_arrow(batch)
+        assert isinstance(df, pl.DataFrame)
+        df = df.filter((pl.col("specid") + "|" + pl.col("source_sha256")).is_in(wanted))
+        for start in range(0, df.height, FIT_BATCH):
+            sub = df.slice(start, FIT_BATCH)
+            flux, ivar = batch_to_matrices(sub, engine.grid)
+            fit = fit_spectra(flux, ivar, engine=engine)
+            r, c = _tables(sub, fit, engine, task.run_id, subclasses)
+            res_parts.append(r)
+            cand_parts.append(c)
+    staged = []
+    counts: dict[str, int] = defaultdict(int)
+    n = 0
+    for table_name, parts in (("results", res_parts), ("candidates", cand_parts)):
+        if not parts:
+            continue
+        table = pa.concat_tables(parts)
+        table = table.sort_by("_healpix_29")
+        leaf = leaf_relpath(table_name, task.norder, task.npix)
+        name = f"part-{task.run_id}-{task.index:05d}.parquet"
+        rel = f"{STAGING}/{task.run_id}/{leaf}/{name}"
+        nbytes = write_parquet(table, Path(task.root) / rel)
+        staged.append(StagedFile(table_name, rel, f"{leaf}/{name}", task.norder, task.npix,
+                                 table.num_rows, nbytes))
+        if table_name == "results":
+            n = table.num_rows
+            for k, v in zip(*np.unique(table.column("class").to_numpy(zero_copy_only=False),
+                                       return_counts=True), strict=True):
+                counts[str(k)] += int(v)
+    return staged, dict(counts), n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def classify(catalog: Catalog, *, rerun: bool = False, workers: int | None = None,
+             progress: bool = True) -> ClassifyReport:
+    """Classify every current spectrum that has no result of this engine version."""
+    t0 = time.perf_counter()
+    run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
+    report = ClassifyReport(run_id)
+    with catalog.write_lock():
+        files = catalog.table_files("spectra")
+        paths = [str(catalog.root / f.path) for f in files]
+        if not paths:
+            return report
+        if rerun:
+            rows = catalog.con.execute(statement("classify.sql", "all_current"),
+                                       {"files": paths}).fetchall()
+        else:
+            rows = catalog.con.execute(statement("classify.sql", "unclassified"),
+                                       {"files": paths, "engine_version": ENGINE_VERSION}
+                                       ).fetchall()
+        by_file: dict[str, list[str]] = defaultdict(list)
+        for fname, specid, sha in rows:
+            by_file[str(fname)].append(f"{specid}|{sha}")
+        meta = {str(catalog.root / f.path): f for f in files}
+        n_workers = max(1, min(workers or os.cpu_count() or 1, len(by_file)))
+        tasks = [_Task(i, fname, tuple(ids), str(catalog.root), run_id, meta[fname].norder,
+                       meta[fname].npix, n_workers > 1)
+                 for i, (fname, ids) in enumerate(sorted(by_file.items()))]
+        report.n_todo = len(rows)
+        staged: list[StagedFile] = []
+        counts: dict[str, int] = defaultdict(int)
+        bar = tqdm(total=report.n_todo, unit="spectrum", desc="classify",
+                   disable=not progress or not tasks)
+        try:
+            if n_workers == 1:
+                results = map(_classify_file, tasks)
+                pool = None
+            else:
+                ctx = mp.get_context("forkserver")
+                ctx.set_forkserver_preload(["lamostdb.catalog.classify"])
+                pool = ctx.Pool(n_workers)
+                results = pool.imap_unordered(_classify_file, tasks)
+            for st, cnt, n, rss in results:
+                staged += st
+                for k, v in cnt.items():
+                    counts[k] += v
+                report.n_fitted += n
+                report.peak_worker_rss_mb = max(report.peak_worker_rss_mb, rss)
+                bar.update(n)
+        finally:
+            bar.close()
+            if n_workers > 1 and pool is not None:
+                pool.close()
+                pool.join()
+        report.counts = dict(counts)
+        report.elapsed_s = round(time.perf_counter() - t0, 3)
+        report.spectra_per_s = round(report.n_fitted / max(report.elapsed_s, 1e-9), 1)
+        if staged:
+            staged.sort(key=lambda s: s.final)
+            commit_run(catalog, run_id, "classify", staged, lambda: None, report.as_dict())
+    return report
