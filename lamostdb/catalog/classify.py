@@ -67,9 +67,21 @@ class _Task:
 
 
 def _subclass_names(engine: Engine) -> list[str]:
-    from lamostdb.templates.subclass import subclass_of_template
+    """Subclass of each star template: the SDSS table, else the set's subtype or the name."""
+    from lamostdb.templates.subclass import parse_subclass, subclass_of_template
 
-    return [subclass_of_template(n) for n in engine.star.names]
+    out = []
+    for ts in engine.star.rest:
+        for name in ts.names:
+            try:
+                out.append(subclass_of_template(name))
+                continue
+            except KeyError:
+                pass
+            label = ts.subclass or name
+            letter, ordinal = parse_subclass(label)
+            out.append(label if letter is not None else "Non")
+    return out
 
 
 def _tables(df: pl.DataFrame, fit: FitResult, engine: Engine, run_id: str,

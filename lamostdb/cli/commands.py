@@ -169,8 +169,14 @@ def cmd_classify(args: argparse.Namespace) -> int:
     import os
 
     from lamostdb.catalog.classify import classify
-    from lamostdb.match.engine import CONTINUUM_ENV
+    from lamostdb.match.engine import CONTINUUM_ENV, TEMPLATES_ENV
 
+    if args.templates:
+        missing = [f for f in args.templates if not Path(f).exists()]
+        if missing:
+            raise FileNotFoundError(f"--templates: no such file(s) {missing}")
+        os.environ[TEMPLATES_ENV] = os.pathsep.join(str(Path(f).resolve())
+                                                    for f in args.templates)
     if args.continuum:
         if not Path(args.continuum).exists():
             raise FileNotFoundError(f"--continuum {args.continuum}: no such file")
@@ -187,10 +193,14 @@ def cmd_templates_list(args: argparse.Namespace) -> int:
     from lamostdb.templates import load_default_templates
     from lamostdb.templates.subclass import subclass_of_template
 
+    from lamostdb.templates import load_template_file
+
     rows = []
-    for cls, ts in load_default_templates().items():
+    sets = list(load_default_templates().values()) + [load_template_file(f) for f in args.file]
+    for ts in sets:
         wave = ts.wave_angstrom
-        rows.append({"class": cls, "kind": ts.kind, "n_vectors": ts.vectors.shape[0],
+        rows.append({"class": ts.objclass, "subclass": ts.subclass or "",
+                     "kind": ts.kind, "n_vectors": ts.vectors.shape[0],
                      "rest_min_A": round(float(wave[0]), 1),
                      "rest_max_A": round(float(wave[-1]), 1), "file": Path(ts.source).name})
     print_frame(pl.DataFrame(rows))
@@ -219,10 +229,12 @@ def cmd_templates_calibrate(args: argparse.Namespace) -> int:
         raise ValueError(f"no spectrum with snrg >= {args.min_snr} in {args.catalog}")
     flux, ivar = batch_to_matrices(df)
     basis = learn_from_spectra(flux, ivar, n_vectors=args.n_vectors,
-                               source=f"learned from {Path(args.catalog).resolve().name}")
+                               legendre_order=args.legendre_order,
+                               source=f"learned from {args.source_label or Path(args.catalog).name}")
     basis.save(args.output, provenance={
-        "catalog": str(Path(args.catalog).resolve()), "n_input_spectra": df.height,
-        "min_snrg": args.min_snr, "n_vectors": args.n_vectors,
+        "catalog": args.source_label or str(Path(args.catalog).resolve()),
+        "n_input_spectra": df.height, "min_snrg": args.min_snr, "n_vectors": args.n_vectors,
+        "legendre_order": args.legendre_order,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
     print(f"learned {basis.n_vectors} vectors ({', '.join(basis.names)}) from {basis.source}; "
           f"wrote {args.output}")

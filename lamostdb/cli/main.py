@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=None)
     s.add_argument("--continuum", help="continuum vectors file (.npz from `templates calibrate`; "
                    "default $LAMOSTDB_CONTINUUM or the shipped set)")
+    s.add_argument("--templates", nargs="+", metavar="FILE",
+                   help="added template files (SDSS spEigen* or redrock rrtemplate-*): single "
+                   "star templates join the star library, a GALAXY/QSO basis replaces the "
+                   "default (default $LAMOSTDB_TEMPLATES)")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=commands.cmd_classify)
 
@@ -79,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     tsub = s.add_subparsers(dest="templates_command", required=True, metavar="ACTION")
     t = tsub.add_parser("list", help="show the template library")
     t.add_argument("--stars", action="store_true", help="list every star template and subclass")
+    t.add_argument("--file", nargs="+", default=[], metavar="FILE",
+                   help="also show these template files (SDSS spEigen* or redrock rrtemplate-*)")
     t.set_defaults(func=commands.cmd_templates_list)
     t = tsub.add_parser("calibrate", help="learn star continuum vectors by SVD from a catalogue",
                         description="Fit star spectra of a catalogue with the Legendre fallback, "
@@ -88,7 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--output", required=True, help="output .npz file")
     t.add_argument("--min-snr", type=float, default=10.0, help="minimum S/N in g (default 10)")
     t.add_argument("--max-spectra", type=int, default=5000)
-    t.add_argument("--n-vectors", type=int, default=3)
+    t.add_argument("--n-vectors", type=int, default=2, help="SVD vectors kept (default 2)")
+    t.add_argument("--legendre-order", type=int, default=3,
+                   help="Legendre P0..Pn kept beside them (default 3; -1: constant only)")
+    t.add_argument("--source-label", help="how to name the training set in the file")
     t.set_defaults(func=commands.cmd_templates_calibrate)
 
     s = sub.add_parser("info", help="summary of a catalogue: tables, runs, quarantine")

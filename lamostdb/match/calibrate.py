@@ -46,7 +46,8 @@ def calibration_curves(flux: npt.NDArray[np.float64], ivar: npt.NDArray[np.float
 
 
 def learn_from_spectra(flux: npt.NDArray[np.float64], ivar: npt.NDArray[np.float64], *,
-                       n_vectors: int = 3, source: str = "learned") -> ContinuumBasis:
+                       n_vectors: int = 2, legendre_order: int = 3,
+                       source: str = "learned") -> ContinuumBasis:
     """Fit with the Legendre fallback, then learn ``n_vectors`` SVD vectors (+ constant, arm)."""
     fallback = legendre_basis()
     engine = prepare_engine(basis=fallback)
@@ -55,4 +56,5 @@ def learn_from_spectra(flux: npt.NDArray[np.float64], ivar: npt.NDArray[np.float
         raise ValueError(f"only {log_r.shape[0]} spectra were fit as stars; need at least "
                          f"{n_vectors + 2} to learn {n_vectors} vectors")
     return learn_basis(log_r, weight, fallback.bin_starts, n_vectors=n_vectors,
+                       legendre_order=legendre_order,
                        source=f"{source} ({log_r.shape[0]} star spectra)")

@@ -61,10 +61,16 @@ SKY_TELLURIC_MASK_ANGSTROM: tuple[tuple[float, float], ...] = (
     (5885.0, 5900.0),  # Na D sky
     (6295.0, 6305.0),  # [OI] 6300 sky
     (6360.0, 6368.0),  # [OI] 6364 sky
-    (6860.0, 6940.0),  # telluric O2 B band
-    (7590.0, 7700.0),  # telluric O2 A band
-    (8950.0, 9300.0),  # red end
+    (6850.0, 6960.0),  # telluric O2 B band
+    (7150.0, 7400.0),  # telluric H2O
+    (7580.0, 7720.0),  # telluric O2 A band
+    (8100.0, 8400.0),  # telluric H2O
+    (8950.0, 9300.0),  # telluric H2O and the unreliable red end
 )
+# Measured on the real LAMOST stars of ../shared (benchmarks/validate_engine.py): masking the
+# two water bands as well took the median |dv| against LAMOST from 6.6 to 5.4 km/s and its
+# median offset from +3.5 to +2.1 km/s (telluric lines do not move with the star and pull the
+# fit towards the heliocentric correction).
 
 STAR_GRID = RedshiftGrid(-0.004, 0.004, 0.0002)
 GALAXY_GRID = RedshiftGrid(-0.01, 1.0)
@@ -78,7 +84,7 @@ class StarBlock:
     tpl_bins: npt.NDArray[np.float32] = field(repr=False)  # (J, B, NT*NZ)
     tpl2_bins: npt.NDArray[np.float32] = field(repr=False)
     bin_index: npt.NDArray[np.int64] = field(repr=False)
-    rest: TemplateSet = field(repr=False)  # to rebuild a model spectrum on demand
+    rest: tuple[TemplateSet, ...] = field(repr=False)  # to rebuild models on demand
 
 
 @dataclass(frozen=True)
@@ -125,23 +131,34 @@ def _bin_index(basis: ContinuumBasis) -> npt.NDArray[np.int64]:
     return idx
 
 
-def prepare_star(ts: TemplateSet, grid: LogGrid, basis: ContinuumBasis,
-                 zgrid: RedshiftGrid = STAR_GRID) -> StarBlock:
+def prepare_star(sets: TemplateSet | tuple[TemplateSet, ...], grid: LogGrid,
+                 basis: ContinuumBasis, zgrid: RedshiftGrid = STAR_GRID) -> StarBlock:
+    """Shift every single star template of ``sets`` to every redshift of ``zgrid``."""
+    sets = (sets,) if isinstance(sets, TemplateSet) else tuple(sets)
+    for ts in sets:
+        if ts.kind != "single":
+            raise ValueError(f"{ts.source}: a STAR eigen-basis ({ts.subclass or ts.objclass}) "
+                             "cannot be used by the star kernel, which fits single templates "
+                             "with continuum vectors; give single-template files")
     z = zgrid.values()
-    rest_loglam = ts.loglam0 + ts.dloglam * np.arange(ts.vectors.shape[1])
-    spline = CubicSpline(rest_loglam, ts.vectors, axis=1, extrapolate=False)
     obs_loglam = grid.loglam0 + grid.dloglam * np.arange(grid.npix)
-    # column order: template-major, redshift-minor
-    cols = np.empty((ts.vectors.shape[0], z.size, grid.npix))
-    for iz, zz in enumerate(z):  # 41 interpolations at preparation time, not in the hot path
-        cols[:, iz, :] = spline(obs_loglam - np.log10(1 + zz))
-    cols = np.nan_to_num(cols, nan=0.0).reshape(-1, grid.npix)
+    blocks = []
+    for ts in sets:
+        rest_loglam = ts.loglam0 + ts.dloglam * np.arange(ts.vectors.shape[1])
+        spline = CubicSpline(rest_loglam, ts.vectors, axis=1, extrapolate=False)
+        # column order: template-major, redshift-minor
+        cols = np.empty((ts.vectors.shape[0], z.size, grid.npix))
+        for iz, zz in enumerate(z):  # 41 interpolations at preparation, not in the hot path
+            cols[:, iz, :] = spline(obs_loglam - np.log10(1 + zz))
+        blocks.append(np.nan_to_num(cols, nan=0.0).reshape(-1, grid.npix))
+    cols = np.concatenate(blocks)
+    names = tuple(n for ts in sets for n in ts.names)
     bin_index = _bin_index(basis)
     padded = np.concatenate([cols, np.zeros((cols.shape[0], 1))], axis=1)
     # float32: the per-bin sums are of same-sign terms (relative error ~1e-7), and float32
     # matrix products run at twice the float64 rate; chi2 itself is formed in float64.
     tpl_bins = np.ascontiguousarray(padded[:, bin_index].transpose(1, 2, 0), dtype=np.float32)
-    return StarBlock(ts.names, z, tpl_bins, tpl_bins**2, bin_index, ts)
+    return StarBlock(names, z, tpl_bins, tpl_bins**2, bin_index, sets)
 
 
 #: Additive polynomial terms per eigen class, as in the SDSS pipeline: galaxies get a
@@ -181,12 +198,24 @@ def additive_poly(grid: LogGrid, order: int = 2) -> npt.NDArray[np.float64]:
 
 
 def prepare_engine(templates: dict[str, TemplateSet] | None = None, *,
-                   basis: ContinuumBasis | None = None, grid: LogGrid = WORKING_GRID,
-                   poly_order: int = 2) -> Engine:
-    """Prepare the default (or given) templates for the kernels."""
-    templates = templates or load_default_templates()
+                   extra: tuple[TemplateSet, ...] = (), basis: ContinuumBasis | None = None,
+                   grid: LogGrid = WORKING_GRID, poly_order: int = 2) -> Engine:
+    """Prepare the default (or given) templates for the kernels.
+
+    ``extra`` template sets are added: single STAR templates join the star library (e.g.
+    redrock's Carbon and L dwarf), a GALAXY or QSO eigen-basis replaces that class's default.
+    """
+    templates = dict(templates or load_default_templates())
+    star_sets = [templates["STAR"]]
+    for ts in extra:
+        if ts.objclass == "STAR":
+            star_sets.append(ts)
+        elif ts.objclass in ("GALAXY", "QSO"):
+            templates[ts.objclass] = ts
+        else:
+            raise ValueError(f"{ts.source}: class {ts.objclass} is not one the engine fits")
     basis = basis or default_basis()
-    star = prepare_star(templates["STAR"], grid, basis)
+    star = prepare_star(tuple(star_sets), grid, basis)
     eigen = tuple(prepare_eigen(templates[c], grid, g) for c, g in
                   (("GALAXY", GALAXY_GRID), ("QSO", QSO_GRID)) if c in templates)
     return Engine(grid, basis, star, eigen, additive_poly(grid, poly_order),
@@ -204,6 +233,7 @@ def mask_weight(grid: LogGrid, ranges: tuple[tuple[float, float], ...]
 
 
 CONTINUUM_ENV = "LAMOSTDB_CONTINUUM"
+TEMPLATES_ENV = "LAMOSTDB_TEMPLATES"
 
 
 def continuum_path(explicit: str | None = None) -> str | None:
@@ -212,10 +242,22 @@ def continuum_path(explicit: str | None = None) -> str | None:
 
 
 @lru_cache(maxsize=2)
-def _engine_for(path: str | None) -> Engine:
-    return prepare_engine(basis=load_basis(path) if path else None)
+def _engine_for(path: str | None, extra_files: tuple[str, ...]) -> Engine:
+    from lamostdb.templates.library import load_template_file
+
+    extra = tuple(load_template_file(f) for f in extra_files)
+    return prepare_engine(extra=extra, basis=load_basis(path) if path else None)
 
 
-def get_engine(continuum: str | None = None) -> Engine:
-    """The engine for the chosen continuum vectors, built once per process."""
-    return _engine_for(continuum_path(continuum))
+def extra_template_files(explicit: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """Added template files: argument, then ``$LAMOSTDB_TEMPLATES`` (os.pathsep-separated)."""
+    if explicit:
+        return tuple(explicit)
+    env = os.environ.get(TEMPLATES_ENV, "")
+    return tuple(p for p in env.split(os.pathsep) if p)
+
+
+def get_engine(continuum: str | None = None, templates: tuple[str, ...] | None = None
+               ) -> Engine:
+    """The engine for the chosen continuum vectors and added templates, built once per process."""
+    return _engine_for(continuum_path(continuum), extra_template_files(templates))

@@ -9,7 +9,9 @@ from lamostdb.templates.library import (
     TemplateSet,
     default_template_dir,
     load_default_templates,
+    load_redrock,
     load_sdss_eigen,
+    load_template_file,
 )
 
 __all__ = [
@@ -17,5 +19,7 @@ __all__ = [
     "TemplateSet",
     "default_template_dir",
     "load_default_templates",
+    "load_redrock",
     "load_sdss_eigen",
+    "load_template_file",
 ]

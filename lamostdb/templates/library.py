@@ -51,6 +51,8 @@ class TemplateSet:
     dloglam: float
     vectors: npt.NDArray[np.float64] = field(repr=False)
     source: str
+    subclass: str | None = None  # subtype of the whole set (redrock RRSUBTYP)
+    z_range: tuple[float, float] | None = None  # redshift range the file recommends
 
     @property
     def wave_angstrom(self) -> npt.NDArray[np.float64]:
@@ -93,6 +95,65 @@ def load_sdss_eigen(path: str | Path, objclass: str) -> TemplateSet:
             names = tuple(f"eigen{i}" for i in range(n))
             kind = "eigen"
     return TemplateSet(objclass, kind, names, loglam0, dloglam, vectors, str(path))
+
+
+def load_redrock(path: str | Path) -> TemplateSet:
+    """Load a DESI redrock ``rrtemplate-*.fits`` file.
+
+    The basis vectors are in the primary HDU (RRTYPE, RRSUBTYP). Files on a log10 grid
+    (LOGLAM = 1) are used as they are; files on a linear grid (CRVAL1/CDELT1 in Angstrom,
+    e.g. 0.1 A) are averaged flux-conservingly onto a log10 grid of step 1e-4, the working
+    step. A ``REDSHIFTS`` HDU gives the redshift range the template was built for.
+    """
+    from lamostdb.match.rebin import rebin_flux_conserving_batch
+
+    path = Path(path)
+    with fits.open(path, memmap=False) as hdul:
+        header = hdul[0].header
+        if "RRTYPE" not in header:
+            raise ValueError(f"{path}: no RRTYPE header key; not a redrock template file")
+        data = np.atleast_2d(np.asarray(hdul[0].data, dtype=np.float64))
+        objclass = str(header["RRTYPE"]).strip().upper()
+        subtype = str(header.get("RRSUBTYP", "")).strip() or None
+        z_range = None
+        if "REDSHIFTS" in hdul:
+            z = np.asarray(hdul["REDSHIFTS"].data, dtype=np.float64)
+            z_range = (float(z.min()), float(z.max()))
+        crval, cdelt = float(header["CRVAL1"]), float(header["CDELT1"])
+    if int(header.get("LOGLAM", 0) or 0) == 1:
+        loglam0, dloglam, vectors = crval, cdelt, data
+    else:
+        wave = crval + cdelt * np.arange(data.shape[1])
+        edges = np.concatenate([[wave[0] - cdelt / 2], wave + cdelt / 2])
+        dloglam = 1e-4
+        loglam0 = float(np.ceil(np.log10(edges[0]) / dloglam) * dloglam + dloglam / 2)
+        n_out = int((np.log10(edges[-1]) - loglam0) / dloglam)
+        dst_loglam = loglam0 + dloglam * (np.arange(n_out + 1) - 0.5)
+        vectors, _ = rebin_flux_conserving_batch(edges, data, np.ones_like(data),
+                                                 10.0**dst_loglam)
+    n = vectors.shape[0]
+    if objclass == "STAR" and n == 1:
+        kind, names = "single", (subtype or path.stem,)
+    else:
+        kind = "eigen"
+        names = tuple(f"{subtype or objclass}:eigen{i}" for i in range(n))
+    return TemplateSet(objclass, kind, names, loglam0, dloglam, np.asarray(vectors), str(path),
+                       subtype, z_range)
+
+
+def load_template_file(path: str | Path, objclass: str | None = None) -> TemplateSet:
+    """Load an SDSS ``spEigen*`` or a redrock ``rrtemplate-*`` file (detected from the header)."""
+    with fits.open(path, memmap=False) as hdul:
+        is_redrock = "RRTYPE" in hdul[0].header
+    if is_redrock:
+        return load_redrock(path)
+    name = Path(path).name
+    guess = objclass or ("STAR" if "Star" in name else "GALAXY" if "Gal" in name else
+                         "QSO" if "QSO" in name else "CV" if "CV" in name else None)
+    if guess is None:
+        raise ValueError(f"{path}: cannot tell the class of an SDSS template file from its "
+                         "name; say it (CLASS=FILE)")
+    return load_sdss_eigen(path, guess)
 
 
 def load_default_templates() -> dict[str, TemplateSet]:
