@@ -85,9 +85,9 @@ def kernel_figures(night: Path) -> None:
     t_star = dt
     parts = {"star kernel (matmul + solves)": t_star}
     for block in engine.eigen:
-        poly = engine.poly[: block.n_poly]
-        t_corr = best_time(lambda: eigen_kernel.eigen_correlations(
-            flux, w, poly, block.fft_pairs, block.fft_single, block.nfft, block.m_range))
+        t_corr = best_time(lambda: eigen_kernel.eigen_chi2_all(
+            flux, w, engine.obs_funcs, block.design, block.rest_fft, block.nfft,
+            block.m_range))
         parts[f"{block.objclass} FFT correlations"] = t_corr
         t_all = best_time(lambda: fit._eigen_candidates(engine, block, flux, w, wff))
         parts[f"{block.objclass} solves + refinement"] = t_all - t_corr

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from numpy.polynomial import legendre
 
-from lamostdb.match.eigen_kernel import _eigen_chi2_at, eigen_correlations
+from lamostdb.match.eigen_kernel import _eigen_chi2_at, eigen_chi2_all
 from lamostdb.match.engine import get_engine
 from lamostdb.match.fit import CLASS_CODES, fit_spectra
 from lamostdb.match.star_kernel import _star_chi2
@@ -47,23 +47,29 @@ def test_star_kernel_equals_direct_least_squares(engine) -> None:
                                                  rel=1e-5)
 
 
-def test_eigen_fft_correlations_equal_direct_sums(engine) -> None:
+@pytest.mark.parametrize("objclass", ["GALAXY", "QSO"])
+def test_eigen_fft_correlations_equal_direct_least_squares(engine, objclass: str) -> None:
     rng = np.random.default_rng(4)
-    block = next(b for b in engine.eigen if b.objclass == "GALAXY")
+    block = next(b for b in engine.eigen if b.objclass == objclass)
     p = engine.grid.npix
     flux = rng.normal(10, 1, (2, p))
     ivar = rng.uniform(0.5, 2.0, (2, p))
-    poly = engine.poly[: block.n_poly]
-    corr = eigen_correlations(flux, ivar, poly, block.fft_pairs, block.fft_single, block.nfft,
-                              block.m_range)
+    m_all, b_all = eigen_chi2_all(flux, ivar, engine.obs_funcs, block.design, block.rest_fft,
+                                  block.nfft, block.m_range)
     wff = np.einsum("sp,sp->s", ivar * flux, flux)
-    n_l = corr[0].shape[1]
+    n_l = m_all.shape[1]
     idx = np.array([[0, n_l // 3, n_l - 1]] * 2)
-    chi2, _ = _eigen_chi2_at(idx, *corr, wff, block.n_vectors)
+    chi2, _ = _eigen_chi2_at(idx, m_all, b_all, wff)
+    ones = np.ones(p)
     for s in range(2):
         for j, l_i in enumerate(idx[s]):
             m = block.m_range[0] + l_i
-            design = np.vstack([block.vectors[:, m:m + p], poly]).T
+            cols = []
+            for r, o in zip(block.design.rest, block.design.obs, strict=True):
+                rest = ones if r < 0 else block.vectors[r, m:m + p]
+                obs = ones if o < 0 else engine.obs_funcs[o]
+                cols.append(rest * obs)
+            design = np.array(cols).T
             assert chi2[s, j] == pytest.approx(_lstsq_chi2(design, flux[s], ivar[s]), rel=1e-6)
 
 

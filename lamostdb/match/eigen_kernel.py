@@ -1,18 +1,29 @@
 """Chi-square of spectra against an eigen-basis at every pixel lag, by FFT correlation.
 
-Model at lag k (1+z = 10**(k*dloglam)): ``sum_j c_j e_j(i + m) + sum_p d_p P_p(x_i)`` where
-``m = offset - k`` maps observed pixel i to rest pixel i + m, and P_p are Legendre polynomials
-across the observed grid (the additive polynomial of the SDSS practice). Every sum over pixels
-that the normal equations need is, as a function of m, a cross-correlation:
+At rest offset m (observed pixel i sits on rest pixel i + m; 1+z = 10**(k*dloglam) with
+k = offset - m) the model is a sum of basis functions of the form
 
-    sum_i w(i) e_j(i+m) e_j'(i+m) = (w * E_jj')(m)       sum_i w(i) P_p(i) e_j(i+m) = (wP_p * e_j)(m)
-    sum_i w(i) f(i) e_j(i+m) = (wf * e_j)(m)
+    phi_a(i) = r_a(i + m) * o_a(i)
 
-computed for all m at once with real FFTs of length >= the template length (no wrap-around
-for 0 <= m <= R - P). The polynomial-only blocks do not depend on m.
+with r_a a rest-frame function and o_a an observed-frame one:
+
+- eigenvectors: r = e_j, o = 1;
+- additive polynomial (SDSS practice): r = 1, o = P_q (Legendre across the grid);
+- multiplicative continuum of the mean spectrum: r = e_0, o = g_k (P1, P2 and the red-arm
+  step), so that a flux-calibration tilt or an arm mismatch scales the galaxy or QSO
+  spectrum itself instead of being left in the residuals.
+
+Every normal-equation entry is, as a function of m, a cross-correlation
+
+    M_ab(m) = sum_i [w o_a o_b](i) [r_a r_b](i + m)      b_a(m) = sum_i [w f o_a](i) r_a(i + m)
+
+(constant when r_a r_b = 1), computed for all m at once with real FFTs of a length at
+least the template's, so 0 <= m <= R - P never wraps.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -21,86 +32,139 @@ import scipy.fft as sfft
 from lamostdb.match.linalg import solve_normal_equations
 
 
-def eigen_correlations(
+@dataclass(frozen=True)
+class EigenDesign:
+    """Which basis functions a class uses: (rest index, observed index) per function.
+
+    Rest index j >= 0 is eigenvector j, -1 the constant 1. Observed index q >= 0 is row q
+    of the observed-frame function table, -1 the constant 1.
+    """
+
+    rest: tuple[int, ...]
+    obs: tuple[int, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.rest)
+
+    def pairs(self) -> list[tuple[int, int]]:
+        return [(a, b) for a in range(self.n) for b in range(a, self.n)]
+
+
+def make_design(n_eigen: int, n_poly: int, mult_obs: tuple[int, ...]) -> EigenDesign:
+    """Eigenvectors, then additive terms P_0..P_{n_poly-1}, then e_0 * g for each g."""
+    rest = [*range(n_eigen), *([-1] * n_poly), *([0] * len(mult_obs))]
+    obs = [*([-1] * n_eigen), *range(n_poly), *mult_obs]
+    return EigenDesign(tuple(rest), tuple(obs))
+
+
+def _rest_key(design: EigenDesign, a: int, b: int) -> tuple[int, int] | None:
+    ra, rb = design.rest[a], design.rest[b]
+    if ra < 0 and rb < 0:
+        return None
+    if ra < 0 or rb < 0:
+        return (max(ra, rb), -1)
+    return (min(ra, rb), max(ra, rb))
+
+
+def _obs_key(oa: int, ob: int) -> tuple[int, int]:
+    return (min(oa, ob), max(oa, ob))
+
+
+def rest_products(vectors: npt.NDArray[np.float64], design: EigenDesign
+                  ) -> dict[tuple[int, int], npt.NDArray[np.float64]]:
+    """The rest-frame products the design needs (keys as ``_rest_key``)."""
+    out: dict[tuple[int, int], npt.NDArray[np.float64]] = {}
+    for a, b in design.pairs():
+        key = _rest_key(design, a, b)
+        if key is not None and key not in out:
+            j, k = key
+            out[key] = vectors[j] if k < 0 else vectors[j] * vectors[k]
+    for a in range(design.n):
+        j = design.rest[a]
+        if j >= 0 and (j, -1) not in out:
+            out[(j, -1)] = vectors[j]
+    return out
+
+
+def eigen_chi2_all(
     flux: npt.NDArray[np.float64],
     ivar: npt.NDArray[np.float64],
-    poly: npt.NDArray[np.float64],
-    fft_pairs: npt.NDArray[np.complex128],
-    fft_single: npt.NDArray[np.complex128],
+    obs_funcs: npt.NDArray[np.float64],
+    design: EigenDesign,
+    rest_fft: dict[tuple[int, int], npt.NDArray[np.complex128]],
     nfft: int,
     m_range: tuple[int, int],
     *,
     workers: int = 1,
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64],
-           npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """All correlation sums for rest offsets m in ``[m_range[0], m_range[1]]``.
-
-    Parameters
-    ----------
-    flux, ivar
-        (S, P) spectra on the working grid.
-    poly
-        (Q, P) additive polynomial terms on the grid.
-    fft_pairs
-        (n_pairs, nfft//2+1) FFTs of e_j e_j' for j <= j' (upper triangle, row-major).
-    fft_single
-        (J, nfft//2+1) FFTs of e_j.
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Normal matrices and right-hand sides at every offset in ``m_range`` (inclusive).
 
     Returns
     -------
-    m_ee (S, L, n_pairs), m_ep (S, L, J, Q), b_e (S, L, J), m_pp (S, Q, Q), b_p (S, Q)
+    m : (S, L, n, n) and b : (S, L, n)
     """
-    w = ivar
-    wf = ivar * flux
-    n_j = fft_single.shape[0]
-    n_q = poly.shape[0]
     lo, hi = m_range
-    fw = np.conj(sfft.rfft(w, nfft, axis=-1, workers=workers))  # (S, F)
-    fwp = np.conj(sfft.rfft(w[:, None, :] * poly[None, :, :], nfft, axis=-1,
-                            workers=workers))  # (S, Q, F)
-    fwf = np.conj(sfft.rfft(wf, nfft, axis=-1, workers=workers))
-    m_ee = sfft.irfft(fw[:, None, :] * fft_pairs[None], nfft, axis=-1,
-                      workers=workers)[..., lo:hi + 1]
-    m_ep = sfft.irfft(fwp[:, None, :, :] * fft_single[None, :, None, :], nfft, axis=-1,
-                      workers=workers)[..., lo:hi + 1]
-    b_e = sfft.irfft(fwf[:, None, :] * fft_single[None], nfft, axis=-1,
-                     workers=workers)[..., lo:hi + 1]
-    m_pp = np.einsum("sp,qp,rp->sqr", w, poly, poly)
-    b_p = np.einsum("sp,qp->sq", wf, poly)
-    return (m_ee.transpose(0, 2, 1), m_ep.transpose(0, 3, 1, 2), b_e.transpose(0, 2, 1),
-            m_pp, b_p)
+    n_l = hi - lo + 1
+    n_s = flux.shape[0]
+    n = design.n
+    ones = np.ones(flux.shape[1])
+
+    def o(q: int) -> npt.NDArray[np.float64]:
+        return ones if q < 0 else obs_funcs[q]
+
+    fwd: dict[tuple[str, tuple[int, int]], npt.NDArray[np.complex128]] = {}
+    const: dict[tuple[str, tuple[int, int]], npt.NDArray[np.float64]] = {}
+
+    def weighted(kind: str, key: tuple[int, int]) -> npt.NDArray[np.float64]:
+        base = ivar if kind == "w" else ivar * flux
+        return base * o(key[0]) * o(key[1])
+
+    m = np.empty((n_s, n_l, n, n))
+    b = np.empty((n_s, n_l, n))
+    for a, c in design.pairs():
+        okey = _obs_key(design.obs[a], design.obs[c])
+        rkey = _rest_key(design, a, c)
+        if rkey is None:
+            ck = ("w", okey)
+            if ck not in const:
+                const[ck] = weighted("w", okey).sum(axis=1)
+            m[:, :, a, c] = const[ck][:, None]
+        else:
+            fk = ("w", okey)
+            if fk not in fwd:
+                fwd[fk] = np.conj(sfft.rfft(weighted("w", okey), nfft, axis=-1,
+                                            workers=workers))
+            corr = sfft.irfft(fwd[fk] * rest_fft[rkey][None, :], nfft, axis=-1,
+                              workers=workers)[:, lo:hi + 1]
+            m[:, :, a, c] = corr
+        m[:, :, c, a] = m[:, :, a, c]
+    for a in range(n):
+        okey = (design.obs[a], -1) if design.obs[a] >= 0 else (-1, -1)
+        okey = _obs_key(*okey)
+        j = design.rest[a]
+        if j < 0:
+            b[:, :, a] = weighted("f", okey).sum(axis=1)[:, None]
+        else:
+            fk = ("f", okey)
+            if fk not in fwd:
+                fwd[fk] = np.conj(sfft.rfft(weighted("f", okey), nfft, axis=-1,
+                                            workers=workers))
+            b[:, :, a] = sfft.irfft(fwd[fk] * rest_fft[(j, -1)][None, :], nfft, axis=-1,
+                                    workers=workers)[:, lo:hi + 1]
+    return m, b
 
 
 def _eigen_chi2_at(
     lags_idx: npt.NDArray[np.int64],
-    m_ee: npt.NDArray[np.float64],
-    m_ep: npt.NDArray[np.float64],
-    b_e: npt.NDArray[np.float64],
-    m_pp: npt.NDArray[np.float64],
-    b_p: npt.NDArray[np.float64],
+    m: npt.NDArray[np.float64],
+    b: npt.NDArray[np.float64],
     wff: npt.NDArray[np.float64],
-    n_j: int,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """Chi-square and coefficients at chosen lag indices.
-
-    ``lags_idx`` is (S, L') indices into the L axis of the correlation arrays (one row of
-    lags per spectrum). Returns chi2 (S, L') and coefficients (S, L', J + Q).
-    """
-    s_idx = np.arange(m_ee.shape[0])[:, None]
-    ee = m_ee[s_idx, lags_idx]  # (S, L', n_pairs)
-    ep = m_ep[s_idx, lags_idx]  # (S, L', J, Q)
-    be = b_e[s_idx, lags_idx]  # (S, L', J)
-    n_q = m_pp.shape[-1]
-    n = n_j + n_q
-    n_s, n_l = lags_idx.shape
-    m = np.empty((n_s, n_l, n, n))
-    iu = np.triu_indices(n_j)
-    m[:, :, iu[0], iu[1]] = ee
-    m[:, :, iu[1], iu[0]] = ee
-    m[:, :, :n_j, n_j:] = ep
-    m[:, :, n_j:, :n_j] = ep.transpose(0, 1, 3, 2)
-    m[:, :, n_j:, n_j:] = m_pp[:, None]
-    b = np.concatenate([be, np.broadcast_to(b_p[:, None, :], (n_s, n_l, n_q))], axis=-1)
-    coeffs = solve_normal_equations(m, b)
-    chi2 = wff[:, None] - np.einsum("slk,slk->sl", coeffs, b)
+    """Chi-square and coefficients at chosen offset indices (S, L') of the arrays."""
+    s_idx = np.arange(m.shape[0])[:, None]
+    mm = m[s_idx, lags_idx]
+    bb = b[s_idx, lags_idx]
+    coeffs = solve_normal_equations(mm, bb)
+    chi2 = wff[:, None] - np.einsum("slk,slk->sl", coeffs, bb)
     return chi2, coeffs

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from lamostdb.match.eigen_kernel import _eigen_chi2_at, eigen_correlations
+from lamostdb.match.eigen_kernel import _eigen_chi2_at, eigen_chi2_all
 from lamostdb.match.engine import EigenBlock, Engine, get_engine
 from lamostdb.match.star_kernel import _star_chi2
 
@@ -89,21 +89,19 @@ def _local_minima(chi2: np.ndarray, n_min: int) -> np.ndarray:
 
 def _eigen_candidates(engine: Engine, block: EigenBlock, flux: np.ndarray, ivar: np.ndarray,
                       wff: np.ndarray):
-    corr = eigen_correlations(flux, ivar, engine.poly[: block.n_poly], block.fft_pairs,
-                              block.fft_single, block.nfft, block.m_range)
-    m_ee = corr[0]
-    n_s, n_l = m_ee.shape[:2]
+    m_all, b_all = eigen_chi2_all(flux, ivar, engine.obs_funcs, block.design, block.rest_fft,
+                                  block.nfft, block.m_range)
+    n_s, n_l = m_all.shape[:2]
     # m index l -> rest offset m = m_lo + l -> lag k = offset - m (descending in l)
     step = COARSE_STEP.get(block.objclass, 1)
     coarse = np.arange(0, n_l, step)
-    c_chi2, _ = _eigen_chi2_at(np.broadcast_to(coarse, (n_s, coarse.size)), *corr, wff,
-                               block.n_vectors)
+    c_chi2, _ = _eigen_chi2_at(np.broadcast_to(coarse, (n_s, coarse.size)), m_all, b_all, wff)
     minima = coarse[_local_minima(c_chi2, N_EIGEN_MINIMA)]  # (S, M) in l units
     half = step + 1
     offsets = np.arange(-half, half + 1)
     fine = np.clip(minima[:, :, None] + offsets[None, None, :], 0, n_l - 1)
     n_m = minima.shape[1]
-    f_chi2, f_coef = _eigen_chi2_at(fine.reshape(n_s, -1), *corr, wff, block.n_vectors)
+    f_chi2, f_coef = _eigen_chi2_at(fine.reshape(n_s, -1), m_all, b_all, wff)
     f_chi2 = f_chi2.reshape(n_s, n_m, offsets.size)
     f_coef = f_coef.reshape(n_s, n_m, offsets.size, -1)
     j = np.argmin(f_chi2, axis=2)
@@ -170,7 +168,7 @@ def fit_spectra(flux: npt.ArrayLike, ivar: npt.ArrayLike, *, engine: Engine | No
         code = CLASS_CODES.index(block.objclass)
         e_chi2, e_z, e_zerr, e_edge, e_coef = _eigen_candidates(engine, block, f, w, wff)
         parts.append((code, np.full(e_chi2.shape, -1), e_chi2, e_z, e_zerr, e_edge, e_coef,
-                      block.n_vectors + block.n_poly))
+                      block.n_params))
 
     max_params = max(p[7] for p in parts)
     cls = np.concatenate([np.full(p[2].shape, p[0], dtype=np.int8) for p in parts], axis=1)
