@@ -21,6 +21,7 @@ def test_demo_builds_a_catalogue_and_answers_queries(tmp_path: Path) -> None:
     r = run("demo", str(tmp_path / "demo"), "--n", "300", "--quiet")
     assert r.returncode == 0, r.stderr
     for text in ("Spectra per survey", "Quarantined files", "oe270005.fits", "LAMOST DR9",
+                 "classify:", "against the LAMOST pipeline",
                  "Cone search", "55859-F5902_sp01-001"):
         assert text in r.stdout
     with lamostdb.open(tmp_path / "demo" / "catalog") as cat:
