@@ -24,17 +24,20 @@ import pyarrow as pa
 
 import lamostdb
 from lamostdb.catalog.hats import TableFile, write_table_metadata
-from lamostdb.catalog.schema import load_schema
+from lamostdb.catalog.schema import all_schema_names, load_schema
 from lamostdb.healpix import cone_pixels
 from lamostdb.io.record import SpectrumRecord
 from lamostdb.io.sqlfiles import load_sql, statement
+from lamostdb.resources import resource_dir
 
 DB_NAME = "catalog.duckdb"
 FORMAT_VERSION = "1"
 DEFAULT_PARTITION_ORDER = 4
 #: Tables stored as HATS Parquet (name -> schema name); later stages add theirs.
+#: Tables whose schema file does not exist (a stage not built yet) are skipped.
 PARQUET_TABLES = {"spectra_history": "spectra", "results_history": "results",
-                  "candidates_history": "candidates"}
+                  "candidates_history": "candidates", "gaia": "gaia", "ps1": "ps1",
+                  "xmatch_history": "xmatch", "objects_history": "objects"}
 #: Names users' SQL may rely on that exist today (DESIGN.md section 3); checked by the tests.
 PUBLIC_NAMES = ("spectra", "spectra_history", "quarantine", "results", "results_history",
                 "candidates", "candidates_history")
@@ -175,10 +178,15 @@ class Catalog:
     def refresh_views(self) -> None:
         """(Re)register tables from their committed files, then the SQL views."""
         for name, schema_name in PARQUET_TABLES.items():
+            if schema_name not in all_schema_names():
+                continue
             files = [str(self.root / f.path) for f in self.table_files(schema_name)]
             self._register_parquet(name, schema_name, files)
-        for stmt in load_sql("views.sql").values():
-            self.con.execute(stmt)
+        # views.sql first, then each stage's views_<stage>.sql in name order
+        view_files = ["views.sql"] + sorted(p.name for p in resource_dir("sql").glob("views_*.sql"))
+        for fname in view_files:
+            for stmt in load_sql(fname).values():
+                self.con.execute(stmt)
 
     def write_hats_metadata(self, table: str) -> None:
         write_table_metadata(self.root, table, self.table_files(table),
