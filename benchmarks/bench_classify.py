@@ -52,14 +52,14 @@ def best_time(fn, repeats: int = 3) -> float:
 
 
 def kernel_figures(night: Path) -> None:
-    import polars as pl
+
+    from benchmarks_validate import records_frame  # type: ignore[import-not-found]
 
     from lamostdb.io import read_spectrum
     from lamostdb.match import eigen_kernel, fit
+    from lamostdb.match.batch import batch_to_matrices
     from lamostdb.match.engine import get_engine
     from lamostdb.match.star_kernel import _star_chi2
-    from lamostdb.match.batch import batch_to_matrices
-    from benchmarks_validate import records_frame  # type: ignore[import-not-found]
 
     engine = get_engine()
     files = sorted((night / "spectra").glob("*.fits"))[:32]

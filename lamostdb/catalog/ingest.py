@@ -39,8 +39,8 @@ from lamostdb.catalog.store import Catalog
 from lamostdb.healpix import pixel_at_order
 from lamostdb.io.parquet import SPECTRA_ENCODING, write_parquet
 from lamostdb.io.record import SpectrumReadError, SpectrumRecord
-from lamostdb.io.sqlfiles import statement
 from lamostdb.io.spectrum import parse_spectrum_bytes, read_file_bytes
+from lamostdb.io.sqlfiles import statement
 
 SPECTRUM_SUFFIXES = (".fits", ".fit", ".fits.gz", ".fit.gz", ".fts")
 _DR_RE = re.compile(r"DR\s*(\d+)", re.IGNORECASE)

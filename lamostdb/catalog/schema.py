@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import pyarrow as pa
 
@@ -100,7 +100,7 @@ class TableSchema:
         return pa.schema(fields, metadata={"table": self.name})
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_schema(name: str) -> TableSchema:
     """Load ``schemas/<name>.json``."""
     path = resource_dir("schemas") / f"{name}.json"

@@ -203,10 +203,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 def cmd_templates_list(args: argparse.Namespace) -> int:
     from lamostdb.match.continuum import default_basis
-    from lamostdb.templates import load_default_templates
+    from lamostdb.templates import load_default_templates, load_template_file
     from lamostdb.templates.subclass import subclass_of_template
-
-    from lamostdb.templates import load_template_file
 
     rows = []
     sets = list(load_default_templates().values()) + [load_template_file(f) for f in args.file]

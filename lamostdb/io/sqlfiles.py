@@ -7,14 +7,14 @@ the statement follows. Values are always bound parameters (``$name``), never pas
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache
 
 from lamostdb.resources import resource_dir
 
 _NAME_RE = re.compile(r"^--\s*name:\s*([A-Za-z_][A-Za-z0-9_]*)\s*$")
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_sql(filename: str) -> dict[str, str]:
     """All named statements of ``sql/<filename>``, in file order."""
     path = resource_dir("sql") / filename
