@@ -14,7 +14,6 @@ import multiprocessing as mp
 import os
 import resource
 import time
-import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ import pyarrow.parquet as pq
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from lamostdb.catalog.commit import STAGING, StagedFile, commit_run
+from lamostdb.catalog.commit import STAGING, StagedFile, commit_run, new_run_id
 from lamostdb.catalog.hats import leaf_relpath
 from lamostdb.catalog.schema import load_schema
 from lamostdb.catalog.store import Catalog
@@ -199,7 +198,7 @@ def classify(catalog: Catalog, *, rerun: bool = False, workers: int | None = Non
              progress: bool = True) -> ClassifyReport:
     """Classify every current spectrum that has no result of this engine version."""
     t0 = time.perf_counter()
-    run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
+    run_id = new_run_id()
     report = ClassifyReport(run_id)
     with catalog.write_lock():
         files = catalog.table_files("spectra")

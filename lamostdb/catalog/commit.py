@@ -19,8 +19,10 @@ the tests use to check each window.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,12 @@ if TYPE_CHECKING:
 
 FAULT_POINTS = ("staged", "intent", "first_move", "moved", "metadata", "committed")
 STAGING = "_staging"
+
+
+def new_run_id() -> str:
+    """A run id that sorts in start order (UTC, microseconds) and is unique."""
+    now = datetime.datetime.now(datetime.UTC)
+    return now.strftime("%Y%m%dT%H%M%S.%fZ") + "-" + uuid.uuid4().hex[:8]
 
 
 def fault(point: str) -> None:

@@ -20,7 +20,6 @@ import os
 import re
 import resource
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from lamostdb.catalog.commit import STAGING, StagedFile, commit_run, fault
+from lamostdb.catalog.commit import STAGING, StagedFile, commit_run, fault, new_run_id
 from lamostdb.catalog.hats import leaf_relpath
 from lamostdb.catalog.spectra_table import records_healpix, records_to_table
 from lamostdb.catalog.store import Catalog
@@ -178,10 +177,6 @@ def _chunks(paths: Sequence[str], size: int) -> list[tuple[str, ...]]:
     return [tuple(paths[i:i + size]) for i in range(0, len(paths), size)]
 
 
-def _new_run_id() -> str:
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
-
-
 def ingest(catalog: Catalog, inputs: Iterable[str | Path], *, workers: int | None = None,
            chunk_size: int = 500, progress: bool = True) -> IngestReport:
     """Ingest spectrum files into ``catalog`` (opened with ``mode='w'``).
@@ -200,7 +195,7 @@ def ingest(catalog: Catalog, inputs: Iterable[str | Path], *, workers: int | Non
         Show a progress bar.
     """
     t0 = time.perf_counter()
-    run_id = _new_run_id()
+    run_id = new_run_id()
     report = IngestReport(run_id)
     with catalog.write_lock():
         files = [str(p) for p in discover(inputs)]

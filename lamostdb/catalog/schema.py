@@ -78,6 +78,8 @@ class TableSchema:
     description: str
     primary_key: tuple[str, ...]
     columns: tuple[Column, ...]
+    ra_column: str = "ra"  # position columns named in the HATS properties
+    dec_column: str = "dec"
 
     @property
     def names(self) -> list[str]:
@@ -113,7 +115,8 @@ def load_schema(name: str) -> TableSchema:
     cols = tuple(Column(c["name"], c["type"], bool(c.get("nullable", True)), c["description"],
                         c.get("unit")) for c in raw["columns"])
     return TableSchema(raw["name"], raw["kind"], raw["description"],
-                       tuple(raw.get("primary_key", ())), cols)
+                       tuple(raw.get("primary_key", ())), cols,
+                       raw.get("hats_col_ra", "ra"), raw.get("hats_col_dec", "dec"))
 
 
 def all_schema_names() -> list[str]:

@@ -40,11 +40,14 @@ PARQUET_TABLES = {"spectra_history": "spectra", "results_history": "results",
                   "xmatch_history": "xmatch", "objects_history": "objects"}
 #: Names users' SQL may rely on that exist today (DESIGN.md section 3); checked by the tests.
 PUBLIC_NAMES = ("spectra", "spectra_history", "quarantine", "results", "results_history",
-                "candidates", "candidates_history")
+                "candidates", "candidates_history", "gaia", "ps1", "xmatch", "xmatch_history",
+                "objects", "objects_history", "uid_aliases", "lrs", "mec")
 #: The allow-list of table and view names of the whole pipeline: the names above plus those
 #: the later stages create (classify: results, candidates; refcat: gaia, ps1; xmatch;
 #: ids: objects; views lrs and mec). Code that takes a table name checks it against this.
-TABLE_NAMES = PUBLIC_NAMES + ("gaia", "ps1", "xmatch", "objects", "lrs", "mec")
+TABLE_NAMES = PUBLIC_NAMES + ("refcat_ledger",)
+#: Bookkeeping tables of later stages, created with the catalogue so they are always queryable.
+_STAGE_DDL = (("refcat.sql", "create_refcat_ledger"), ("ids.sql", "create_uid_aliases"))
 _DDL = ("create_catalog_meta", "create_runs", "create_files", "create_ingest_ledger",
         "create_spectrum_versions", "create_quarantine")
 
@@ -107,6 +110,8 @@ class Catalog:
         con = duckdb.connect(str(root / DB_NAME))
         for name in _DDL:
             con.execute(statement("ledger.sql", name))
+        for fname, name in _STAGE_DDL:
+            con.execute(statement(fname, name))
         for key, value in (("format_version", FORMAT_VERSION),
                            ("partition_order", str(partition_order)),
                            ("created_at", utcnow().isoformat()),
@@ -118,6 +123,8 @@ class Catalog:
     def _ensure_tables(self) -> None:
         for name in _DDL:
             self.con.execute(statement("ledger.sql", name))
+        for fname, name in _STAGE_DDL:
+            self.con.execute(statement(fname, name))
 
     def close(self) -> None:
         self.con.close()
@@ -189,8 +196,9 @@ class Catalog:
                 self.con.execute(stmt)
 
     def write_hats_metadata(self, table: str) -> None:
-        write_table_metadata(self.root, table, self.table_files(table),
-                             load_schema(table).arrow_schema())
+        schema = load_schema(table)
+        write_table_metadata(self.root, table, self.table_files(table), schema.arrow_schema(),
+                             ra_column=schema.ra_column, dec_column=schema.dec_column)
 
     # -- queries ---------------------------------------------------------------------
     def sql(self, query: str, params: Mapping[str, Any] | Sequence[Any] | None = None

@@ -100,6 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--source-label", help="how to name the training set in the file")
     t.set_defaults(func=commands.cmd_templates_calibrate)
 
+    from lamostdb.cli.ids_cmd import add_ids_parser
+    from lamostdb.cli.refcat_cmd import add_refcat_parser
+    from lamostdb.cli.xmatch_cmd import add_xmatch_parser
+
+    add_refcat_parser(sub)
+    add_xmatch_parser(sub)
+    add_ids_parser(sub)
+
     s = sub.add_parser("info", help="summary of a catalogue: tables, runs, quarantine")
     s.add_argument("catalog")
     s.set_defaults(func=commands.cmd_info)

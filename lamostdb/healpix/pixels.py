@@ -64,6 +64,7 @@ def cone_pixels(ra_deg: float, dec_deg: float, radius_arcsec: float, order: int
 def neighbours(pixels: npt.ArrayLike, order: int) -> npt.NDArray[np.int64]:
     """The pixels plus their (up to 8) neighbours, unique and sorted."""
     pix = np.atleast_1d(np.asarray(pixels, dtype=np.int64))
-    nb = core.neighbours(pix, 2**order, order="nested")
+    with np.errstate(invalid="ignore"):  # the 8 corner pixels have 7 neighbours: -1 entries
+        nb = core.neighbours(pix, 2**order, order="nested")
     allp = np.concatenate([pix, np.asarray(nb, dtype=np.int64).ravel()])
     return np.unique(allp[allp >= 0])

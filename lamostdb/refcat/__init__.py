@@ -1,0 +1,27 @@
+"""Reference catalogues (Gaia, Pan-STARRS1): read any common table format, map the columns
+by ``column_map.json``, store them as the HATS tables ``gaia`` and ``ps1``.
+"""
+
+from lamostdb.refcat.ingest import FileReport, RefcatReport, ingest_refcat
+from lamostdb.refcat.readers import (
+    KINDS,
+    SUPPORTED_FORMATS,
+    RefcatError,
+    accepted_names,
+    column_map,
+    read_source,
+    resolve_columns,
+)
+
+__all__ = [
+    "KINDS",
+    "SUPPORTED_FORMATS",
+    "FileReport",
+    "RefcatError",
+    "RefcatReport",
+    "accepted_names",
+    "column_map",
+    "ingest_refcat",
+    "read_source",
+    "resolve_columns",
+]
