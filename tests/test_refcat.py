@@ -36,7 +36,13 @@ def _stored(cat: Catalog, kind: str, key: str) -> dict[str, np.ndarray]:
 
 def _astropy_expected(path: Path, id_col: str, ra_col: str, dec_col: str) -> tuple[int, int]:
     """(usable rows, distinct usable ids) by astropy's own reading of the file."""
-    t = Table.read(path)
+    if ".vot" in path.name:
+        from astropy.io import votable
+
+        t = votable.parse(str(path), _debug_python_based_parser=True).get_first_table(
+        ).to_table()
+    else:
+        t = Table.read(path)
     ids = np.ma.getmaskarray(t[id_col]) if hasattr(t[id_col], "mask") else np.zeros(len(t), bool)
     ra, dec = (np.ma.filled(np.ma.asarray(t[c], dtype=float), np.nan) for c in (ra_col, dec_col))
     ok = ~ids & np.isfinite(ra) & np.isfinite(dec)
@@ -116,12 +122,21 @@ def _write(t: Table, path: Path) -> None:
         pq.write_table(pa.table(cols), path)
     elif path.name.endswith(".vot.gz"):
         plain = path.with_name(path.name[:-3])
-        t.write(plain, format="votable")
+        _write_votable(t, plain)
         path.write_bytes(gzip.compress(plain.read_bytes(), mtime=0))
+    elif path.suffix == ".vot":
+        _write_votable(t, path)
     else:
-        fmt = {".csv": "ascii.csv", ".ecsv": "ascii.ecsv", ".fits": "fits",
-               ".vot": "votable"}[path.suffix]
+        fmt = {".csv": "ascii.csv", ".ecsv": "ascii.ecsv", ".fits": "fits"}[path.suffix]
         t.write(path, format=fmt)
+
+
+def _write_votable(t: Table, path: Path) -> None:
+    # pure-Python writer: astropy's C table writer and XML parser corrupted memory in the
+    # full test session (see lamostdb/refcat/readers.py)
+    from astropy.io import votable
+
+    votable.from_table(t).to_xml(str(path), _debug_python_based_parser=True)
 
 
 @pytest.mark.parametrize("name", ["x.parquet", "x.csv", "x.ecsv", "x.fits", "x.vot",
