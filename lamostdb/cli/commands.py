@@ -112,7 +112,12 @@ def cmd_info(args: argparse.Namespace) -> int:
             "SELECT 'spectra' AS name, count(*) AS n_rows FROM spectra "
             "UNION ALL SELECT 'spectra_history', count(*) FROM spectra_history "
             "UNION ALL SELECT 'quarantine', count(*) FROM quarantine "
-            "UNION ALL SELECT 'ingest_ledger', count(*) FROM ingest_ledger"))
+            "UNION ALL SELECT 'results', count(*) FROM results "
+            "UNION ALL SELECT 'gaia', count(*) FROM gaia "
+            "UNION ALL SELECT 'ps1', count(*) FROM ps1 "
+            "UNION ALL SELECT 'xmatch', count(*) FROM xmatch "
+            "UNION ALL SELECT 'objects', count(*) FROM objects "
+            "UNION ALL SELECT 'mec (objects)', count(*) FROM mec"), max_rows=20)
         print_frame(cat.sql("SELECT run_id, stage, state, started_at, finished_at FROM runs "
                             "ORDER BY started_at DESC LIMIT 10"))
     return 0

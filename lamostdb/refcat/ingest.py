@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 from tqdm import tqdm
 
-from lamostdb.catalog.commit import STAGING, StagedFile, commit_run
+from lamostdb.catalog.commit import STAGING, StagedFile, commit_run, new_run_id
 from lamostdb.catalog.hats import leaf_relpath
 from lamostdb.catalog.schema import load_schema
 from lamostdb.catalog.store import Catalog
@@ -86,7 +85,7 @@ class RefcatReport:
 
 
 def _new_run_id() -> str:
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-refcat-" + uuid.uuid4().hex[:8]
+    return new_run_id()
 
 
 def file_sha256(path: Path) -> str:

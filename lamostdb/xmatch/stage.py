@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import resource
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
 
-from lamostdb.catalog.commit import STAGING, StagedFile, commit_run
+from lamostdb.catalog.commit import STAGING, StagedFile, commit_run, new_run_id
 from lamostdb.catalog.hats import TableFile, leaf_relpath
 from lamostdb.catalog.schema import all_schema_names, load_schema
 from lamostdb.catalog.store import Catalog
@@ -191,7 +190,7 @@ def xmatch(catalog: Catalog, *, radius_arcsec: float = 3.0, rerun: bool = False,
     if not (np.isfinite(radius_arcsec) and radius_arcsec > 0):
         raise ValueError(f"radius_arcsec must be a positive number, got {radius_arcsec}")
     t0 = time.perf_counter()
-    run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
+    run_id = new_run_id()
     report = XmatchReport(run_id, float(radius_arcsec))
     with catalog.write_lock():
         todo = catalog.con.sql(statement("xmatch.sql", "todo"),
