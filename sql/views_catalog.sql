@@ -29,17 +29,7 @@ CREATE OR REPLACE TEMP MACRO lamost_designation(ra_deg, dec_deg) AS
 -- name: view_objects
 -- Latest identifiers of every current spectrum (objects_history keeps every ids run).
 CREATE OR REPLACE TEMP VIEW objects AS
-WITH current_spectra AS (
-    SELECT specid, source_sha256 FROM spectra
-),
-ranked AS (
-    SELECT
-        history.*,
-        row_number() OVER (PARTITION BY history.specid ORDER BY history.run_id DESC) AS run_rank
-    FROM objects_history AS history
-    SEMI JOIN current_spectra USING (specid, source_sha256)
-)
-SELECT * EXCLUDE (run_rank) FROM ranked WHERE run_rank = 1;
+SELECT * FROM latest_run_per_spectrum('objects_history');
 
 -- name: view_lrs
 -- LAMOST general catalogue: one row per current spectrum (class null before classify,

@@ -4,14 +4,4 @@
 -- name: view_xmatch
 -- Latest cross-match of every current spectrum (xmatch_history keeps every run and radius).
 CREATE OR REPLACE TEMP VIEW xmatch AS
-WITH current_spectra AS (
-    SELECT specid, source_sha256 FROM spectra
-),
-ranked AS (
-    SELECT
-        history.*,
-        row_number() OVER (PARTITION BY history.specid ORDER BY history.run_id DESC) AS run_rank
-    FROM xmatch_history AS history
-    SEMI JOIN current_spectra USING (specid, source_sha256)
-)
-SELECT * EXCLUDE (run_rank) FROM ranked WHERE run_rank = 1;
+SELECT * FROM latest_run_per_spectrum('xmatch_history');

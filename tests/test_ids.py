@@ -403,6 +403,7 @@ def _views_con(spectra: pl.DataFrame, results: pl.DataFrame, objects: pl.DataFra
         con.register(tmp, frame.to_arrow())
         con.execute(f"CREATE TABLE {name} AS SELECT * FROM {tmp}")  # names from this list
         con.unregister(tmp)
+    con.execute(statement("views.sql", "macro_latest_run_per_spectrum"))
     for stmt in load_sql("views_catalog.sql").values():
         con.execute(stmt)
     return con
