@@ -102,11 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     from lamostdb.cli.ids_cmd import add_ids_parser
     from lamostdb.cli.refcat_cmd import add_refcat_parser
+    from lamostdb.cli.validate_cmd import add_validate_parser
     from lamostdb.cli.xmatch_cmd import add_xmatch_parser
 
     add_refcat_parser(sub)
     add_xmatch_parser(sub)
     add_ids_parser(sub)
+    add_validate_parser(sub)
 
     s = sub.add_parser("info", help="summary of a catalogue: tables, runs, quarantine")
     s.add_argument("catalog")
