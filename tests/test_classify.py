@@ -43,10 +43,16 @@ def test_every_current_spectrum_gets_one_result(classified: tuple[Path, Path]) -
     assert best["class"].to_list() == res["class"].to_list()
     assert np.allclose(best["z"].to_numpy(), res["z"].to_numpy())
     assert (cand.group_by("specid").len()["len"] == 10).all()
-    # candidates are sorted by reduced chi-square
+    # after the best (which a polynomial re-match may have replaced), the candidates that are
+    # not degenerate are sorted by reduced chi-square, then the degenerate ones, also sorted
     ordered = cand.sort(["specid", "rank"]).group_by("specid", maintain_order=True).agg(
-        pl.col("rchi2"))
-    assert all(np.all(np.diff(r) >= 0) for r in ordered["rchi2"].to_list())
+        pl.col("rchi2"), pl.col("degenerate"))
+    for r, deg in zip(ordered["rchi2"].to_list(), ordered["degenerate"].to_list(), strict=True):
+        deg = np.array(deg)
+        assert not deg[0] and np.all(np.diff(deg.astype(int)) >= 0)  # degenerate ones last
+        for part in (np.array(r)[1:][~deg[1:]], np.array(r)[deg]):
+            assert np.all(np.diff(part) >= 0)
+    assert cand["degenerate"].sum() > 0
 
 
 def test_simulated_classes_and_redshifts_are_recovered(classified: tuple[Path, Path]) -> None:
