@@ -180,7 +180,7 @@ def plot_redshift_vs_snr(frame: pl.DataFrame, redshift: dict[str, Any]) -> bytes
 
 def plot_reliability(bins: list[dict[str, Any]], threshold: float) -> bytes:
     """Fraction with the right class per Conf bin, the count written on each bar."""
-    fig, (ax,) = _figure(5.5, 4.0)
+    fig, (ax,) = _figure(6.0, 4.4)
     ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="fraction = Conf")
     full = [b for b in bins if b["n"]]
     centres = [(b["conf_lo"] + b["conf_hi"]) / 2 for b in full]
@@ -195,7 +195,7 @@ def plot_reliability(bins: list[dict[str, Any]], threshold: float) -> bytes:
     ax.set_ylim(0, 1.08)
     ax.set_xlabel("Conf")
     ax.set_ylabel("fraction with the right class")
-    ax.legend(fontsize=8, loc="upper left")
+    fig.legend(fontsize=8, loc="outside lower center", ncols=3)
     if not full:
         _empty(ax, "no labelled spectrum with a Conf")
     return _png(fig)

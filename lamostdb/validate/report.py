@@ -96,9 +96,9 @@ def _inputs(s: dict[str, Any]) -> list[str]:
         names = ", ".join(f"`{n}` ({'not a column' if st == 'missing' else st})"
                           for n, st in absent.items())
         lost = [_COLUMN_USE[n] for n in absent if n in _COLUMN_USE]
-        lines.append(f"> Not in the results view: {names}. This report therefore has "
-                     f"{' and '.join(lost) if lost else 'every other figure'}.")
-    return lines + [""]
+        lines += [f"> Not in the results view: {names}. This report therefore has "
+                  f"{' and '.join(lost) if lost else 'every other figure'}.", ""]
+    return lines
 
 
 def _classes(s: dict[str, Any], figures: Mapping[str, Path]) -> list[str]:
