@@ -108,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_refcat_parser(sub)
     add_xmatch_parser(sub)
     add_ids_parser(sub)
+
+    from lamostdb.cli.confidence_cmd import add_confidence_parser
+
+    add_confidence_parser(sub)
     add_validate_parser(sub)
 
     s = sub.add_parser("info", help="summary of a catalogue: tables, runs, quarantine")

@@ -24,7 +24,9 @@ is right" under Conf; the shipped values (``templates/data/confidence.json``) we
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -92,13 +94,24 @@ def default_params_path() -> Path:
     return default_template_dir() / "confidence.json"
 
 
+CONFIDENCE_ENV = "LAMOSTDB_CONFIDENCE"
+
+
 def default_params() -> ConfidenceParams:
-    """The shipped parameters (or neutral ones, C = 0.5 and f decreasing with sigma, if absent)."""
+    """``$LAMOSTDB_CONFIDENCE``, else the shipped parameters, else neutral ones (C = 0.5)."""
+    env = os.environ.get(CONFIDENCE_ENV)
+    if env:
+        return _load_cached(env)
     path = default_params_path()
     if path.exists():
-        return ConfidenceParams.load(path)
+        return _load_cached(str(path))
     return ConfidenceParams((0.0, -1.0, -1.0), (0.0, -1.0, -1.0), dict.fromkeys(GROUPS, 0.5),
                             {"source": "neutral fallback (no confidence.json shipped)"})
+
+
+@lru_cache(maxsize=4)
+def _load_cached(path: str) -> ConfidenceParams:
+    return ConfidenceParams.load(path)
 
 
 @dataclass(frozen=True)

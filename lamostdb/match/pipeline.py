@@ -211,7 +211,8 @@ def classify_arrays(flux: npt.ArrayLike, ivar: npt.ArrayLike, *, engine: Engine 
     model = fit_models(engine, f, w, best_cls, fit.template[:, 0].astype(np.int64),
                        fit.z[:, 0]).model
     wave = engine.grid.wave_angstrom
-    groups = np.array([type_group(c, s) for c, s in zip(best_cls, subclass[:, 0], strict=True)])
+    groups = np.array([type_group(c, s) for c, s in zip(best_cls, subclass[:, 0], strict=True)],
+                      dtype="U9")
     params = opt.params or default_params()
     refined = np.zeros(n_s, dtype=bool)
     inverted = _inverted_best(engine, fit)
