@@ -319,8 +319,7 @@ def test_cli_against_simulated_truth(classified: tuple[Path, Path], tmp_path: Pa
     # the same figures straight from the tables
     truth = pl.read_parquet(truth_path)
     with lamostdb.open(cat) as c:
-        res = c.sql("SELECT obsid, class, z FROM results")
-        columns = c.sql("SELECT * FROM results LIMIT 0").columns
+        res = c.sql("SELECT obsid, class, z, conf, zwarning FROM results")
     j = truth.join(res, on="obsid", suffix="_ours")
     lab = j.filter(pl.col("class") != "UNKNOWN")
     n_right = int((lab["class"] == lab["class_ours"]).sum())
@@ -334,14 +333,22 @@ def test_cli_against_simulated_truth(classified: tuple[Path, Path], tmp_path: Pa
     dv = ((stars["z_ours"] - stars["z"]) * m.C_KMS).to_numpy()
     assert summary["redshift"]["STAR"]["all"]["median"] == pytest.approx(np.median(dv))
     assert summary["inputs"]["truth"] == str(truth_path)
-    # Conf figures exist exactly when the results view has a conf column
-    assert (summary["reliability"] is not None) == ("conf" in columns)
-    assert (summary["zwarning"] is not None) == ("zwarning" in columns)
+    right = (lab["class"] == lab["class_ours"]).to_list()
+    assert summary["auc"]["auc"] == pytest.approx(pairwise_auc(lab["conf"].to_list(), right))
+    assert sum(b["n"] for b in summary["reliability"]) == lab.height
+    above = lab.filter(pl.col("conf") >= 0.8)
+    assert summary["accuracy_conf_ge_threshold"]["n"] == above.height
+    zw = j["zwarning"].to_numpy()
+    assert summary["zwarning"]["bits"] == {name: int(((zw >> bit) & 1).sum())
+                                           for name, bit in ZWARNING_BITS.items()}
+    assert summary["zwarning"]["bits"]["SKY"] == int((truth["fiber_type"] == "Sky").sum())
     lines = r.stdout.splitlines()
     assert lines[0] == (f"validated {lab.height} spectra against {truth_path} "
                         f"({summary['n_unknown_truth']} with UNKNOWN truth left out)")
     assert f"({n_right}/{lab.height})" in lines[1] and "catastrophic" in lines[1]
-    assert ("Conf AUC" in r.stdout) == ("conf" in columns)
+    auc = summary["auc"]
+    auc_text = auc["note"] if auc["auc"] is None else f"{auc['auc']:.3f}"
+    assert lines[2].startswith(f"Conf AUC {auc_text}; accuracy at Conf >= 0.8: ")
     assert lines[-1] == f"report: {tmp_path / 'r' / 'report.md'}"
     assert all(is_png(tmp_path / "r" / f"{n}.png") for n in summary["figures"])
 
