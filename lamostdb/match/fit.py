@@ -191,7 +191,8 @@ def fit_spectra(flux: npt.ArrayLike, ivar: npt.ArrayLike, *, engine: Engine | No
     order = np.argsort(rchi2, axis=1, kind="stable")[:, :n_candidates]
     pick = lambda a: np.take_along_axis(a, order, 1)  # noqa: E731
     r = pick(rchi2)
-    delta = np.concatenate([r[:, 1:] - r[:, :-1], np.full((n_s, 1), np.nan)], axis=1)
+    with np.errstate(invalid="ignore"):  # inf - inf where a spectrum has no weight
+        delta = np.concatenate([r[:, 1:] - r[:, :-1], np.full((n_s, 1), np.nan)], axis=1)
     return FitResult(pick(cls), pick(tpl), pick(z), pick(z_err), pick(chi2), pick(dof), r,
                      delta, pick(edge), np.take_along_axis(coeffs, order[:, :, None], 1),
                      n_good)

@@ -125,7 +125,8 @@ def _promote(fit: FitResult, choice: npt.NDArray[np.int64], rows: npt.NDArray[np
     coeffs = np.take_along_axis(fit.coeffs, order[:, :, None], 1).copy()
     coeffs[rows, 0, :] = np.nan  # the re-match's coefficients are of another basis
     r = out["rchi2"]
-    delta = np.concatenate([r[:, 1:] - r[:, :-1], np.full((n_s, 1), np.nan)], axis=1)
+    with np.errstate(invalid="ignore"):  # inf - inf where a spectrum has no weight
+        delta = np.concatenate([r[:, 1:] - r[:, :-1], np.full((n_s, 1), np.nan)], axis=1)
     return replace(fit, **out, delta_rchi2=delta, coeffs=coeffs)
 
 
@@ -142,8 +143,9 @@ def _small_delta(fit: FitResult, degenerate: npt.NDArray[np.bool_],
     cand = different & ~degenerate & np.isfinite(fit.rchi2)
     first = np.argmax(cand, axis=1)
     has = cand.any(axis=1)
-    gap = fit.rchi2[np.arange(fit.z.shape[0]), first] - fit.rchi2[:, 0]
-    return has & (gap < SMALL_DELTA_RCHI2)
+    with np.errstate(invalid="ignore"):
+        gap = fit.rchi2[np.arange(fit.z.shape[0]), first] - fit.rchi2[:, 0]
+        return has & (gap < SMALL_DELTA_RCHI2)
 
 
 def _arm_step(engine: Engine, fit: FitResult, flux: F64, ivar: F64, model: F64) -> F64:

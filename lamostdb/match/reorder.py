@@ -64,8 +64,9 @@ def reorder(fit: FitResult, ordinals: npt.NDArray[np.float64]
     order = np.argsort(key, axis=1, kind="stable")
     take = lambda a: np.take_along_axis(a, order, 1)  # noqa: E731
     rchi2 = take(fit.rchi2)
-    delta = np.concatenate([rchi2[:, 1:] - rchi2[:, :-1],
-                            np.full((rchi2.shape[0], 1), np.nan)], axis=1)
+    with np.errstate(invalid="ignore"):  # inf - inf where a spectrum has no weight
+        delta = np.concatenate([rchi2[:, 1:] - rchi2[:, :-1],
+                                np.full((rchi2.shape[0], 1), np.nan)], axis=1)
     out = replace(fit, objclass=take(fit.objclass), template=take(fit.template), z=take(fit.z),
                   z_err=take(fit.z_err), chi2=take(fit.chi2), dof=take(fit.dof), rchi2=rchi2,
                   delta_rchi2=delta, z_edge=take(fit.z_edge),
