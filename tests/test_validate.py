@@ -407,3 +407,22 @@ def test_cli_without_matplotlib_tells_how_to_get_figures(
     out, err = capsys.readouterr()
     assert "pip install 'lamostdb[plot]'" in err and "report:" in out
     assert not list((tmp_path / "r").glob("*.png"))
+
+
+def test_ablation_reruns_the_steps_and_the_full_method_reproduces_the_catalogue(
+        classified: tuple[Path, Path], tmp_path: Path) -> None:
+    cat, truth_path = classified
+    r = run_cli("validate", str(cat), "--truth", str(truth_path), "--out", str(tmp_path / "r"),
+                "--ablation", "--quiet", "--no-plots")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    md = (tmp_path / "r" / "report.md").read_text()
+    from lamostdb.validate.ablation import CONFIGS
+
+    ablation_lines = [ln for ln in r.stdout.splitlines() if ln.startswith("ablation: ")]
+    assert [ln.split(": ")[1] for ln in ablation_lines] == [c.name for c in CONFIGS]
+    for c in CONFIGS:
+        assert c.name in md
+    # the last configuration is what classify ran: the same accuracy as the catalogue's
+    full = ablation_lines[-1]
+    assert f"class accuracy {100 * summary['class_accuracy']:.1f} %" in full

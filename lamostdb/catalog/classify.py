@@ -156,7 +156,7 @@ def _classify_file_inner(task: _Task) -> tuple[list[StagedFile], dict[str, int],
     for batch in pf.iter_batches(batch_size=256, columns=list(ENGINE_COLUMNS)):
         df = pl.from_arrow(batch)
         assert isinstance(df, pl.DataFrame)
-        df = df.filter((pl.col("specid") + "|" + pl.col("source_sha256")).is_in(wanted))
+        df = df.filter((pl.col("specid") + "|" + pl.col("source_sha256")).is_in(wanted.implode()))
         for start in range(0, df.height, FIT_BATCH):
             sub = df.slice(start, FIT_BATCH)
             flux, ivar = batch_to_matrices(sub, engine.grid)

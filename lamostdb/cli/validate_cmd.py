@@ -29,6 +29,11 @@ def add_validate_parser(subparsers: Any) -> argparse.ArgumentParser:
     s.add_argument("--conf-threshold", type=float, default=0.8,
                    help="Conf cut for the accuracy of confident classifications (default 0.8)")
     s.add_argument("--no-plots", action="store_true", help="write JSON and Markdown only")
+    s.add_argument("--ablation", action="store_true",
+                   help="also fit the same spectra with the method's steps switched on one by "
+                   "one (polynomial baseline, SVD continuum, + reordering, + confidence and "
+                   "re-match) and add the table to the report (4 extra fits per spectrum)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_validate)
     return s
 
@@ -43,7 +48,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.conf_threshold <= 1.0:
         raise ValueError(f"--conf-threshold must be in [0, 1], got {args.conf_threshold}")
-    res = validate_catalog(args.catalog, args.truth, args.out,
+    rows = None
+    if args.ablation:
+        from lamostdb.catalog.store import open_catalog
+        from lamostdb.validate.ablation import run_ablation
+        from lamostdb.validate.truth import load_joined
+
+        with open_catalog(args.catalog) as cat:
+            joined = load_joined(cat, args.truth).frame
+        rows = run_ablation(args.catalog, joined, dataset=str(args.truth),
+                            conf_threshold=args.conf_threshold, progress=not args.quiet)
+    res = validate_catalog(args.catalog, args.truth, args.out, ablation=rows,
                            conf_threshold=args.conf_threshold, plots_wanted=not args.no_plots)
     s, rep = res.summary, res.report
     cat = s["catastrophic"]
@@ -62,6 +77,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
               end="; ")
         print(f"accuracy at Conf >= {thr['threshold']:g}: {_pct(thr['accuracy'])} "
               f"({thr['n']} spectra)")
+    for row in rows or []:
+        print(f"ablation: {row['config']}: class accuracy {_pct(row['class_accuracy'])}, "
+              f"{row['n_refined']} refined")
     print(f"report: {rep.report_md}")
     if rep.plot_note and not args.no_plots:
         print(f"lamostdb validate: no figures written; {rep.plot_note}", file=sys.stderr)
