@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from conftest import SHIPPED_SPECTRA
 
 import lamostdb
-from conftest import SHIPPED_SPECTRA
 from lamostdb.catalog.classify import classify
 from lamostdb.catalog.ingest import ingest
 from lamostdb.catalog.schema import load_schema
