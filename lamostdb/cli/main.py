@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-rows", type=int, default=50, help="rows shown in table format")
     s.set_defaults(func=commands.cmd_sql)
 
-    s = sub.add_parser("simulate", help="write a simulated LAMOST night (FITS + truth + mock Gaia/PS1)",
+    s = sub.add_parser("simulate",
+                       help="write a simulated LAMOST night (FITS + truth + mock Gaia/PS1)",
                        description="Write a LAMOST-like night as real FITS files from the shipped "
                        "templates, with a truth table and mock Gaia DR3 / Pan-STARRS1 catalogues. "
                        "Same seed, same bytes.")
@@ -120,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("demo", help="build a catalogue from shipped real spectra + a simulated "
                        "night and show queries")
-    s.add_argument("dir", nargs="?", default="lamostdb-demo", help="work folder (default ./lamostdb-demo)")
+    s.add_argument("dir", nargs="?", default="lamostdb-demo",
+                   help="work folder (default ./lamostdb-demo)")
     s.add_argument("--n", type=int, default=2000, help="spectra in the simulated night")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=commands.cmd_demo)

@@ -75,7 +75,7 @@ def format_float(value: float) -> str:
         # 3-digit exponent can push it past the 20 fixed-format columns; use
         # %.16G when that still reads back exactly, else keep the longer
         # (free-format, still standard) text rather than lose precision.
-        short = _with_point("%.16G" % x)
+        short = _with_point(f"{x:.16G}")
         if float(short) == x:
             text = short
     return text

@@ -63,8 +63,8 @@ def _other_class_rank(objclass: np.ndarray) -> np.ndarray:
 
 
 def _spectra_batches(cat: Any, specids: list[str], batch_rows: int = 512):
-    rel = cat.con.execute(statement("ablation.sql", "spectra_for_ablation"),
-                          {"specids": specids, "columns": list(ENGINE_COLUMNS)})
+    rel = cat.con.sql(statement("ablation.sql", "spectra_for_ablation"),
+                      params={"specids": specids, "columns": list(ENGINE_COLUMNS)})
     reader = rel.to_arrow_reader(batch_rows)
     for rb in reader:
         df = pl.from_arrow(rb)
