@@ -154,12 +154,11 @@ def _shade_masks(ax: Axes, data: SpectrumPlotData, edges: npt.NDArray[np.float64
                  *, labelled: bool) -> None:
     masked = [(float(edges[a]), float(edges[b])) for a, b in pixel_runs(data.masked)]
     _spans(ax, masked, facecolor="0.55", alpha=0.35, linewidth=0, zorder=0.5,
-           gid="masked_pixels" if labelled else None,
-           label="masked pixels (ivar = 0 or ANDMASK ≠ 0)" if labelled else None)
+           gid="masked_pixels", label="masked pixels (ivar = 0 or ANDMASK ≠ 0)" if labelled
+           else None)
     _spans(ax, data.sky_telluric_angstrom, facecolor=(0.4, 0.6, 0.4, 0.10),
            edgecolor=(0.3, 0.5, 0.3, 0.45), hatch="////", linewidth=0, zorder=0.4,
-           gid="sky_telluric" if labelled else None,
-           label="sky / telluric ranges (no weight)" if labelled else None)
+           gid="sky_telluric", label="sky / telluric ranges (no weight)" if labelled else None)
 
 
 def _windows(ax: Axes, data: SpectrumPlotData, *, labelled: bool) -> None:
@@ -168,11 +167,12 @@ def _windows(ax: Axes, data: SpectrumPlotData, *, labelled: bool) -> None:
                                        ("red", data.red_window, s.conf_red, "f(R)")):
         face, text = _WINDOW_COLOURS[name]
         ax.axvspan(lo, hi, facecolor=face, alpha=0.07, linewidth=0, zorder=0.3,
-                   gid=f"window_{name}" if labelled else None)
+                   gid=f"window_{name}")
         if labelled:
             ax.text((lo + hi) / 2, 0.975, f"{name} window · {tag} = {_fmt(score)}",
                     transform=ax.get_xaxis_transform(), ha="center", va="top", fontsize=9,
-                    color=text, fontweight="bold")
+                    color=text, fontweight="bold",
+                    bbox={"facecolor": "white", "alpha": 0.75, "edgecolor": "none", "pad": 1.5})
 
 
 def draw_spectrum(data: SpectrumPlotData) -> Figure:
