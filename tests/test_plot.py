@@ -7,7 +7,9 @@ import gzip
 import struct
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -71,20 +73,21 @@ def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return cat
 
 
-def by_gid(artists: list, gid: str):  # noqa: ANN001, ANN201 - matplotlib artists
+def by_gid(artists: Sequence[Any], gid: str) -> Any:
+    """The one matplotlib artist with this gid."""
     found = [a for a in artists if a.get_gid() == gid]
     assert len(found) == 1, f"{len(found)} artists with gid {gid!r}"
     return found[0]
 
 
-def result_row(cat: Path, obsid: int) -> dict:
+def result_row(cat: Path, obsid: int) -> dict[str, Any]:
     with lamostdb.open(cat) as c:
         rows = c.sql("SELECT * FROM results WHERE obsid = $obsid", {"obsid": obsid})
     assert rows.height == 1
     return rows.row(0, named=True)
 
 
-def span_ranges(collection) -> list[tuple[float, float]]:  # noqa: ANN001
+def span_ranges(collection: Any) -> list[tuple[float, float]]:
     """x extent of every rectangle of a PolyCollection (data coordinates)."""
     return [(float(p.vertices[:, 0].min()), float(p.vertices[:, 0].max()))
             for p in collection.get_paths()]
@@ -107,6 +110,14 @@ def test_png_is_written_with_the_figure_size(catalog: Path, tmp_path: Path) -> N
     # something was drawn: not a blank canvas
     assert pixels[..., :3].std() > 0.05
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_default_file_name_is_the_obsid_or_the_specid(
+        catalog: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    written = write_spectrum_png(catalog, specid=MASKED_SPECID)  # a spectrum without obsid
+    assert written.path == Path(f"{MASKED_SPECID}.png") and written.data.record.obsid is None
+    assert (tmp_path / f"{MASKED_SPECID}.png").read_bytes()[:8] == PNG_SIGNATURE
 
 
 # -- what the figure shows ----------------------------------------------------------------------

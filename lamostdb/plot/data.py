@@ -139,15 +139,15 @@ def find_record(catalog: Catalog, obsid: int | None = None, *,
     Raises :class:`SpectrumLookupError` when none matches, or when several spectra share
     the obsid and no specid picks one.
     """
-    if obsid is None and specid is None:
-        raise ValueError("give an obsid or a specid")
     hint = (f"list some with: lamostdb sql {catalog.root} "
             '"SELECT obsid, specid FROM spectra LIMIT 5"')
     if specid is not None:
         specids = [specid]
+    elif obsid is None:
+        raise ValueError("give an obsid or a specid")
     else:
         specids = catalog.sql(statement("plot.sql", "specids_by_obsid"),
-                              {"obsid": int(obsid)})["specid"].to_list()  # type: ignore[arg-type]
+                              {"obsid": int(obsid)})["specid"].to_list()
         if not specids:
             raise SpectrumLookupError(f"no spectrum with obsid {obsid} in {catalog.root}; "
                                       f"{hint}")
@@ -286,7 +286,7 @@ def spectrum_plot_data(catalog: Catalog | str | Path, obsid: int | None = None, 
                              coeff0=record.coeff0, coeff1=record.coeff1, grid=engine.grid)
     flux, ivar = gf.astype(np.float64), gi.astype(np.float64)
     out = classify_arrays(flux[None], ivar[None], engine=engine,
-                          fibertype=[record.fibertype])
+                          fibertype=np.array([record.fibertype], dtype=object))
     refit = _refit_summary(engine, out)
     note = compare_fits(stored, refit)
     return SpectrumPlotData(
