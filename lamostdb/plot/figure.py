@@ -175,29 +175,16 @@ def _windows(ax: Axes, data: SpectrumPlotData, *, labelled: bool) -> None:
                     bbox={"facecolor": "white", "alpha": 0.75, "edgecolor": "none", "pad": 1.5})
 
 
-def draw_spectrum(data: SpectrumPlotData) -> Figure:
-    """The figure of one spectrum (see :func:`lamostdb.plot.spectrum_figure`)."""
-    require_matplotlib()
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=FIGSIZE_IN, dpi=DPI, layout="constrained")
-    FigureCanvasAgg(fig)
-    ax, rax = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": (3, 1)})
-    edges = edges_from_centers_log(data.wave_angstrom)
-    for a, labelled in ((ax, True), (rax, False)):
-        _shade_masks(a, data, edges, labelled=labelled)
-        _windows(a, data, labelled=labelled)
-
+def _flux_panel(ax: Axes, data: SpectrumPlotData) -> None:
+    """Flux, noise, candidates and model, with robust limits (masks drawn already)."""
     wave = data.wave_angstrom
-    good_flux = np.where(data.masked, np.nan, data.flux)
-    with np.errstate(divide="ignore"):
-        noise = np.where(data.masked, np.nan, 1.0 / np.sqrt(np.where(data.masked, 1.0,
-                                                                      data.ivar)))
+    good = ~data.masked
+    noise = np.full(wave.shape, np.nan)
+    noise[good] = data.ivar[good] ** -0.5
     ax.plot(wave, data.flux, drawstyle="steps-mid", color="0.7", lw=0.5, gid="flux_all",
             label="flux at masked pixels")
-    ax.plot(wave, good_flux, drawstyle="steps-mid", color="black", lw=0.6, gid="flux",
-            label="flux")
+    ax.plot(wave, np.where(good, data.flux, np.nan), drawstyle="steps-mid", color="black",
+            lw=0.6, gid="flux", label="flux")
     ax.plot(wave, noise, drawstyle="steps-mid", color="tab:purple", lw=0.6, alpha=0.8,
             gid="noise", label="1σ noise")
     for i, cand in enumerate(data.candidates):
@@ -219,28 +206,49 @@ def draw_spectrum(data: SpectrumPlotData) -> Figure:
     ax.set_ylabel("flux (as stored)")
     if data.note:
         ax.set_title(f"⚠ {data.note}", loc="left", fontsize=9, color="crimson", wrap=True)
-    fig.suptitle(_title(data), fontsize=10.5)
 
+
+def _residual_panel(ax: Axes, data: SpectrumPlotData) -> None:
+    """(flux - model) * sqrt(ivar) on the working grid, +-RESID_SIGMA lines."""
     with np.errstate(invalid="ignore"):
         resid = np.where(data.grid_ivar > 0,
                          (data.grid_flux - data.model) * np.sqrt(data.grid_ivar), np.nan)
-    rax.plot(data.grid_wave_angstrom, resid, drawstyle="steps-mid", color="black", lw=0.5,
-             gid="residual")
-    rax.axhline(0.0, color="0.5", lw=0.6)
+    ax.plot(data.grid_wave_angstrom, resid, drawstyle="steps-mid", color="black", lw=0.5,
+            gid="residual")
+    ax.axhline(0.0, color="0.5", lw=0.6)
     for sign in (-1, 1):
-        rax.axhline(sign * RESID_SIGMA, color=_MODEL_COLOUR, lw=0.8, ls="--")
-    finite = np.isfinite(resid) & (data.pixel_weight > 0)
+        ax.axhline(sign * RESID_SIGMA, color=_MODEL_COLOUR, lw=0.8, ls="--")
+    # the scale: the 99.5th percentile of the fitted pixels, at least +-6 sigma, at most 50
+    fitted = np.isfinite(resid) & (data.pixel_weight > 0)
     limit = 2 * RESID_SIGMA
-    if finite.any():
-        limit = float(np.clip(1.15 * np.percentile(np.abs(resid[finite]), 99.5),
+    if fitted.any():
+        limit = float(np.clip(1.15 * np.percentile(np.abs(resid[fitted]), 99.5),
                               1.2 * RESID_SIGMA, 50.0))
-        beyond = int((np.abs(resid[finite]) > limit).sum())
+        beyond = int((np.abs(resid[fitted]) > limit).sum())
         if beyond:
-            rax.text(0.005, 0.04, f"{beyond} pixel(s) beyond ±{limit:.0f}σ", fontsize=8,
-                     transform=rax.transAxes, color="0.3")
-    rax.set_ylim(-limit, limit)
-    rax.set_ylabel("(flux − model)·√ivar")
-    rax.set_xlabel("vacuum wavelength (Å)")
+            ax.text(0.005, 0.04, f"{beyond} pixel(s) beyond ±{limit:.0f}σ", fontsize=8,
+                    transform=ax.transAxes, color="0.3")
+    ax.set_ylim(-limit, limit)
+    ax.set_ylabel("(flux − model)·√ivar")
+    ax.set_xlabel("vacuum wavelength (Å)")
+
+
+def draw_spectrum(data: SpectrumPlotData) -> Figure:
+    """The figure of one spectrum (see :func:`lamostdb.plot.spectrum_figure`)."""
+    require_matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=FIGSIZE_IN, dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax, rax = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": (3, 1)})
+    edges = edges_from_centers_log(data.wave_angstrom)
+    for a, labelled in ((ax, True), (rax, False)):
+        _shade_masks(a, data, edges, labelled=labelled)
+        _windows(a, data, labelled=labelled)
+    _flux_panel(ax, data)
+    _residual_panel(rax, data)
+    fig.suptitle(_title(data), fontsize=10.5)
     fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=4,
                fontsize=8, frameon=False)
     return fig
