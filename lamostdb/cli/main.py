@@ -102,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=commands.cmd_templates_calibrate)
 
     from lamostdb.cli.ids_cmd import add_ids_parser
+    from lamostdb.cli.plot_cmd import add_plot_parser
     from lamostdb.cli.refcat_cmd import add_refcat_parser
     from lamostdb.cli.validate_cmd import add_validate_parser
     from lamostdb.cli.xmatch_cmd import add_xmatch_parser
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_confidence_parser(sub)
     add_validate_parser(sub)
+    add_plot_parser(sub)
 
     s = sub.add_parser("info", help="summary of a catalogue: tables, runs, quarantine")
     s.add_argument("catalog")
