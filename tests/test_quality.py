@@ -311,3 +311,34 @@ def test_best_fit_model_matches_the_kernel_chi2(engine: Engine) -> None:
     # redshift fits at least as well, and within a few per cent
     assert 0.95 * fit.chi2[0, 0] < m.chi2[0] <= 1.001 * fit.chi2[0, 0]
     assert abs(m.chi2[0] / fit.dof[0, 0] - 1.0) < 0.1  # the right template fits to the noise
+
+
+def test_degenerate_candidates_bit_only_when_the_letter_is_undecided() -> None:
+    from lamostdb.match.fit import FitResult
+    from lamostdb.match.reorder import best_chain_spans_letters
+
+    def one(*v: float) -> np.ndarray:
+        return np.array([v])
+
+    def fit(chi2: tuple[float, ...]) -> FitResult:
+        n = len(chi2)
+        return FitResult(np.zeros((1, n), dtype=np.int8), one(*range(n)), np.zeros((1, n)),
+                         np.zeros((1, n)), one(*chi2), np.full((1, n), 10),
+                         one(*chi2) / 10, np.zeros((1, n)), np.zeros((1, n), dtype=bool),
+                         np.zeros((1, n, 1)), np.array([10]))
+
+    # G9 then K0 (one step apart, 0.2 % in chi2): the letter is undecided
+    ords = np.array([49.0, 50.0, 52.0])
+    f = fit((100.0, 100.2, 130.0))
+    assert best_chain_spans_letters(f, ords, np.array([["G9", "K0", "K2"]])).tolist() == [True]
+    # G2 then G3: degenerate, same letter, no warning
+    ords = np.array([42.0, 43.0, 52.0])
+    assert best_chain_spans_letters(f, ords, np.array([["G2", "G3", "K2"]])).tolist() == [False]
+    # a run of three: it counts as long as each candidate is degenerate with the one before
+    f2 = fit((100.0, 100.5, 100.9))
+    assert best_chain_spans_letters(f2, np.array([42.0, 43.0, 46.0]),
+                                    np.array([["G2", "G3", "G6"]])).tolist() == [False]
+    assert best_chain_spans_letters(f2, np.array([42.0, 43.0, 47.0]),
+                                    np.array([["G2", "G3", "G7"]])).tolist() == [False]
+    assert best_chain_spans_letters(f2, np.array([45.0, 48.0, 50.0]),
+                                    np.array([["G5", "G8", "K0"]])).tolist() == [True]

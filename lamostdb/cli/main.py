@@ -125,9 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
                        "night and show queries")
     s.add_argument("dir", nargs="?", default="lamostdb-demo",
                    help="work folder (default ./lamostdb-demo)")
-    s.add_argument("--n", type=int, default=2000, help="spectra in the simulated night")
+    s.add_argument("--n", type=int, default=1500,
+                   help="spectra in each of the three simulated nights (default 1500)")
     s.add_argument("--quiet", action="store_true")
-    s.set_defaults(func=commands.cmd_demo)
+    from lamostdb.cli.demo_cmd import cmd_demo
+
+    s.set_defaults(func=cmd_demo)
     return p
 
 

@@ -32,7 +32,7 @@ from lamostdb.match.engine import Engine, get_engine
 from lamostdb.match.fit import CLASS_CODES, FitResult, fit_spectra, weighted_inputs
 from lamostdb.match.models import fit_models
 from lamostdb.match.refine import RefineChecks, rematch
-from lamostdb.match.reorder import reorder
+from lamostdb.match.reorder import best_chain_spans_letters, reorder
 from lamostdb.match.zwarning import ZWarning, negative_emission
 
 F64 = npt.NDArray[np.float64]
@@ -203,10 +203,12 @@ def classify_arrays(flux: npt.ArrayLike, ivar: npt.ArrayLike, *, engine: Engine 
     fit = fit_spectra(f, w, engine=engine)
     subs, ords = template_subclasses(engine)
     if opt.reorder:
+        ambiguous_letter = best_chain_spans_letters(fit, ords, _subclass_matrix(fit, subs))
         fit, degenerate = reorder(fit, ords)
     else:
         degenerate = np.zeros(fit.z.shape, dtype=bool)
-    had_degenerate = degenerate.any(axis=1)
+    if not opt.reorder:
+        ambiguous_letter = np.zeros(n_s, dtype=bool)
     cls_names = np.array(CLASS_CODES)
     subclass = _subclass_matrix(fit, subs)
     best_cls = cls_names[fit.objclass[:, 0]]
@@ -275,7 +277,7 @@ def classify_arrays(flux: npt.ArrayLike, ivar: npt.ArrayLike, *, engine: Engine 
         setbit(ZWarning.LOW_CONFIDENCE, conf < opt.conf_threshold)
     setbit(ZWarning.POLY_REFINED, refined)
     setbit(ZWarning.INVERTED_CONTINUUM, inverted)
-    setbit(ZWarning.DEGENERATE_CANDIDATES, had_degenerate)
+    setbit(ZWarning.DEGENERATE_CANDIDATES, ambiguous_letter)
     step = _arm_step(engine, fit, f, w, model)
     setbit(ZWarning.ARM_MISMATCH, np.abs(np.nan_to_num(step)) > ARM_STEP_LIMIT)
     return Classified(fit, subclass, degenerate, conf, conf_b, conf_r, refined, zw, model,

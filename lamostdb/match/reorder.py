@@ -72,3 +72,21 @@ def reorder(fit: FitResult, ordinals: npt.NDArray[np.float64]
                   delta_rchi2=delta, z_edge=take(fit.z_edge),
                   coeffs=np.take_along_axis(fit.coeffs, order[:, :, None], 1))
     return out, take(deg)
+
+
+def best_chain_spans_letters(fit: FitResult, ordinals: npt.NDArray[np.float64],
+                             subclass: npt.NDArray[np.str_]) -> npt.NDArray[np.bool_]:
+    """(S,) True where the best fit's run of degenerate neighbours crosses a spectral letter.
+
+    The run is candidates 1, 2, ... of the original order for as long as each is degenerate
+    with the one before it. G2 followed by degenerate G3 and G5 is the usual case (same
+    letter, nothing to warn about); G9 followed by a degenerate K0 means the letter itself is
+    undecided (ZWARNING bit DEGENERATE_CANDIDATES).
+    """
+    from lamostdb.templates.subclass import spectral_letter
+
+    deg = degenerate_mask(fit, ordinals)
+    chain = np.cumprod(deg[:, 1:], axis=1).astype(bool)  # still in the best's run
+    letters = np.vectorize(lambda s: spectral_letter(s) or "", otypes=[object])(subclass)
+    other = letters[:, 1:] != letters[:, :1]
+    return np.any(chain & other, axis=1)

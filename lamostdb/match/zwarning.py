@@ -48,8 +48,10 @@ class ZWarning(enum.IntFlag):
     #: A re-match was rejected because its continuum came out inverted (negative leading
     #: coefficient), or the best fit itself has a negative leading coefficient.
     INVERTED_CONTINUUM = 1 << 10
-    #: The best fit had degenerate neighbours (chi-square within 1 % and subclass within
-    #: 5 steps) that the candidate reordering moved to the end of the list.
+    #: The best fit's degenerate neighbours (chi-square within 1 %, subclass within 5 steps;
+    #: moved to the end of the candidate list) include another spectral letter: G9 and K0
+    #: fit equally well, so the letter itself is undecided. Same-letter neighbours (G2, G3),
+    #: the usual case, set no bit.
     DEGENERATE_CANDIDATES = 1 << 11
     #: The fitted continuum jumps by more than 10 % across the blue/red arm join.
     ARM_MISMATCH = 1 << 12
