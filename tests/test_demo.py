@@ -20,17 +20,25 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 def test_demo_builds_a_catalogue_and_answers_queries(tmp_path: Path) -> None:
     r = run("demo", str(tmp_path / "demo"), "--n", "300", "--quiet")
     assert r.returncode == 0, r.stderr
-    for text in ("Spectra per survey", "Quarantined files", "oe270005.fits", "LAMOST DR9",
-                 "classify:", "against the LAMOST pipeline",
-                 "Cone search", "55859-F5902_sp01-001"):
+    for text in ("All QSOs with z > $zmin", "RV scatter > $rv km/s", "no Gaia counterpart",
+                 "ZWARNING", "oe270005.fits", "classify:", "xmatch:", "ids:",
+                 "against the LAMOST pipeline", "Cone search", "55859-F5902_sp01-001",
+                 "lamostdb plot"):
         assert text in r.stdout
+    nights = sorted((tmp_path / "demo").glob("night-sim-*/truth.parquet"))
+    truths = [pl.read_parquet(p) for p in nights]
+    assert len(truths) == 3
     with lamostdb.open(tmp_path / "demo" / "catalog") as cat:
         n = cat.sql("SELECT count(*) AS n FROM spectra")["n"][0]
-    truth = pl.read_parquet(tmp_path / "demo" / "night-sim-00001" / "truth.parquet")
-    assert n == truth.height + 18  # 18 current shipped real spectra
+        n_res = cat.sql("SELECT count(*) AS n FROM results")["n"][0]
+        epochs = cat.sql("SELECT max(n_epochs) AS m, count(*) AS n FROM mec")
+        n_lrs = cat.sql("SELECT count(*) AS n FROM lrs")["n"][0]
+    assert n == n_res == n_lrs == sum(t.height for t in truths) + 18  # + 18 real spectra
+    # the three nights revisit one field: objects have three epochs, fewer objects than spectra
+    assert epochs["m"][0] == 3 and epochs["n"][0] < n
     # running it again adds nothing
     r = run("demo", str(tmp_path / "demo"), "--n", "300", "--quiet")
-    assert r.returncode == 0 and "0 new" in r.stdout
+    assert r.returncode == 0 and r.stdout.count("ingest: 0 new") == 3
 
 
 def test_simulate_cli_is_deterministic(tmp_path: Path) -> None:

@@ -123,66 +123,6 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from lamostdb.catalog.ingest import ingest
-    from lamostdb.sim import simulate_night
-
-    work = Path(args.dir)
-    work.mkdir(parents=True, exist_ok=True)
-    shipped = Path(__file__).resolve().parents[1] / "data" / "spectra"
-    night = work / "night-sim-00001"
-    if not (night / "truth.parquet").exists():
-        print(f"simulating a night of {args.n} spectra into {night} ...")
-        simulate_night(night, n=args.n, seed=1, progress=not args.quiet)
-    with open_for_write(str(work / "catalog")) as cat:
-        for label, src in (("shipped real LAMOST spectra", shipped),
-                           ("simulated night", night / "spectra")):
-            rep = ingest(cat, [src], progress=not args.quiet)
-            print(f"ingest {label}: {rep.n_ingested} new, {rep.n_unchanged} unchanged, "
-                  f"{rep.n_quarantined} quarantined ({rep.elapsed_s:.1f} s)")
-        from lamostdb.catalog.classify import classify
-
-        crep = classify(cat, progress=not args.quiet)
-        print(f"classify: {crep.n_fitted} spectra in {crep.elapsed_s:.1f} s "
-              f"({crep.spectra_per_s:.0f} spectra/s): {crep.counts}")
-    queries = [
-        ("Spectra per survey and file layout",
-         "SELECT survey, file_format, count(*) AS n FROM spectra GROUP BY ALL ORDER BY n DESC",
-         None),
-        ("LAMOST pipeline classes (reference labels) in the catalogue",
-         "SELECT lasp_class, count(*) AS n, round(median(snrg), 1) AS median_snrg "
-         "FROM spectra GROUP BY ALL ORDER BY n DESC", None),
-        ("Re-delivered spectra: one obsid in two data releases, newest release current",
-         "SELECT v.specid, v.version, v.data_v, v.current, s.obsid FROM spectrum_versions v "
-         "JOIN ingest_ledger s ON s.sha256 = v.sha256 "
-         "WHERE v.specid IN (SELECT specid FROM spectrum_versions WHERE version > 1) "
-         "ORDER BY v.specid, v.version", None),
-        ("Our classification against the LAMOST pipeline's labels (lasp_class)",
-         "SELECT s.lasp_class, r.class, count(*) AS n, round(median(r.rchi2), 2) AS rchi2 "
-         "FROM spectra s JOIN results r USING (specid, source_sha256) "
-         "GROUP BY ALL ORDER BY n DESC", None),
-        ("QSOs with z > 1 and their redshift error",
-         "SELECT obsid, round(z, 4) AS z, round(z_err, 5) AS z_err, round(rchi2, 2) AS rchi2, "
-         "snrg FROM results WHERE class = 'QSO' AND z > $zmin ORDER BY z DESC LIMIT 5",
-         {"zmin": 1.0}),
-        ("Quarantined files and why",
-         "SELECT regexp_extract(path, '[^/]+$') AS file, reason FROM quarantine", None),
-        ("Bright high-S/N stars in the simulated night (bound parameter $snr)",
-         "SELECT obsid, designation, ra, dec, snrg, lasp_subclass FROM spectra "
-         "WHERE lasp_class = 'STAR' AND snrg > $snr ORDER BY snrg DESC LIMIT 5", {"snr": 50}),
-    ]
-    with open_catalog(str(work / "catalog")) as cat:
-        for title, q, params in queries:
-            print(f"\n-- {title}\n{q}")
-            print_frame(cat.sql(q, params), max_rows=20)
-        print("\n-- Cone search: 10 arcmin around LAMOST J220848.54-020324.3 (obsid 101001)")
-        print_frame(cat.cone(332.202274, -2.056767, 600).select(
-            "specid", "obsid", "lasp_class", "lasp_subclass", "sep_arcsec"))
-    print(f"\ncatalogue: {work / 'catalog'}  (try: lamostdb sql {work / 'catalog'} "
-          "\"SELECT count(*) FROM spectra\")")
-    return 0
-
-
 def cmd_classify(args: argparse.Namespace) -> int:
     import os
 

@@ -45,6 +45,8 @@ QUERIES: tuple[tuple[str, str, dict[str, Any] | None], ...] = (
      "round(r.rv_kms, 1) AS rv_kms, round(r.conf, 3) AS conf FROM spectra s "
      "JOIN results r USING (specid, source_sha256) WHERE s.survey = 'LAMOST' "
      "AND s.obsid < $sim_obsids ORDER BY s.snrg DESC LIMIT 10", {"sim_obsids": 10_000_000_000}),
+    ("Files the ingest refused, and why (nothing is lost: they wait in the quarantine)",
+     "SELECT regexp_extract(path, '[^/]+$') AS file, reason FROM quarantine", None),
     ("The general catalogue (lrs): one row per spectrum, with identifiers and photometry",
      "SELECT designation, obsid, uid, gp_type, class, subclass, round(z, 5) AS z, "
      "round(gaia_g_mag, 2) AS g FROM lrs WHERE gaia_source_id IS NOT NULL "
@@ -110,6 +112,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for title, q, params in QUERIES:
             print(f"\n-- {title}\n{q}")
             print_frame(cat.sql(q, params), max_rows=20)
+        print("\n-- Cone search: 10 arcmin around LAMOST J220848.54-020324.3 (obsid 101001)")
+        print_frame(cat.cone(332.202274, -2.056767, 600).select(
+            "specid", "obsid", "lasp_class", "lasp_subclass", "sep_arcsec"))
     print(f"\ncatalogue: {root}")
     print(f"  lamostdb sql {root} \"SELECT * FROM mec WHERE n_epochs >= 3 LIMIT 5\"")
     print(f"  lamostdb plot {root} OBSID              # spectrum, model, residuals -> PNG")
