@@ -25,7 +25,9 @@ something to load silently. When they are present and not loaded the summary say
 
 "This night's spectra" are the current spectra whose source file lies under the night
 folder (resolved path); the class counts and quarantine list cover them all, including
-work committed by an earlier, interrupted run.
+work committed by an earlier, interrupted run. The per-run counts (``n_fitted``,
+``n_matched``) are what the stages did, which includes spectra of earlier nights that an
+interrupted run left without a result or cross-match.
 """
 
 from __future__ import annotations
@@ -95,6 +97,7 @@ class StageOutcome:
     n_done: int  # files ingested, rows added, spectra fitted / matched, id rows written
     run_ids: list[str] = field(default_factory=list)  # committed runs; empty: wrote nothing
     message: str = ""
+    peak_worker_rss_mb: float = 0.0  # ingest and classify: largest worker (or this process)
 
 
 @dataclass
@@ -267,14 +270,16 @@ def _run_stages(cat: Catalog, night: Path, refs: dict[str, list[Path]],
     done(StageOutcome("ingest", secs, irep.n_ingested,
                       [irep.run_id] if irep.n_ingested or irep.n_quarantined else [],
                       f"{irep.n_ingested} new spectra, {irep.n_quarantined} quarantined, "
-                      f"{irep.n_unchanged} of {irep.n_inputs} files already in"))
+                      f"{irep.n_unchanged} of {irep.n_inputs} files already in",
+                      round(irep.peak_worker_rss_mb, 1)))
 
     crep, secs = _timed("classify", lambda: classify(cat, workers=options.workers,
                                                       progress=options.progress))
     facts["n_fitted"] = crep.n_fitted
     done(StageOutcome("classify", secs, crep.n_fitted, [crep.run_id] if crep.n_fitted else [],
                       f"{crep.n_fitted} spectra fitted"
-                      + (f" ({crep.spectra_per_s:.0f} spectra/s)" if crep.n_fitted else "")))
+                      + (f" ({crep.spectra_per_s:.0f} spectra/s)" if crep.n_fitted else ""),
+                      round(crep.peak_worker_rss_mb, 1)))
 
     xrep, secs = _timed("xmatch", lambda: xmatch(cat, radius_arcsec=options.radius_arcsec,
                                                  progress=options.progress))
