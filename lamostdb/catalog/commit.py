@@ -14,7 +14,11 @@ from the committed file list, so the catalogue is exactly as before the run. Aft
 the run is in. Readers only ever read files listed in the committed ``files`` table.
 
 ``LAMOSTDB_FAULT=<point>`` makes the process die at a named point (``os._exit``), which
-the tests use to check each window.
+the tests use to check each window; ``LAMOSTDB_FAULT=<stage>:<point>`` (``classify:moved``)
+only in the commit of that stage, so that a multi-stage command (``lamostdb nightly``) can be
+stopped inside any of its stages. ``LAMOSTDB_FAULT_ACTION`` says how: ``exit`` (default,
+``os._exit(70)``), ``kill`` (SIGKILL to itself) or ``raise`` (:class:`FaultInjected`, for
+in-process tests of a stage that fails with an exception).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import signal
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -45,10 +50,29 @@ def new_run_id() -> str:
     return now.strftime("%Y%m%dT%H%M%S.%fZ") + "-" + uuid.uuid4().hex[:8]
 
 
-def fault(point: str) -> None:
-    """Die here if the environment asks for it (crash-consistency tests only)."""
-    if os.environ.get("LAMOSTDB_FAULT") == point:
-        os._exit(70)
+class FaultInjected(RuntimeError):
+    """Raised at a fault point when ``LAMOSTDB_FAULT_ACTION=raise`` (tests only)."""
+
+
+def fault(point: str, stage: str | None = None) -> None:
+    """Stop here if ``LAMOSTDB_FAULT`` names ``point`` or ``stage:point`` (crash tests only).
+
+    Parameters
+    ----------
+    point
+        Name of the place in the code.
+    stage
+        The stage running it, if any (``LAMOSTDB_FAULT=<stage>:<point>`` matches only there).
+    """
+    wanted = os.environ.get("LAMOSTDB_FAULT")
+    if not wanted or (wanted != point and (stage is None or wanted != f"{stage}:{point}")):
+        return
+    action = os.environ.get("LAMOSTDB_FAULT_ACTION", "exit")
+    if action == "raise":
+        raise FaultInjected(f"fault injected at {wanted}")
+    if action == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    os._exit(70)
 
 
 @dataclass(frozen=True)
@@ -75,20 +99,20 @@ def commit_run(cat: Catalog, run_id: str, stage: str, files: Sequence[StagedFile
     moves = [[f.staged, f.final] for f in files]
     for table in sorted({f.table for f in files}):  # older-schema files join the contract
         upgrade_table_files(cat, table)
-    fault("staged")
+    fault("staged", stage)
     con.execute("BEGIN TRANSACTION")
     con.execute(statement("ledger.sql", "insert_run"),
                 {"run_id": run_id, "stage": stage, "moves": json.dumps(moves),
                  "version": lamostdb.__version__})
     con.execute("COMMIT")
-    fault("intent")
+    fault("intent", stage)
     for i, f in enumerate(files):
         final = cat.root / f.final
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(cat.root / f.staged, final)
         if i == 0:
-            fault("first_move")
-    fault("moved")
+            fault("first_move", stage)
+    fault("moved", stage)
     con.execute("BEGIN TRANSACTION")
     try:
         for f in files:
@@ -99,7 +123,7 @@ def commit_run(cat: Catalog, run_id: str, stage: str, files: Sequence[StagedFile
         # metadata is rewritten from the file list as it will be after the commit
         for table in sorted({f.table for f in files}):
             cat.write_hats_metadata(table)
-        fault("metadata")
+        fault("metadata", stage)
         ledger_writes()
         con.execute(statement("ledger.sql", "finish_run"),
                     {"run_id": run_id, "summary": json.dumps(summary, sort_keys=True)})
@@ -107,7 +131,7 @@ def commit_run(cat: Catalog, run_id: str, stage: str, files: Sequence[StagedFile
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    fault("committed")
+    fault("committed", stage)
     _remove_tree(staging_dir(cat, run_id))
     cat.refresh_views()
 

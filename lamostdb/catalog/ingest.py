@@ -224,7 +224,7 @@ def ingest(catalog: Catalog, inputs: Iterable[str | Path], *, workers: int | Non
         if staged or ledger.num_rows or quarantine.num_rows:
             commit_run(catalog, run_id, "ingest", staged, ledger_writes, report.as_dict())
         else:
-            fault("staged")
+            fault("staged", "ingest")
     report.elapsed_s = round(time.perf_counter() - t0, 3)
     return report
 

@@ -103,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from lamostdb.cli.ids_cmd import add_ids_parser
     from lamostdb.cli.plot_cmd import add_plot_parser
+    from lamostdb.cli.nightly_cmd import add_nightly_parser
     from lamostdb.cli.refcat_cmd import add_refcat_parser
     from lamostdb.cli.validate_cmd import add_validate_parser
     from lamostdb.cli.xmatch_cmd import add_xmatch_parser
@@ -110,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_refcat_parser(sub)
     add_xmatch_parser(sub)
     add_ids_parser(sub)
+    add_nightly_parser(sub)
 
     from lamostdb.cli.confidence_cmd import add_confidence_parser
 
