@@ -3,17 +3,20 @@
 Three simulated nights that revisit one survey field (so objects get several epochs, and the
 simulated binaries get a radial-velocity scatter), each with its mock Gaia DR3 and
 Pan-STARRS1 extract, plus the real LAMOST spectra shipped in the package, go through
-ingest -> classify -> refcat -> xmatch -> ids; then a few typical queries are run and printed.
+``lamostdb nightly`` (refcat -> ingest -> classify -> xmatch -> ids); then a few typical
+queries are run and printed.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 from typing import Any
 
-from lamostdb.catalog.store import Catalog, open_catalog
+from lamostdb.catalog.ingest import ingest
+from lamostdb.catalog.store import open_catalog
+from lamostdb.cli.nightly_cmd import format_summary
+from lamostdb.pipeline.nightly import NightlyOptions, open_for_nightly, run_nightly
 
 #: Night seeds whose single plate observes the same field (246) for n <= 4000.
 DEMO_SEEDS = (1, 32, 37)
@@ -64,34 +67,6 @@ def _night(work: Path, seed: int, n: int, quiet: bool) -> Path:
     return night
 
 
-def run_chain(cat: Catalog, sources: list[Path], refcats: dict[str, list[Path]], *,
-              quiet: bool) -> None:
-    """ingest -> classify -> refcat -> xmatch -> ids, printing one line per stage."""
-    from lamostdb.catalog.classify import classify
-    from lamostdb.catalog.ingest import ingest
-    from lamostdb.ids.stage import assign_ids
-    from lamostdb.refcat.ingest import ingest_refcat
-    from lamostdb.xmatch.stage import xmatch
-
-    t0 = time.perf_counter()
-    rep = ingest(cat, sources, progress=not quiet)
-    print(f"ingest: {rep.n_ingested} new, {rep.n_unchanged} unchanged, "
-          f"{rep.n_quarantined} quarantined ({time.perf_counter() - t0:.1f} s)")
-    t0 = time.perf_counter()
-    crep = classify(cat, progress=not quiet)
-    print(f"classify: {crep.n_fitted} spectra ({crep.spectra_per_s:.0f} spectra/s): "
-          f"{crep.counts}")
-    for kind, files in refcats.items():
-        r = ingest_refcat(cat, kind, files, progress=not quiet)
-        print(f"refcat {kind}: {r.n_added} rows added")
-    t0 = time.perf_counter()
-    x = xmatch(cat, progress=not quiet)
-    print(f"xmatch: {x.n_todo} new spectra, counterparts within 3\" {x.n_matched} "
-          f"({time.perf_counter() - t0:.1f} s)")
-    ids = assign_ids(cat, progress=not quiet)
-    print(f"ids: {ids.n_spectra} spectra -> {ids.n_objects} objects; gp_id from {ids.gp_types}")
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     from lamostdb.cli.commands import print_frame
 
@@ -100,14 +75,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     shipped = Path(__file__).resolve().parents[1] / "data" / "spectra"
     nights = [_night(work, seed, args.n, args.quiet) for seed in DEMO_SEEDS]
     root = work / "catalog"
-    cat = Catalog(root, mode="w") if (root / "catalog.duckdb").exists() else Catalog.create(root)
-    with cat:
-        for i, night in enumerate(nights):
-            print(f"\n== night {night.name}" + (" + shipped real LAMOST spectra" if i == 0
-                                                else ""))
-            sources = [night / "spectra"] + ([shipped] if i == 0 else [])
-            run_chain(cat, sources, {"gaia": [night / "gaia.parquet"],
-                                     "ps1": [night / "ps1.parquet"]}, quiet=args.quiet)
+    with open_for_nightly(root) as cat:  # the real spectra first; classified with night 1
+        rep = ingest(cat, [shipped], progress=not args.quiet)
+    print(f"\n== shipped real LAMOST/SDSS spectra: {rep.n_ingested} new, "
+          f"{rep.n_quarantined} quarantined")
+    for night in nights:
+        print(f"\n== lamostdb nightly {root} {night} --refcat-from-night")
+        summary = run_nightly(root, night, NightlyOptions(refcat_from_night=True,
+                                                          progress=not args.quiet))
+        print(format_summary(summary))
     with open_catalog(root) as cat:
         for title, q, params in QUERIES:
             print(f"\n-- {title}\n{q}")

@@ -102,8 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=commands.cmd_templates_calibrate)
 
     from lamostdb.cli.ids_cmd import add_ids_parser
-    from lamostdb.cli.plot_cmd import add_plot_parser
     from lamostdb.cli.nightly_cmd import add_nightly_parser
+    from lamostdb.cli.plot_cmd import add_plot_parser
     from lamostdb.cli.refcat_cmd import add_refcat_parser
     from lamostdb.cli.validate_cmd import add_validate_parser
     from lamostdb.cli.xmatch_cmd import add_xmatch_parser
