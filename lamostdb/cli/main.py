@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--source-label", help="how to name the training set in the file")
     t.set_defaults(func=commands.cmd_templates_calibrate)
 
+    from lamostdb.cli.export_cmd import add_export_parser
     from lamostdb.cli.ids_cmd import add_ids_parser
     from lamostdb.cli.refcat_cmd import add_refcat_parser
     from lamostdb.cli.xmatch_cmd import add_xmatch_parser
@@ -107,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_refcat_parser(sub)
     add_xmatch_parser(sub)
     add_ids_parser(sub)
+    add_export_parser(sub)
 
     s = sub.add_parser("info", help="summary of a catalogue: tables, runs, quarantine")
     s.add_argument("catalog")
