@@ -23,7 +23,13 @@ fits AS (
 ids AS (
     SELECT specid, source_sha256, uid FROM objects
 )
-SELECT selected.specid, selected.source_sha256, fits AS result, ids.uid
+SELECT
+    selected.specid,
+    selected.source_sha256,
+    -- a table alias read as a column is a struct of its row; an unmatched row of a LEFT
+    -- JOIN gives a struct of nulls, not NULL, hence the CASE
+    CASE WHEN fits.run_id IS NULL THEN NULL ELSE fits END AS result,
+    ids.uid
 FROM selected
 LEFT JOIN fits USING (specid, source_sha256)
 LEFT JOIN ids USING (specid, source_sha256);

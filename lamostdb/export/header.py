@@ -108,8 +108,9 @@ _NOT_COPIED = frozenset({
     "Z_ERR", "END",
 })
 _NOT_COPIED_RE = re.compile(
-    r"^(NAXIS\d+|EXTEN\d+|T[A-Z]+\d+|CTYPE\d|CRVAL\d|CRPIX\d|CDELT\d|CUNIT\d|CROTA\d|"
-    r"CD\d_\d|PC\d_\d|WAT\d_\d+|LTM\d_\d|LTV\d|APNUM\d+|BANDID\d+)$")
+    r"^(NAXIS\d+|EXTEN\d+|T(TYPE|FORM|UNIT|NULL|SCAL|ZERO|DISP|DIM|BCOL|COMM)\d+|"
+    r"CTYPE\d|CRVAL\d|CRPIX\d|CDELT\d|CUNIT\d|CROTA\d|CD\d_\d|PC\d_\d|WAT\d_\d+|"
+    r"LTM\d_\d|LTV\d|APNUM\d+|BANDID\d+)$")
 
 
 def _header_value(column: str, value: Any) -> Any:

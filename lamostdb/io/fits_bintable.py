@@ -276,6 +276,31 @@ def _heap_values(col: FitsColumn, arr: pa.Array) -> tuple[npt.NDArray[np.int64],
     return lengths.astype(np.int64), values.astype(_CODE_DTYPE[col.code], copy=False).tobytes()
 
 
+def _exclusive_cumsum(x: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    out = np.zeros_like(x)
+    np.cumsum(x[:-1], out=out[1:])
+    return out
+
+
+def _row_major_heap(parts: list[tuple[npt.NDArray[np.int64], bytes]], heap_offset: int
+                    ) -> tuple[npt.NDArray[np.int64], bytes]:
+    """Lay out the arrays of several columns row by row; return (offsets [row, col], heap).
+
+    Row-major order (all arrays of row 0, then of row 1, ...) makes the heap, and so the
+    file, independent of how the rows were cut into batches.
+    """
+    sizes = np.stack([nbytes for nbytes, _ in parts], axis=1)  # (rows, columns)
+    flat = sizes.ravel()
+    dst = _exclusive_cumsum(flat)
+    column_base = _exclusive_cumsum(np.array([len(data) for _, data in parts], dtype=np.int64))
+    src = np.stack([base + _exclusive_cumsum(nbytes)
+                    for base, (nbytes, _) in zip(column_base, parts, strict=True)], axis=1)
+    source = np.frombuffer(b"".join(data for _, data in parts), dtype=np.uint8)
+    total = int(flat.sum())
+    gather = np.repeat(src.ravel() - dst, flat) + np.arange(total, dtype=np.int64)
+    return (heap_offset + dst).reshape(sizes.shape), source[gather].tobytes()
+
+
 def encode_batch(columns: list[FitsColumn], batch: pa.RecordBatch | pa.Table, *,
                  heap_offset: int) -> tuple[bytes, bytes, dict[str, int]]:
     """(row bytes, heap bytes, longest array per variable column) of one batch.
@@ -285,24 +310,25 @@ def encode_batch(columns: list[FitsColumn], batch: pa.RecordBatch | pa.Table, *,
     """
     n = batch.num_rows
     rows = np.zeros(n, dtype=np.dtype([c.row_dtype for c in columns]))
-    heap: list[bytes] = []
-    longest: dict[str, int] = {}
+    varlen: list[tuple[FitsColumn, npt.NDArray[np.int64]]] = []
+    parts: list[tuple[npt.NDArray[np.int64], bytes]] = []
     for col in columns:
         arr = batch.column(col.name)
         if isinstance(arr, pa.ChunkedArray):
             arr = arr.combine_chunks()
         if col.varlen:
             lengths, data = _heap_values(col, arr)
-            nbytes = lengths * np.dtype(_CODE_DTYPE[col.code]).itemsize
-            offsets = heap_offset + np.concatenate(([0], np.cumsum(nbytes)[:-1])) if n else nbytes
-            rows[col.name][:, 0] = lengths
-            rows[col.name][:, 1] = offsets
-            heap.append(data)
-            heap_offset += len(data)
-            longest[col.name] = int(lengths.max()) if n else 0
+            varlen.append((col, lengths))
+            parts.append((lengths * np.dtype(_CODE_DTYPE[col.code]).itemsize, data))
         else:
             rows[col.name] = _values(col, arr)
-    return rows.tobytes(), b"".join(heap), longest
+    if not varlen or n == 0:
+        return rows.tobytes(), b"", {col.name: 0 for col, _ in varlen}
+    offsets, heap = _row_major_heap(parts, heap_offset)
+    for j, (col, lengths) in enumerate(varlen):
+        rows[col.name][:, 0] = lengths
+        rows[col.name][:, 1] = offsets[:, j]
+    return rows.tobytes(), heap, {col.name: int(lengths.max()) for col, lengths in varlen}
 
 
 class StreamingBinTable:
