@@ -87,3 +87,13 @@ JOIN selected USING (specid, source_sha256);
 -- name: drop_selection
 -- Forget the selection once the release is written.
 DROP TABLE IF EXISTS export_selection;
+
+-- name: keep_join_order
+-- Join as written in spectrum_rows: build the hash table on the selection (right side).
+-- DuckDB estimates a Parquet scan behind the spectra view at ~1/50 of its rows and would
+-- otherwise build on the pixel arrays, holding the whole release in memory.
+SET disabled_optimizers = 'join_order,build_side_probe_side';
+
+-- name: reset_join_order
+-- Give the optimizer back its defaults after the spectrum stream.
+RESET disabled_optimizers;

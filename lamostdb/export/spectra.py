@@ -30,7 +30,12 @@ from lamostdb.catalog.schema import load_schema
 from lamostdb.export.columns import fits_comment
 from lamostdb.export.errors import ExportError
 from lamostdb.export.header import ReleaseInfo, spectrum_primary_cards
-from lamostdb.io.fits_bintable import FitsColumn, one_row_table_bytes, primary_hdu_bytes
+from lamostdb.io.fits_bintable import (
+    FitsColumn,
+    one_row_table_bytes,
+    one_row_table_cards,
+    primary_hdu_bytes,
+)
 from lamostdb.io.fits_write import write_file
 from lamostdb.io.record import log_linear_wave
 from lamostdb.io.sqlfiles import statement
@@ -67,7 +72,8 @@ def spectrum_relpath(row: Mapping[str, Any], *, gzip: bool) -> str:
 
 
 @cache
-def _coadd_columns(npix: int, wave_code: str) -> tuple[FitsColumn, ...]:
+def _coadd_layout(npix: int, wave_code: str) -> tuple[tuple[FitsColumn, ...], bytes]:
+    """COADD columns for ``npix`` pixels, and their header cards (the same for all files)."""
     schema = load_schema("spectra")
 
     def col(name: str, code: str, comment: str | None = None) -> FitsColumn:
@@ -75,9 +81,10 @@ def _coadd_columns(npix: int, wave_code: str) -> tuple[FitsColumn, ...]:
         return FitsColumn(name.upper(), code, repeat=npix, unit=c.unit,
                           comment=fits_comment(comment or c.description))
 
-    return (col("flux", "E"), col("ivar", "E"),
+    cols = (col("flux", "E"), col("ivar", "E"),
             col("wavelength", wave_code, WAVELENGTH_COMMENT),
             col("andmask", "J"), col("ormask", "J"))
+    return cols, one_row_table_cards(cols, extname="COADD")
 
 
 def coadd_hdu_bytes(row: Mapping[str, Any], pixels: Mapping[str, npt.NDArray[Any]]) -> bytes:
@@ -93,9 +100,10 @@ def coadd_hdu_bytes(row: Mapping[str, Any], pixels: Mapping[str, npt.NDArray[Any
             raise ExportError(f"spectrum {row['specid']}: no wavelength array and no "
                               "COEFF0/COEFF1; the catalogue row is damaged")
         wave = log_linear_wave(row["coeff0"], row["coeff1"], npix)
-    cols = _coadd_columns(npix, "E" if wave.dtype == np.float32 else "D")
+    cols, header = _coadd_layout(npix, "E" if wave.dtype == np.float32 else "D")
     arrays = (flux, pixels["ivar"], wave, pixels["andmask"], pixels["ormask"])
-    return one_row_table_bytes(list(zip(cols, arrays, strict=True)), extname="COADD")
+    return one_row_table_bytes(list(zip(cols, arrays, strict=True)), extname="COADD",
+                               header=header)
 
 
 def spectrum_file_bytes(row: Mapping[str, Any], pixels: Mapping[str, npt.NDArray[Any]],
@@ -138,6 +146,7 @@ def export_spectra(con: duckdb.DuckDBPyConnection, root: Path, *, release: Relea
     report = SpectraExport()
     made: set[Path] = set()
     bar = tqdm(total=total, unit="spectrum", desc="export spectra", disable=not progress)
+    con.execute(statement("export.sql", "keep_join_order"))
     try:
         reader = con.sql(statement("export.sql", "spectrum_rows")).to_arrow_reader(batch_size)
         for batch in reader:
@@ -159,4 +168,5 @@ def export_spectra(con: duckdb.DuckDBPyConnection, root: Path, *, release: Relea
             bar.update(batch.num_rows)
     finally:
         bar.close()
+        con.execute(statement("export.sql", "reset_join_order"))
     return report

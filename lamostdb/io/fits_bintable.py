@@ -181,11 +181,28 @@ def primary_hdu_bytes(cards: Iterable[Card | bytes]) -> bytes:
                       ("EXTEND", True, "extensions may follow"), *cards])
 
 
+def one_row_table_cards(columns: Iterable[FitsColumn], *, extname: str,
+                        cards: Iterable[Card] = ()) -> bytes:
+    """Header card images (no DATASUM/CHECKSUM, no END) of a one-row vector table.
+
+    They depend on the columns only, so a caller writing many such tables can build
+    them once and pass them to :func:`one_row_table_bytes`.
+    """
+    cols = list(columns)
+    row_bytes = sum(np.dtype(_CODE_DTYPE[c.code]).itemsize * c.repeat for c in cols)
+    header = table_header_cards(cols, nrows=1, row_bytes=row_bytes, heap_bytes=0,
+                                extname=extname, cards=cards)
+    return b"".join(format_card(*card) for card in header)
+
+
 def one_row_table_bytes(columns: list[tuple[FitsColumn, npt.NDArray[np.generic]]], *,
-                        extname: str, cards: Iterable[Card] = ()) -> bytes:
-    """A BINTABLE HDU with one row of fixed-length vector columns (e.g. ``COADD``)."""
+                        extname: str, cards: Iterable[Card] = (),
+                        header: bytes | None = None) -> bytes:
+    """A BINTABLE HDU with one row of fixed-length vector columns (e.g. ``COADD``).
+
+    ``header``: the cards from :func:`one_row_table_cards` for these columns, if at hand.
+    """
     chunks = []
-    cols = []
     for col, values in columns:
         arr = np.asarray(values)
         want = np.dtype(_CODE_DTYPE[col.code])
@@ -194,11 +211,9 @@ def one_row_table_bytes(columns: list[tuple[FitsColumn, npt.NDArray[np.generic]]
             raise FitsTableError(f"column {col.name}: need {col.repeat} values of {want}, got "
                                  f"{arr.dtype} {arr.shape}")
         chunks.append(arr.astype(want, copy=False).tobytes())
-        cols.append(col)
-    row = b"".join(chunks)
-    header = table_header_cards(cols, nrows=1, row_bytes=len(row), heap_bytes=0,
-                                extname=extname, cards=cards)
-    return hdu_bytes(header, row)
+    if header is None:
+        header = one_row_table_cards([c for c, _ in columns], extname=extname, cards=cards)
+    return hdu_bytes([header], b"".join(chunks))
 
 
 # -- Arrow batches to FITS rows ---------------------------------------------------------
