@@ -170,7 +170,11 @@ def _write_release(catalog: Catalog, out: Path, *, release: str, where: str | No
     report = ExportReport(release, out, n_spectra=summary["n_selected"])
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
+    try:
+        staging.mkdir()
+    except OSError as exc:
+        raise ExportError(f"cannot write in {out.parent} ({exc.strerror}); choose a folder "
+                          "you can write to") from None
     manifest = ManifestWriter(staging)
     try:
         for view in ("lrs", "mec"):
