@@ -87,9 +87,18 @@ def _coadd_layout(npix: int, wave_code: str) -> tuple[tuple[FitsColumn, ...], by
     return cols, one_row_table_cards(cols, extname="COADD")
 
 
-def coadd_hdu_bytes(row: Mapping[str, Any], pixels: Mapping[str, npt.NDArray[Any]]) -> bytes:
+Pixels = Mapping[str, npt.NDArray[Any] | None]
+
+
+def coadd_hdu_bytes(row: Mapping[str, Any], pixels: Pixels) -> bytes:
     """The ``COADD`` table of one spectrum (stored dtypes, values bit for bit)."""
-    flux = pixels["flux"]
+    stored = {n: pixels[n] for n in ("flux", "ivar", "andmask", "ormask")}
+    missing = [n for n, a in stored.items() if a is None]
+    if missing:
+        raise ExportError(f"spectrum {row['specid']}: no {', '.join(missing)} array; the "
+                          "catalogue row is damaged")
+    arrays = {n: a for n, a in stored.items() if a is not None}
+    flux = arrays["flux"]
     npix = int(row["npix"])
     if flux.size != npix:
         raise ExportError(f"spectrum {row['specid']}: npix is {npix} but flux has "
@@ -101,12 +110,12 @@ def coadd_hdu_bytes(row: Mapping[str, Any], pixels: Mapping[str, npt.NDArray[Any
                               "COEFF0/COEFF1; the catalogue row is damaged")
         wave = log_linear_wave(row["coeff0"], row["coeff1"], npix)
     cols, header = _coadd_layout(npix, "E" if wave.dtype == np.float32 else "D")
-    arrays = (flux, pixels["ivar"], wave, pixels["andmask"], pixels["ormask"])
-    return one_row_table_bytes(list(zip(cols, arrays, strict=True)), extname="COADD",
+    ordered = (flux, arrays["ivar"], wave, arrays["andmask"], arrays["ormask"])
+    return one_row_table_bytes(list(zip(cols, ordered, strict=True)), extname="COADD",
                                header=header)
 
 
-def spectrum_file_bytes(row: Mapping[str, Any], pixels: Mapping[str, npt.NDArray[Any]],
+def spectrum_file_bytes(row: Mapping[str, Any], pixels: Pixels,
                         release: ReleaseInfo, filename: str, unclean: Counter[str]) -> bytes:
     """The bytes of one spectrum file (uncompressed FITS)."""
     cards = spectrum_primary_cards(row, release, filename, unclean)
