@@ -85,17 +85,22 @@ def kernel_figures(night: Path) -> None:
     t_star = dt
     parts = {"star kernel (matmul + solves)": t_star}
     for block in engine.eigen:
-        t_corr = best_time(lambda: eigen_kernel.eigen_chi2_all(
-            flux, w, engine.obs_funcs, block.design, block.rest_fft, block.nfft,
-            block.m_range))
+        t_corr = best_time(lambda b=block: eigen_kernel.eigen_chi2_all(
+            flux, w, engine.obs_funcs, b.design, b.rest_fft, b.nfft, b.m_range))
         parts[f"{block.objclass} FFT correlations"] = t_corr
-        t_all = best_time(lambda: fit._eigen_candidates(engine, block, flux, w, wff))
+        t_all = best_time(lambda b=block: fit._eigen_candidates(engine, b, flux, w, wff))
         parts[f"{block.objclass} solves + refinement"] = t_all - t_corr
     total = best_time(lambda: fit.fit_spectra(flux, ivar, engine=engine))
     print(f"one batch of {s}: fit_spectra {total * 1e3:.0f} ms "
           f"({s / total:.0f} spectra/s on one core)")
     for name, sec in parts.items():
         print(f"  {name:40s} {sec * 1e3:7.1f} ms  ({100 * sec / total:4.1f} %)")
+    from lamostdb.match.pipeline import classify_arrays
+
+    whole = best_time(lambda: classify_arrays(flux, ivar, engine=engine))
+    print(f"the whole method on the batch (fit + reordering + model + confidence + re-match of "
+          f"Conf < 0.8 + ZWARNING): {whole * 1e3:.0f} ms; after the fit "
+          f"{(whole - total) * 1e3:.0f} ms ({100 * (whole - total) / whole:.1f} % of the batch)")
 
 
 def main() -> None:

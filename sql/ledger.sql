@@ -153,3 +153,7 @@ FROM staged_quarantine;
 -- A committed Parquet file of a table.
 INSERT INTO files (table_name, path, norder, npix, n_rows, n_bytes, ingest_run)
 VALUES ($table_name, $path, $norder, $npix, $n_rows, $n_bytes, $run_id);
+
+-- name: update_file_bytes
+-- Size of a committed file after its schema was upgraded in place.
+UPDATE files SET n_bytes = $n_bytes WHERE path = $path;

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import hats
 import pytest
+from conftest import SHIPPED_SPECTRA
 
 import lamostdb
-from conftest import SHIPPED_SPECTRA
 from lamostdb.catalog.commit import FAULT_POINTS
 from lamostdb.catalog.ingest import ingest
 from lamostdb.catalog.store import Catalog

@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 from astropy import units as u
 from astropy.coordinates import SkyCoord
+from conftest import NOT_LAMOST, SHIPPED_FILES, SHIPPED_SPECTRA
 
 import lamostdb
-from conftest import NOT_LAMOST, SHIPPED_FILES, SHIPPED_SPECTRA
 from lamostdb.catalog.ingest import ingest
 from lamostdb.catalog.schema import load_schema
 from lamostdb.catalog.store import PUBLIC_NAMES, Catalog, row_to_record

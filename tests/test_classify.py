@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from conftest import SHIPPED_SPECTRA
 
 import lamostdb
-from conftest import SHIPPED_SPECTRA
 from lamostdb.catalog.classify import classify
 from lamostdb.catalog.ingest import ingest
 from lamostdb.catalog.schema import load_schema
@@ -43,10 +43,16 @@ def test_every_current_spectrum_gets_one_result(classified: tuple[Path, Path]) -
     assert best["class"].to_list() == res["class"].to_list()
     assert np.allclose(best["z"].to_numpy(), res["z"].to_numpy())
     assert (cand.group_by("specid").len()["len"] == 10).all()
-    # candidates are sorted by reduced chi-square
+    # after the best (which a polynomial re-match may have replaced), the candidates that are
+    # not degenerate are sorted by reduced chi-square, then the degenerate ones, also sorted
     ordered = cand.sort(["specid", "rank"]).group_by("specid", maintain_order=True).agg(
-        pl.col("rchi2"))
-    assert all(np.all(np.diff(r) >= 0) for r in ordered["rchi2"].to_list())
+        pl.col("rchi2"), pl.col("degenerate"))
+    for r, deg in zip(ordered["rchi2"].to_list(), ordered["degenerate"].to_list(), strict=True):
+        deg = np.array(deg)
+        assert not deg[0] and np.all(np.diff(deg.astype(int)) >= 0)  # degenerate ones last
+        for part in (np.array(r)[1:][~deg[1:]], np.array(r)[deg]):
+            assert np.all(np.diff(part) >= 0)
+    assert cand["degenerate"].sum() > 0
 
 
 def test_simulated_classes_and_redshifts_are_recovered(classified: tuple[Path, Path]) -> None:
@@ -117,3 +123,37 @@ def test_classify_cli_and_templates_list(classified: tuple[Path, Path]) -> None:
     assert r.returncode == 0
     for text in ("spEigenStar-55734.fits", "GALAXY", "QSO", "K3V (32147)", "red_arm"):
         assert text in r.stdout
+
+
+def test_results_of_an_older_engine_are_upgraded_when_a_new_run_commits(
+        tmp_path: Path) -> None:
+    """Results written before engine 0.2.0 lack the confidence columns; a rerun still commits."""
+    import hats
+    import pyarrow.parquet as pq
+
+    with Catalog.create(tmp_path / "cat") as c:
+        ingest(c, [SHIPPED_SPECTRA], workers=1, progress=False)
+        classify(c, workers=1, progress=False)
+        new_cols = {"results": ["conf", "conf_blue", "conf_red", "resid_blue_mu",
+                                "resid_blue_sigma", "resid_red_mu", "resid_red_sigma",
+                                "conf_group", "refined", "zwarning"],
+                    "candidates": ["degenerate"]}
+        for table, cols in new_cols.items():  # make the files look like engine 0.1.0 output
+            for f in c.table_files(table):
+                path = c.root / f.path
+                pq.write_table(pq.read_table(path).drop_columns(cols), path)
+        c.refresh_views()
+        old = c.sql("SELECT * FROM results")
+        assert "conf" not in old.columns and "zwarning" not in old.columns
+        rep = classify(c, rerun=True, workers=1, progress=False)
+        assert rep.n_fitted == old.height
+        for table in new_cols:  # every file now has the contract's columns
+            names = load_schema(table).arrow_schema().names
+            for f in c.table_files(table):
+                assert pq.read_schema(c.root / f.path).names == names
+        hist = c.sql("SELECT run_id, conf FROM results_history")
+        assert hist.height == 2 * old.height
+        assert hist["conf"].null_count() == old.height  # old rows keep null, never invented
+        assert c.sql("SELECT count(*) AS n FROM results WHERE conf IS NULL")["n"][0] == 0
+    hc = hats.read_hats(tmp_path / "cat" / "results")
+    assert hc.catalog_info.total_rows == 2 * old.height

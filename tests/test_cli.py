@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import polars as pl
-
 from conftest import SHIPPED_SPECTRA
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
+from conftest import NOT_LAMOST, REAL_FILES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import NOT_LAMOST, REAL_FILES
 from lamostdb.io import fits_read as fr
 from lamostdb.io.spectrum import read_file_bytes, read_spectrum
 

@@ -16,10 +16,10 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pytest
+from conftest import NOT_LAMOST, REAL_FILES, SHIPPED_SPECTRA
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import NOT_LAMOST, REAL_FILES, SHIPPED_SPECTRA
 from lamostdb.io import SpectrumRecord, read_spectrum
 from lamostdb.match.grid import (
     WORKING_GRID,

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
-
 from conftest import NOT_LAMOST, REAL_FILES, SHARED_SPECTRA, SHIPPED_SPECTRA
+
 from lamostdb.io import SpectrumReadError, log_linear_wave, read_spectrum
 
 CMOST = SHIPPED_SPECTRA / "cmost"

@@ -33,7 +33,8 @@ from lamostdb.io.parquet import write_parquet
 from lamostdb.io.sqlfiles import statement
 from lamostdb.match.batch import ENGINE_COLUMNS, batch_to_matrices
 from lamostdb.match.engine import ENGINE_VERSION, Engine, get_engine
-from lamostdb.match.fit import CLASS_CODES, FitResult, fit_spectra
+from lamostdb.match.fit import CLASS_CODES
+from lamostdb.match.pipeline import Classified, classify_arrays
 
 C_KMS = 299792.458
 FIT_BATCH = 32
@@ -65,35 +66,19 @@ class _Task:
     single_thread: bool = False
 
 
-def _subclass_names(engine: Engine) -> list[str]:
-    """Subclass of each star template: the SDSS table, else the set's subtype or the name."""
-    from lamostdb.templates.subclass import parse_subclass, subclass_of_template
-
-    out = []
-    for ts in engine.star.rest:
-        for name in ts.names:
-            try:
-                out.append(subclass_of_template(name))
-                continue
-            except KeyError:
-                pass
-            label = ts.subclass or name
-            letter, ordinal = parse_subclass(label)
-            out.append(label if letter is not None else "Non")
-    return out
-
-
-def _tables(df: pl.DataFrame, fit: FitResult, engine: Engine, run_id: str,
-            subclasses: list[str]) -> tuple[pa.Table, pa.Table]:
+def _tables(df: pl.DataFrame, out: Classified, engine: Engine, run_id: str
+            ) -> tuple[pa.Table, pa.Table]:
+    fit = out.fit
     n_s, n_c = fit.z.shape
     cls = np.array(CLASS_CODES)[fit.objclass]
     names = np.array(list(engine.star.names) + [""], dtype=object)
-    subs = np.array(subclasses + ["Non"], dtype=object)
     tpl_idx = np.where(fit.template >= 0, fit.template, len(engine.star.names))
     eigen_name = {b.objclass: f"eigen:{b.objclass}" for b in engine.eigen}
     template = np.where(fit.template >= 0, names[tpl_idx],
                         np.vectorize(eigen_name.get, otypes=[object])(cls))
-    subclass = np.where(fit.template >= 0, subs[tpl_idx], "Non")
+    subclass = out.subclass
+    q = out.quality
+    nan = np.full(n_s, np.nan)
     base = {c: df[c].to_numpy() for c in ("specid", "source_sha256", "obsid", "ra", "dec",
                                            "_healpix_29")}
     best_rv = np.where(cls[:, 0] == "STAR", fit.z[:, 0] * C_KMS, np.nan)
@@ -108,6 +93,13 @@ def _tables(df: pl.DataFrame, fit: FitResult, engine: Engine, run_id: str,
         "delta_rchi2": _nullable(fit.delta_rchi2[:, 0]), "n_good": fit.n_good,
         "z_edge": fit.z_edge[:, 0],
         "coeffs": pa.array(coeffs, type=pa.list_(pa.float64())),
+        "conf": np.nan_to_num(out.conf, nan=0.0), "conf_blue": _nullable(out.conf_blue),
+        "conf_red": _nullable(out.conf_red),
+        "resid_blue_mu": _nullable(q.blue.mu if q else nan),
+        "resid_blue_sigma": _nullable(q.blue.sigma if q else nan),
+        "resid_red_mu": _nullable(q.red.mu if q else nan),
+        "resid_red_sigma": _nullable(q.red.sigma if q else nan),
+        "conf_group": out.groups, "refined": out.refined, "zwarning": out.zwarning,
         "snrg": df["snrg"].to_arrow(),
         "engine_version": [engine.version] * n_s, "continuum": [engine.basis.source] * n_s,
         "run_id": [run_id] * n_s,
@@ -125,6 +117,7 @@ def _tables(df: pl.DataFrame, fit: FitResult, engine: Engine, run_id: str,
         "z": fit.z.ravel(), "z_err": _nullable(fit.z_err.ravel()), "chi2": fit.chi2.ravel(),
         "dof": fit.dof.ravel(), "rchi2": fit.rchi2.ravel(),
         "delta_rchi2": _nullable(fit.delta_rchi2.ravel()), "z_edge": fit.z_edge.ravel(),
+        "degenerate": out.degenerate.ravel(),
         "engine_version": [engine.version] * (n_s * n_c), "run_id": [run_id] * (n_s * n_c),
         "ra": rep(base["ra"]), "dec": rep(base["dec"]), "_healpix_29": rep(base["_healpix_29"]),
     }
@@ -156,7 +149,6 @@ def _classify_file(task: _Task) -> tuple[list[StagedFile], dict[str, int], int, 
 
 def _classify_file_inner(task: _Task) -> tuple[list[StagedFile], dict[str, int], int, float]:
     engine = get_engine()
-    subclasses = _subclass_names(engine)
     wanted = pl.Series("key", task.specids)  # "specid|source_sha256" of the spectra to fit
     pf = pq.ParquetFile(task.spectra_file)
     res_parts: list[pa.Table] = []
@@ -164,12 +156,13 @@ def _classify_file_inner(task: _Task) -> tuple[list[StagedFile], dict[str, int],
     for batch in pf.iter_batches(batch_size=256, columns=list(ENGINE_COLUMNS)):
         df = pl.from_arrow(batch)
         assert isinstance(df, pl.DataFrame)
-        df = df.filter((pl.col("specid") + "|" + pl.col("source_sha256")).is_in(wanted))
+        df = df.filter((pl.col("specid") + "|" + pl.col("source_sha256")).is_in(wanted.implode()))
         for start in range(0, df.height, FIT_BATCH):
             sub = df.slice(start, FIT_BATCH)
             flux, ivar = batch_to_matrices(sub, engine.grid)
-            fit = fit_spectra(flux, ivar, engine=engine)
-            r, c = _tables(sub, fit, engine, task.run_id, subclasses)
+            out = classify_arrays(flux, ivar, engine=engine,
+                                  fibertype=sub["fibertype"].to_numpy())
+            r, c = _tables(sub, out, engine, task.run_id)
             res_parts.append(r)
             cand_parts.append(c)
     staged = []

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import lamostdb
+from lamostdb.catalog.migrate import upgrade_table_files
 from lamostdb.io.sqlfiles import statement
 
 if TYPE_CHECKING:
@@ -72,6 +73,8 @@ def commit_run(cat: Catalog, run_id: str, stage: str, files: Sequence[StagedFile
     """Move ``files`` into place and run ``ledger_writes`` in the committing transaction."""
     con = cat.con
     moves = [[f.staged, f.final] for f in files]
+    for table in sorted({f.table for f in files}):  # older-schema files join the contract
+        upgrade_table_files(cat, table)
     fault("staged")
     con.execute("BEGIN TRANSACTION")
     con.execute(statement("ledger.sql", "insert_run"),

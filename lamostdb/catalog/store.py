@@ -178,7 +178,8 @@ class Catalog:
         except duckdb.Error:
             pass
         if files:
-            self.con.register(name, self.con.read_parquet(list(files)))
+            # union_by_name: files of an older schema read with nulls in the newer columns
+            self.con.register(name, self.con.read_parquet(list(files), union_by_name=True))
         else:
             self.con.register(name, load_schema(schema_name).arrow_schema().empty_table())
 

@@ -246,7 +246,8 @@ def cmd_templates_calibrate(args: argparse.Namespace) -> int:
     flux, ivar = batch_to_matrices(df)
     basis = learn_from_spectra(flux, ivar, n_vectors=args.n_vectors,
                                legendre_order=args.legendre_order,
-                               source=f"learned from {args.source_label or Path(args.catalog).name}")
+                               source="learned from "
+                               f"{args.source_label or Path(args.catalog).name}")
     basis.save(args.output, provenance={
         "catalog": args.source_label or str(Path(args.catalog).resolve()),
         "n_input_spectra": df.height, "min_snrg": args.min_snr, "n_vectors": args.n_vectors,

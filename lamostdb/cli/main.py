@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-rows", type=int, default=50, help="rows shown in table format")
     s.set_defaults(func=commands.cmd_sql)
 
-    s = sub.add_parser("simulate", help="write a simulated LAMOST night (FITS + truth + mock Gaia/PS1)",
+    s = sub.add_parser("simulate",
+                       help="write a simulated LAMOST night (FITS + truth + mock Gaia/PS1)",
                        description="Write a LAMOST-like night as real FITS files from the shipped "
                        "templates, with a truth table and mock Gaia DR3 / Pan-STARRS1 catalogues. "
                        "Same seed, same bytes.")
@@ -103,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     from lamostdb.cli.export_cmd import add_export_parser
     from lamostdb.cli.ids_cmd import add_ids_parser
     from lamostdb.cli.refcat_cmd import add_refcat_parser
+    from lamostdb.cli.validate_cmd import add_validate_parser
     from lamostdb.cli.xmatch_cmd import add_xmatch_parser
 
     add_refcat_parser(sub)
@@ -110,13 +112,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_ids_parser(sub)
     add_export_parser(sub)
 
+    from lamostdb.cli.confidence_cmd import add_confidence_parser
+
+    add_confidence_parser(sub)
+    add_validate_parser(sub)
+
     s = sub.add_parser("info", help="summary of a catalogue: tables, runs, quarantine")
     s.add_argument("catalog")
     s.set_defaults(func=commands.cmd_info)
 
     s = sub.add_parser("demo", help="build a catalogue from shipped real spectra + a simulated "
                        "night and show queries")
-    s.add_argument("dir", nargs="?", default="lamostdb-demo", help="work folder (default ./lamostdb-demo)")
+    s.add_argument("dir", nargs="?", default="lamostdb-demo",
+                   help="work folder (default ./lamostdb-demo)")
     s.add_argument("--n", type=int, default=2000, help="spectra in the simulated night")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=commands.cmd_demo)

@@ -250,5 +250,5 @@ def read_lamost_astropy(hdul: Any, path: str, sha256: str, nbytes: int) -> Spect
         fmt, rows = "lamost_coadd", _coadd_rows(path, cols)
     else:
         fmt, rows = _image_rows(path, np.asarray(hdul[0].data))
-    return build_record(path, get, header.tostring(padding=False).rstrip(), file_format=fmt, sha256=sha256,
-                        nbytes=nbytes, **rows)  # type: ignore[arg-type]
+    return build_record(path, get, header.tostring(padding=False).rstrip(), file_format=fmt,
+                        sha256=sha256, nbytes=nbytes, **rows)  # type: ignore[arg-type]

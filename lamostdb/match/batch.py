@@ -18,7 +18,7 @@ from lamostdb.match.grid import WORKING_GRID, LogGrid, to_working_grid
 
 #: Columns the engine needs from ``spectra``.
 ENGINE_COLUMNS = ("specid", "source_sha256", "obsid", "ra", "dec", "_healpix_29", "coeff0",
-                  "coeff1", "npix", "wavelength", "flux", "ivar", "andmask", "snrg")
+                  "coeff1", "npix", "wavelength", "flux", "ivar", "andmask", "snrg", "fibertype")
 
 
 def _list_buffers(series: pl.Series) -> tuple[np.ndarray, np.ndarray]:

@@ -128,6 +128,18 @@ def _eigen_candidates(engine: Engine, block: EigenBlock, flux: np.ndarray, ivar:
     return chi2, z, z_err, edge, f_coef[s_i, m_i, j]
 
 
+def weighted_inputs(engine: Engine, flux: npt.ArrayLike, ivar: npt.ArrayLike
+                    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Flux and the weights every fit uses: ivar, 0 where not finite or in a masked range."""
+    f = np.ascontiguousarray(flux, dtype=np.float64)
+    w = np.ascontiguousarray(ivar, dtype=np.float64)
+    if f.ndim != 2 or f.shape != w.shape or f.shape[1] != engine.grid.npix:
+        raise ValueError(f"flux and ivar must both be (n_spectra, {engine.grid.npix}); got "
+                         f"{f.shape} and {w.shape}")
+    w = np.where(np.isfinite(w) & np.isfinite(f) & (w > 0), w, 0.0) * engine.pixel_weight
+    return np.where(w > 0, f, 0.0), w
+
+
 def fit_spectra(flux: npt.ArrayLike, ivar: npt.ArrayLike, *, engine: Engine | None = None,
                 n_candidates: int = 10, n_star_templates: int = 6) -> FitResult:
     """Fit a batch of spectra on the working grid.
@@ -145,13 +157,7 @@ def fit_spectra(flux: npt.ArrayLike, ivar: npt.ArrayLike, *, engine: Engine | No
         Best star templates entering the candidate list (one redshift each).
     """
     engine = engine or get_engine()
-    f = np.ascontiguousarray(flux, dtype=np.float64)
-    w = np.ascontiguousarray(ivar, dtype=np.float64)
-    if f.ndim != 2 or f.shape != w.shape or f.shape[1] != engine.grid.npix:
-        raise ValueError(f"flux and ivar must both be (n_spectra, {engine.grid.npix}); got "
-                         f"{f.shape} and {w.shape}")
-    w = np.where(np.isfinite(w) & np.isfinite(f) & (w > 0), w, 0.0) * engine.pixel_weight
-    f = np.where(w > 0, f, 0.0)
+    f, w = weighted_inputs(engine, flux, ivar)
     n_s = f.shape[0]
     n_good = (w > 0).sum(axis=1).astype(np.int32)
     wff = np.einsum("sp,sp->s", w * f, f)
@@ -185,7 +191,8 @@ def fit_spectra(flux: npt.ArrayLike, ivar: npt.ArrayLike, *, engine: Engine | No
     order = np.argsort(rchi2, axis=1, kind="stable")[:, :n_candidates]
     pick = lambda a: np.take_along_axis(a, order, 1)  # noqa: E731
     r = pick(rchi2)
-    delta = np.concatenate([r[:, 1:] - r[:, :-1], np.full((n_s, 1), np.nan)], axis=1)
+    with np.errstate(invalid="ignore"):  # inf - inf where a spectrum has no weight
+        delta = np.concatenate([r[:, 1:] - r[:, :-1], np.full((n_s, 1), np.nan)], axis=1)
     return FitResult(pick(cls), pick(tpl), pick(z), pick(z_err), pick(chi2), pick(dof), r,
                      delta, pick(edge), np.take_along_axis(coeffs, order[:, :, None], 1),
                      n_good)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import enum
 
+import numpy as np
+
 
 class ZWarning(enum.IntFlag):
     """The bits (value = 2**bit)."""
@@ -61,3 +63,35 @@ ZWARNING_BITS: dict[str, int] = {f.name: f.value.bit_length() - 1 for f in ZWarn
 def describe(value: int) -> list[str]:
     """Names of the bits set in ``value``, lowest bit first."""
     return [name for name, bit in ZWARNING_BITS.items() if value >> bit & 1]
+
+
+#: Rest-frame vacuum wavelengths (Angstrom) of the broad QSO lines checked for NEGATIVE_EMISSION.
+QSO_LINES = {"CIV": 1549.06, "CIII]": 1908.73, "MgII": 2798.75, "Hbeta": 4862.68,
+             "Halpha": 6564.61}
+LINE_HALF_WIDTH = 0.01  # +-1 % of the line wavelength (3,000 km/s)
+SIDEBAND = (0.015, 0.03)  # continuum from 1.5-3 % either side
+
+
+def negative_emission(flux: np.ndarray, ivar: np.ndarray, wave: np.ndarray,
+                      z: np.ndarray) -> np.ndarray:
+    """(S,) True where a broad line in coverage has flux + 3 sigma < 0 above its continuum.
+
+    The continuum is the weighted mean of the two sidebands; the line flux is the sum of
+    (flux - continuum) over the line window, its error from ivar.
+    """
+    out = np.zeros(flux.shape[0], dtype=bool)
+    good = ivar > 0
+    for rest in QSO_LINES.values():  # five lines, not a loop over spectra
+        centre = rest * (1.0 + z)[:, None]
+        d = np.abs(wave[None, :] - centre) / centre
+        line = good & (d <= LINE_HALF_WIDTH)
+        side = good & (d >= SIDEBAND[0]) & (d <= SIDEBAND[1])
+        n_line, n_side = line.sum(axis=1), side.sum(axis=1)
+        ok = (n_line >= 5) & (n_side >= 5)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cont = (np.where(side, ivar * flux, 0).sum(axis=1)
+                    / np.where(side, ivar, 0).sum(axis=1))
+            resid = np.where(line, flux - cont[:, None], 0.0).sum(axis=1)
+            err = np.sqrt(np.where(line, 1.0 / np.where(good, ivar, 1.0), 0.0).sum(axis=1))
+        out |= ok & (resid + 3.0 * err < 0)
+    return out

@@ -1,0 +1,186 @@
+"""Polynomial re-match of low-confidence fits (DESIGN.md section 5 item 7).
+
+When a fit's confidence is below the threshold, its leading candidates (after reordering, so
+they are different answers) are fitted again with a smooth polynomial continuum correction
+instead of the binned continuum vectors:
+
+- STAR: ``t(lambda / (1+z)) * (sum_k a_k P_k + a_arm * red_arm)``, Legendre P0..P5 across the
+  grid, pixel by pixel;
+- GALAXY / QSO: ``e_0(lambda / (1+z)) * (sum_k a_k P_k + a_arm * red_arm)`` plus the other
+  eigenvectors (and, for galaxies, the additive quadratic of the main fit);
+
+at the candidate's redshift and 3 steps either side (stars 0.0001 = 30 km/s, eigen classes
+one pixel lag), refined by a parabola. The *leading coefficient* is ``a_0``, the level of the
+continuum correction.
+
+Checks, per re-matched candidate (all documented in ``RefineChecks``):
+
+1. inverted continuum: ``a_0 <= 0``, or the correction ``sum a_k P_k + a_arm red_arm`` is
+   negative on any weighted pixel: the match is rejected (INVERTED_CONTINUUM);
+2. a plausible correction: ``|a_k| / a_0 <= max_poly_ratio`` for k >= 1 and
+   ``|a_arm| / a_0 <= max_arm_ratio``; otherwise rejected;
+3. the best surviving re-match replaces the first match only if it is another candidate and
+   its chi-square is lower than the first candidate's re-match by at least
+   ``max(min_delta_chi2, min_delta_fraction * chi2)``, or if the first candidate's own
+   re-match was rejected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from lamostdb.match.engine import EigenBlock, Engine
+from lamostdb.match.fit import CLASS_CODES
+from lamostdb.match.models import legendre_rows, shift_rows, solve_design
+
+F64 = npt.NDArray[np.float64]
+STAR_STEP = 1e-4
+N_STEPS = 3
+ROWS_PER_CHUNK = 48  # design rows (spectrum x candidate x redshift) solved together
+
+
+@dataclass(frozen=True)
+class RefineChecks:
+    poly_order: int = 5
+    max_poly_ratio: float = 1.0
+    max_arm_ratio: float = 0.5
+    min_delta_chi2: float = 9.0
+    min_delta_fraction: float = 0.002
+
+
+@dataclass(frozen=True)
+class Rematch:
+    """Re-match of the leading candidates of some spectra: arrays (S, L) unless noted."""
+
+    z: F64
+    z_err: F64
+    chi2: F64
+    n_params: npt.NDArray[np.int64]  # fitted terms of each re-match
+    leading: F64
+    inverted: npt.NDArray[np.bool_]
+    inverted_lowest: npt.NDArray[np.bool_]  # (S,) the lowest-chi2 re-match was inverted
+    accepted: npt.NDArray[np.bool_]  # passed checks 1 and 2
+    choice: npt.NDArray[np.int64]  # (S,) candidate index replacing the first, -1 for none
+    model: F64  # (S, P) model of the chosen re-match (0 where choice == -1)
+
+
+def _continuum_rows(engine: Engine, order: int) -> F64:
+    """(order + 2, P): Legendre P0..P_order and the red-arm indicator."""
+    return np.vstack([legendre_rows(engine.grid.npix, order), engine.obs_funcs[3][None, :]])
+
+
+def _design(engine: Engine, cls: npt.NDArray[np.int8], tpl: npt.NDArray[np.int64], z: F64,
+            cont: F64) -> F64:
+    """(R, P, K) design rows for mixed classes; K = continuum terms + extra eigen terms."""
+    grid = engine.grid
+    obs = grid.loglam0 + grid.dloglam * np.arange(grid.npix)
+    n_r = cls.size
+    blocks = {b.objclass: b for b in engine.eigen}
+    n_extra = max([0] + [_eigen_extra(b) for b in engine.eigen])
+    k = cont.shape[0] + n_extra
+    x = np.zeros((n_r, grid.npix, k))
+    star = np.flatnonzero(cls == 0)
+    if star.size:
+        shifted = np.zeros((star.size, grid.npix))
+        start = 0
+        for ts in engine.star.rest:  # loop over template files
+            local = tpl[star] - start
+            sel = (local >= 0) & (local < len(ts.names))
+            if sel.any():
+                shifted[sel] = shift_rows(ts.vectors, ts.loglam0, ts.dloglam, local[sel], obs,
+                                          z[star][sel])
+            start += len(ts.names)
+        x[star, :, : cont.shape[0]] = shifted[:, :, None] * cont.T[None]
+    for code in (1, 2):  # GALAXY, QSO
+        sel = np.flatnonzero(cls == code)
+        block = blocks.get(CLASS_CODES[code])
+        if not sel.size or block is None:
+            continue
+        rest0 = grid.loglam0 - block.offset * grid.dloglam
+        e = [shift_rows(block.vectors, rest0, grid.dloglam, np.full(sel.size, j), obs, z[sel])
+             for j in range(block.n_vectors)]
+        x[sel, :, : cont.shape[0]] = e[0][:, :, None] * cont.T[None]
+        col = cont.shape[0]
+        for j in range(1, block.n_vectors):
+            x[sel, :, col] = e[j]
+            col += 1
+        n_add = sum(1 for r in block.design.rest if r < 0)
+        for q in range(n_add):
+            x[sel, :, col] = engine.obs_funcs[q][None, :] if q < 3 else 1.0
+            col += 1
+    return x
+
+
+def _eigen_extra(block: EigenBlock) -> int:
+    return block.n_vectors - 1 + sum(1 for r in block.design.rest if r < 0)
+
+
+def rematch(engine: Engine, flux: F64, ivar: F64, cls: npt.NDArray[np.int8],
+            tpl: npt.NDArray[np.int64], z: F64, checks: RefineChecks = RefineChecks()
+            ) -> Rematch:
+    """Re-match candidates (S, L) of spectra (S, P) with the polynomial continuum."""
+    n_s, n_l = cls.shape
+    cont = _continuum_rows(engine, checks.poly_order)
+    n_c = cont.shape[0]
+    steps = np.arange(-N_STEPS, N_STEPS + 1)
+    dl = engine.grid.dloglam
+    z_try = np.where(cls[:, :, None] == 0, z[:, :, None] + STAR_STEP * steps,
+                     (1 + z[:, :, None]) * 10.0 ** (steps * dl) - 1)  # (S, L, T)
+    n_t = steps.size
+    flat_s = np.repeat(np.arange(n_s), n_l * n_t)
+    flat_c = np.repeat(cls.ravel(), n_t)
+    flat_t = np.repeat(tpl.ravel(), n_t)
+    flat_z = z_try.ravel()
+    chi2 = np.empty(flat_z.size)
+    for a in range(0, flat_z.size, ROWS_PER_CHUNK):  # memory chunks of design rows
+        b = slice(a, a + ROWS_PER_CHUNK)
+        x = _design(engine, flat_c[b], flat_t[b], flat_z[b], cont)
+        chi2[b] = solve_design(x, flux[flat_s[b]], ivar[flat_s[b]]).chi2
+    chi2 = chi2.reshape(n_s, n_l, n_t)
+    j = np.clip(np.argmin(chi2, axis=2), 1, n_t - 2)
+    s_i, l_i = np.arange(n_s)[:, None], np.arange(n_l)[None, :]
+    cm, c0, cp = chi2[s_i, l_i, j - 1], chi2[s_i, l_i, j], chi2[s_i, l_i, j + 1]
+    curv = cm - 2 * c0 + cp
+    ok = curv > 0
+    dx = np.clip(np.where(ok, 0.5 * (cm - cp) / np.where(ok, curv, 1.0), 0.0), -0.5, 0.5)
+    z_at = z_try[s_i, l_i, j]
+    step_z = np.where(cls == 0, STAR_STEP, (1 + z_at) * np.log(10) * dl)
+    z_best = z_at + dx * step_z
+    z_err = np.where(ok, np.sqrt(2.0 / np.where(ok, curv, 1.0)) * step_z, np.nan)
+    # final fit at the refined redshift
+    x = _design(engine, cls.ravel(), tpl.ravel(), z_best.ravel(), cont)
+    fitted = solve_design(x, np.repeat(flux, n_l, axis=0), np.repeat(ivar, n_l, axis=0))
+    coef = fitted.coeffs.reshape(n_s, n_l, -1)
+    chi2_best = fitted.chi2.reshape(n_s, n_l)
+    a0 = coef[:, :, 0]
+    corr = np.einsum("slk,kp->slp", coef[:, :, :n_c], cont)
+    weighted = (ivar > 0)[:, None, :]
+    cmin = np.where(weighted, corr, np.inf).min(axis=2)
+    inverted = (a0 <= 0) | (cmin <= 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        poly_ratio = np.max(np.abs(coef[:, :, 1:n_c - 1]), axis=2) / a0
+        arm_ratio = np.abs(coef[:, :, n_c - 1]) / a0
+    plausible = (poly_ratio <= checks.max_poly_ratio) & (arm_ratio <= checks.max_arm_ratio)
+    accepted = ~inverted & plausible
+    masked = np.where(accepted, chi2_best, np.inf)
+    best = np.argmin(masked, axis=1)
+    best_chi2 = masked[np.arange(n_s), best]
+    first = chi2_best[:, 0]
+    gap = np.maximum(checks.min_delta_chi2, checks.min_delta_fraction * first)
+    replace_ok = np.isfinite(best_chi2) & (best != 0) & (
+        ~accepted[:, 0] | (first - best_chi2 >= gap))
+    choice = np.where(replace_ok, best, -1)
+    # the lowest-chi2 re-match needed an inverted continuum (and was rejected)
+    lowest = np.argmin(chi2_best, axis=1)
+    inverted_lowest = inverted[np.arange(n_s), lowest]
+    models = fitted.model.reshape(n_s, n_l, -1)
+    model = np.where(replace_ok[:, None], models[np.arange(n_s), np.maximum(choice, 0)], 0.0)
+    extra = {1: 0, 2: 0}
+    for block in engine.eigen:
+        extra[CLASS_CODES.index(block.objclass)] = _eigen_extra(block)
+    n_params = n_c + np.where(cls == 1, extra[1], np.where(cls == 2, extra[2], 0))
+    return Rematch(z_best, z_err, chi2_best, n_params.astype(np.int64), a0, inverted,
+                   inverted_lowest, accepted, choice, model)
