@@ -186,6 +186,10 @@ def test_tables_hold_the_views_values_and_contracts(release: Path, catalog: Path
             assert h.get(f"TUNIT{i}") == col.unit
             assert h.get(f"TDISP{i}") == col.tdisp
             assert h[f"TCOMM{i}"].startswith(col.description[:20])
+            if col.type == "list<string>":
+                assert h[f"TCOMM{i}"].endswith(" (comma-separated)")
+            elif col.type.startswith("list<int"):
+                assert h[f"TCOMM{i}"].endswith(f" ({LIST_NULL_FILL}: none)")
             want = _as_fits(col, expected[col.name].to_list())
             got = _fits_values(col, data)
             if col.type.startswith("float") or col.type == "list<float64>":

@@ -120,19 +120,20 @@ def fits_column(col: Column, stats: ColumnStats) -> FitsColumn:
     if element not in _CODES:
         raise ExportError(f"column {col.name}: type {col.type} has no FITS export")
     code = _CODES[element]
-    comment = col.description
     if col.type.startswith("list<"):
         varlen = "P" if stats.heap_bytes <= _P_HEAP_MAX else "Q"
+        # the note on the FITS form is kept whole; the description is cut to make room
+        note = ""
         if element == "string":
-            comment = f"{comment} (comma-separated)"
+            note = " (comma-separated)"
         elif code in "IJK":
-            comment = f"{comment} ({LIST_NULL_FILL}: none)"
-        return FitsColumn(col.name, code, varlen=varlen, unit=col.unit,
-                          comment=fits_comment(comment),
+            note = f" ({LIST_NULL_FILL}: none)"
+        comment = fits_comment(col.description, limit=CARD_STRING_MAX - len(note)) + note
+        return FitsColumn(col.name, code, varlen=varlen, unit=col.unit, comment=comment,
                           null_fill=LIST_NULL_FILL if code in "IJK" else None)
     repeat = max(1, stats.longest.get(col.name, 1)) if code == "A" else 1
     return FitsColumn(col.name, code, repeat=repeat, unit=col.unit,
-                      comment=fits_comment(comment), tdisp=col.tdisp,
+                      comment=fits_comment(col.description), tdisp=col.tdisp,
                       tnull=TNULL.get(col.type) if col.nullable else None)
 
 
