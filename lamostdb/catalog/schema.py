@@ -1,14 +1,16 @@
 """Table contracts from ``schemas/*.json``: Arrow schemas with units and descriptions.
 
 Each JSON file names a table or view, its key and its columns (name, type, nullable,
-unit, description). Code builds Arrow schemas from them; tests check that every
-DuckDB table and view has exactly these columns and types, so a contract cannot
-drift from its SQL.
+unit, description, and optionally ``tdisp``, the FITS display format used when the
+column is exported, e.g. ``F11.6`` for positions). Code builds Arrow schemas from them;
+tests check that every DuckDB table and view has exactly these columns and types, so a
+contract cannot drift from its SQL.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from functools import cache
 
@@ -49,6 +51,38 @@ _DUCKDB: dict[str, str] = {
     "list<string>": "VARCHAR[]",
 }
 
+#: FITS display formats (Standard 4.0, table 20) allowed for each contract type family.
+_TDISP_RE = {
+    "string": re.compile(r"^A[1-9]\d*$"),
+    "int": re.compile(r"^(I|B|O|Z)[1-9]\d*(\.\d+)?$"),
+    "float": re.compile(r"^((F|D)[1-9]\d*\.\d+|(E|EN|ES)[1-9]\d*\.\d+(E\d+)?"
+                        r"|G[1-9]\d*\.\d+(E\d+)?)$"),
+    "boolean": re.compile(r"^L[1-9]\d*$"),
+}
+
+
+def _type_family(type_name: str) -> str:
+    element = type_name.removeprefix("list<").removesuffix(">")
+    if element.startswith("int"):
+        return "int"
+    if element.startswith("float"):
+        return "float"
+    return element
+
+
+def check_tdisp(type_name: str, tdisp: str) -> None:
+    """Raise ``ValueError`` unless ``tdisp`` is a FITS display format for ``type_name``.
+
+    >>> check_tdisp("float64", "F11.6")
+    >>> check_tdisp("int64", "F11.6")
+    Traceback (most recent call last):
+    ...
+    ValueError: TDISP 'F11.6' is not a FITS display format for type int64
+    """
+    pattern = _TDISP_RE.get(_type_family(type_name))
+    if pattern is None or not pattern.match(tdisp):
+        raise ValueError(f"TDISP {tdisp!r} is not a FITS display format for type {type_name}")
+
 
 @dataclass(frozen=True)
 class Column:
@@ -59,6 +93,7 @@ class Column:
     nullable: bool
     description: str
     unit: str | None = None
+    tdisp: str | None = None  # FITS display format on export (TDISPn)
 
     @property
     def arrow_type(self) -> pa.DataType:
@@ -108,12 +143,21 @@ def load_schema(name: str) -> TableSchema:
     path = resource_dir("schemas") / f"{name}.json"
     if not path.exists():
         raise KeyError(f"no schema file for table {name!r} (looked for {path})")
-    raw = json.loads(path.read_text())
+    return parse_schema(json.loads(path.read_text()), str(path))
+
+
+def parse_schema(raw: dict, source: str) -> TableSchema:
+    """A contract from its JSON object (``source`` names it in errors)."""
     for c in raw["columns"]:
         if c["type"] not in _ARROW:
-            raise ValueError(f"{path}: column {c['name']} has unknown type {c['type']!r}")
+            raise ValueError(f"{source}: column {c['name']} has unknown type {c['type']!r}")
+        if "tdisp" in c:
+            try:
+                check_tdisp(c["type"], c["tdisp"])
+            except ValueError as exc:
+                raise ValueError(f"{source}: column {c['name']}: {exc}") from None
     cols = tuple(Column(c["name"], c["type"], bool(c.get("nullable", True)), c["description"],
-                        c.get("unit")) for c in raw["columns"])
+                        c.get("unit"), c.get("tdisp")) for c in raw["columns"])
     return TableSchema(raw["name"], raw["kind"], raw["description"],
                        tuple(raw.get("primary_key", ())), cols,
                        raw.get("hats_col_ra", "ra"), raw.get("hats_col_dec", "dec"))

@@ -101,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--source-label", help="how to name the training set in the file")
     t.set_defaults(func=commands.cmd_templates_calibrate)
 
+    from lamostdb.cli.export_cmd import add_export_parser
     from lamostdb.cli.ids_cmd import add_ids_parser
     from lamostdb.cli.nightly_cmd import add_nightly_parser
     from lamostdb.cli.plot_cmd import add_plot_parser
@@ -112,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_xmatch_parser(sub)
     add_ids_parser(sub)
     add_nightly_parser(sub)
+    add_export_parser(sub)
 
     from lamostdb.cli.confidence_cmd import add_confidence_parser
 

@@ -22,6 +22,7 @@ Examples
 from __future__ import annotations
 
 import gzip as _gzip
+import hashlib
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -291,3 +292,24 @@ def write_coadd_file(
 ) -> int:
     """Write a LAMOST DR9-style file (empty primary + ``COADD`` table); returns bytes."""
     return write_bytes(path, coadd_file_bytes(primary_cards, columns))
+
+
+def write_file(path: str | Path, data: bytes, *, gzip: bool = False,
+               compresslevel: int = 6) -> tuple[int, str]:
+    """Write ``data`` (gzip-compressed, ``mtime=0``, when ``gzip``).
+
+    Returns the bytes on disk and their SHA-256 (hex), without reading the file back.
+    """
+    if gzip:
+        data = _gzip.compress(data, compresslevel=compresslevel, mtime=0)
+    Path(path).write_bytes(data)
+    return len(data), hashlib.sha256(data).hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 (hex) of a file, read in 4 MiB pieces."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
