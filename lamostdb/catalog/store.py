@@ -178,8 +178,16 @@ class Catalog:
         except duckdb.Error:
             pass
         if files:
-            # union_by_name: files of an older schema read with nulls in the newer columns
-            self.con.register(name, self.con.read_parquet(list(files), union_by_name=True))
+            # union_by_name: files of an older schema read with nulls in the newer columns;
+            # contract columns no file has yet (a catalogue not upgraded since) read as nulls
+            rel = self.con.read_parquet(list(files), union_by_name=True)
+            contract = self.con.from_arrow(load_schema(schema_name).arrow_schema().empty_table())
+            types = dict(zip(contract.columns, contract.types, strict=True))
+            missing = [c for c in contract.columns if c not in rel.columns]
+            if missing:
+                rel = rel.project(", ".join(["*"] + [f'CAST(NULL AS {types[c]}) AS "{c}"'
+                                                     for c in missing]))
+            self.con.register(name, rel)
         else:
             self.con.register(name, load_schema(schema_name).arrow_schema().empty_table())
 
