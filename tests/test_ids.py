@@ -434,7 +434,8 @@ def test_lrs_and_mec_values() -> None:
         "class": ["STAR", "STAR", "STAR", "GALAXY", "QSO"],
         "subclass": ["G2", "G2", "G5", "Non", "Non"], "z": [1e-4, 2e-4, 3e-4, 0.5, 1.5],
         "z_err": [1e-5] * 5, "rv_kms": [10.0, 20.0, 30.0, None, None],
-        "rchi2": [1.0, 1.0, 1.0, 1.3, 1.1],
+        "rchi2": [1.0, 1.0, 1.0, 1.3, 1.1], "conf": [0.99, 0.98, 0.97, 0.9, 0.6],
+        "zwarning": [0, 0, 4, 0, 256],
     }).with_columns(("sha-" + pl.col("specid")).alias("source_sha256"))
     objs = xmatch_frame([
         {"specid": s, "ra": r, "dec": d, "obsid": o}
