@@ -56,3 +56,18 @@ def test_help_explains_subcommands() -> None:
     r = run("--help")
     for word in ("ingest", "sql", "simulate", "demo", "info"):
         assert word in r.stdout
+
+
+def test_sql_piped_into_a_reader_that_stops_early_exits_quietly(shipped_catalog: Path) -> None:
+    """`lamostdb sql ... | head -1`: no BrokenPipeError traceback, exit status 0."""
+    proc = subprocess.Popen([sys.executable, "-m", "lamostdb.cli", "sql", str(shipped_catalog),
+                             "SELECT specid, snrg FROM spectra_history, range(2000)", "--max-rows",
+                             "100000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline()
+    proc.stdout.close()  # the reader goes away
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=120) == 0, err
+    assert "Traceback" not in err and "BrokenPipe" not in err

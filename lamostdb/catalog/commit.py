@@ -133,6 +133,10 @@ def commit_run(cat: Catalog, run_id: str, stage: str, files: Sequence[StagedFile
         raise
     fault("committed", stage)
     _remove_tree(staging_dir(cat, run_id))
+    try:  # the staging root too, when no other run is staging
+        (cat.root / STAGING).rmdir()
+    except OSError:
+        pass
     cat.refresh_views()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -150,6 +151,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except duckdb.Error as exc:
         print(f"lamostdb {args.command}: SQL error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `lamostdb sql ... | head`: the reader has what it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
