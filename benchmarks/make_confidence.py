@@ -38,7 +38,8 @@ def build(work: Path, name: str, paths: list[Path]) -> Path:
     with Catalog.create(cat) as c:
         ingest(c, paths, progress=False)
         rep = classify(c, progress=False)
-    print(f"{name}: {rep.n_fitted} spectra classified in {rep.elapsed_s:.0f} s")
+    print(f"{name}: {rep.n_fitted} spectra classified in {rep.elapsed_s:.0f} s "
+          f"({rep.spectra_per_s:.0f} spectra/s)")
     return cat
 
 

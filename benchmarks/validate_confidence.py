@@ -25,24 +25,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lamostdb.catalog.classify import classify
-from lamostdb.catalog.ingest import ingest
-from lamostdb.catalog.store import Catalog, open_catalog
+from make_confidence import build  # same folder: benchmarks/
+
+from lamostdb.catalog.store import open_catalog
 from lamostdb.sim import simulate_night
 from lamostdb.validate import validate_catalog
 from lamostdb.validate.ablation import run_ablation
 from lamostdb.validate.truth import load_joined
 
 SHARED_LAMOST = Path(__file__).resolve().parents[2] / "shared" / "data" / "spectra" / "lamost"
-
-
-def build(work: Path, name: str, paths: list[Path]) -> Path:
-    cat = work / name
-    with Catalog.create(cat) as c:
-        ingest(c, paths, progress=False)
-        rep = classify(c, progress=False)
-    print(f"{name}: {rep.n_fitted} spectra classified, {rep.spectra_per_s:.0f} spectra/s")
-    return cat
 
 
 def headline(name: str, summary: dict[str, Any]) -> None:

@@ -73,12 +73,8 @@ def solve_design(x: F64, flux: F64, ivar: F64) -> Fitted:
     return Fitted(model, a, chi2)
 
 
-def star_design(engine: Engine, template: npt.NDArray[np.int64], z: F64,
-                continuum: F64 | None = None) -> F64:
-    """Shifted single templates times continuum functions: (S, P, K).
-
-    ``continuum`` (K, P) defaults to the engine's continuum vectors, pixel by pixel.
-    """
+def shifted_stars(engine: Engine, template: npt.NDArray[np.int64], z: F64) -> F64:
+    """Star template ``template[s]`` (engine-wide index) at redshift ``z[s]``: (S, P)."""
     grid = engine.grid
     obs = grid.loglam0 + grid.dloglam * np.arange(grid.npix)
     shifted = np.zeros((template.size, grid.npix))
@@ -90,19 +86,34 @@ def star_design(engine: Engine, template: npt.NDArray[np.int64], z: F64,
             shifted[sel] = shift_rows(ts.vectors, ts.loglam0, ts.dloglam, local[sel], obs,
                                       z[sel])
         start += len(ts.names)
+    return shifted
+
+
+def shifted_eigen(engine: Engine, block: EigenBlock, j: int, z: F64) -> F64:
+    """Eigenvector ``j`` of ``block`` at each redshift of ``z``: (S, P)."""
+    grid = engine.grid
+    obs = grid.loglam0 + grid.dloglam * np.arange(grid.npix)
+    rest0 = grid.loglam0 - block.offset * grid.dloglam  # aligned rest grid
+    z = np.asarray(z, dtype=np.float64)
+    return shift_rows(block.vectors, rest0, grid.dloglam, np.full(z.size, j), obs, z)
+
+
+def star_design(engine: Engine, template: npt.NDArray[np.int64], z: F64,
+                continuum: F64 | None = None) -> F64:
+    """Shifted single templates times continuum functions: (S, P, K).
+
+    ``continuum`` (K, P) defaults to the engine's continuum vectors, pixel by pixel.
+    """
     cont = engine.basis.per_pixel() if continuum is None else continuum
-    return shifted[:, :, None] * cont.T[None, :, :]
+    return shifted_stars(engine, template, z)[:, :, None] * cont.T[None, :, :]
 
 
 def eigen_design(engine: Engine, block: EigenBlock, z: F64) -> F64:
     """The class's basis functions (eigenvectors, additive and multiplicative terms) at z."""
     grid = engine.grid
-    obs = grid.loglam0 + grid.dloglam * np.arange(grid.npix)
-    rest0 = grid.loglam0 - block.offset * grid.dloglam  # aligned rest grid
     n_s = np.asarray(z).size
     ones = np.ones(grid.npix)
-    shifted = {j: shift_rows(block.vectors, rest0, grid.dloglam, np.full(n_s, j), obs, z)
-               for j in set(block.design.rest) if j >= 0}
+    shifted = {j: shifted_eigen(engine, block, j, z) for j in set(block.design.rest) if j >= 0}
     cols = []
     for r, o in zip(block.design.rest, block.design.obs, strict=True):
         obs_part = ones if o < 0 else engine.obs_funcs[o]

@@ -34,7 +34,7 @@ import numpy.typing as npt
 
 from lamostdb.match.engine import EigenBlock, Engine
 from lamostdb.match.fit import CLASS_CODES
-from lamostdb.match.models import legendre_rows, shift_rows, solve_design
+from lamostdb.match.models import legendre_rows, shifted_eigen, shifted_stars, solve_design
 
 F64 = npt.NDArray[np.float64]
 STAR_STEP = 1e-4
@@ -76,7 +76,6 @@ def _design(engine: Engine, cls: npt.NDArray[np.int8], tpl: npt.NDArray[np.int64
             cont: F64) -> F64:
     """(R, P, K) design rows for mixed classes; K = continuum terms + extra eigen terms."""
     grid = engine.grid
-    obs = grid.loglam0 + grid.dloglam * np.arange(grid.npix)
     n_r = cls.size
     blocks = {b.objclass: b for b in engine.eigen}
     n_extra = max([0] + [_eigen_extra(b) for b in engine.eigen])
@@ -84,24 +83,14 @@ def _design(engine: Engine, cls: npt.NDArray[np.int8], tpl: npt.NDArray[np.int64
     x = np.zeros((n_r, grid.npix, k))
     star = np.flatnonzero(cls == 0)
     if star.size:
-        shifted = np.zeros((star.size, grid.npix))
-        start = 0
-        for ts in engine.star.rest:  # loop over template files
-            local = tpl[star] - start
-            sel = (local >= 0) & (local < len(ts.names))
-            if sel.any():
-                shifted[sel] = shift_rows(ts.vectors, ts.loglam0, ts.dloglam, local[sel], obs,
-                                          z[star][sel])
-            start += len(ts.names)
+        shifted = shifted_stars(engine, tpl[star], z[star])
         x[star, :, : cont.shape[0]] = shifted[:, :, None] * cont.T[None]
     for code in (1, 2):  # GALAXY, QSO
         sel = np.flatnonzero(cls == code)
         block = blocks.get(CLASS_CODES[code])
         if not sel.size or block is None:
             continue
-        rest0 = grid.loglam0 - block.offset * grid.dloglam
-        e = [shift_rows(block.vectors, rest0, grid.dloglam, np.full(sel.size, j), obs, z[sel])
-             for j in range(block.n_vectors)]
+        e = [shifted_eigen(engine, block, j, z[sel]) for j in range(block.n_vectors)]
         x[sel, :, : cont.shape[0]] = e[0][:, :, None] * cont.T[None]
         col = cont.shape[0]
         for j in range(1, block.n_vectors):
