@@ -75,12 +75,15 @@ class Classified:
 
 
 @cache
-def _template_labels(sets: tuple[tuple[str | None, tuple[str, ...]], ...]
+def _template_labels(sets: tuple[tuple[str | None, tuple[str, ...], tuple[str, ...] | None], ...]
                      ) -> tuple[tuple[str, ...], tuple[float, ...]]:
     from lamostdb.templates.subclass import parse_subclass, subclass_of_template
 
     subs: list[str] = []
-    for set_subclass, names in sets:
+    for set_subclass, names, per_template in sets:
+        if per_template is not None:  # the library file says each template's subclass
+            subs.extend(per_template)
+            continue
         for name in names:
             try:
                 subs.append(subclass_of_template(name))
@@ -99,7 +102,8 @@ def _template_labels(sets: tuple[tuple[str | None, tuple[str, ...]], ...]
 
 def template_subclasses(engine: Engine) -> tuple[tuple[str, ...], F64]:
     """Subclass and ordinal of every star template (SDSS table, else the set's label)."""
-    subs, ords = _template_labels(tuple((ts.subclass, ts.names) for ts in engine.star.rest))
+    subs, ords = _template_labels(tuple((ts.subclass, ts.names, ts.subclasses)
+                                         for ts in engine.star.rest))
     return subs, np.array(ords, dtype=np.float64)
 
 

@@ -53,6 +53,11 @@ class TemplateSet:
     source: str
     subclass: str | None = None  # subtype of the whole set (redrock RRSUBTYP)
     z_range: tuple[float, float] | None = None  # redshift range the file recommends
+    #: Per-template LAMOST subclass (``'G5'``, ``'M2'``, ``'WD'``), one per row; None: derived
+    #: from the names (SDSS table) or ``subclass``.
+    subclasses: tuple[str, ...] | None = None
+    #: Per-template provenance (source library, number of stacked spectra, ...); free text.
+    notes: tuple[str, ...] | None = None
 
     @property
     def wave_angstrom(self) -> npt.NDArray[np.float64]:
