@@ -128,6 +128,21 @@ def _eigen_candidates(engine: Engine, block: EigenBlock, flux: np.ndarray, ivar:
     return chi2, z, z_err, edge, f_coef[s_i, m_i, j]
 
 
+def _keep_order(rchi2: np.ndarray, cls: np.ndarray, n_keep: int) -> np.ndarray:
+    """Indices of the ``n_keep`` candidates to keep, sorted by rchi2: the best of each class
+    is always kept (the class decision compares classes), the rest by rchi2."""
+    rank = np.argsort(np.argsort(rchi2, axis=1, kind="stable"), axis=1).astype(np.float64)
+    key = rank.copy()
+    for code in np.unique(cls):  # three classes
+        r = np.where(cls == code, rchi2, np.inf)
+        best = np.argmin(r, axis=1)
+        rows = np.flatnonzero(np.isfinite(r[np.arange(r.shape[0]), best]))
+        key[rows, best[rows]] = -1.0
+    chosen = np.argsort(key, axis=1, kind="stable")[:, :n_keep]
+    again = np.take_along_axis(rank, chosen, 1)
+    return np.take_along_axis(chosen, np.argsort(again, axis=1, kind="stable"), 1)
+
+
 def weighted_inputs(engine: Engine, flux: npt.ArrayLike, ivar: npt.ArrayLike
                     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Flux and the weights every fit uses: ivar, 0 where not finite or in a masked range."""
@@ -188,7 +203,7 @@ def fit_spectra(flux: npt.ArrayLike, ivar: npt.ArrayLike, *, engine: Engine | No
     coeffs = np.concatenate([np.pad(p[6], ((0, 0), (0, 0), (0, max_params - p[7])),
                                     constant_values=np.nan) for p in parts], axis=1)
     rchi2 = np.where(dof > 0, chi2 / np.maximum(dof, 1), np.inf)
-    order = np.argsort(rchi2, axis=1, kind="stable")[:, :n_candidates]
+    order = _keep_order(rchi2, cls, n_candidates)
     pick = lambda a: np.take_along_axis(a, order, 1)  # noqa: E731
     r = pick(rchi2)
     with np.errstate(invalid="ignore"):  # inf - inf where a spectrum has no weight

@@ -28,6 +28,7 @@ from lamostdb.match.confidence import (
     default_params,
     type_group,
 )
+from lamostdb.match.decide import DecisionParams, decide_class
 from lamostdb.match.engine import Engine, get_engine
 from lamostdb.match.fit import CLASS_CODES, FitResult, fit_spectra, weighted_inputs
 from lamostdb.match.models import fit_models
@@ -49,6 +50,8 @@ class PipelineOptions:
     """Which steps run, and their settings."""
 
     reorder: bool = True
+    decide: bool = True
+    decision: DecisionParams = field(default_factory=DecisionParams)
     confidence: bool = True
     refine: bool = True
     conf_threshold: float = 0.8
@@ -213,6 +216,15 @@ def classify_arrays(flux: npt.ArrayLike, ivar: npt.ArrayLike, *, engine: Engine 
         degenerate = np.zeros(fit.z.shape, dtype=bool)
     if not opt.reorder:
         ambiguous_letter = np.zeros(n_s, dtype=bool)
+    margin = np.full(n_s, np.inf)
+    if opt.decide:
+        dec = decide_class(engine, fit, f, w, params=opt.decision)
+        margin = dec.margin
+        moved = np.flatnonzero(dec.choice > 0)
+        if moved.size:
+            order = _promote_order(fit.z.shape, moved, dec.choice[moved])
+            fit = _reordered(fit, order)
+            degenerate = np.take_along_axis(degenerate, order, 1)
     cls_names = np.array(CLASS_CODES)
     subclass = _subclass_matrix(fit, subs)
     best_cls = cls_names[fit.objclass[:, 0]]
@@ -254,6 +266,11 @@ def classify_arrays(flux: npt.ArrayLike, ivar: npt.ArrayLike, *, engine: Engine 
                 conf, conf_b, conf_r = conf.copy(), conf_b.copy(), conf_r.copy()
                 conf[rows], conf_b[rows], conf_r[rows] = (again.conf, again.conf_blue,
                                                           again.conf_red)
+    marginal = margin < opt.decision.marginal
+    if opt.confidence and opt.decide and marginal.any():
+        # an answer the class decision itself finds marginal is not a confident one
+        cap = 0.8 * np.clip(margin, 0.0, None) / opt.decision.marginal
+        conf = np.where(marginal, np.minimum(conf, cap), conf)
     zw = np.zeros(n_s, dtype=np.int64)
 
     def setbit(flag: ZWarning, where: npt.NDArray[np.bool_]) -> None:
@@ -284,8 +301,22 @@ def classify_arrays(flux: npt.ArrayLike, ivar: npt.ArrayLike, *, engine: Engine 
     setbit(ZWarning.DEGENERATE_CANDIDATES, ambiguous_letter)
     step = _arm_step(engine, fit, f, w, model)
     setbit(ZWarning.ARM_MISMATCH, np.abs(np.nan_to_num(step)) > ARM_STEP_LIMIT)
+    if opt.decide:
+        setbit(ZWarning.CLASS_MARGINAL, marginal)
     return Classified(fit, subclass, degenerate, conf, conf_b, conf_r, refined, zw, model,
                       quality, groups)
+
+
+def _reordered(fit: FitResult, order: npt.NDArray[np.int64]) -> FitResult:
+    """The candidates of ``fit`` in the given column order, ``delta_rchi2`` recomputed."""
+    take = lambda a: np.take_along_axis(a, order, 1)  # noqa: E731
+    out = {k: take(getattr(fit, k)) for k in ("objclass", "template", "z", "z_err", "chi2",
+                                               "dof", "rchi2", "z_edge")}
+    r = out["rchi2"]
+    with np.errstate(invalid="ignore"):
+        delta = np.concatenate([r[:, 1:] - r[:, :-1], np.full((r.shape[0], 1), np.nan)], axis=1)
+    return replace(fit, **out, delta_rchi2=delta,
+                   coeffs=np.take_along_axis(fit.coeffs, order[:, :, None], 1))
 
 
 def _promote_order(shape: tuple[int, int], rows: npt.NDArray[np.int64],

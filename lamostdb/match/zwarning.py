@@ -2,8 +2,8 @@
 
 Bits 0-7 have the meaning and numbers of the SDSS/BOSS ``ZWARNING`` (and DESI redrock's
 first eight bits), so a query written for those catalogues reads ours the same way; bits
-8-12 are this pipeline's (the confidence estimate, the polynomial re-match, the candidate
-reordering, the blue/red arm join). ``ZWARNING = 0`` means no warning.
+8-13 are this pipeline's (the confidence estimate, the polynomial re-match, the candidate
+reordering, the blue/red arm join, the class decision). ``ZWARNING = 0`` means no warning.
 
 >>> ZWarning.SMALL_DELTA_CHI2 | ZWarning.LOW_CONFIDENCE
 <ZWarning.SMALL_DELTA_CHI2|LOW_CONFIDENCE: 260>
@@ -55,6 +55,10 @@ class ZWarning(enum.IntFlag):
     DEGENERATE_CANDIDATES = 1 << 11
     #: The fitted continuum jumps by more than 10 % across the blue/red arm join.
     ARM_MISMATCH = 1 << 12
+    #: The class decision (``lamostdb.match.decide``) found the chosen class ahead of the
+    #: next class by less than its ``marginal`` threshold of rchi2-scaled chi-square, on a
+    #: common continuum footing; the confidence is capped below 0.8 accordingly.
+    CLASS_MARGINAL = 1 << 13
 
 
 #: Bit number of every flag, by name (for SQL users: ``zwarning & (1 << bit) != 0``).

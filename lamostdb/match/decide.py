@@ -1,0 +1,242 @@
+"""The STAR / GALAXY / QSO decision: compared at equal freedom, not won by flexibility.
+
+The chi-square search ranks candidates by reduced chi-square, each class with its own model:
+a star template times a few continuum vectors, a galaxy eigen-basis with additive and
+multiplicative terms, a QSO eigen-basis. On real LAMOST spectra that ranking is fooled in
+two ways (issue 10):
+
+- *arm-join and calibration artefacts* (a flux step of up to 5x where the blue and red arms
+  meet, a spike at the join, a broad bump in the red arm) that the star model, with one
+  red-arm scale, cannot follow while the galaxy basis with its additive polynomial can;
+- *template mismatch*: a bright star's lines fit by no template to within the noise, so a
+  flexible combination of galaxy eigenvectors at some redshift wins by a few per cent of a
+  large chi-square, while the star's own Balmer lines at rest stay unfitted.
+
+The decision therefore re-scores the best candidate of each class on the same footing:
+
+1. every class's best model ``m_c`` is refitted as ``f ~ m_c * sum_k a_k L_k`` with the same
+   smooth continuum freedom for every class: Legendre terms on each arm separately (the arms
+   are separate spectrographs), the join region given no weight; the chi-square differences
+   are then divided by the best reduced chi-square (a model that misses by 5 sigma everywhere
+   makes every difference 25 times larger than its evidence). This scaled chi-square is the
+   *margin* of the decision;
+2. a galaxy at |z| < ``lowz_galaxy`` (an F/A star imitated by a galaxy basis at rest) only
+   counts when it shows emission lines at that redshift; a galaxy or QSO minimum at the edge
+   of its redshift grid is no evidence;
+3. a non-star that the ranking put first, but that leaves absorption at the star's rest
+   wavelengths (Ca II, Balmer, Mg b, Ca triplet) deeper than the star model leaves there
+   by more than ``rest_line_snr`` sigma in all and ``rest_line_each`` sigma in at least
+   ``rest_line_count`` lines, loses to the star (lines blue of a QSO's Lyman alpha are not
+   used: the forest absorbs anything there, and a broad absorption trough is one line).
+   A non-star kept with more than ``rest_line_hint`` sigma of such absorption is marginal.
+
+The pipeline caps the confidence of answers whose margin is below ``marginal`` and sets
+ZWARNING bit CLASS_MARGINAL; measured choices of every setting are in ``benchmarks``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from lamostdb.match.engine import Engine
+from lamostdb.match.fit import CLASS_CODES, FitResult
+from lamostdb.match.linalg import solve_normal_equations
+from lamostdb.match.models import fit_models, legendre_rows
+
+F64 = npt.NDArray[np.float64]
+C_KMS = 299792.458
+STAR, GALAXY, QSO = (CLASS_CODES.index(c) for c in ("STAR", "GALAXY", "QSO"))
+
+#: Rest-frame (vacuum Angstrom) emission lines of galaxies for the low-redshift check.
+GALAXY_EMISSION_ANGSTROM = (3727.1, 4862.7, 4960.3, 5008.2, 6564.6, 6585.3, 6718.3)
+#: Strong stellar absorption lines (vacuum Angstrom): Ca II K and H, H delta, H gamma,
+#: H beta, Mg b, H alpha, the Ca II triplet. Sky and telluric ranges are masked anyway.
+#: Blue of Lyman alpha (rest 1215.7 A, with a margin) a QSO's spectrum is forest.
+LYA_EDGE_ANGSTROM = 1230.0
+STELLAR_REST_ANGSTROM = (3934.8, 3969.6, 4102.9, 4341.7, 4862.7, 5174.1, 6564.6, 8500.4,
+                         8544.4, 8664.5)
+
+
+@dataclass(frozen=True)
+class DecisionParams:
+    """Settings of the class decision (chosen by measurement, see ``benchmarks``)."""
+
+    arm_terms: int = 5
+    join_angstrom: float = 5800.0
+    join_mask_angstrom: tuple[float, float] = (5650.0, 5950.0)
+    marginal: float = 50.0
+    lowz_galaxy: float = 0.002
+    emission_snr: float = 5.0
+    rest_line_kms: float = 250.0
+    rest_line_snr: float = 5.0
+    rest_line_count: int = 3
+    rest_line_each: float = 2.0
+    rest_line_hint: float = 2.5
+    lya_red_margin_angstrom: float = 1000.0
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Per spectrum: the candidate column chosen, and why."""
+
+    choice: npt.NDArray[np.int64]  # (S,) index into the candidate axis
+    scaled_chi2: F64  # (S, 3) common-footing chi2 / best rchi2 per class (inf: none)
+    margin: F64  # (S,) scaled chi2 of the next class minus that of the chosen one
+    changed: npt.NDArray[np.bool_]  # the chosen class differs from the rchi2 ranking's
+    rest_lines: F64  # (S,) S/N of stellar absorption at rest left by the best non-star
+
+
+def arm_basis(engine: Engine, n_terms: int, join_angstrom: float) -> F64:
+    """Legendre P0..P(n-1) on the blue arm and again on the red arm: (2n, P)."""
+    wave = engine.grid.wave_angstrom
+    red = wave >= join_angstrom
+    rows = []
+    for side in (~red, red):
+        idx = np.flatnonzero(side)
+        block = np.zeros((n_terms, wave.size))
+        block[:, idx] = legendre_rows(idx.size, n_terms - 1)
+        rows.append(block)
+    return np.concatenate(rows)
+
+
+def common_chi2(model: F64, flux: F64, weight: F64, basis: F64) -> F64:
+    """chi2 of ``flux ~ model * sum_k a_k basis_k`` for each spectrum (batched solve)."""
+    wm = weight * model
+    m = np.einsum("sp,kp,lp->skl", wm * model, basis, basis, optimize=True)
+    b = np.einsum("sp,kp->sk", wm * flux, basis)
+    a = solve_normal_equations(m, b)
+    fitted = model * (a @ basis)
+    return np.einsum("sp,sp->s", weight, (flux - fitted) ** 2)
+
+
+def best_of_class(fit: FitResult) -> npt.NDArray[np.int64]:
+    """(S, 3) candidate column of each class's best, -1 where a class has none."""
+    out = np.full((fit.z.shape[0], len(CLASS_CODES)), -1, dtype=np.int64)
+    for code in range(len(CLASS_CODES)):
+        r = np.where((fit.objclass == code) & np.isfinite(fit.rchi2), fit.rchi2, np.inf)
+        j = np.argmin(r, axis=1)
+        has = np.isfinite(r[np.arange(r.shape[0]), j])
+        out[has, code] = j[has]
+    return out
+
+
+def line_snr(flux: F64, weight: F64, model: F64, wave: F64, z: F64,
+             rest_angstrom: tuple[float, ...], half_kms: float, *, sign: float = 1.0,
+             use: npt.NDArray[np.bool_] | None = None) -> F64:
+    """Combined S/N of ``sign * (flux - model)`` within +-half_kms of the lines at z: (S,).
+
+    ``use`` (S, n_lines) leaves lines out per spectrum.
+    """
+    num = np.zeros(flux.shape[0])
+    var = np.zeros(flux.shape[0])
+    resid = sign * (flux - model)
+    for k, lam in enumerate(rest_angstrom):  # a handful of lines
+        centre = lam * (1.0 + z)[:, None]
+        inside = np.abs(wave[None, :] - centre) <= centre * half_kms / C_KMS
+        if use is not None:
+            inside &= use[:, k:k + 1]
+        w = np.where(inside, weight, 0.0)
+        good = w > 0
+        num += np.where(good, resid, 0.0).sum(axis=1)
+        var += np.where(good, 1.0 / np.where(good, w, 1.0), 0.0).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(var > 0, num / np.sqrt(var), 0.0)
+
+
+def decide_class(engine: Engine, fit: FitResult, flux: F64, weight: F64,
+                 subclass_models: F64 | None = None, *,
+                 params: DecisionParams | None = None) -> Decision:
+    """Choose each spectrum's class on a common footing (see the module docstring)."""
+    p = params or DecisionParams()
+    n_s = flux.shape[0]
+    wave = engine.grid.wave_angstrom
+    best = best_of_class(fit)
+    rows = np.arange(n_s)
+    basis = arm_basis(engine, p.arm_terms, p.join_angstrom)
+    wj = weight * ((wave < p.join_mask_angstrom[0]) | (wave > p.join_mask_angstrom[1]))
+    n_good = np.maximum((wj > 0).sum(axis=1) - basis.shape[0], 1)
+    chi2 = np.full((n_s, 3), np.inf)
+    models = np.zeros((3, n_s, flux.shape[1]))
+    for code in range(3):
+        has = np.flatnonzero(best[:, code] >= 0)
+        if not has.size:
+            continue
+        j = best[has, code]
+        cls = np.full(has.size, CLASS_CODES[code])
+        m = fit_models(engine, flux[has], weight[has], cls,
+                       fit.template[has, j].astype(np.int64), fit.z[has, j]).model
+        models[code, has] = m
+        chi2[has, code] = common_chi2(m, flux[has], wj[has], basis)
+    r_best = np.min(chi2, axis=1) / n_good
+    scale = np.maximum(np.where(np.isfinite(r_best), r_best, 1.0), 1.0)
+    scaled = chi2 / scale[:, None]
+    z_of = np.where(best >= 0, fit.z[rows[:, None], np.maximum(best, 0)], np.nan)
+
+    # 3. a galaxy at rest without emission lines is not evidence against a star
+    gal_lowz = np.abs(np.nan_to_num(z_of[:, GALAXY], nan=1.0)) < p.lowz_galaxy
+    if gal_lowz.any():
+        em = line_snr(flux, weight, models[STAR], wave, np.nan_to_num(z_of[:, GALAXY]),
+                      GALAXY_EMISSION_ANGSTROM, 300.0)
+        scaled[gal_lowz & (em < p.emission_snr), GALAXY] = np.inf
+
+    # edge-of-grid minima (a QSO at z = 6 fitting a star's continuum) are no evidence
+    for code in (GALAXY, QSO):
+        j = np.maximum(best[:, code], 0)
+        at_edge = (best[:, code] >= 0) & fit.z_edge[rows, j]
+        scaled[at_edge, code] = np.inf
+    # a QSO whose Lyman alpha lands near the red end is a featureless step: no evidence
+    lya_obs = LYA_EDGE_ANGSTROM * (1 + np.nan_to_num(z_of[:, QSO], nan=0.0))
+    scaled[lya_obs > wave[-1] - p.lya_red_margin_angstrom, QSO] = np.inf
+
+    # 2. a non-star that the ranking put first loses to the star when it leaves the star's
+    #    own absorption lines at rest unfitted (and the star model fits them)
+    # a star at the edge of its velocity grid (|v| = 1200 km/s) is no star to fall back to
+    j_star = np.maximum(best[:, STAR], 0)
+    star_ok = np.isfinite(scaled[:, STAR]) & ~((best[:, STAR] >= 0) & fit.z_edge[rows, j_star])
+    other = np.where(scaled[:, GALAXY] <= scaled[:, QSO], GALAXY, QSO)
+    first = fit.objclass[:, 0].astype(np.int64)
+    rest_lines = np.zeros(n_s)
+    line_count = np.zeros(n_s, dtype=np.int64)
+    check = star_ok & (first != STAR)
+    if check.any():
+        i = np.flatnonzero(check)
+        # a QSO's Lyman-alpha forest absorbs anything blue of its Lyman alpha: lines there
+        # say nothing
+        z_q = np.where(other[i] == QSO, np.nan_to_num(z_of[i, QSO]), -1.0)
+        usable = np.array(STELLAR_REST_ANGSTROM)[None, :] > LYA_EDGE_ANGSTROM * (1 + z_q[:, None])
+        a_other = line_snr(flux[i], weight[i], models[other[i], i], wave, np.zeros(i.size),
+                           STELLAR_REST_ANGSTROM, p.rest_line_kms, sign=-1.0, use=usable)
+        a_star = line_snr(flux[i], weight[i], models[STAR, i], wave, np.zeros(i.size),
+                          STELLAR_REST_ANGSTROM, p.rest_line_kms, sign=-1.0, use=usable)
+        rest_lines[i] = a_other - np.maximum(a_star, 0.0)
+        n_lines = np.zeros(i.size, dtype=np.int64)
+        for k, lam in enumerate(STELLAR_REST_ANGSTROM):  # per line: is it there on its own?
+            one = (lam,)
+            u = usable[:, k:k + 1]
+            e_o = line_snr(flux[i], weight[i], models[other[i], i], wave, np.zeros(i.size), one,
+                           p.rest_line_kms, sign=-1.0, use=u)
+            e_s = line_snr(flux[i], weight[i], models[STAR, i], wave, np.zeros(i.size), one,
+                           p.rest_line_kms, sign=-1.0, use=u)
+            n_lines += (e_o - np.maximum(e_s, 0.0)) > p.rest_line_each
+        line_count[i] = n_lines
+    rescued = check & (rest_lines > p.rest_line_snr) & (line_count >= p.rest_line_count)
+    pick = np.where(first == STAR, STAR, np.where(rescued, STAR, other))
+    pick = np.where(np.isfinite(scaled[rows, pick]), pick, first)
+
+    # unchanged when the rchi2 ranking's best class is the chosen one
+    choice = np.where(pick == first, 0, best[rows, pick])
+    choice = np.where(choice < 0, 0, choice)
+    chosen = fit.objclass[rows, choice].astype(np.int64)
+    others = scaled.copy()
+    others[rows, chosen] = np.inf
+    with np.errstate(invalid="ignore"):
+        margin = np.min(others, axis=1) - scaled[rows, chosen]
+    # a star kept on its lines alone: the evidence is the lines' chi-square beyond the cut
+    margin = np.where(rescued & (chosen == STAR), rest_lines**2 - p.rest_line_snr**2, margin)
+    # a non-star kept although the star's lines are half there: not a confident answer
+    hint = check & ~rescued & (chosen != STAR) & (rest_lines > p.rest_line_hint)
+    margin = np.where(hint, np.minimum(margin, 0.0), margin)
+    return Decision(choice.astype(np.int64), scaled, margin, chosen != first, rest_lines)
