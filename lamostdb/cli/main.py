@@ -74,8 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=None)
     s.add_argument("--continuum", help="continuum vectors file (.npz from `templates calibrate`; "
                    "default $LAMOSTDB_CONTINUUM or the shipped set)")
-    s.add_argument("--templates", nargs="+", metavar="FILE",
-                   help="added template files (SDSS spEigen* or redrock rrtemplate-*): single "
+    s.add_argument("--templates", nargs="+", metavar="FILE_OR_DIR",
+                   help="added template files (SDSS spEigen*, redrock rrtemplate-*, a Kesseli "
+                   "2017/PyHammer or STELIB file, or a folder of either): single "
                    "star templates join the star library, a GALAXY/QSO basis replaces the "
                    "default (default $LAMOSTDB_TEMPLATES)")
     s.add_argument("--quiet", action="store_true")
@@ -85,8 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     tsub = s.add_subparsers(dest="templates_command", required=True, metavar="ACTION")
     t = tsub.add_parser("list", help="show the template library")
     t.add_argument("--stars", action="store_true", help="list every star template and subclass")
-    t.add_argument("--file", nargs="+", default=[], metavar="FILE",
-                   help="also show these template files (SDSS spEigen* or redrock rrtemplate-*)")
+    t.add_argument("--file", nargs="+", default=[], metavar="FILE_OR_DIR",
+                   help="also show these template files (SDSS spEigen*, redrock rrtemplate-*, "
+                   "Kesseli 2017/PyHammer, STELIB, or a folder of Kesseli or STELIB files)")
     t.set_defaults(func=commands.cmd_templates_list)
     t = tsub.add_parser("calibrate", help="learn star continuum vectors by SVD from a catalogue",
                         description="Fit star spectra of a catalogue with the Legendre fallback, "

@@ -172,6 +172,15 @@ def image_data(buf: bytes | memoryview, hdu: RawHDU) -> npt.NDArray[np.generic]:
     return np.frombuffer(buf, dtype=dtype, count=count, offset=hdu.data_offset).reshape(shape)
 
 
+def table_column_names(hdu: RawHDU) -> tuple[str, ...]:
+    """TTYPEn of a BINTABLE HDU, in column order (empty for any other HDU)."""
+    h = hdu.struct
+    if h.get("XTENSION") != "BINTABLE":
+        return ()
+    n = int(h.get("TFIELDS", 0) or 0)  # type: ignore[arg-type]
+    return tuple(str(h.get(f"TTYPE{k}", f"COL{k}")).strip() for k in range(1, n + 1))
+
+
 def table_row_arrays(buf: bytes | memoryview, hdu: RawHDU, row: int = 0) -> dict[str, np.ndarray]:
     """Columns of one row of a BINTABLE as numpy arrays (numeric vector columns only)."""
     h = hdu.struct

@@ -6,7 +6,9 @@ Layouts (DESIGN.md section 4):
   no wavelength row, the grid is rebuilt from COEFF0/COEFF1.
 - DR2-DR8: primary image 5 x N = flux, ivar, wavelength, andmask, ormask.
 - DR9+: empty primary HDU with the keys, binary table ``COADD`` (one row) with FLUX,
-  IVAR, WAVELENGTH, ANDMASK, ORMASK, NORMALIZATION.
+  IVAR, WAVELENGTH, ANDMASK, ORMASK, NORMALIZATION. FITS names are case-insensitive
+  and some files have a blank EXTNAME, so the table is found by its columns (any
+  case) first and by its name second (``hdu_roles``).
 
 What is not kept: DR1's continuum-subtracted row and DR9's NORMALIZATION column
 (both are derived products); the full primary header text is kept verbatim.
@@ -20,6 +22,12 @@ from typing import Any
 import numpy as np
 
 from lamostdb.io import fits_read as fr
+from lamostdb.io.hdu_roles import (
+    astropy_tables,
+    column_lookup,
+    describe_tables,
+    find_spectrum_table,
+)
 from lamostdb.io.record import SpectrumReadError, SpectrumRecord, log_linear_wave
 
 MISSING = -9999.0
@@ -205,10 +213,11 @@ def _image_rows(path: str, image: np.ndarray) -> tuple[str, dict[str, np.ndarray
 
 
 def _coadd_rows(path: str, cols: dict[str, np.ndarray]) -> dict[str, np.ndarray | None]:
-    upper = {k.upper(): v for k, v in cols.items()}
+    upper = column_lookup(cols)
     missing = [c for c in ("FLUX", "IVAR", "ANDMASK", "ORMASK") if c not in upper]
     if missing:
-        raise SpectrumReadError(path, f"COADD table lacks column(s) {', '.join(missing)}")
+        raise SpectrumReadError(path, f"COADD table lacks column(s) {', '.join(missing)} "
+                                f"(it has {', '.join(cols) or 'none'})")
     return {"flux": upper["FLUX"], "ivar": upper["IVAR"], "wave": upper.get("WAVELENGTH"),
             "andmask": upper["ANDMASK"], "ormask": upper["ORMASK"]}
 
@@ -222,13 +231,15 @@ def read_lamost_fast(buf: bytes, path: str, sha256: str, nbytes: int) -> Spectru
         return fr.header_value(primary, key)
 
     if int(primary.struct.get("NAXIS", 0) or 0) == 0:  # type: ignore[arg-type]
-        coadd = next((h for h in hdus[1:] if h.struct.get("EXTNAME") == "COADD"), None)
-        if coadd is None:
-            raise SpectrumReadError(path, "primary HDU has no data and there is no COADD table")
-        cols = fr.table_row_arrays(buf, coadd)
-        if "loglam" in cols:  # an SDSS/BOSS spec file: its reader needs the SPECOBJ HDU
+        tables = [(i, _str_or_none(h.struct.get("EXTNAME")), fr.table_column_names(h))
+                  for i, h in enumerate(hdus) if i > 0]
+        found = find_spectrum_table(tables)
+        if found is None:  # astropy looks at every HDU and says what is missing
+            raise fr.UnsupportedFits("no COADD table among the first HDUs")
+        index, role = found
+        if role == "sdss_coadd":  # an SDSS/BOSS spec file: its reader needs the SPECOBJ HDU
             raise fr.UnsupportedFits("SDSS spec file")
-        fmt, rows = "lamost_coadd", _coadd_rows(path, cols)
+        fmt, rows = "lamost_coadd", _coadd_rows(path, fr.table_row_arrays(buf, hdus[index]))
     else:
         fmt, rows = _image_rows(path, fr.image_data(buf, primary))
     return build_record(path, get, primary.header_text, file_format=fmt, sha256=sha256,
@@ -243,9 +254,14 @@ def read_lamost_astropy(hdul: Any, path: str, sha256: str, nbytes: int) -> Spect
         return header.get(key)
 
     if hdul[0].data is None:
-        if "COADD" not in hdul:
-            raise SpectrumReadError(path, "primary HDU has no data and there is no COADD table")
-        data = hdul["COADD"].data
+        tables = astropy_tables(hdul)
+        found = find_spectrum_table(tables)
+        if found is None:
+            raise SpectrumReadError(
+                path, "primary HDU has no data and no table is a COADD spectrum (named COADD, "
+                "or with columns FLUX, WAVELENGTH, IVAR in any case): "
+                + describe_tables(tables))
+        data = hdul[found[0]].data
         cols = {name: np.asarray(data[name][0]) for name in data.columns.names}
         fmt, rows = "lamost_coadd", _coadd_rows(path, cols)
     else:

@@ -3,6 +3,8 @@
 HDU 1 ``COADD`` holds flux, loglam, ivar, and_mask, or_mask; HDU 2 (``SPECOBJ`` in
 SDSS-I/II, ``SPALL`` in BOSS) holds the pipeline's CLASS/SUBCLASS/Z/Z_ERR and the
 fibre position PLUG_RA/PLUG_DEC (primary RA/DEC is the plate centre, not the object).
+Column and HDU names are matched in any case, and both tables are found by their
+columns when the EXTNAME is blank or different (``hdu_roles``).
 """
 
 from __future__ import annotations
@@ -11,11 +13,24 @@ from typing import Any
 
 import numpy as np
 
+from lamostdb.io.hdu_roles import (
+    SDSS_META_COLUMNS,
+    astropy_tables,
+    column_lookup,
+    describe_tables,
+    find_meta_table,
+    find_spectrum_table,
+)
 from lamostdb.io.record import SpectrumReadError, SpectrumRecord
+
+#: Pixel columns of the COADD table (upper case; the file may use any case).
+COADD_COLUMNS = ("FLUX", "LOGLAM", "IVAR", "AND_MASK", "OR_MASK")
 
 
 def _col(table: Any, name: str) -> Any:
-    names = {n.upper(): n for n in table.columns.names}
+    if table is None:
+        return None
+    names = {n.strip().upper(): n for n in table.columns.names}
     if name not in names:
         return None
     v = table[names[name]][0]
@@ -27,27 +42,40 @@ def _col(table: Any, name: str) -> Any:
 
 
 def is_sdss(hdul: Any) -> bool:
-    """True when an open HDUList looks like an SDSS/BOSS spec file."""
-    if len(hdul) < 3 or "COADD" not in hdul:
-        return False
-    cols = [c.lower() for c in hdul["COADD"].columns.names]
-    return "loglam" in cols
+    """True when an open HDUList has an SDSS/BOSS coadd table (flux, loglam, ivar in any case)."""
+    found = find_spectrum_table(astropy_tables(hdul))
+    return found is not None and found[1] == "sdss_coadd"
 
 
 def read_sdss_astropy(hdul: Any, path: str, sha256: str, nbytes: int) -> SpectrumRecord:
     """Read an open SDSS spec HDUList."""
     header = hdul[0].header
-    coadd = hdul["COADD"].data
-    meta = hdul[2].data
+    tables = astropy_tables(hdul)
+    found = find_spectrum_table(tables)
+    if found is None or found[1] != "sdss_coadd":
+        raise SpectrumReadError(path, "no SDSS COADD table (columns flux, loglam, ivar): "
+                                + describe_tables(tables))
+    coadd_data = hdul[found[0]].data
+    coadd = column_lookup({n: n for n in coadd_data.columns.names})
+    missing = [c for c in COADD_COLUMNS if c not in coadd]
+    if missing:
+        raise SpectrumReadError(path, f"SDSS COADD table (HDU {found[0]}) lacks column(s) "
+                                f"{', '.join(missing)}")
+    meta_index = find_meta_table(tables)
+    meta = None if meta_index is None else hdul[meta_index].data
     plate = _col(meta, "PLATE") or header.get("PLATEID")
     mjd = _col(meta, "MJD") or header.get("MJD")
     fiber = _col(meta, "FIBERID") or header.get("FIBERID")
     ra = _col(meta, "PLUG_RA") if _col(meta, "PLUG_RA") is not None else header.get("PLUG_RA")
     dec = _col(meta, "PLUG_DEC") if _col(meta, "PLUG_DEC") is not None else header.get("PLUG_DEC")
     if None in (plate, mjd, fiber, ra, dec):
-        raise SpectrumReadError(path, "SDSS file lacks PLATE/MJD/FIBERID/PLUG_RA/PLUG_DEC")
-    loglam = np.asarray(coadd["loglam"], dtype=np.float64)
-    flux = np.asarray(coadd["flux"], dtype=np.float32)
+        where = ("no SPECOBJ/SPALL table (columns " + ", ".join(sorted(SDSS_META_COLUMNS))
+                 + ") and the primary header lacks them" if meta is None else
+                 f"neither HDU {meta_index} nor the primary header has them")
+        raise SpectrumReadError(path, f"SDSS file lacks PLATE/MJD/FIBERID/PLUG_RA/PLUG_DEC: "
+                                f"{where}")
+    loglam = np.asarray(coadd_data[coadd["LOGLAM"]], dtype=np.float64)
+    flux = np.asarray(coadd_data[coadd["FLUX"]], dtype=np.float32)
     z = _col(meta, "Z")
     zerr = _col(meta, "Z_ERR")
     return SpectrumRecord(
@@ -84,9 +112,9 @@ def read_sdss_astropy(hdul: Any, path: str, sha256: str, nbytes: int) -> Spectru
         npix=int(flux.size),
         wavelength=10.0**loglam,
         flux=flux,
-        ivar=np.asarray(coadd["ivar"], dtype=np.float32),
-        andmask=np.asarray(coadd["and_mask"], dtype=np.int32),
-        ormask=np.asarray(coadd["or_mask"], dtype=np.int32),
+        ivar=np.asarray(coadd_data[coadd["IVAR"]], dtype=np.float32),
+        andmask=np.asarray(coadd_data[coadd["AND_MASK"]], dtype=np.int32),
+        ormask=np.asarray(coadd_data[coadd["OR_MASK"]], dtype=np.int32),
         header=header.tostring(padding=False).rstrip(),
         source_path=path,
         source_sha256=sha256,

@@ -2,8 +2,9 @@
 
 Dispatch: LAMOST files go through the fast FITS subset (``fits_read``) and fall back
 to astropy for anything it does not handle; SDSS/BOSS files and unusual LAMOST files
-are read with astropy. Every failure is a :class:`SpectrumReadError` naming the file
-and the reason, so a batch can quarantine the file and go on.
+are read with astropy. Tables are found by their columns (any case), not by an exact
+EXTNAME (``hdu_roles``), on both paths. Every failure is a :class:`SpectrumReadError`
+naming the file and the reason, so a batch can quarantine the file and go on.
 """
 
 from __future__ import annotations

@@ -7,13 +7,19 @@ row in header cards ``NAME0 .. NAMEn``; eigen-bases (galaxy, QSO, CV) have no na
 
 from __future__ import annotations
 
+import logging
+import warnings
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 from astropy.io import fits
+
+if TYPE_CHECKING:
+    from lamostdb.templates.empirical import LeftOut
 
 DEFAULT_TEMPLATE_FILES: dict[str, str] = {
     "STAR": "spEigenStar-55734.fits",
@@ -146,19 +152,73 @@ def load_redrock(path: str | Path) -> TemplateSet:
                        subtype, z_range)
 
 
+def _report_left_out(left_out: tuple[LeftOut, ...]) -> None:
+    log = logging.getLogger("lamostdb.templates")
+    for row in left_out:
+        log.warning("template left out: %s (%s): %s", row.name, row.source, row.reason)
+
+
 def load_template_file(path: str | Path, objclass: str | None = None) -> TemplateSet:
-    """Load an SDSS ``spEigen*`` or a redrock ``rrtemplate-*`` file (detected from the header)."""
-    with fits.open(path, memmap=False) as hdul:
-        is_redrock = "RRTYPE" in hdul[0].header
-    if is_redrock:
+    """Load a template file or folder, its format detected from the content.
+
+    Files: SDSS ``spEigen*``, redrock ``rrtemplate-*``, a Kesseli 2017 / PyHammer template
+    (HDU 1 table with LogLam and Flux), a STELIB spectrum (1-D image with SPECTYPE). A
+    folder loads every Kesseli or STELIB file in it as one set (the format of its first
+    FITS file decides). Templates an importer leaves out are logged by name and reason
+    on the ``lamostdb.templates`` logger; use the importers directly to get them as data.
+    """
+    # Imported here: the importers build TemplateSets, so they import this module.
+    from lamostdb.templates.kesseli import load_kesseli, load_kesseli_dir
+    from lamostdb.templates.stelib import load_stelib, load_stelib_dir
+
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.name.endswith((".fits", ".fits.gz")))
+        if not files:
+            raise ValueError(f"{path}: folder holds no .fits or .fits.gz template file")
+        fmt = _detect(files[0])
+        loaders = {"kesseli": load_kesseli_dir, "stelib": load_stelib_dir}
+        if fmt not in loaders:
+            raise ValueError(f"{path}: a template folder must hold Kesseli/PyHammer or STELIB "
+                             f"files; {files[0].name} is a {fmt} file (give such files one by "
+                             "one)")
+        imported = loaders[fmt](path)
+        _report_left_out(imported.left_out)
+        return imported.templates
+    fmt = _detect(path)
+    if fmt == "redrock":
         return load_redrock(path)
-    name = Path(path).name
+    if fmt in ("kesseli", "stelib"):
+        imported = (load_kesseli if fmt == "kesseli" else load_stelib)(path)
+        if not imported.left_out:
+            return imported.templates
+        row = imported.left_out[0]
+        raise ValueError(f"{path}: {row.name}: {row.reason}")
+    name = path.name
     guess = objclass or ("STAR" if "Star" in name else "GALAXY" if "Gal" in name else
                          "QSO" if "QSO" in name else "CV" if "CV" in name else None)
     if guess is None:
         raise ValueError(f"{path}: cannot tell the class of an SDSS template file from its "
                          "name; say it (CLASS=FILE)")
     return load_sdss_eigen(path, guess)
+
+
+def _detect(path: Path) -> str:
+    """``redrock``, ``kesseli``, ``stelib`` or ``sdss`` from a file's content."""
+    from lamostdb.templates.kesseli import is_kesseli_file
+    from lamostdb.templates.stelib import is_stelib_header
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fits.verify.VerifyWarning)  # IRAF cards in STELIB
+        with fits.open(path, memmap=False) as hdul:
+            header = hdul[0].header
+            if "RRTYPE" in header:
+                return "redrock"
+            if is_kesseli_file(hdul):
+                return "kesseli"
+            if is_stelib_header(header):
+                return "stelib"
+    return "sdss"
 
 
 def load_default_templates() -> dict[str, TemplateSet]:
