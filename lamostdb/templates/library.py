@@ -147,9 +147,19 @@ def load_redrock(path: str | Path) -> TemplateSet:
 
 
 def load_template_file(path: str | Path, objclass: str | None = None) -> TemplateSet:
-    """Load an SDSS ``spEigen*`` or a redrock ``rrtemplate-*`` file (detected from the header)."""
+    """Load a template file of any supported format (detected from the primary header).
+
+    A lamostdb library (``LIBFMT = 'lamostdb-library'``, from ``lamostdb templates build``),
+    a redrock ``rrtemplate-*`` file (``RRTYPE``) or an SDSS ``spEigen*`` file.
+    """
     with fits.open(path, memmap=False) as hdul:
-        is_redrock = "RRTYPE" in hdul[0].header
+        header = hdul[0].header
+        is_redrock = "RRTYPE" in header
+        is_library = "LIBFMT" in header
+    if is_library:
+        from lamostdb.templates.libfile import load_library
+
+        return load_library(path)
     if is_redrock:
         return load_redrock(path)
     name = Path(path).name
