@@ -136,10 +136,10 @@ def build_catalog_templates(cat: Catalog, *, label_column: str = "lasp_subclass"
     parts: list[BuildResult] = []
     n_read = 0
     if stellar:
-        reader = cat.con.execute(_sql("labelled_spectra", label_column, z_column),
-                                 {"labels": stellar, "min_snr": cfg.min_snr,
-                                  "max_per_label": max_per_label}
-                                 ).fetch_record_batch(BATCH_ROWS)
+        reader = cat.con.sql(_sql("labelled_spectra", label_column, z_column),
+                             params={"labels": stellar, "min_snr": cfg.min_snr,
+                                     "max_per_label": max_per_label}
+                             ).to_arrow_reader(BATCH_ROWS)
         buf = _LabelBuffer()
         with tqdm(total=n_todo, unit="spectrum", desc="templates build",
                   disable=not progress) as bar:

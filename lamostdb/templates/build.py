@@ -152,7 +152,8 @@ class BuildResult:
                       f"scatter {t.scatter:.4f}, {t.n_outliers} outliers dropped"
                       for t in self.templates)
         labels = tuple(t.label for t in self.templates)
-        return TemplateSet("STAR", "single", labels, self.loglam0, self.dloglam, vectors, source,
+        names = tuple(f"{t.label} (stack of {t.n_spectra})" for t in self.templates)
+        return TemplateSet("STAR", "single", names, self.loglam0, self.dloglam, vectors, source,
                            subclasses=labels, notes=notes)
 
 
