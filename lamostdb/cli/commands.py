@@ -149,9 +149,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
 def cmd_templates_list(args: argparse.Namespace) -> int:
     from lamostdb.match.continuum import default_basis
     from lamostdb.templates import load_default_templates, load_template_file
-    from lamostdb.templates.subclass import subclass_of_template
-
     from lamostdb.templates.libfile import is_library_file, library_table
+    from lamostdb.templates.subclass import subclass_of_template
 
     rows = []
     files = [*args.files, *args.file]

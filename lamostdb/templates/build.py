@@ -191,13 +191,14 @@ def shift_to_rest(flux: F64, ivar: F64, z: F64, *, grid: LogGrid = WORKING_GRID,
 
     Examples
     --------
-    A constant spectrum stays constant; a shift by a whole pixel moves it by one pixel.
+    A constant spectrum stays constant; a redshift of one whole pixel moves it one pixel
+    blue, so the last rest pixel has no data.
 
     >>> g = LogGrid(3.5, 1e-4, 6)
     >>> f, iv = shift_to_rest(np.ones((1, 6)), np.ones((1, 6)), np.array([10**1e-4 - 1]),
     ...                       grid=g, rest_loglam0=3.5, rest_npix=6)
     >>> np.round(f, 12).tolist(), np.round(iv, 12).tolist()
-    ([[0.0, 1.0, 1.0, 1.0, 1.0, 0.0]], [[0.0, 1.0, 1.0, 1.0, 1.0, 0.0]])
+    ([[1.0, 1.0, 1.0, 1.0, 1.0, 0.0]], [[1.0, 1.0, 1.0, 1.0, 1.0, 0.0]])
     """
     n_s, n_obs = flux.shape
     rest = rest_loglam0 + grid.dloglam * np.arange(rest_npix)
@@ -265,7 +266,7 @@ def _stack(flux: F64, ivar: F64, cfg: BuildConfig) -> tuple[F64, F64, F64]:
 
 def _legendre(x: F64, degree: int) -> F64:
     """Legendre P_0..P_degree at ``x`` in [-1, 1], shape (degree + 1, n)."""
-    return np.polynomial.legendre.legvander(x, degree).T
+    return np.asarray(np.polynomial.legendre.legvander(x, degree).T, dtype=np.float64)
 
 
 def _fit_corrections(flux: F64, ivar: F64, stack: F64, legendre: F64,

@@ -148,9 +148,8 @@ def write_library(path: str | Path, sets: Sequence[TemplateSet], *, name: str, p
                 raise ValueError(f"{ts.source}: template {ts.names[i]!r} has no finite value")
             note = ts.notes[i] if ts.notes is not None else ""
             if not covered[i].all():
-                lo, hi = np.flatnonzero(covered[i])[[0, -1]]
-                pad = (f"padded with its edge values outside "
-                       f"{10 ** (loglam0 + dloglam * lo):.1f}-{10 ** (loglam0 + dloglam * hi):.1f} A")
+                lo, hi = 10.0 ** (loglam0 + dloglam * np.flatnonzero(covered[i])[[0, -1]])
+                pad = f"padded with its edge values outside {lo:.1f}-{hi:.1f} A"
                 note = f"{note}; {pad}" if note else pad
             st = stats[si][i] if stats is not None else None
             rows["NAME"].append(_ascii(ts.names[i]))
@@ -216,7 +215,7 @@ def _write_fits(path: Path, rows: dict[str, list[object]], npix: int, *, name: s
 
 
 def is_library_file(path: str | Path) -> bool:
-    """True when ``path`` is a FITS file whose primary header says ``LIBFMT = 'lamostdb-library'``."""
+    """True when the primary header of the FITS file says ``LIBFMT = 'lamostdb-library'``."""
     with fits.open(path, memmap=False) as hdul:
         return str(hdul[0].header.get("LIBFMT", "")).strip() == LIBFMT
 
