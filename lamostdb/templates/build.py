@@ -426,10 +426,10 @@ def build_templates(flux: npt.ArrayLike, ivar: npt.ArrayLike, labels: Sequence[s
                                           f"+-{cfg.max_abs_z} left out"))
         sel = rows[z_ok & snr_ok]
         if sel.size < cfg.min_spectra:
+            below = f"; {n_low} below the S/N cut" if n_low else ""
             reported.append(ReportedLabel(lab, int(sel.size),
                                           f"too few spectra with S/N >= {cfg.min_snr} "
-                                          f"({sel.size} < {cfg.min_spectra}; {n_low} below "
-                                          "the S/N cut)"))
+                                          f"({sel.size} < {cfg.min_spectra}{below})"))
             continue
         rf, rw = shift_to_rest(flux_a[sel], ivar_a[sel], z_a[sel], grid=grid,
                                rest_loglam0=loglam0, rest_npix=npix)
