@@ -149,10 +149,12 @@ def cmd_classify(args: argparse.Namespace) -> int:
 def cmd_templates_list(args: argparse.Namespace) -> int:
     from lamostdb.match.continuum import default_basis
     from lamostdb.templates import load_default_templates, load_template_file
+    from lamostdb.templates.libfile import is_library_file, library_table
     from lamostdb.templates.subclass import subclass_of_template
 
     rows = []
-    sets = list(load_default_templates().values()) + [load_template_file(f) for f in args.file]
+    files = [*args.files, *args.file]
+    sets = list(load_default_templates().values()) + [load_template_file(f) for f in files]
     for ts in sets:
         wave = ts.wave_angstrom
         rows.append({"class": ts.objclass, "subclass": ts.subclass or "",
@@ -163,6 +165,10 @@ def cmd_templates_list(args: argparse.Namespace) -> int:
     basis = default_basis()
     print(f"star continuum vectors: {', '.join(basis.names)} ({basis.source}, "
           f"{basis.n_bins} bins)")
+    for f in files:
+        if is_library_file(f):
+            print(f"{f}:")
+            print_frame(library_table(f), max_rows=500)
     if args.stars:
         names = load_default_templates()["STAR"].names
         print_frame(pl.DataFrame({"template": list(names),

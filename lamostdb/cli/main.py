@@ -82,13 +82,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=commands.cmd_classify)
 
-    s = sub.add_parser("templates", help="list templates; learn continuum vectors")
+    s = sub.add_parser("templates", help="list templates; learn continuum vectors; build star "
+                       "templates from labelled spectra")
     tsub = s.add_subparsers(dest="templates_command", required=True, metavar="ACTION")
     t = tsub.add_parser("list", help="show the template library")
     t.add_argument("--stars", action="store_true", help="list every star template and subclass")
-    t.add_argument("--file", nargs="+", default=[], metavar="FILE_OR_DIR",
+    t.add_argument("files", nargs="*", default=[], metavar="FILE_OR_DIR",
                    help="also show these template files (SDSS spEigen*, redrock rrtemplate-*, "
-                   "Kesseli 2017/PyHammer, STELIB, or a folder of Kesseli or STELIB files)")
+                   "Kesseli 2017/PyHammer, STELIB, a folder of Kesseli or STELIB files, or a "
+                   "lamostdb library from `templates build`)")
+    t.add_argument("--file", nargs="+", default=[], metavar="FILE_OR_DIR", help="same as FILE")
     t.set_defaults(func=commands.cmd_templates_list)
     t = tsub.add_parser("calibrate", help="learn star continuum vectors by SVD from a catalogue",
                         description="Fit star spectra of a catalogue with the Legendre fallback, "
@@ -103,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Legendre P0..Pn kept beside them (default 3; -1: constant only)")
     t.add_argument("--source-label", help="how to name the training set in the file")
     t.set_defaults(func=commands.cmd_templates_calibrate)
+    from lamostdb.cli.templates_cmd import add_templates_build_parser
+
+    add_templates_build_parser(tsub)
 
     from lamostdb.cli.export_cmd import add_export_parser
     from lamostdb.cli.ids_cmd import add_ids_parser

@@ -161,7 +161,8 @@ def _report_left_out(left_out: tuple[LeftOut, ...]) -> None:
 def load_template_file(path: str | Path, objclass: str | None = None) -> TemplateSet:
     """Load a template file or folder, its format detected from the content.
 
-    Files: SDSS ``spEigen*``, redrock ``rrtemplate-*``, a Kesseli 2017 / PyHammer template
+    Files: a lamostdb library (``LIBFMT = 'lamostdb-library'``, from ``lamostdb templates
+    build``), SDSS ``spEigen*``, redrock ``rrtemplate-*``, a Kesseli 2017 / PyHammer template
     (HDU 1 table with LogLam and Flux), a STELIB spectrum (1-D image with SPECTYPE). A
     folder loads every Kesseli or STELIB file in it as one set (the format of its first
     FITS file decides). Templates an importer leaves out are logged by name and reason
@@ -186,6 +187,10 @@ def load_template_file(path: str | Path, objclass: str | None = None) -> Templat
         _report_left_out(imported.left_out)
         return imported.templates
     fmt = _detect(path)
+    if fmt == "library":
+        from lamostdb.templates.libfile import load_library
+
+        return load_library(path)
     if fmt == "redrock":
         return load_redrock(path)
     if fmt in ("kesseli", "stelib"):
@@ -204,7 +209,7 @@ def load_template_file(path: str | Path, objclass: str | None = None) -> Templat
 
 
 def _detect(path: Path) -> str:
-    """``redrock``, ``kesseli``, ``stelib`` or ``sdss`` from a file's content."""
+    """``library``, ``redrock``, ``kesseli``, ``stelib`` or ``sdss`` from a file's content."""
     from lamostdb.templates.kesseli import is_kesseli_file
     from lamostdb.templates.stelib import is_stelib_header
 
@@ -212,6 +217,8 @@ def _detect(path: Path) -> str:
         warnings.simplefilter("ignore", fits.verify.VerifyWarning)  # IRAF cards in STELIB
         with fits.open(path, memmap=False) as hdul:
             header = hdul[0].header
+            if "LIBFMT" in header:
+                return "library"
             if "RRTYPE" in header:
                 return "redrock"
             if is_kesseli_file(hdul):
