@@ -167,14 +167,16 @@ def load_real(engine: Engine) -> dict[str, Any]:
     cache = Path(tempfile.gettempdir()) / f"lamostdb_validate_{key.hexdigest()[:20]}.npz"
     if cache.exists():
         with np.load(cache, allow_pickle=False) as z:
-            data: dict[str, Any] = {k: z[k] for k in z.files}
-        data["unreadable"] = [tuple(u) for u in data.pop("unreadable_arr").tolist()]
+            data: dict[str, Any] = {k.removeprefix("m_"): z[k] for k in z.files}
+        data["unreadable"] = [tuple(u) for u in data.pop("unreadable").tolist()]
         data["n_files"] = len(files)
         return data
     data = read_real(files, engine)
     arr = np.array(data["unreadable"], dtype=str).reshape(-1, 2)
     tmp = cache.with_suffix(".tmp.npz")
-    np.savez(tmp, unreadable_arr=arr, **{k: v for k, v in data.items() if k != "unreadable"})
+    # Prefixed keys: "file" is a column here and savez's own first argument.
+    np.savez(tmp, m_unreadable=arr, **{f"m_{k}": v for k, v in data.items()
+                                       if k != "unreadable"})
     tmp.replace(cache)
     data["n_files"] = len(files)
     return data
