@@ -31,7 +31,8 @@ from lamostdb.io.fits_write import (
     write_coadd_file,
     write_image_file,
 )
-from lamostdb.sim import night_fields, plan_night, render, simulate_night
+from lamostdb.sim import Artefacts, night_fields, plan_night, render, simulate_night
+from lamostdb.sim import artefacts as art
 from lamostdb.sim import spectra_model as sm
 from lamostdb.sim.refcat import designation, mjd_to_date
 from lamostdb.templates import load_default_templates
@@ -495,3 +496,137 @@ def test_progress_bar_is_shown_on_request(tmp_path: Path, capsys: pytest.Capture
     assert capsys.readouterr().err == ""
     simulate_night(tmp_path / "loud", n=3, seed=2, progress=True)
     assert "3/3" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------- arm-join and red-arm artefacts
+
+SEVERE = Artefacts.at_rate(0.3)
+
+
+@pytest.fixture(scope="module")
+def severe_plan() -> tuple[dict, dict, dict]:
+    """A 400-spectrum plan with artefacts, its noise-free models with and without them."""
+    templates = load_default_templates()
+    plan = plan_night(23, 400, templates, artefacts=SEVERE)
+    clean = dict(plan, **art.neutral(400))
+    sl = slice(0, 400)
+    with_art = render(plan, sl, templates, np.random.default_rng(1))
+    without = render(clean, sl, templates, np.random.default_rng(1))
+    return plan, with_art, without
+
+
+def test_artefact_rates_and_ranges(severe_plan) -> None:
+    plan, _, _ = severe_plan
+    obj = plan["class"] != "UNKNOWN"
+    hit = art.flags(plan)
+    for name, flag in hit.items():
+        assert not flag[~obj].any(), f"{name} on a sky or junk fibre"
+        # Binomial(n_obj, 0.3): within 4 sigma of the rate.
+        n_obj = obj.sum()
+        assert abs(flag[obj].sum() - 0.3 * n_obj) < 4 * np.sqrt(0.21 * n_obj), name
+    step = plan["art_join_step"][hit["join_step"]]
+    assert np.all((np.abs(np.log(step)) >= np.log(1.2) - 1e-12)
+                  & (np.abs(np.log(step)) <= np.log(5.0) + 1e-12))
+    assert (step > 1).any() and (step < 1).any() and np.abs(np.log(step)).max() > np.log(3.0)
+    spike = plan["art_join_spike"][hit["join_spike"]]
+    assert (spike > 1).any() and (spike < 1).any()
+    assert np.all((spike >= 1.5 - 1e-12) & (spike <= 4.0 + 1e-12)
+                  | (spike <= 1 / 1.5 + 1e-12) & (spike >= 0.25 - 1e-12))
+    join = plan["art_join_angstrom"][hit["join_step"] | hit["join_spike"]]
+    assert np.all((join >= 5700) & (join <= 5950))
+    bump = plan["art_red_bump"][hit["red_bump"]]
+    assert np.all((np.abs(bump) >= 0.1) & (np.abs(bump) <= 0.4))
+    centre = plan["art_bump_angstrom"][hit["red_bump"]]
+    assert np.all(((centre >= 6800) & (centre <= 7400)) | ((centre >= 8200) & (centre <= 8800)))
+    assert ((centre < 7500).any() and (centre > 8000).any())
+    none = ~(hit["join_step"] | hit["join_spike"] | hit["red_bump"])
+    assert np.isnan(plan["art_join_angstrom"][~(hit["join_step"] | hit["join_spike"])]).all()
+    assert none[obj].any()
+
+
+def test_join_step_is_measured_on_a_noiseless_star(severe_plan) -> None:
+    """Median model red of the join / blue of it, against the same star without artefacts."""
+    plan, with_art, without = severe_plan
+    wave = sm.wave_angstrom()
+    hit = art.flags(plan)
+    only_step = np.flatnonzero(hit["join_step"] & ~hit["join_spike"] & ~hit["red_bump"]
+                               & (plan["class"] == "STAR"))
+    assert only_step.size >= 10
+    for j in only_step:
+        k = int(np.searchsorted(wave, plan["art_join_angstrom"][j]))
+        ratio = with_art["model"][j].astype(np.float64) / without["model"][j]
+        measured = np.median(ratio[k + 1 : k + 40]) / np.median(ratio[k - 40 : k - 1])
+        assert measured == pytest.approx(plan["art_join_step"][j], rel=1e-5)
+        # The observed jump between the two pixels at the join, in the model alone.
+        m = with_art["model"][j].astype(np.float64)
+        jump = (m[k] / m[k - 1]) / (without["model"][j][k] / without["model"][j][k - 1])
+        assert jump == pytest.approx(plan["art_join_step"][j], rel=1e-5)
+    # A calibration error scales the noise too: the red arm keeps its S/N.
+    j = only_step[0]
+    red = wave > plan["art_join_angstrom"][j] + 5
+    iv = with_art["ivar"][j][red] > 0
+    np.testing.assert_allclose(without["ivar"][j][red][iv] / with_art["ivar"][j][red][iv],
+                               plan["art_join_step"][j] ** 2, rtol=1e-5)
+
+
+def test_join_spike_and_red_bump_have_their_recorded_size(severe_plan) -> None:
+    plan, with_art, without = severe_plan
+    wave = sm.wave_angstrom()
+    hit = art.flags(plan)
+    obj = plan["class"] != "UNKNOWN"
+    spikes = np.flatnonzero(hit["join_spike"] & ~hit["join_step"] & ~hit["red_bump"] & obj)
+    assert spikes.size >= 5
+    for j in spikes:
+        ratio = with_art["model"][j].astype(np.float64) / without["model"][j]
+        peak = plan["art_join_spike"][j]
+        extreme = ratio.max() if peak > 1 else ratio.min()
+        assert extreme == pytest.approx(peak, rel=1e-5)
+        # Width: pixels beyond half the (logarithmic) amplitude.
+        wide = np.abs(np.log(ratio)) > 0.5 * abs(np.log(peak))
+        assert abs(wide.sum() - plan["art_spike_pixels"][j]) <= 1
+        centre = np.mean(wave[wide])
+        assert abs(centre - plan["art_join_angstrom"][j]) < 0.0002 * centre * 2
+        assert np.all(ratio[wave < 5600] == 1.0) and np.all(ratio[wave > 6100] == 1.0)
+    bumps = np.flatnonzero(hit["red_bump"] & ~hit["join_step"] & ~hit["join_spike"] & obj)
+    assert bumps.size >= 5
+    for j in bumps:
+        ratio = with_art["model"][j].astype(np.float64) / without["model"][j]
+        b = plan["art_red_bump"][j]
+        extreme = ratio.max() if b > 0 else ratio.min()
+        assert extreme - 1 == pytest.approx(b, abs=2e-4)
+        assert abs(wave[np.argmax(np.abs(ratio - 1))] - plan["art_bump_angstrom"][j]) < 3.0
+        np.testing.assert_allclose(ratio[wave < 6000], 1.0, atol=1e-6)
+    untouched = np.flatnonzero(~(hit["join_spike"] | hit["join_step"] | hit["red_bump"]))
+    np.testing.assert_array_equal(with_art["model"][untouched], without["model"][untouched])
+
+
+def test_artefact_nights_are_seeded_and_leave_clean_spectra_alone(tmp_path: Path) -> None:
+    a = simulate_night(tmp_path / "a", n=60, seed=31, artefacts=SEVERE)
+    simulate_night(tmp_path / "b", n=60, seed=31, artefacts=SEVERE)
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+    simulate_night(tmp_path / "plain", n=60, seed=31)
+    truth = _table(tmp_path / "a" / "truth.parquet")
+    plain = _table(tmp_path / "plain" / "truth.parquet")
+    hit = ((truth["art_join_step"] != 1) | (truth["art_join_spike"] != 1)
+           | (truth["art_red_bump"] != 0)).to_numpy()
+    assert 5 <= hit.sum() <= 55
+    assert (plain["art_join_step"] == 1).all() and plain["art_join_angstrom"].isna().all()
+    digest_a, digest_p = _digest(tmp_path / "a"), _digest(tmp_path / "plain")
+    for name, touched in zip(truth["filename"], hit, strict=True):
+        same = digest_a[f"spectra/{name}"] == digest_p[f"spectra/{name}"]
+        assert same != touched, name
+    assert a["counts"] == simulate_night(tmp_path / "c", n=60, seed=31)["counts"]
+
+
+def test_artefact_options_are_checked_and_reach_the_cli(tmp_path: Path) -> None:
+    from lamostdb.cli.main import main
+
+    for kwargs in ({"join_step_rate": 1.5}, {"join_step_min": 0.5},
+                   {"spike_amplitude": (0.0, 1.0)}, {"bump_amplitude": (0.1, 0.95)}):
+        with pytest.raises(ValueError):
+            Artefacts(**kwargs)
+    assert not Artefacts.none().active and Artefacts().active
+    assert main(["simulate", str(tmp_path / "cli"), "--n", "40", "--seed", "31",
+                 "--artefacts", "0.3", "--quiet"]) == 0
+    simulate_night(tmp_path / "api", n=40, seed=31, artefacts=SEVERE)
+    assert _digest(tmp_path / "cli") == _digest(tmp_path / "api")

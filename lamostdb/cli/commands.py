@@ -94,12 +94,15 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from lamostdb.sim import simulate_night
+    from lamostdb.sim import Artefacts, simulate_night
 
     t0 = time.perf_counter()
+    rate = getattr(args, "artefacts", None)
+    artefacts = None if rate is None else Artefacts() if rate < 0 else Artefacts.at_rate(rate)
     summary = simulate_night(args.out, n=args.n, seed=args.seed, layout=args.layout,
                              gzip=args.gzip, arm_mismatch_max=args.arm_mismatch_max,
-                             tilt_max=args.tilt_max, progress=not args.quiet)
+                             tilt_max=args.tilt_max, artefacts=artefacts,
+                             progress=not args.quiet)
     counts = summary.get("counts", summary)
     print(f"wrote {args.n} spectra to {args.out} in {time.perf_counter() - t0:.1f} s: {counts}")
     return 0

@@ -61,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--gzip", action="store_true", help="gzip the FITS files")
     s.add_argument("--arm-mismatch-max", type=float, default=0.15)
     s.add_argument("--tilt-max", type=float, default=0.30)
+    s.add_argument("--artefacts", nargs="?", type=float, const=-1.0, default=None,
+                   metavar="RATE",
+                   help="add LAMOST arm-join and red-arm artefacts (flux step of up to 5x at "
+                   "the join, spike/dip at the join, broad red bump), recorded in the truth "
+                   "table's art_* columns; RATE is the fraction of spectra given each one "
+                   "(e.g. 0.2 for a severe night); without RATE, the default mix of "
+                   "lamostdb.sim.Artefacts (4 %% steps, 3 %% spikes, 4 %% bumps)")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=commands.cmd_simulate)
 

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from lamostdb.io.fits_write import Card, coadd_file_bytes, image_file_bytes, write_bytes
+from lamostdb.sim import artefacts as art
 from lamostdb.sim import refcat
 from lamostdb.sim import spectra_model as sm
 from lamostdb.templates import TemplateSet, load_default_templates
@@ -107,10 +108,12 @@ def _plan_plate(seed: int, k: int, field: int, size: int, targets: refcat.Target
 
 def plan_night(seed: int, n: int, templates: dict[str, TemplateSet], *,
                layout: str = "mixed", gzip: bool = False, tilt_max: float = 0.30,
-               arm_mismatch_max: float = 0.15,
+               arm_mismatch_max: float = 0.15, artefacts: art.Artefacts | None = None,
                targets: dict[int, refcat.Targets] | None = None) -> dict[str, Any]:
     """Every observation of the night as columns (no pixels yet), sorted by obsid.
 
+    ``artefacts`` (None: none) adds arm-join and calibration artefacts, drawn from
+    their own stream so that every other column is the same with or without them.
     ``targets`` (field index -> :func:`refcat.field_targets`) is filled in as a cache.
     """
     _check(n, seed)
@@ -127,6 +130,11 @@ def plan_night(seed: int, n: int, templates: dict[str, TemplateSet], *,
     order = np.lexsort((p["fiberid"], p["spid"], p["plate"]))
     p = {key: val[order] for key, val in p.items()}
     p["obsid"] = 10_000_000_000 + seed * 1_000_000 + np.arange(n, dtype=np.int64)
+    if artefacts is None or not artefacts.active:
+        p.update(art.neutral(n))
+    else:
+        p.update(art.draw(np.random.default_rng([NIGHT_TAG, seed, 3]), p["class"] != "UNKNOWN",
+                          artefacts))
     p["lmjd"] = np.full(n, 57000 + seed % 3000, dtype=np.int64)
     p["mjd"] = p["lmjd"] - 1
     p["planid"] = np.array([f"SIM{seed:05d}F{k:02d}" for k in p["plate"]], dtype=object)
@@ -178,11 +186,15 @@ def render(p: dict[str, Any], sl: slice, templates: dict[str, TemplateSet],
     model *= 1.0 + p["tilt"][sl] @ sm.legendre_basis()
     red = wave[None, :] > p["arm_join"][sl][:, None]
     model *= np.where(red, p["arm_scale"][sl][:, None], 1.0)
+    # Arm-join and calibration artefacts (none in the g band, so S/N_g is unchanged).
+    params = {k: p[k][sl] for k in art.COLUMNS} if art.COLUMNS[0] in p else art.neutral(m)
+    on_flux, on_noise = art.factors(params, wave)
+    model *= on_flux
     profile = sm.noise_profile(wave, p["edge_blue"][sl], p["edge_red"][sl])
     scale = np.full(m, SKY_UNIT)
     scale[obj] = np.median(model[obj][:, g_band] / profile[obj][:, g_band], axis=1)
     scale[obj] /= p["snr_g"][sl][obj]
-    sigma = scale[:, None] * profile
+    sigma = scale[:, None] * profile * on_noise
     snr_g = np.median(model[:, g_band] / sigma[:, g_band], axis=1)
     flux = model + sigma * rng.standard_normal((m, sm.NPIX))
     ivar = 1.0 / sigma**2
@@ -339,16 +351,25 @@ def truth_table(p: dict[str, Any], snr_g: np.ndarray) -> pa.Table:
         "gaia_source_id": _nullable(p["gaia_source_id"], p["has_gaia"], pa.int64()),
         "ps1_objid": _nullable(p["ps1_objid"], p["has_ps1"], pa.int64()),
     }
+    for key in art.COLUMNS:  # null where a spectrum has no such artefact
+        val = p[key] if key in p else art.neutral(n)[key]
+        cols[key] = _nullable(val, np.isfinite(val), pa.float64()) if val.dtype.kind == "f" \
+            else val
     return pa.table(cols)
 
 
 def simulate_night(out_dir: str | Path, *, n: int, seed: int, layout: str = "mixed",
                    gzip: bool = False, arm_mismatch_max: float = 0.15,
-                   tilt_max: float = 0.30, progress: bool = False) -> dict[str, Any]:
+                   tilt_max: float = 0.30, artefacts: art.Artefacts | None = None,
+                   progress: bool = False) -> dict[str, Any]:
     """Write a simulated LAMOST night into ``out_dir`` (which must be new or empty).
 
     Writes ``spectra/spec-*.fits[.gz]``, ``truth.parquet``, ``gaia.parquet`` and
     ``ps1.parquet``. The same arguments always give byte-identical files.
+    ``artefacts`` (e.g. ``Artefacts()`` or ``Artefacts.at_rate(0.2)``) adds the
+    arm-join and red-arm artefacts of :mod:`lamostdb.sim.artefacts` and records
+    them in the truth table's ``art_*`` columns; None (default) adds none, and the
+    spectra are then those of a night simulated before artefacts existed.
 
     Returns
     -------
@@ -370,7 +391,7 @@ def simulate_night(out_dir: str | Path, *, n: int, seed: int, layout: str = "mix
     templates = load_default_templates()
     targets: dict[int, refcat.Targets] = {}
     p = plan_night(seed, n, templates, layout=layout, gzip=gzip, tilt_max=tilt_max,
-                   arm_mismatch_max=arm_mismatch_max, targets=targets)
+                   arm_mismatch_max=arm_mismatch_max, artefacts=artefacts, targets=targets)
     total, snr_g = write_spectra(p, spectra_dir, templates, seed, progress=progress)
     paths = {"spectra": spectra_dir, "truth": out / "truth.parquet",
              "gaia": out / "gaia.parquet", "ps1": out / "ps1.parquet"}
