@@ -27,7 +27,11 @@ from scipy.interpolate import CubicSpline
 from lamostdb.match.continuum import ContinuumBasis, default_basis, load_basis
 from lamostdb.match.eigen_kernel import EigenDesign, make_design, rest_products
 from lamostdb.match.grid import WORKING_GRID, LogGrid
-from lamostdb.templates.library import TemplateSet, load_default_templates
+from lamostdb.templates.library import (
+    TemplateSet,
+    load_default_star_library,
+    load_default_templates,
+)
 
 ENGINE_VERSION = "0.2.0"  # 0.2: reordering, confidence, polynomial re-match, ZWARNING
 
@@ -218,10 +222,16 @@ def prepare_engine(templates: dict[str, TemplateSet] | None = None, *,
                    grid: LogGrid = WORKING_GRID) -> Engine:
     """Prepare the default (or given) templates for the kernels.
 
+    The default star set is the shipped library (:func:`load_default_star_library`); the
+    galaxy and QSO eigen-bases are SDSS's.
+
     ``extra`` template sets are added: single STAR templates join the star library (e.g.
     redrock's Carbon and L dwarf), a GALAXY or QSO eigen-basis replaces that class's default.
     """
-    templates = dict(templates or load_default_templates())
+    if templates is None:
+        templates = load_default_templates()
+        templates["STAR"] = load_default_star_library()
+    templates = dict(templates)
     star_sets = [templates["STAR"]]
     for ts in extra:
         if ts.objclass == "STAR":

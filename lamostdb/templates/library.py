@@ -228,6 +228,18 @@ def _detect(path: Path) -> str:
     return "sdss"
 
 
+#: The engine's default star library (``benchmarks/make_default_library.py``): LAMOST DR10
+#: A/F/G stacks, Kesseli 2017 O/B/L and K/M dwarfs, SDSS K/M giants, white dwarfs, carbon.
+DEFAULT_STAR_LIBRARY = "lamost_stars.fits"
+
+
+def load_default_star_library() -> TemplateSet:
+    """The shipped default star library (a ``lamostdb templates build`` library file)."""
+    from lamostdb.templates.libfile import load_library
+
+    return load_library(default_template_dir() / DEFAULT_STAR_LIBRARY)
+
+
 def load_default_templates() -> dict[str, TemplateSet]:
     """The shipped default template sets, keyed by class."""
     base = default_template_dir()
