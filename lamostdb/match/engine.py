@@ -29,7 +29,8 @@ from lamostdb.match.eigen_kernel import EigenDesign, make_design, rest_products
 from lamostdb.match.grid import WORKING_GRID, LogGrid
 from lamostdb.templates.library import TemplateSet, load_default_templates
 
-ENGINE_VERSION = "0.2.0"  # 0.2: reordering, confidence, polynomial re-match, ZWARNING
+ENGINE_VERSION = "0.3.0"  # 0.3: star velocities at full resolution (rv_kms, rv_err_kms)
+# 0.2: reordering, confidence, polynomial re-match, ZWARNING
 
 
 @dataclass(frozen=True)
