@@ -42,7 +42,8 @@ WITH source AS (
     FROM spectra
 ),
 fits AS (
-    SELECT specid, source_sha256, class, subclass, z, z_err, rv_kms, rchi2, conf, zwarning
+    SELECT specid, source_sha256, class, subclass, z, z_err, rv_kms, rv_err_kms, rchi2, conf,
+           zwarning
     FROM results
 ),
 ids AS (
@@ -59,7 +60,7 @@ SELECT
     coalesce(nullif(trim(header_designation), ''), lamost_designation(ra, dec)) AS designation,
     obsdate, lmjd, mjd, planid, spid, fiberid, ra, dec, ra_obs, dec_obs, ura, udec,
     snru, snrg, snrr, snri, snrz,
-    class, subclass, z, z_err, rv_kms, rchi2, conf, zwarning, fibermask,
+    class, subclass, z, z_err, rv_kms, rv_err_kms, rchi2, conf, zwarning, fibermask,
     gaia_source_id, gaia_sep_arcsec, gaia_n_within, gaia_ambiguous,
     gaia_g_mag, gaia_bp_mag, gaia_rp_mag, gaia_parallax, gaia_pmra, gaia_pmdec,
     ps1_objid, ps1_sep_arcsec, ps1_n_within, ps1_ambiguous,

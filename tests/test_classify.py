@@ -158,3 +158,21 @@ def test_results_of_an_older_engine_are_upgraded_when_a_new_run_commits(
         assert c.sql("SELECT count(*) AS n FROM results WHERE conf IS NULL")["n"][0] == 0
     hc = hats.read_hats(tmp_path / "cat" / "results")
     assert hc.catalog_info.total_rows == 2 * old.height
+
+
+def test_rv_columns_are_for_stars_only(classified: tuple[Path, Path]) -> None:
+    cat, _ = classified
+    with lamostdb.open(cat) as c:
+        res = c.sql("SELECT class, z, z_err, rv_kms, rv_err_kms FROM results")
+        lrs = c.sql("SELECT class, rv_kms, rv_err_kms FROM lrs WHERE class IS NOT NULL")
+    for t in (res, lrs):
+        star = (t["class"] == "STAR").to_numpy()
+        assert star.any() and (~star).any()
+        assert t["rv_kms"].is_null().to_numpy()[~star].all()
+        assert t["rv_err_kms"].is_null().to_numpy()[~star].all()
+        assert not t["rv_kms"].is_null().to_numpy()[star].any()
+    stars = res.filter(pl.col("class") == "STAR").drop_nulls("z_err")
+    np.testing.assert_allclose(stars["rv_kms"].to_numpy(), stars["z"].to_numpy() * 299792.458)
+    np.testing.assert_allclose(stars["rv_err_kms"].to_numpy(),
+                               stars["z_err"].to_numpy() * 299792.458)
+    assert (stars["rv_err_kms"] > 0).all()

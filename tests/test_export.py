@@ -207,6 +207,7 @@ def test_tables_hold_the_views_values_and_contracts(release: Path, catalog: Path
 def test_astropy_table_reader_gets_units_masks_and_formats(release: Path) -> None:
     lrs = Table.read(release / "lrs.fits")
     assert lrs["ra"].unit == "deg" and lrs["rv_kms"].unit == "km / s"
+    assert lrs["rv_err_kms"].unit == "km / s"
     assert lrs["ra"].format == "{:11.6f}"
     assert lrs["obsid"].mask.sum() > 0  # TNULL read as masked: real DR1/DR2 files lack obsid
     mec = Table.read(release / "mec.fits")

@@ -81,7 +81,9 @@ def _tables(df: pl.DataFrame, out: Classified, engine: Engine, run_id: str
     nan = np.full(n_s, np.nan)
     base = {c: df[c].to_numpy() for c in ("specid", "source_sha256", "obsid", "ra", "dec",
                                            "_healpix_29")}
-    best_rv = np.where(cls[:, 0] == "STAR", fit.z[:, 0] * C_KMS, np.nan)
+    is_star = cls[:, 0] == "STAR"
+    best_rv = np.where(is_star, fit.z[:, 0] * C_KMS, np.nan)
+    best_rv_err = np.where(is_star, fit.z_err[:, 0] * C_KMS, np.nan)
     coeffs = [row[np.isfinite(row)] for row in fit.coeffs[:, 0, :]]
     res_schema = load_schema("results").arrow_schema()
     results = {
@@ -89,6 +91,7 @@ def _tables(df: pl.DataFrame, out: Classified, engine: Engine, run_id: str
         "obsid": df["obsid"].to_arrow(),
         "class": cls[:, 0], "subclass": subclass[:, 0], "template": template[:, 0],
         "z": fit.z[:, 0], "z_err": _nullable(fit.z_err[:, 0]), "rv_kms": _nullable(best_rv),
+        "rv_err_kms": _nullable(best_rv_err),
         "chi2": fit.chi2[:, 0], "dof": fit.dof[:, 0], "rchi2": fit.rchi2[:, 0],
         "delta_rchi2": _nullable(fit.delta_rchi2[:, 0]), "n_good": fit.n_good,
         "z_edge": fit.z_edge[:, 0],

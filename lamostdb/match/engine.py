@@ -33,7 +33,8 @@ from lamostdb.templates.library import (
     load_default_templates,
 )
 
-ENGINE_VERSION = "0.2.0"  # 0.2: reordering, confidence, polynomial re-match, ZWARNING
+ENGINE_VERSION = "0.3.0"  # 0.3: star velocities at full resolution (rv_kms, rv_err_kms)
+# 0.2: reordering, confidence, polynomial re-match, ZWARNING
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@
 3. the best fit's model and its confidence ``Conf = C f(B) + (1 - C) f(R)`` (``confidence``);
 4. for Conf < threshold, the polynomial re-match of the leading candidates (``refine``), which
    may replace the first match; Conf is then computed again for the new best fit;
-5. the ZWARNING bits (``zwarning``).
+5. for STAR best fits, the velocity fitted again pixel by pixel (``velocity``);
+6. the ZWARNING bits (``zwarning``).
 
 Each step can be switched off (``PipelineOptions``) for the ablation study of
 ``lamostdb validate --ablation``.
@@ -34,6 +35,7 @@ from lamostdb.match.fit import CLASS_CODES, FitResult, fit_spectra, weighted_inp
 from lamostdb.match.models import fit_models
 from lamostdb.match.refine import RefineChecks, rematch
 from lamostdb.match.reorder import best_chain_spans_letters, reorder
+from lamostdb.match.velocity import VelocityOptions, refine_best_star
 from lamostdb.match.zwarning import ZWarning, negative_emission
 
 F64 = npt.NDArray[np.float64]
@@ -58,6 +60,8 @@ class PipelineOptions:
     n_rematch: int = 3
     checks: RefineChecks = field(default_factory=RefineChecks)
     params: ConfidenceParams | None = None
+    #: full-resolution velocity of STAR best fits (``velocity``); None keeps the kernel's z
+    velocity: VelocityOptions | None = field(default_factory=VelocityOptions)
 
 
 @dataclass(frozen=True)
@@ -271,6 +275,10 @@ def classify_arrays(flux: npt.ArrayLike, ivar: npt.ArrayLike, *, engine: Engine 
         # an answer the class decision itself finds marginal is not a confident one
         cap = 0.8 * np.clip(margin, 0.0, None) / opt.decision.marginal
         conf = np.where(marginal, np.minimum(conf, cap), conf)
+    # -- star velocities at full resolution (lamostdb.match.velocity); only z/z_err of the
+    # first candidate of STAR best fits change, after the class is decided.
+    if opt.velocity is not None:
+        fit = refine_best_star(engine, fit, f, w, refined, opt.velocity, opt.checks.poly_order)
     zw = np.zeros(n_s, dtype=np.int64)
 
     def setbit(flag: ZWarning, where: npt.NDArray[np.bool_]) -> None:
