@@ -6,7 +6,8 @@ Configurations (:data:`CONFIGS`), in order:
    only (no learned SVD vectors, no red-arm step), no reordering, no re-match;
 2. ``SVD continuum`` — the shipped continuum vectors (P0..P3 + SVD vectors + red-arm step);
 3. ``SVD + reordering`` — plus the candidate reordering;
-4. ``SVD + reordering + confidence + refinement`` — the full method (what ``classify`` runs).
+4. ``SVD + reordering + confidence + refinement`` — all but the class decision;
+5. ``full`` — plus the class decision of ``lamostdb.match.decide`` (what ``classify`` runs).
 
 Conf is computed in every configuration (it is a diagnostic there); only the last one acts on
 it. Spectra are read from the catalogue's ``spectra`` view in batches and fitted in this
@@ -49,10 +50,13 @@ def _baseline_engine() -> Engine:
 
 CONFIGS: tuple[Config, ...] = (
     Config("polynomial continuum (SDSS-like baseline)", _baseline_engine,
-           PipelineOptions(reorder=False, refine=False)),
-    Config("SVD continuum", get_engine, PipelineOptions(reorder=False, refine=False)),
-    Config("SVD + reordering", get_engine, PipelineOptions(refine=False)),
-    Config("SVD + reordering + confidence + refinement (full)", get_engine, PipelineOptions()),
+           PipelineOptions(reorder=False, refine=False, decide=False)),
+    Config("SVD continuum", get_engine, PipelineOptions(reorder=False, refine=False,
+                                                        decide=False)),
+    Config("SVD + reordering", get_engine, PipelineOptions(refine=False, decide=False)),
+    Config("SVD + reordering + confidence + refinement", get_engine,
+           PipelineOptions(decide=False)),
+    Config("+ class decision (full)", get_engine, PipelineOptions()),
 )
 
 

@@ -1,0 +1,142 @@
+"""The class decision (lamostdb.match.decide): stars with arm artefacts stay stars, galaxies
+and QSOs keep their class, marginal answers are not confident."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lamostdb.match.decide import (
+    DecisionParams,
+    arm_basis,
+    best_of_class,
+    common_chi2,
+    decide_class,
+    line_snr,
+)
+from lamostdb.match.engine import Engine, get_engine
+from lamostdb.match.fit import CLASS_CODES, _keep_order, fit_spectra, weighted_inputs
+from lamostdb.match.models import shift_rows
+from lamostdb.match.pipeline import PipelineOptions, classify_arrays
+from lamostdb.match.zwarning import ZWarning
+from lamostdb.sim.spectra_model import eigen_model
+from lamostdb.templates import load_default_templates
+
+C_KMS = 299792.458
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return get_engine()
+
+
+def sdss_star(engine: Engine, name: str, snr: float, rng: np.random.Generator,
+              step: float = 1.0, bump: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """An SDSS template star (not in the default library: template mismatch) with a join
+    step of ``step`` at 5800 A and a red-arm bump of relative height ``bump``."""
+    ts = load_default_templates()["STAR"]
+    grid = engine.grid
+    obs = grid.loglam0 + grid.dloglam * np.arange(grid.npix)
+    model = shift_rows(ts.vectors, ts.loglam0, ts.dloglam, np.array([ts.names.index(name)]),
+                       obs, np.array([20.0 / C_KMS]))[0]
+    model = model / np.median(model[model > 0])
+    wave = grid.wave_angstrom
+    model = model * np.where(wave >= 5800.0, step, 1.0)
+    model = model * (1 + bump * np.exp(-0.5 * ((wave - 7100.0) / 120.0) ** 2))
+    sigma = np.median(model) / snr * np.sqrt(np.maximum(model / np.median(model), 0.05))
+    return model + rng.normal(size=wave.size) * sigma, 1.0 / sigma**2
+
+
+def eigen_object(engine: Engine, objclass: str, z: float, snr: float,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    ts = load_default_templates()[objclass]
+    coeffs = np.zeros((1, ts.vectors.shape[0]))
+    coeffs[0, 0] = 1.0
+    model = eigen_model(ts, coeffs, np.array([z]), engine.grid.wave_angstrom)[0]
+    model = model / np.median(np.abs(model))
+    sigma = np.full(model.size, 1.0 / snr)
+    return model + rng.normal(size=model.size) * sigma, 1.0 / sigma**2
+
+
+@pytest.mark.parametrize(("step", "bump"), [(1.0, 0.0), (3.0, 0.0), (0.3, 0.0), (1.0, 0.35),
+                                           (4.0, -0.3)])
+@pytest.mark.parametrize("name", ["F5Ib... (17463)", "A0 (19510)", "G0Va (143761)"])
+def test_stars_with_join_steps_and_red_bumps_stay_stars(engine: Engine, name: str, step: float,
+                                                        bump: float) -> None:
+    rng = np.random.default_rng(7)
+    flux, ivar = sdss_star(engine, name, 30.0, rng, step, bump)
+    out = classify_arrays(flux[None], ivar[None], engine=engine)
+    assert CLASS_CODES[out.fit.objclass[0, 0]] == "STAR"
+
+
+def test_galaxies_and_qsos_keep_their_class(engine: Engine) -> None:
+    rng = np.random.default_rng(3)
+    rows = [eigen_object(engine, "GALAXY", z, 20.0, rng) for z in (0.05, 0.2, 0.4)]
+    rows += [eigen_object(engine, "QSO", z, 20.0, rng) for z in (0.8, 1.6, 2.4, 3.1)]
+    flux = np.array([r[0] for r in rows])
+    ivar = np.array([r[1] for r in rows])
+    out = classify_arrays(flux, ivar, engine=engine)
+    got = [CLASS_CODES[c] for c in out.fit.objclass[:, 0]]
+    assert got == ["GALAXY"] * 3 + ["QSO"] * 4
+    z = out.fit.z[:, 0]
+    truth = np.array([0.05, 0.2, 0.4, 0.8, 1.6, 2.4, 3.1])
+    assert np.all(np.abs(z - truth) / (1 + truth) < 1e-3)
+
+
+def test_every_class_best_is_kept_among_the_candidates() -> None:
+    rchi2 = np.array([[1.0, 1.1, 1.2, 1.3, 5.0, 9.0]])
+    cls = np.array([[0, 0, 0, 0, 1, 2]])
+    order = _keep_order(rchi2, cls, 4)
+    assert order.tolist() == [[0, 1, 4, 5]]  # sorted by rchi2, both non-star bests kept
+
+
+def test_the_decision_demotes_a_galaxy_that_leaves_the_stars_lines(engine: Engine) -> None:
+    rng = np.random.default_rng(11)
+    flux, ivar = sdss_star(engine, "F5Ib... (17463)", 40.0, rng, step=3.0, bump=0.3)
+    f, w = weighted_inputs(engine, flux[None], ivar[None])
+    fit = fit_spectra(f, w, engine=engine)
+    # force the ranking's answer to the best galaxy, as a fooled ranking would give
+    best = best_of_class(fit)
+    j = int(best[0, CLASS_CODES.index("GALAXY")])
+    order = np.array([[j] + [k for k in range(fit.z.shape[1]) if k != j]])
+    from lamostdb.match.pipeline import _reordered
+
+    fooled = _reordered(fit, order)
+    dec = decide_class(engine, fooled, f, w)
+    assert dec.changed[0]
+    assert CLASS_CODES[fooled.objclass[0, dec.choice[0]]] == "STAR"
+    assert dec.rest_lines[0] > DecisionParams().rest_line_snr
+
+
+def test_common_chi2_is_invariant_to_arm_scales(engine: Engine) -> None:
+    rng = np.random.default_rng(5)
+    basis = arm_basis(engine, 5, 5800.0)
+    model = 1.0 + 0.3 * np.sin(np.linspace(0, 40, engine.grid.npix))[None, :]
+    flux = model + rng.normal(scale=0.01, size=model.shape)
+    w = np.full(model.shape, 1e4)
+    red = engine.grid.wave_angstrom >= 5800.0
+    stepped = np.where(red, 3.0 * flux, flux)
+    w_stepped = np.where(red, w / 9.0, w)
+    a = common_chi2(model, flux, w, basis)
+    b = common_chi2(model, stepped, w_stepped, basis)
+    np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_line_snr_sees_absorption_at_rest() -> None:
+    wave = np.linspace(3700.0, 9000.0, 4000)
+    flux = np.ones((2, wave.size))
+    flux[1] -= 0.3 * np.exp(-0.5 * ((wave - 6564.6) / 2.0) ** 2)
+    w = np.full(flux.shape, 1e4)
+    snr = line_snr(flux, w, np.ones_like(flux), wave, np.zeros(2), (6564.6,), 250.0, sign=-1.0)
+    assert abs(snr[0]) < 1e-9 and snr[1] > 20
+
+
+def test_a_marginal_answer_is_not_confident(engine: Engine) -> None:
+    rng = np.random.default_rng(2)
+    flux, ivar = sdss_star(engine, "G0Va (143761)", 30.0, rng)
+    loose = PipelineOptions(decision=DecisionParams(marginal=1e12))  # everything marginal
+    out = classify_arrays(flux[None], ivar[None], engine=engine, options=loose)
+    assert out.conf[0] < 0.8
+    assert out.zwarning[0] & int(ZWarning.CLASS_MARGINAL)
+    strict = classify_arrays(flux[None], ivar[None], engine=engine)
+    assert not strict.zwarning[0] & int(ZWarning.CLASS_MARGINAL)
