@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from lamostdb.templates import load_default_templates
-from lamostdb.templates.build import BuildConfig, build_from_records
+from lamostdb.templates.build import BuildConfig, build_from_records, smooth_sequence
 from lamostdb.templates.kesseli import load_kesseli_dir
 from lamostdb.templates.library import TemplateSet
 from lamostdb.templates.libfile import TemplateStats, write_library
@@ -39,6 +39,8 @@ AFG_DIR = SHARED / "spectra" / "lamost" / "dr10_afg"
 KESSELI_DIR = SHARED / "templates" / "kesseli2017"
 OUT = Path(__file__).resolve().parents[1] / "lamostdb" / "templates" / "data" / "lamost_stars.fits"
 BUILT_LETTERS = ("A", "F", "G")
+#: Degree of the per-pixel polynomial in subclass ordinal through the stacks (0: none).
+SMOOTH_DEGREE = 0  # 4 measured worse: letter 75.8 % vs 78.9 %, within 2 steps 66.9 % vs 69.8 % (5-fold CV)
 
 
 def read_afg(exclude: Iterable[int] = ()) -> list:
@@ -83,9 +85,12 @@ def sdss_members() -> TemplateSet:
     return subset(ts, keep, "SDSS spEigenStar-55734 (idlspec2d), SDSS public data")
 
 
-def build_library_sets(records: list) -> tuple[list[TemplateSet], list, list[str], str]:
+def build_library_sets(records: list, smooth_degree: int = SMOOTH_DEGREE
+                       ) -> tuple[list[TemplateSet], list, list[str], str]:
     """The member sets, their stats and licences, and a provenance text."""
     result = build_from_records(records, config=BuildConfig(min_spectra=5, min_snr=10.0))
+    if smooth_degree:
+        result = smooth_sequence(result, degree=smooth_degree)
     built = result.template_set(source="LAMOST DR10 A/F/G stacks (lamostdb templates build)")
     assert built.subclasses is not None
     keep = np.array([spectral_letter(s) in BUILT_LETTERS for s in built.subclasses])

@@ -224,6 +224,10 @@ def decide_class(engine: Engine, fit: FitResult, flux: F64, weight: F64,
         line_count[i] = n_lines
     rescued = check & (rest_lines > p.rest_line_snr) & (line_count >= p.rest_line_count)
     pick = np.where(first == STAR, STAR, np.where(rescued, STAR, other))
+    # the ranking's non-star was no evidence (a galaxy at rest, a grid-edge minimum): the
+    # best class on the common footing, the star included
+    void = (first != STAR) & ~np.isfinite(scaled[rows, first]) & np.isfinite(scaled).any(axis=1)
+    pick = np.where(void, np.argmin(np.where(np.isfinite(scaled), scaled, np.inf), axis=1), pick)
     pick = np.where(np.isfinite(scaled[rows, pick]), pick, first)
 
     # unchanged when the rchi2 ranking's best class is the chosen one
