@@ -16,6 +16,7 @@ from lamostdb.catalog.classify import classify
 from lamostdb.catalog.ingest import ingest
 from lamostdb.catalog.schema import load_schema
 from lamostdb.catalog.store import Catalog
+from lamostdb.match.zwarning import ZWarning
 from lamostdb.sim import simulate_night
 
 
@@ -44,14 +45,25 @@ def test_every_current_spectrum_gets_one_result(classified: tuple[Path, Path]) -
     assert np.allclose(best["z"].to_numpy(), res["z"].to_numpy())
     assert (cand.group_by("specid").len()["len"] == 10).all()
     # after the best (which a polynomial re-match may have replaced), the candidates that are
-    # not degenerate are sorted by reduced chi-square, then the degenerate ones, also sorted
+    # not degenerate are sorted by reduced chi-square, then the degenerate ones, also sorted.
+    # One exception: the class decision may promote a candidate over better-fitting ones; when
+    # the re-match then replaces that answer, the decision's answer stays at rank 1, ahead of
+    # candidates with a lower reduced chi-square (seen once in this night: a faint O9 star).
+    refined = dict(zip(res["specid"], (res["zwarning"] & int(ZWarning.POLY_REFINED)) > 0,
+                       strict=True))
     ordered = cand.sort(["specid", "rank"]).group_by("specid", maintain_order=True).agg(
         pl.col("rchi2"), pl.col("degenerate"))
-    for r, deg in zip(ordered["rchi2"].to_list(), ordered["degenerate"].to_list(), strict=True):
+    n_displaced = 0
+    for sid, r, deg in ordered.select("specid", "rchi2", "degenerate").iter_rows():
         deg = np.array(deg)
         assert not deg[0] and np.all(np.diff(deg.astype(int)) >= 0)  # degenerate ones last
-        for part in (np.array(r)[1:][~deg[1:]], np.array(r)[deg]):
-            assert np.all(np.diff(part) >= 0)
+        after = np.array(r)[1:][~deg[1:]]
+        if not np.all(np.diff(after) >= 0) and refined[sid]:
+            after = after[1:]  # the decision's answer, displaced by the re-match
+            n_displaced += 1
+        for part in (after, np.array(r)[deg]):
+            assert np.all(np.diff(part) >= 0), sid
+    assert n_displaced <= 0.02 * ordered.height  # an exception, not the rule
     assert cand["degenerate"].sum() > 0
 
 

@@ -434,6 +434,7 @@ def test_lrs_and_mec_values() -> None:
         "class": ["STAR", "STAR", "STAR", "GALAXY", "QSO"],
         "subclass": ["G2", "G2", "G5", "Non", "Non"], "z": [1e-4, 2e-4, 3e-4, 0.5, 1.5],
         "z_err": [1e-5] * 5, "rv_kms": [10.0, 20.0, 30.0, None, None],
+        "rv_err_kms": [1.5, 0.5, 1.0, None, None],  # results column since engine 0.3.0
         "rchi2": [1.0, 1.0, 1.0, 1.3, 1.1], "conf": [0.99, 0.98, 0.97, 0.9, 0.6],
         "zwarning": [0, 0, 4, 0, 256],
     }).with_columns(("sha-" + pl.col("specid")).alias("source_sha256"))
@@ -445,8 +446,10 @@ def test_lrs_and_mec_values() -> None:
     ids = compute_ids(objs).with_columns(pl.lit("r1").alias("run_id"))
     con = _views_con(sp, res, ids)
 
-    lrs = con.sql("SELECT specid, designation, class, gp_type FROM lrs ORDER BY specid").pl()
+    lrs = con.sql("SELECT specid, designation, class, gp_type, rv_err_kms FROM lrs "
+                  "ORDER BY specid").pl()
     assert lrs.height == 6
+    assert dict(zip(lrs["specid"], lrs["rv_err_kms"], strict=True))["s-a"] == 1.5
     assert dict(zip(lrs["specid"], lrs["designation"], strict=True))["s-b"] == "LAMOST Jx"
     assert dict(zip(lrs["specid"], lrs["designation"], strict=True))["u-a"] == \
         "LAMOST J220848.54-020324.3"
