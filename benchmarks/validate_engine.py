@@ -450,46 +450,36 @@ def write_outputs(out: Path, figs: list[Figure], extra: dict[str, Any], d: dict[
 
 def cross_validate(d: dict[str, Any], res: dict[str, np.ndarray], k: int,
                    options: PipelineOptions) -> None:
-    """Replace the results of the dr10_afg spectra by K-fold out-of-sample ones (in place).
+    """Replace the results of the labelled LAMOST stars by K-fold out-of-sample ones (in place).
 
-    The default library's LAMOST A/F/G stacks are built from dr10_afg; scoring those
-    spectra with a library built from them would be in-sample. Each fold (files in a seeded
-    random order) is classified with a library whose stacks leave the fold out, built by
-    the same code as the shipped one (``make_default_library.build_library_sets``).
+    The default library is learned from the labelled LAMOST stars of ../shared (A/F/G stacks,
+    and every template's subclass put on LAMOST's scale); scoring those spectra with it would
+    be in-sample. The stars are split into K folds (seeded random order) and each fold is
+    classified with a library made without it, by the same code as the shipped one
+    (``make_default_library.build_library_sets``). LAMOST galaxies, QSOs and SDSS spectra
+    took no part in making the library and keep the shipped library's results.
     """
     import make_default_library as mdl
 
-    from lamostdb.io import read_spectrum as read
     from lamostdb.match.engine import prepare_engine
     from lamostdb.templates import load_default_templates
 
-    files = sorted(mdl.AFG_DIR.glob("*.fits.gz"))
-    rel = np.array([str(f.relative_to(SHARED)) for f in files])
-    fold = np.random.default_rng(12345).permutation(len(files)) % k
-    records = [read(f) for f in files]
+    records = mdl.read_lamost_stars()
+    rel = np.array([str(Path(r.source_path).relative_to(SHARED)) for r in records])
+    fold = np.random.default_rng(12345).permutation(len(records)) % k
     row_of = {f: i for i, f in enumerate(d["file"])}
     for j in range(k):
         train = [r for r, g in zip(records, fold, strict=True) if g != j]
         sets, _, _, _ = mdl.build_library_sets(train)
         templates = load_default_templates()
-        templates["STAR"] = _one_set(sets)
+        templates["STAR"] = sets[0]
         eng = prepare_engine(templates)
         rows = np.array([row_of[f] for f in rel[fold == j] if f in row_of])
         part = classify(d["flux"][rows], d["ivar"][rows], d["fibertype"][rows], eng, options)
         for key, val in part.items():
             res[key][rows] = val
-        print(f"cross-validation fold {j + 1}/{k}: {rows.size} dr10_afg spectra scored with "
-              f"stacks of {len(train)} others")
-
-
-def _one_set(sets: list[Any]) -> Any:
-    """Single STAR template sets on one grid, through the library file (as shipped)."""
-    from lamostdb.templates.libfile import load_library, write_library
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "lib.fits"
-        write_library(path, sets, name="cv", provenance="cross-validation fold")
-        return load_library(path)
+        print(f"cross-validation fold {j + 1}/{k}: {rows.size} LAMOST stars scored with a "
+              f"library made from the {len(train)} others", flush=True)
 
 
 def main() -> None:

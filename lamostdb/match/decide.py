@@ -30,7 +30,9 @@ The decision therefore re-scores the best candidate of each class on the same fo
    used: the forest absorbs anything there, and a broad absorption trough is one line).
    A non-star kept with more than ``rest_line_hint`` sigma of such absorption is marginal.
 
-The pipeline caps the confidence of answers whose margin is below ``marginal`` and sets
+The margin of the chosen class is the smaller of its lead on the common footing and its lead
+in the ranking's own chi-square (both scaled). The pipeline caps the confidence of answers
+whose margin is below ``marginal`` and sets
 ZWARNING bit CLASS_MARGINAL; measured choices of every setting are in ``benchmarks``.
 """
 
@@ -226,7 +228,8 @@ def decide_class(engine: Engine, fit: FitResult, flux: F64, weight: F64,
     pick = np.where(first == STAR, STAR, np.where(rescued, STAR, other))
     # the ranking's non-star was no evidence (a galaxy at rest, a grid-edge minimum): the
     # best class on the common footing, the star included
-    void = (first != STAR) & ~np.isfinite(scaled[rows, first]) & np.isfinite(scaled).any(axis=1)
+    void = ((first != STAR) & ~np.isfinite(scaled[rows, first]) & np.isfinite(scaled).any(axis=1)
+            & ~rescued)
     pick = np.where(void, np.argmin(np.where(np.isfinite(scaled), scaled, np.inf), axis=1), pick)
     pick = np.where(np.isfinite(scaled[rows, pick]), pick, first)
 
@@ -236,8 +239,16 @@ def decide_class(engine: Engine, fit: FitResult, flux: F64, weight: F64,
     chosen = fit.objclass[rows, choice].astype(np.int64)
     others = scaled.copy()
     others[rows, chosen] = np.inf
+    # the ranking's own chi-square gap, on the same scale: both footings must agree that the
+    # chosen class is ahead for the answer to be clear
+    ranked = np.full((n_s, 3), np.inf)
+    for code in range(3):
+        has = best[:, code] >= 0
+        ranked[has, code] = fit.chi2[rows[has], best[has, code]] / scale[has]
+    ranked_others = np.where(np.isfinite(others), ranked, np.inf)
     with np.errstate(invalid="ignore"):
-        margin = np.min(others, axis=1) - scaled[rows, chosen]
+        margin = np.minimum(np.min(others, axis=1) - scaled[rows, chosen],
+                            np.min(ranked_others, axis=1) - ranked[rows, chosen])
     # a star kept on its lines alone: the evidence is the lines' chi-square beyond the cut
     margin = np.where(rescued & (chosen == STAR), rest_lines**2 - p.rest_line_snr**2, margin)
     # a non-star kept although the star's lines are half there: not a confident answer
