@@ -254,6 +254,11 @@ def real_figures(d: dict[str, Any], res: dict[str, np.ndarray]) -> tuple[list[Fi
     figs.append(Figure("LAMOST stars: robust sigma of dv/sqrt(err^2+Z_ERR^2)",
                        robust_scatter(pull), Target(low=0.8, high=1.25),
                        f"{pull.size} stars; median pull {np.median(pull):+.2f}", ".3f"))
+    # the ceiling of that figure: with our z_err = 0 the pull is dv / Z_ERR alone
+    ceiling = (res["z"] - lz)[oke] / lze[oke]
+    figs.append(Figure("LAMOST stars: robust sigma of dv/Z_ERR (our z_err = 0)",
+                       robust_scatter(ceiling), Target(),
+                       "no z_err of ours can raise the figure above beyond this", ".3f"))
     sd = survey == "SDSS"
     clean = sd & (d["sdss_zwarning"] == 0) & np.isin(label, CLASSES)
     v, k, n = fraction(ours[clean] == label[clean])
