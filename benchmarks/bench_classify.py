@@ -11,7 +11,7 @@ Prints:
 - the star chi-square kernel's achieved GFLOP/s next to a plain numpy float64 and float32
   matrix product of the same shape measured in the same run (the machine's practical roof);
 - per-stage time of one 32-spectrum batch: star kernel, galaxy and QSO FFT correlations,
-  small solves.
+  small solves (``profile_pipeline.py`` times every step of ``classify_arrays``).
 """
 
 from __future__ import annotations
@@ -108,8 +108,9 @@ def kernel_figures(night: Path) -> None:
     f_med = statistics.median(p[0] for p in pairs)
     w_med = statistics.median(p[1] for p in pairs)
     ratio = statistics.median(p[1] / p[0] for p in pairs)
-    print(f"the whole method on the batch (fit + reordering + model + confidence + re-match of "
-          f"Conf < 0.8 + ZWARNING), median of 7 interleaved pairs: {w_med * 1e3:.0f} ms vs "
+    print(f"the whole method on the batch (fit + reordering + class decision + model + "
+          f"confidence + re-match of Conf < 0.8 + star velocity + ZWARNING), median of 7 "
+          f"interleaved pairs: {w_med * 1e3:.0f} ms vs "
           f"fit_spectra {f_med * 1e3:.0f} ms; ratio {ratio:.2f}")
 
 
