@@ -8,7 +8,8 @@ Prints:
 
 - end-to-end ``classify`` of a simulated night (all cores): spectra/s (median of repeats, each
   on a fresh copy of the ingested catalogue) and peak RSS of the main process and the workers;
-- the star chi-square kernel's achieved GFLOP/s next to a plain numpy float64 and float32
+- on one core (one BLAS thread, as in a worker): the star chi-square kernel's achieved
+  GFLOP/s next to a plain numpy float64 and float32
   matrix product of the same shape measured in the same run (the machine's practical roof);
 - per-stage time of one 32-spectrum batch: star kernel, galaxy and QSO FFT correlations,
   small solves (``profile_pipeline.py`` times every step of ``classify_arrays``).
@@ -147,7 +148,12 @@ def main() -> None:
               f"{', '.join(f'{w:.1f}' for w in walls)} s -> median {args.n / med:.0f} spectra/s")
         print(f"peak RSS: main {max(r['rss_main_mb'] for r in runs):.0f} MB, worker "
               f"{max(r['rss_worker_mb'] for r in runs):.0f} MB; classes {runs[-1]['counts']}")
-        kernel_figures(work / "night")
+        from threadpoolctl import threadpool_limits
+
+        # one BLAS thread, as in the classify workers: on a shared machine, threads fighting
+        # over the cores made one batch 4x slower than in a worker
+        with threadpool_limits(limits=1):
+            kernel_figures(work / "night")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
