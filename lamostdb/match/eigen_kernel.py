@@ -103,6 +103,9 @@ def eigen_chi2_all(
     Returns
     -------
     m : (S, L, n, n) and b : (S, L, n)
+        Views of (n, n, S, L) and (n, S, L) arrays: each correlation is written as one
+        contiguous block instead of a stride-n*n scatter (the callers gather the lags they
+        need anyway).
     """
     lo, hi = m_range
     n_l = hi - lo + 1
@@ -120,8 +123,8 @@ def eigen_chi2_all(
         base = ivar if kind == "w" else ivar * flux
         return base * o(key[0]) * o(key[1])
 
-    m = np.empty((n_s, n_l, n, n))
-    b = np.empty((n_s, n_l, n))
+    mt = np.empty((n, n, n_s, n_l))
+    bt = np.empty((n, n_s, n_l))
     for a, c in design.pairs():
         okey = _obs_key(design.obs[a], design.obs[c])
         rkey = _rest_key(design, a, c)
@@ -129,7 +132,7 @@ def eigen_chi2_all(
             ck = ("w", okey)
             if ck not in const:
                 const[ck] = weighted("w", okey).sum(axis=1)
-            m[:, :, a, c] = const[ck][:, None]
+            mt[a, c] = const[ck][:, None]
         else:
             fk = ("w", okey)
             if fk not in fwd:
@@ -137,22 +140,22 @@ def eigen_chi2_all(
                                             workers=workers))
             corr = sfft.irfft(fwd[fk] * rest_fft[rkey][None, :], nfft, axis=-1,
                               workers=workers)[:, lo:hi + 1]
-            m[:, :, a, c] = corr
-        m[:, :, c, a] = m[:, :, a, c]
+            mt[a, c] = corr
+        mt[c, a] = mt[a, c]
     for a in range(n):
         okey = (design.obs[a], -1) if design.obs[a] >= 0 else (-1, -1)
         okey = _obs_key(*okey)
         j = design.rest[a]
         if j < 0:
-            b[:, :, a] = weighted("f", okey).sum(axis=1)[:, None]
+            bt[a] = weighted("f", okey).sum(axis=1)[:, None]
         else:
             fk = ("f", okey)
             if fk not in fwd:
                 fwd[fk] = np.conj(sfft.rfft(weighted("f", okey), nfft, axis=-1,
                                             workers=workers))
-            b[:, :, a] = sfft.irfft(fwd[fk] * rest_fft[(j, -1)][None, :], nfft, axis=-1,
+            bt[a] = sfft.irfft(fwd[fk] * rest_fft[(j, -1)][None, :], nfft, axis=-1,
                                     workers=workers)[:, lo:hi + 1]
-    return m, b
+    return mt.transpose(2, 3, 0, 1), bt.transpose(1, 2, 0)
 
 
 def _eigen_chi2_at(

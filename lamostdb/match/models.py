@@ -43,6 +43,16 @@ def shift_rows(vectors: F64, loglam0: float, dloglam: float, rows: npt.NDArray[n
     >>> round(float(out[0, 0]), 6)                  # exact for polynomials up to cubic
     20.25
     """
+    return shift_many(vectors, loglam0, dloglam, np.asarray(rows)[None, :], obs_loglam, z)[0]
+
+
+def shift_many(vectors: F64, loglam0: float, dloglam: float, rows: npt.NDArray[np.int64],
+               obs_loglam: F64, z: F64) -> F64:
+    """``shift_rows`` for several rows per spectrum: rows (J, S) -> (J, S, P).
+
+    The interpolation weights depend on the redshift only, so they are computed once for
+    the J rows (the eigenvectors of a basis share them).
+    """
     rest = obs_loglam[None, :] - np.log10(1.0 + np.asarray(z, dtype=np.float64))[:, None]
     x = (rest - loglam0) / dloglam
     i0 = np.floor(x).astype(np.int64)
@@ -53,19 +63,23 @@ def shift_rows(vectors: F64, loglam0: float, dloglam: float, rows: npt.NDArray[n
          (1.5 * t - 2.5) * t * t + 1.0,
          ((-1.5 * t + 2.0) * t + 0.5) * t,
          (0.5 * t - 0.5) * t * t)
-    out = np.zeros(x.shape)
+    idx = [np.clip(i0 + k, 0, n - 1) for k in (-1, 0, 1, 2)]
     inside = (i0 >= 0) & (i0 <= n - 1)
-    r = np.asarray(rows)[:, None]
-    for k, wk in zip((-1, 0, 1, 2), w, strict=True):  # four gathers, not a loop over data
-        idx = np.clip(i0 + k, 0, n - 1)
-        out += wk * vectors[r, idx]
-    return np.where(inside, out, 0.0)
+    out = np.zeros((rows.shape[0],) + x.shape)
+    for j, row in enumerate(rows):  # a loop over basis rows (1 to 4), not over spectra
+        r = row[:, None]
+        acc = np.zeros(x.shape)
+        for wk, ik in zip(w, idx, strict=True):  # four gathers
+            acc += wk * vectors[r, ik]
+        out[j] = np.where(inside, acc, 0.0)
+    return out
 
 
 def solve_design(x: F64, flux: F64, ivar: F64) -> Fitted:
     """Minimise sum w (f - X a)^2 for every spectrum: X (S, P, K), flux/ivar (S, P)."""
     xw = x * ivar[:, :, None]
-    m = np.einsum("spk,spl->skl", xw, x)
+    # a batched BLAS product: 6x the einsum's speed (sums in another order, ~1e-15 relative)
+    m = np.matmul(xw.transpose(0, 2, 1), x)
     b = np.einsum("spk,sp->sk", xw, flux)
     a = solve_normal_equations(m, b)
     model = np.einsum("spk,sk->sp", x, a)
@@ -98,6 +112,16 @@ def shifted_eigen(engine: Engine, block: EigenBlock, j: int, z: F64) -> F64:
     return shift_rows(block.vectors, rest0, grid.dloglam, np.full(z.size, j), obs, z)
 
 
+def shifted_eigens(engine: Engine, block: EigenBlock, vectors: list[int], z: F64) -> F64:
+    """Eigenvectors ``vectors`` of ``block`` at each redshift of ``z``: (J, S, P)."""
+    grid = engine.grid
+    obs = grid.loglam0 + grid.dloglam * np.arange(grid.npix)
+    rest0 = grid.loglam0 - block.offset * grid.dloglam  # aligned rest grid
+    z = np.asarray(z, dtype=np.float64)
+    rows = np.repeat(np.asarray(vectors, dtype=np.int64)[:, None], z.size, axis=1)
+    return shift_many(block.vectors, rest0, grid.dloglam, rows, obs, z)
+
+
 def star_design(engine: Engine, template: npt.NDArray[np.int64], z: F64,
                 continuum: F64 | None = None) -> F64:
     """Shifted single templates times continuum functions: (S, P, K).
@@ -113,7 +137,8 @@ def eigen_design(engine: Engine, block: EigenBlock, z: F64) -> F64:
     grid = engine.grid
     n_s = np.asarray(z).size
     ones = np.ones(grid.npix)
-    shifted = {j: shifted_eigen(engine, block, j, z) for j in set(block.design.rest) if j >= 0}
+    used = sorted(j for j in set(block.design.rest) if j >= 0)
+    shifted = dict(zip(used, shifted_eigens(engine, block, used, z), strict=True))
     cols = []
     for r, o in zip(block.design.rest, block.design.obs, strict=True):
         obs_part = ones if o < 0 else engine.obs_funcs[o]

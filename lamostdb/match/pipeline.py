@@ -29,7 +29,7 @@ from lamostdb.match.confidence import (
     default_params,
     type_group,
 )
-from lamostdb.match.decide import DecisionParams, decide_class
+from lamostdb.match.decide import DecisionParams, best_of_class, decide_class
 from lamostdb.match.engine import Engine, get_engine
 from lamostdb.match.fit import CLASS_CODES, FitResult, fit_spectra, weighted_inputs
 from lamostdb.match.models import fit_models
@@ -221,8 +221,16 @@ def classify_arrays(flux: npt.ArrayLike, ivar: npt.ArrayLike, *, engine: Engine 
     if not opt.reorder:
         ambiguous_letter = np.zeros(n_s, dtype=bool)
     margin = np.full(n_s, np.inf)
+    # best-fit models already fitted by the class decision: (S,) row taken, (S, P) values
+    reused = np.zeros(n_s, dtype=bool)
+    reused_model = np.zeros_like(f)
     if opt.decide:
         dec = decide_class(engine, fit, f, w, params=opt.decision)
+        if dec.models is not None:  # the chosen candidate is its class's best: same model
+            rows = np.arange(n_s)
+            code = fit.objclass[rows, dec.choice].astype(np.int64)
+            reused = best_of_class(fit)[rows, code] == dec.choice
+            reused_model = dec.models[code, rows]
         margin = dec.margin
         moved = np.flatnonzero(dec.choice > 0)
         if moved.size:
@@ -232,8 +240,11 @@ def classify_arrays(flux: npt.ArrayLike, ivar: npt.ArrayLike, *, engine: Engine 
     cls_names = np.array(CLASS_CODES)
     subclass = _subclass_matrix(fit, subs)
     best_cls = cls_names[fit.objclass[:, 0]]
-    model = fit_models(engine, f, w, best_cls, fit.template[:, 0].astype(np.int64),
-                       fit.z[:, 0]).model
+    model = reused_model
+    todo = np.flatnonzero(~reused)
+    if todo.size:
+        model[todo] = fit_models(engine, f[todo], w[todo], best_cls[todo],
+                                 fit.template[todo, 0].astype(np.int64), fit.z[todo, 0]).model
     wave = engine.grid.wave_angstrom
     groups = np.array([type_group(c, s) for c, s in zip(best_cls, subclass[:, 0], strict=True)],
                       dtype="U9")

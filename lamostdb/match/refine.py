@@ -34,7 +34,7 @@ import numpy.typing as npt
 
 from lamostdb.match.engine import EigenBlock, Engine
 from lamostdb.match.fit import CLASS_CODES
-from lamostdb.match.models import legendre_rows, shifted_eigen, shifted_stars, solve_design
+from lamostdb.match.models import legendre_rows, shifted_eigens, shifted_stars, solve_design
 
 F64 = npt.NDArray[np.float64]
 STAR_STEP = 1e-4
@@ -90,7 +90,7 @@ def _design(engine: Engine, cls: npt.NDArray[np.int8], tpl: npt.NDArray[np.int64
         block = blocks.get(CLASS_CODES[code])
         if not sel.size or block is None:
             continue
-        e = [shifted_eigen(engine, block, j, z[sel]) for j in range(block.n_vectors)]
+        e = shifted_eigens(engine, block, list(range(block.n_vectors)), z[sel])
         x[sel, :, : cont.shape[0]] = e[0][:, :, None] * cont.T[None]
         col = cont.shape[0]
         for j in range(1, block.n_vectors):

@@ -25,7 +25,6 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
-from scipy.interpolate import CubicSpline
 
 from lamostdb.match.engine import Engine
 from lamostdb.match.fit import CLASS_CODES, FitResult
@@ -86,38 +85,38 @@ class _SplineShifter:
     The same interpolation as the star kernel's precomputed grid (``engine.prepare_star``):
     a not-a-knot cubic spline through the template's samples. Cubic convolution (Keys)
     differs from it by up to ~1 km/s depending on the sub-pixel phase, at S/N 200 five
-    times the velocity error, so the fit uses the spline. Only the rows the batch needs
-    are splined: (4, n - 1, S) polynomial coefficients, then four gathers per trial.
+    times the velocity error, so the fit uses the spline. The coefficients of every template
+    are built once per engine (``StarBlock.spline_coeffs``, (NT, n - 1, 4)); each trial is
+    one gather of the four coefficients per pixel and a Horner evaluation.
     """
 
     def __init__(self, engine: Engine, template: npt.NDArray[np.int64]) -> None:
         grid = engine.grid
         self.obs = grid.loglam0 + grid.dloglam * np.arange(grid.npix)
-        self.parts: list[tuple[npt.NDArray[np.intp], float, float, F64]] = []
+        self.parts: list[tuple[npt.NDArray[np.intp], npt.NDArray[np.int64], float, float,
+                               F64]] = []
         start = 0
-        for ts in engine.star.rest:  # a loop over template files (usually one)
-            local = template - start
+        for ts, coef in zip(engine.star.rest, engine.star.spline_coeffs, strict=True):
+            local = template - start  # a loop over template files (usually one)
             sel = np.flatnonzero((local >= 0) & (local < len(ts.names)))
             if sel.size:
-                rest = ts.loglam0 + ts.dloglam * np.arange(ts.vectors.shape[1])
-                coef = CubicSpline(rest, ts.vectors[local[sel]], axis=1).c  # (4, n-1, U)
-                self.parts.append((sel, ts.loglam0, ts.dloglam, coef))
+                self.parts.append((sel, local[sel][:, None], ts.loglam0, ts.dloglam, coef))
             start += len(ts.names)
         self.n_s = template.size
 
     def __call__(self, z: F64) -> F64:
         out = np.zeros((self.n_s, self.obs.size))
-        for sel, loglam0, dloglam, coef in self.parts:
+        for sel, row, loglam0, dloglam, coef in self.parts:
             x = (self.obs[None, :] - np.log10(1.0 + z[sel])[:, None] - loglam0) / dloglam
             n_int = coef.shape[1]
             i0 = np.floor(x).astype(np.int64)
             inside = (i0 >= 0) & (i0 < n_int)
             i0 = np.clip(i0, 0, n_int - 1)
             t = (x - i0) * dloglam
-            col = np.arange(sel.size)[:, None]
-            val = coef[0][i0, col]
+            c = coef[row, i0]  # (S, P, 4)
+            val = c[..., 0]
             for k in (1, 2, 3):  # Horner over the four polynomial coefficients
-                val = val * t + coef[k][i0, col]
+                val = val * t + c[..., k]
             out[sel] = np.where(inside, val, 0.0)
         return out
 
