@@ -72,7 +72,14 @@ def test_eigen_fft_correlations_equal_direct_least_squares(engine, objclass: str
                 obs = ones if o < 0 else engine.obs_funcs[o]
                 cols.append(rest * obs)
             design = np.array(cols).T
-            assert chi2[s, j] == pytest.approx(_lstsq_chi2(design, flux[s], ivar[s]), rel=1e-6)
+            # At the highest QSO lags (z ~ 6) Lyman alpha sits near the red end and the additive
+            # terms redward of it live on ~300 pixels, where P0, P1 and P2 are nearly
+            # collinear: the design's condition number reaches ~4e3, so ~1.6e7 for the normal
+            # equations, and their ridge loading (1e-9, linalg.py) moves chi2 by ~1e-4.
+            sw = np.sqrt(ivar[s])[:, None]
+            cond = np.linalg.cond(design * sw / np.linalg.norm(design * sw, axis=0).clip(1e-300))
+            rel = 1e-6 if cond < 1e3 else 1e-3
+            assert chi2[s, j] == pytest.approx(_lstsq_chi2(design, flux[s], ivar[s]), rel=rel)
 
 
 def _distort(p: int, rng: np.random.Generator) -> np.ndarray:
