@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+from dataclasses import replace
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -116,7 +117,6 @@ def on_lamost_scale(sets: list[TemplateSet], records: list, *, min_wins: int = 3
     Returns the library and the number of templates relabelled.
     """
     import tempfile
-    from dataclasses import replace
 
     from lamostdb.match.engine import prepare_engine
     from lamostdb.match.fit import fit_spectra, weighted_inputs
@@ -166,11 +166,11 @@ def spell_ordinal(ordinal: float) -> str:
 
 def build_library_sets(records: list, smooth_degree: int = SMOOTH_DEGREE
                        ) -> tuple[list[TemplateSet], list, list[str], str]:
-    """The library (one set, on LAMOST's scale), its stats and licence, and a provenance."""
+    """The member sets (on LAMOST's scale), their stats and licences, and a provenance."""
     result = build_from_records(records, config=BuildConfig(min_spectra=5, min_snr=10.0))
     if smooth_degree:
         result = smooth_sequence(result, degree=smooth_degree)
-    built = result.template_set(source="LAMOST DR10 A/F/G stacks (lamostdb templates build)")
+    built = result.template_set(source="LAMOST A, F and G stacks (lamostdb templates build)")
     assert built.subclasses is not None
     keep = np.array([spectral_letter(s) in BUILT_LETTERS for s in built.subclasses])
     built = subset(built, keep, built.source)
@@ -179,10 +179,16 @@ def build_library_sets(records: list, smooth_degree: int = SMOOTH_DEGREE
     kes = kesseli_members()
     sdss = sdss_members()
     sets = [built, kes, sdss]
-    stats = [*stats_built, *([None] * len(kes.names)), *([None] * len(sdss.names))]
-    licence = ("LAMOST stacks: LAMOST public data (acknowledge LAMOST); Kesseli 2017: MIT; "
-               "SDSS spEigenStar: SDSS public data")
+    stats = [stats_built, [None] * len(kes.names), [None] * len(sdss.names)]
+    licences = ["LAMOST public data (acknowledge LAMOST)", "MIT", "SDSS public data"]
     lib, changed = on_lamost_scale(sets, records)
+    assert lib.subclasses is not None and lib.notes is not None
+    start, scaled = 0, []
+    for ts in sets:  # the library file keeps each member's source and licence
+        n = len(ts.names)
+        scaled.append(replace(ts, subclasses=lib.subclasses[start:start + n],
+                              notes=lib.notes[start:start + n]))
+        start += n
     reported = "; ".join(f"{r.label}: {r.reason}" for r in result.reported)
     prov = (f"lamostdb default star library, made {dt.date.today().isoformat()} by "
             f"benchmarks/make_default_library.py: {len(built.names)} LAMOST A/F/G stacks from "
@@ -190,7 +196,7 @@ def build_library_sets(records: list, smooth_degree: int = SMOOTH_DEGREE
             f"{len(kes.names)} Kesseli 2017 O/B/L and solar-[Fe/H] K/M dwarfs; "
             f"{len(sdss.names)} SDSS spEigenStar K/M giants, white dwarfs and carbon stars; "
             f"{changed} templates relabelled onto LAMOST's subclass scale.")
-    return [lib], [stats], [licence], prov
+    return scaled, stats, licences, prov
 
 
 def main() -> None:

@@ -477,7 +477,7 @@ def cross_validate(d: dict[str, Any], res: dict[str, np.ndarray], k: int,
         train = [r for r, g in zip(records, fold, strict=True) if g != j]
         sets, _, _, _ = mdl.build_library_sets(train)
         templates = load_default_templates()
-        templates["STAR"] = sets[0]
+        templates["STAR"] = _one_set(sets)
         eng = prepare_engine(templates)
         rows = np.array([row_of[f] for f in rel[fold == j] if f in row_of])
         part = classify(d["flux"][rows], d["ivar"][rows], d["fibertype"][rows], eng, options)
@@ -485,6 +485,16 @@ def cross_validate(d: dict[str, Any], res: dict[str, np.ndarray], k: int,
             res[key][rows] = val
         print(f"cross-validation fold {j + 1}/{k}: {rows.size} LAMOST stars scored with a "
               f"library made from the {len(train)} others", flush=True)
+
+
+def _one_set(sets: list[Any]) -> Any:
+    """Single STAR template sets on one grid, through the library file (as shipped)."""
+    from lamostdb.templates.libfile import load_library, write_library
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "lib.fits"
+        write_library(path, sets, name="cv", provenance="cross-validation fold")
+        return load_library(path)
 
 
 def main() -> None:
