@@ -49,7 +49,7 @@ from lamostdb.match.batch import batch_to_matrices
 from lamostdb.match.engine import Engine, get_engine
 from lamostdb.match.fit import CLASS_CODES
 from lamostdb.match.pipeline import PipelineOptions, classify_arrays
-from lamostdb.templates.subclass import parse_subclass, spectral_letter, subclass_distance
+from lamostdb.templates.subclass import spectral_letter, subclass_distance
 from lamostdb.validate.acceptance import (
     Figure,
     Target,
@@ -225,8 +225,8 @@ def real_figures(d: dict[str, Any], res: dict[str, np.ndarray]) -> tuple[list[Fi
                        _pct(k, n), ".2f", True))
     lost = known & (label == "STAR") & (d["snrg"] >= 10) & np.isin(ours, ["GALAXY", "QSO"])
     figs.append(Figure("LAMOST stars S/N_g >= 10 answered GALAXY/QSO", float(lost.sum()),
-                       Target(low=0.0, high=0.0), f"of {int((known & (label == 'STAR') & (d['snrg'] >= 10)).sum())}",
-                       ".0f"))
+                       Target(low=0.0, high=0.0),
+                       f"of {int((known & (label == 'STAR') & (d['snrg'] >= 10)).sum())}", ".0f"))
     info["lost_stars"] = [f"{d['specid'][i]} {d['file'][i]} -> {ours[i]} z={res['z'][i]:.4f}"
                           for i in np.flatnonzero(lost)]
     both = known & (label == "STAR") & (ours == "STAR")
@@ -276,8 +276,8 @@ def real_figures(d: dict[str, Any], res: dict[str, np.ndarray]) -> tuple[list[Fi
     conf = res["conf"]
     sure = wrong & (conf >= 0.8)
     figs.append(Figure("real (LAMOST + SDSS ZWARNING=0): wrong class with conf >= 0.8",
-                       float(sure.sum()), Target(low=0.0, high=0.0), f"of {int(wrong.sum())} wrong, "
-                       f"{int(scored.sum())} scored", ".0f"))
+                       float(sure.sum()), Target(low=0.0, high=0.0),
+                       f"of {int(wrong.sum())} wrong, {int(scored.sum())} scored", ".0f"))
     info["confident_wrong"] = [d["file"][i] for i in np.flatnonzero(sure)]
     info["wrong_rows"] = np.flatnonzero(wrong)
     # Letter breakdown: LAMOST letter -> our letter (or our class when not a star).

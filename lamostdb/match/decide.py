@@ -249,8 +249,9 @@ def decide_class(engine: Engine, fit: FitResult, flux: F64, weight: F64,
     # chosen class is ahead for the answer to be clear
     ranked = np.full((n_s, 3), np.inf)
     for code in range(3):
-        has = best[:, code] >= 0
-        ranked[has, code] = fit.chi2[rows[has], best[has, code]] / scale[has]
+        with_best = best[:, code] >= 0
+        ranked[with_best, code] = (fit.chi2[rows[with_best], best[with_best, code]]
+                                   / scale[with_best])
     ranked_others = np.where(np.isfinite(others), ranked, np.inf)
     with np.errstate(invalid="ignore"):
         margin = np.minimum(np.min(others, axis=1) - scaled[rows, chosen],

@@ -483,8 +483,8 @@ def smooth_sequence(result: BuildResult, *, degree: int = 4) -> BuildResult:
     """
     from lamostdb.templates.subclass import parse_subclass
 
-    ords = np.array([np.nan if parse_subclass(t.label)[1] is None
-                     else float(parse_subclass(t.label)[1]) for t in result.templates])
+    parsed = [parse_subclass(t.label)[1] for t in result.templates]
+    ords = np.array([np.nan if o is None else float(o) for o in parsed])
     use = np.isfinite(ords)
     if use.sum() < degree + 2:
         return result
