@@ -51,6 +51,16 @@ class ImportedLibrary:
     left_out: tuple[LeftOut, ...]
 
 
+def on_lamost_grid(names: tuple[str, ...], subclasses: tuple[str, ...], notes: list[str],
+                   vectors: npt.NDArray[np.float64], k_lo: int, files: list) -> TemplateSet:
+    """An imported single STAR set whose first pixel is grid index ``k_lo``."""
+    source = str(files[0]) if len(files) == 1 else str(files[0].parent)
+    return TemplateSet(objclass="STAR", kind="single", names=names,
+                       loglam0=LAMOST_LOGLAM0 + LAMOST_DLOGLAM * k_lo, dloglam=LAMOST_DLOGLAM,
+                       vectors=vectors, source=source, subclasses=subclasses,
+                       notes=tuple(notes))
+
+
 def grid_index(loglam: npt.ArrayLike) -> npt.NDArray[np.int64]:
     """Integer ``k`` with ``loglam = 3.5682 + 1e-4 * k`` (rounded to the nearest pixel).
 

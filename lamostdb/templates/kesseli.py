@@ -33,8 +33,8 @@ from lamostdb.templates.empirical import (
     fill_gaps,
     grid_index,
     lamost_subclass,
+    on_lamost_grid,
 )
-from lamostdb.templates.library import TemplateSet
 from lamostdb.templates.subclass import subclass_ordinal
 
 __all__ = ["KESSELI_SOURCE", "is_kesseli_file", "load_kesseli", "load_kesseli_dir"]
@@ -143,12 +143,8 @@ def load_kesseli(paths: Path | str | list[Path] | list[str]) -> ImportedLibrary:
         if n_filled:
             parts.append(f"{n_filled} pixels without data interpolated")
         notes.append("; ".join(parts))
-    source = str(files[0]) if len(files) == 1 else str(files[0].parent)
-    ts = TemplateSet(
-        objclass="STAR", kind="single", names=tuple(r[2] for r in rows),
-        loglam0=LAMOST_LOGLAM0 + LAMOST_DLOGLAM * k_lo, dloglam=LAMOST_DLOGLAM,
-        vectors=vectors, source=source, subclasses=tuple(r[3] for r in rows),
-        notes=tuple(notes))
+    ts = on_lamost_grid(tuple(r[2] for r in rows), tuple(r[3] for r in rows), notes, vectors,
+                        k_lo, files)
     return ImportedLibrary(ts, tuple(left_out))
 
 

@@ -32,8 +32,8 @@ from lamostdb.templates.empirical import (
     air_to_vacuum_angstrom,
     fill_gaps,
     lamost_subclass,
+    on_lamost_grid,
 )
-from lamostdb.templates.library import TemplateSet
 from lamostdb.templates.subclass import subclass_ordinal
 
 __all__ = ["STELIB_SOURCE", "is_stelib_header", "load_stelib", "load_stelib_dir"]
@@ -150,12 +150,8 @@ def load_stelib(paths: Path | str | list[Path] | list[str], *,
         if n_filled:
             parts.append(f"{n_filled} pixels without data interpolated")
         notes.append("; ".join(parts))
-    source = str(files[0]) if len(files) == 1 else str(files[0].parent)
-    ts = TemplateSet(
-        objclass="STAR", kind="single", names=tuple(r[1] for r in kept),
-        loglam0=LAMOST_LOGLAM0 + LAMOST_DLOGLAM * k_lo, dloglam=LAMOST_DLOGLAM,
-        vectors=vectors, source=source, subclasses=tuple(r[2] for r in kept),
-        notes=tuple(notes))
+    ts = on_lamost_grid(tuple(r[1] for r in kept), tuple(r[2] for r in kept), notes, vectors,
+                        k_lo, files)
     return ImportedLibrary(ts, tuple(left_out))
 
 
