@@ -140,3 +140,29 @@ def test_a_marginal_answer_is_not_confident(engine: Engine) -> None:
     assert out.zwarning[0] & int(ZWarning.CLASS_MARGINAL)
     strict = classify_arrays(flux[None], ivar[None], engine=engine)
     assert not strict.zwarning[0] & int(ZWarning.CLASS_MARGINAL)
+
+
+def test_a_qso_break_on_the_arm_join_loses_to_the_star(engine: Engine) -> None:
+    """A 3.5x join step looks like a Lyman-alpha break at z ~ 3.7: on the common footing,
+    where the step is free for every class, the star wins."""
+    from dataclasses import replace
+
+    from lamostdb.match.pipeline import _reordered
+
+    rng = np.random.default_rng(13)
+    flux, ivar = sdss_star(engine, "G0Va (143761)", 25.0, rng, step=3.5)
+    f, w = weighted_inputs(engine, flux[None], ivar[None])
+    fit = fit_spectra(f, w, engine=engine)
+    j = int(best_of_class(fit)[0, CLASS_CODES.index("QSO")])
+    z = fit.z.copy()
+    z[0, j] = 5800.0 / 1230.0 - 1.0  # the QSO candidate's break on the join
+    order = np.array([[j] + [k for k in range(fit.z.shape[1]) if k != j]])
+    fooled = _reordered(replace(fit, z=z), order)
+    # the rest-line rule would rescue this star too: switch it off to see this rule alone
+    no_lines = replace(DecisionParams(), rest_line_snr=np.inf)
+    dec = decide_class(engine, fooled, f, w, params=no_lines)
+    assert CLASS_CODES[fooled.objclass[0, dec.choice[0]]] == "STAR"
+    assert dec.scaled_chi2[0, 0] < dec.scaled_chi2[0, 2]
+    off = replace(no_lines, lya_join_angstrom=0.0)  # neither rule: the fooled answer stays
+    kept = decide_class(engine, fooled, f, w, params=off)
+    assert CLASS_CODES[fooled.objclass[0, kept.choice[0]]] == "QSO"

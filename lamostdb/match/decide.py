@@ -29,6 +29,8 @@ The decision therefore re-scores the best candidate of each class on the same fo
    ``rest_line_count`` lines, loses to the star (lines blue of a QSO's Lyman alpha are not
    used: the forest absorbs anything there, and a broad absorption trough is one line).
    A non-star kept with more than ``rest_line_hint`` sigma of such absorption is marginal.
+   A QSO whose Lyman-alpha break falls within ``lya_join_angstrom`` of the arm join (a join
+   step looks like that break) loses to a star that beats it on the common footing.
 
 The margin of the chosen class is the smaller of its lead on the common footing and its lead
 in the ranking's own chi-square (both scaled). The pipeline caps the confidence of answers
@@ -78,6 +80,7 @@ class DecisionParams:
     rest_line_each: float = 2.0
     rest_line_hint: float = 2.5
     lya_red_margin_angstrom: float = 1000.0
+    lya_join_angstrom: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -231,6 +234,12 @@ def decide_class(engine: Engine, fit: FitResult, flux: F64, weight: F64,
             n_lines += (e_o - np.maximum(e_s, 0.0)) > p.rest_line_each
         line_count[i] = n_lines
     rescued = check & (rest_lines > p.rest_line_snr) & (line_count >= p.rest_line_count)
+    # a QSO whose Lyman-alpha break lands on the arm join imitates a join step: it must beat
+    # the star on the common footing, where the step is free for every class
+    lya_join = np.abs(LYA_EDGE_ANGSTROM * (1 + np.nan_to_num(z_of[:, QSO], nan=-1.0))
+                      - p.join_angstrom) < p.lya_join_angstrom
+    rescued |= (check & (first == QSO) & lya_join
+                & (scaled[:, STAR] < scaled[:, QSO]) & (scaled[:, STAR] <= scaled[:, GALAXY]))
     pick = np.where(first == STAR, STAR, np.where(rescued, STAR, other))
     # the ranking's non-star was no evidence (a galaxy at rest, a grid-edge minimum): the
     # best class on the common footing, the star included
