@@ -247,6 +247,15 @@ def decide_class(engine: Engine, fit: FitResult, flux: F64, weight: F64,
             & ~rescued)
     pick = np.where(void, np.argmin(np.where(np.isfinite(scaled), scaled, np.inf), axis=1), pick)
     pick = np.where(np.isfinite(scaled[rows, pick]), pick, first)
+    # the common footing only arbitrates between the non-star classes: a non-star it swaps in
+    # for the ranking's first must also beat the star in the ranking itself
+    ranked = np.full((n_s, 3), np.inf)
+    for code in range(3):
+        with_best = best[:, code] >= 0
+        ranked[with_best, code] = (fit.chi2[rows[with_best], best[with_best, code]]
+                                   / scale[with_best])
+    swapped = (first != STAR) & (pick != STAR) & (pick != first) & star_ok
+    pick = np.where(swapped & (ranked[:, STAR] < ranked[rows, pick]), STAR, pick)
 
     # unchanged when the rchi2 ranking's best class is the chosen one
     choice = np.where(pick == first, 0, best[rows, pick])
@@ -256,11 +265,6 @@ def decide_class(engine: Engine, fit: FitResult, flux: F64, weight: F64,
     others[rows, chosen] = np.inf
     # the ranking's own chi-square gap, on the same scale: both footings must agree that the
     # chosen class is ahead for the answer to be clear
-    ranked = np.full((n_s, 3), np.inf)
-    for code in range(3):
-        with_best = best[:, code] >= 0
-        ranked[with_best, code] = (fit.chi2[rows[with_best], best[with_best, code]]
-                                   / scale[with_best])
     ranked_others = np.where(np.isfinite(others), ranked, np.inf)
     with np.errstate(invalid="ignore"):
         margin = np.minimum(np.min(others, axis=1) - scaled[rows, chosen],
