@@ -157,8 +157,7 @@ def line_snr(flux: F64, weight: F64, model: F64, wave: F64, z: F64,
         return np.where(var > 0, num / np.sqrt(var), 0.0)
 
 
-def decide_class(engine: Engine, fit: FitResult, flux: F64, weight: F64,
-                 subclass_models: F64 | None = None, *,
+def decide_class(engine: Engine, fit: FitResult, flux: F64, weight: F64, *,
                  params: DecisionParams | None = None) -> Decision:
     """Choose each spectrum's class on a common footing (see the module docstring)."""
     p = params or DecisionParams()

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -469,33 +469,3 @@ def build_from_records(records: Sequence[object], *, grid: LogGrid = WORKING_GRI
     return build_templates(flux, ivar, [r.lasp_subclass for r in recs], z, snr, grid=grid,
                            config=config)
 
-
-def smooth_sequence(result: BuildResult, *, degree: int = 4) -> BuildResult:
-    """Stacks smoothed along the spectral sequence: a per-pixel polynomial in subclass ordinal.
-
-    Neighbouring subclasses (F5, F6) differ by little more than the noise of their stacks and
-    the scatter of the labels themselves, so independent stacks rank neighbours by noise.
-    Here ``log(flux)`` of every stack with an ordinal (``lamostdb.templates.subclass``) is
-    fitted, pixel by pixel, by a polynomial of ``degree`` in the ordinal, weighted by the
-    number of spectra stacked, and each template is replaced by the fit at its ordinal.
-    Templates without an ordinal (WD, Carbon) are kept as they are; fewer stacks than
-    ``degree + 2`` leave the result unchanged.
-    """
-    from lamostdb.templates.subclass import parse_subclass
-
-    parsed = [parse_subclass(t.label)[1] for t in result.templates]
-    ords = np.array([np.nan if o is None else float(o) for o in parsed])
-    use = np.isfinite(ords)
-    if use.sum() < degree + 2:
-        return result
-    lo, hi = ords[use].min(), ords[use].max()
-    x = (ords - 0.5 * (lo + hi)) / max(0.5 * (hi - lo), 1.0)
-    design = np.vander(np.where(use, x, 0.0), degree + 1, increasing=True)  # (T, D)
-    logf = np.log(np.stack([np.maximum(t.flux, 1e-6) for t in result.templates]))
-    w = np.sqrt(np.array([max(t.n_spectra, 1) for t in result.templates], dtype=np.float64))
-    a = design[use] * w[use, None]
-    coef, *_ = np.linalg.lstsq(a, logf[use] * w[use, None], rcond=None)
-    fitted = np.exp(design @ coef)
-    out = tuple(replace(t, flux=fitted[i]) if use[i] else t
-                for i, t in enumerate(result.templates))
-    return replace(result, templates=out)
