@@ -166,3 +166,54 @@ def test_a_qso_break_on_the_arm_join_loses_to_the_star(engine: Engine) -> None:
     off = replace(no_lines, lya_join_angstrom=0.0)  # neither rule: the fooled answer stays
     kept = decide_class(engine, fooled, f, w, params=off)
     assert CLASS_CODES[fooled.objclass[0, kept.choice[0]]] == "QSO"
+
+
+def test_broad_line_snr_tells_broad_from_narrow_lines() -> None:
+    """Narrow H beta + [O III] (a Seyfert 2 or starburst) show no broad component; a broad
+    H beta (FWHM ~4,000 km/s) under the same narrow lines shows it clearly."""
+    from lamostdb.match.decide import broad_line_snr
+
+    p = DecisionParams()
+    wave = np.exp(np.linspace(np.log(3700.0), np.log(9100.0), 3900))
+    z = 0.065
+    rng = np.random.default_rng(4)
+
+    def line(rest: float, sigma_kms: float, amp: float) -> np.ndarray:
+        c = rest * (1 + z)
+        return amp * np.exp(-0.5 * ((wave - c) / (c * sigma_kms / C_KMS)) ** 2)
+
+    narrow = 1.0 + line(4862.7, 200.0, 3.0) + line(5008.2, 200.0, 9.0) + line(4960.3, 200.0, 3.0)
+    narrow += line(6564.6, 200.0, 8.0) + line(6585.3, 200.0, 3.0)
+    broad = narrow + line(4862.7, 1700.0, 0.6) + line(6564.6, 1700.0, 1.5)
+    w = np.full(wave.size, 1.0 / 0.1**2)
+    s_narrow = broad_line_snr(narrow + rng.normal(0, 0.1, wave.size), w, wave, z, p)
+    s_broad = broad_line_snr(broad + rng.normal(0, 0.1, wave.size), w, wave, z, p)
+    assert s_narrow < p.broad_line_snr < 10 < s_broad
+    # no broad line observable (H alpha, H beta, Mg II all off the grid): no evidence either way
+    assert np.isnan(broad_line_snr(narrow, w, wave, 3.0, p))
+
+
+REAL_NARROW_LINE_GALAXY = "astrospectro_dr5/B6202/spec-55862-B6202_sp07-005.fits.gz"
+
+
+def test_a_real_narrow_line_galaxy_is_not_a_confident_qso(engine: Engine) -> None:
+    """LAMOST's GALAXY B6202 sp07-005 (z 0.065, [O III] 5008 at 9x the continuum): the QSO
+    basis fits its line ratios better than the galaxy basis, but it has no broad lines, so
+    the answer is a galaxy, and a marginal one."""
+    from conftest import SHARED_SPECTRA
+
+    from lamostdb.io import read_spectrum
+    from lamostdb.match.grid import batch_to_working_grid
+
+    rec = read_spectrum(SHARED_SPECTRA / "lamost" / REAL_NARROW_LINE_GALAXY)
+    flux, ivar = batch_to_working_grid([rec], grid=engine.grid)
+    out = classify_arrays(flux, ivar, engine=engine)
+    assert CLASS_CODES[out.fit.objclass[0, 0]] == "GALAXY"
+    assert abs(out.fit.z[0, 0] - 0.0649) < 1e-3
+    assert out.conf[0] < 0.8 and out.zwarning[0] & int(ZWarning.CLASS_MARGINAL)
+    # without the rule the QSO wins by the chi-square ranking
+    from dataclasses import replace
+
+    off = PipelineOptions(decision=replace(DecisionParams(), broad_line_snr=-np.inf))
+    qso = classify_arrays(flux, ivar, engine=engine, options=off)
+    assert CLASS_CODES[qso.fit.objclass[0, 0]] == "QSO"

@@ -31,6 +31,11 @@ The decision therefore re-scores the best candidate of each class on the same fo
    A non-star kept with more than ``rest_line_hint`` sigma of such absorption is marginal.
    A QSO whose Lyman-alpha break falls within ``lya_join_angstrom`` of the arm join (a join
    step looks like that break) loses to a star that beats it on the common footing.
+4. a QSO is an object with broad lines: a QSO answer at z < ``broad_line_max_z`` whose
+   H alpha, H beta and Mg II (those observed) show no broad component beyond
+   ``broad_line_snr`` sigma, once the narrow lines and a local continuum are free, is a
+   narrow-line galaxy (a Seyfert 2 or starburst whose line ratios the galaxy basis cannot
+   follow) when the galaxy's best candidate has the same redshift. Such a galaxy is marginal.
 
 The margin of the chosen class is the smaller of its lead on the common footing and its lead
 in the ranking's own chi-square (both scaled). The pipeline caps the confidence of answers
@@ -62,6 +67,10 @@ GALAXY_EMISSION_ANGSTROM = (3727.1, 4862.7, 4960.3, 5008.2, 6564.6, 6585.3, 6718
 LYA_EDGE_ANGSTROM = 1230.0
 STELLAR_REST_ANGSTROM = (3934.8, 3969.6, 4102.9, 4341.7, 4862.7, 5174.1, 6564.6, 8500.4,
                          8544.4, 8664.5)
+#: QSO broad lines (vacuum Angstrom) and the narrow lines within +-9,000 km/s of each:
+#: H beta with [O III] 4960/5008, H alpha with [N II] 6550/6585 and [S II] 6718/6733.
+BROAD_LINES_ANGSTROM = {2799.1: (), 4862.7: (4862.7, 4960.3, 5008.2),
+                        6564.6: (6549.9, 6564.6, 6585.3, 6718.3, 6732.7)}
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,11 @@ class DecisionParams:
     rest_line_hint: float = 2.5
     lya_red_margin_angstrom: float = 1000.0
     lya_join_angstrom: float = 300.0
+    broad_line_snr: float = 3.0
+    broad_line_max_z: float = 1.0
+    broad_line_kms: float = 1800.0  # Gaussian sigma of the broad component
+    narrow_line_kms: float = 250.0  # Gaussian sigma of the narrow lines (instrument + NLR)
+    line_window_kms: float = 9000.0
 
 
 @dataclass(frozen=True)
@@ -155,6 +169,40 @@ def line_snr(flux: F64, weight: F64, model: F64, wave: F64, z: F64,
         var += np.where(good, 1.0 / np.where(good, w, 1.0), 0.0).sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(var > 0, num / np.sqrt(var), 0.0)
+
+
+def _gaussian(wave: F64, centre: float, sigma_kms: float) -> F64:
+    return np.exp(-0.5 * ((wave - centre) / (centre * sigma_kms / C_KMS)) ** 2)
+
+
+def broad_line_snr(flux: F64, weight: F64, wave: F64, z: float, p: DecisionParams) -> float:
+    """Largest S/N of a broad Gaussian at H alpha, H beta or Mg II at ``z`` (NaN: none seen).
+
+    Around each observed line, a quadratic continuum plus Gaussians at the narrow lines
+    (sigma ``narrow_line_kms``) is fitted with and without a broad Gaussian (sigma
+    ``broad_line_kms``) at the line; the S/N is sqrt(delta chi2) over the reduced chi2 (at
+    least 1), signed by the broad amplitude.
+    """
+    best = np.nan
+    for rest, narrow in BROAD_LINES_ANGSTROM.items():
+        centre = rest * (1.0 + z)
+        win = (np.abs(wave - centre) < centre * p.line_window_kms / C_KMS) & (weight > 0)
+        if centre < wave[0] or centre > wave[-1] or win.sum() < 60:
+            continue
+        x = (wave[win] - centre) / centre
+        rows = [np.ones_like(x), x, x * x]
+        rows += [_gaussian(wave[win], lam * (1.0 + z), p.narrow_line_kms) for lam in narrow]
+        design = np.array(rows + [_gaussian(wave[win], centre, p.broad_line_kms)]).T
+        sw = np.sqrt(weight[win])
+        y = flux[win]
+        chi2 = []
+        for cols in (design[:, :-1], design):
+            a = np.linalg.lstsq(cols * sw[:, None], y * sw, rcond=None)[0]
+            chi2.append(float(np.sum(weight[win] * (y - cols @ a) ** 2)))
+        r = max(chi2[1] / max(int(win.sum()) - design.shape[1], 1), 1.0)
+        snr = float(np.sign(a[-1]) * np.sqrt(max(chi2[0] - chi2[1], 0.0) / r))
+        best = snr if not np.isfinite(best) else max(best, snr)
+    return best
 
 
 def decide_class(engine: Engine, fit: FitResult, flux: F64, weight: F64, *,
@@ -253,6 +301,17 @@ def decide_class(engine: Engine, fit: FitResult, flux: F64, weight: F64, *,
         with_best = best[:, code] >= 0
         ranked[with_best, code] = (fit.chi2[rows[with_best], best[with_best, code]]
                                    / scale[with_best])
+    # 4. a QSO without broad lines at the galaxy's own redshift is a narrow-line galaxy
+    z_g = np.nan_to_num(z_of[:, GALAXY], nan=-9.0)
+    z_q = np.nan_to_num(z_of[:, QSO], nan=-9.0)
+    narrow = np.zeros(n_s, dtype=bool)
+    for i in np.flatnonzero((pick == QSO) & (best[:, GALAXY] >= 0)
+                            & (z_q < p.broad_line_max_z)
+                            & (np.abs(z_g - z_q) < 3e-3 * (1 + np.abs(z_q)))):
+        # only QSO answers at low z with a galaxy at the same z: a handful per night
+        snr = broad_line_snr(flux[i], weight[i], wave, float(z_q[i]), p)
+        narrow[i] = np.isfinite(snr) and snr < p.broad_line_snr
+    pick = np.where(narrow, GALAXY, pick)
     swapped = (first != STAR) & (pick != STAR) & (pick != first) & star_ok
     pick = np.where(swapped & (ranked[:, STAR] < ranked[rows, pick]), STAR, pick)
 
@@ -273,5 +332,7 @@ def decide_class(engine: Engine, fit: FitResult, flux: F64, weight: F64, *,
     # a non-star kept although the star's lines are half there: not a confident answer
     hint = check & ~rescued & (chosen != STAR) & (rest_lines > p.rest_line_hint)
     margin = np.where(hint, np.minimum(margin, 0.0), margin)
+    # a galaxy kept for want of broad lines, against the QSO's better chi-square
+    margin = np.where(narrow & (chosen == GALAXY), np.minimum(margin, 0.0), margin)
     return Decision(choice.astype(np.int64), scaled, margin, chosen != first, rest_lines,
                     models)
