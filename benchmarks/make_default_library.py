@@ -1,8 +1,10 @@
-"""Make the shipped default star library ``lamostdb/templates/data/lamost_stars.fits``.
+"""Make the shipped default star library ``lamostdb/templates/data/lamost_stars.fits`` and
+the typing table ``lamostdb/templates/data/lamost_typing.fits``.
 
 Usage::
 
-    python benchmarks/make_default_library.py [--out FILE] [--exclude-obsids FILE]
+    python benchmarks/make_default_library.py [--out FILE] [--typing-out FILE]
+                                              [--exclude-obsids FILE]
 
 Members (each chosen by measurement with ``benchmarks/validate_engine.py``):
 
@@ -18,6 +20,10 @@ spectra are fitted with the assembled library, and a template that is the best f
 least ``MIN_WINS`` of them (S/N_g >= 10) takes the median of their LAMOST subclasses
 (measured by 5-fold cross-validation, ``validate_engine.py``: same letter 78.9 % -> 81.2 %,
 within two steps 69.8 % -> 72.0 % on a development run). WD and carbon templates keep theirs.
+
+The typing table holds the line indices (``lamostdb.match.indices``) of every labelled LAMOST
+star at its LAMOST redshift, with LAMOST's subclass: the engine reads a star's subclass from
+its nearest neighbours there (``lamostdb.match.spectype``).
 
 ``--exclude-obsids`` leaves the given LAMOST obsids out (5-fold cross-validation in
 ``validate_engine.py --cv`` uses the same code through :func:`build_library_sets`).
@@ -39,15 +45,18 @@ from lamostdb.templates.kesseli import load_kesseli_dir
 from lamostdb.templates.libfile import TemplateStats, write_library
 from lamostdb.templates.library import TemplateSet
 from lamostdb.templates.subclass import (
-    LETTER_BASE,
     load_subclass_table,
     parse_subclass,
     spectral_letter,
+    spell_subclass,
 )
+from lamostdb.templates.typeset import TypingSet, write_typing_set
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 KESSELI_DIR = SHARED / "templates" / "kesseli2017"
-OUT = Path(__file__).resolve().parents[1] / "lamostdb" / "templates" / "data" / "lamost_stars.fits"
+DATA = Path(__file__).resolve().parents[1] / "lamostdb" / "templates" / "data"
+OUT = DATA / "lamost_stars.fits"
+TYPING_OUT = DATA / "lamost_typing.fits"
 BUILT_LETTERS = ("A", "F", "G")
 #: Degree of the per-pixel polynomial in subclass ordinal through the stacks (0: none).
 
@@ -147,19 +156,12 @@ def on_lamost_scale(sets: list[TemplateSet], records: list, *, min_wins: int = 3
         own = parse_subclass(subs[t])[1]
         if len(got) < min_wins or own is None or own >= 100:
             continue
-        new = spell_ordinal(float(np.median(got)))
+        new = spell_subclass(float(np.median(got)))
         if new != subs[t]:
             notes[t] += f"; on LAMOST's scale {new} (was {subs[t]}; median of {len(got)} fits)"
             subs[t] = new
             changed += 1
     return replace(lib, subclasses=tuple(subs), notes=tuple(notes)), changed
-
-
-def spell_ordinal(ordinal: float) -> str:
-    """``'G5'`` for ordinal 45 (rounded half up), on the O0..L9 scale."""
-    o = int(np.floor(ordinal + 0.5))
-    letter = {v: k for k, v in LETTER_BASE.items() if v < 100}[(o // 10) * 10]
-    return f"{letter}{o % 10}"
 
 
 def build_library_sets(records: list) -> tuple[list[TemplateSet], list, list[str], str]:
@@ -194,21 +196,62 @@ def build_library_sets(records: list) -> tuple[list[TemplateSet], list, list[str
     return scaled, stats, licences, prov
 
 
+def build_typing_set(records: list) -> TypingSet:
+    """Line indices of the labelled LAMOST stars at their LAMOST redshift (the typing table).
+
+    Every record with a normal-type subclass (O-L with a subtype) and a redshift is used,
+    whatever its S/N: the typing then learns how LAMOST labels noisy spectra too.
+    """
+    from lamostdb.match.engine import SKY_TELLURIC_MASK_ANGSTROM, mask_weight
+    from lamostdb.match.grid import WORKING_GRID, batch_to_working_grid
+    from lamostdb.match.indices import INDEX_NAMES, line_indices
+
+    use = [r for r in records if r.lasp_z is not None
+           and (parse_subclass(r.lasp_subclass)[1] or 999) < 100]
+    pixel_weight = mask_weight(WORKING_GRID, SKY_TELLURIC_MASK_ANGSTROM)
+    parts = []
+    for a in range(0, len(use), 256):  # ~16 MB of pixels a chunk
+        flux, ivar = batch_to_working_grid(use[a:a + 256], grid=WORKING_GRID)
+        good = np.isfinite(flux) & np.isfinite(ivar) & (ivar > 0)
+        w = np.where(good, ivar, 0.0) * pixel_weight
+        z = np.array([r.lasp_z for r in use[a:a + 256]], dtype=np.float64)
+        parts.append(line_indices(WORKING_GRID.wave_angstrom, np.where(good, flux, 0.0), w, z))
+    prov = (f"lamostdb typing table, made {dt.date.today().isoformat()} by "
+            f"benchmarks/make_default_library.py: line indices (lamostdb.match.indices) of "
+            f"{len(use)} labelled LAMOST stars of ../shared/data/spectra/lamost at their "
+            "LAMOST redshift, with LAMOST's SUBCLASS (LAMOST public data; acknowledge LAMOST).")
+    return TypingSet(
+        index_names=INDEX_NAMES,
+        indices=np.concatenate(parts) if parts else np.zeros((0, len(INDEX_NAMES))),
+        labels=tuple(str(r.lasp_subclass).strip() for r in use),
+        ordinals=np.array([parse_subclass(r.lasp_subclass)[1] for r in use], dtype=np.int64),
+        obsids=np.array([r.obsid if r.obsid is not None else -1 for r in use], dtype=np.int64),
+        snrg=np.array([np.nan if r.snrg is None else r.snrg for r in use], dtype=np.float64),
+        provenance=prov)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--typing-out", type=Path, default=TYPING_OUT)
     ap.add_argument("--exclude-obsids", type=Path,
                     help="text file of LAMOST obsids to leave out of the stacks")
     args = ap.parse_args()
     exclude = []
     if args.exclude_obsids:
         exclude = [int(x) for x in args.exclude_obsids.read_text().split()]
-    sets, stats, licences, prov = build_library_sets(read_lamost_stars(exclude=exclude))
+    records = read_lamost_stars(exclude=exclude)
+    sets, stats, licences, prov = build_library_sets(records)
     write_library(args.out, sets, name="lamostdb-default-stars", provenance=prov, stats=stats,
                   licences=licences)
     print(prov)
     print(f"wrote {args.out} ({sum(len(s.names) for s in sets)} templates)")
+    typing = build_typing_set(records)
+    write_typing_set(args.typing_out, typing)
+    print(typing.provenance)
+    print(f"wrote {args.typing_out} ({len(typing.labels)} stars x {len(typing.index_names)} "
+          "indices)")
 
 
 if __name__ == "__main__":

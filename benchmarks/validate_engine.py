@@ -458,11 +458,12 @@ def cross_validate(d: dict[str, Any], res: dict[str, np.ndarray], k: int,
     """Replace the results of the labelled LAMOST stars by K-fold out-of-sample ones (in place).
 
     The default library is learned from the labelled LAMOST stars of ../shared (A/F/G stacks,
-    and every template's subclass put on LAMOST's scale); scoring those spectra with it would
-    be in-sample. The stars are split into K folds (seeded random order) and each fold is
+    and every template's subclass put on LAMOST's scale), and so is the typing table of line
+    indices that star subclasses are read from; scoring those spectra with them would be
+    in-sample. The stars are split into K folds (seeded random order) and each fold is
     classified with a library made without it, by the same code as the shipped one
-    (``make_default_library.build_library_sets``). LAMOST galaxies, QSOs and SDSS spectra
-    took no part in making the library and keep the shipped library's results.
+    (``make_default_library.build_library_sets`` and ``build_typing_set``). LAMOST galaxies,
+    QSOs and SDSS spectra took no part in making either and keep the shipped one's results.
     """
     import make_default_library as mdl
 
@@ -478,7 +479,7 @@ def cross_validate(d: dict[str, Any], res: dict[str, np.ndarray], k: int,
         sets, _, _, _ = mdl.build_library_sets(train)
         templates = load_default_templates()
         templates["STAR"] = _one_set(sets)
-        eng = prepare_engine(templates)
+        eng = prepare_engine(templates, typing=mdl.build_typing_set(train))
         rows = np.array([row_of[f] for f in rel[fold == j] if f in row_of])
         part = classify(d["flux"][rows], d["ivar"][rows], d["fibertype"][rows], eng, options)
         for key, val in part.items():

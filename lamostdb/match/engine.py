@@ -27,11 +27,14 @@ from scipy.interpolate import CubicSpline
 from lamostdb.match.continuum import ContinuumBasis, default_basis, load_basis
 from lamostdb.match.eigen_kernel import EigenDesign, make_design, rest_products
 from lamostdb.match.grid import WORKING_GRID, LogGrid
+from lamostdb.match.indices import INDEX_NAMES
+from lamostdb.match.spectype import IndexTyper, prepare_typer
 from lamostdb.templates.library import (
     TemplateSet,
     load_default_star_library,
     load_default_templates,
 )
+from lamostdb.templates.typeset import TypingSet, load_default_typing_set
 
 ENGINE_VERSION = "0.3.0"  # 0.3: LAMOST-scale star library, class decision, full-resolution star
 # velocities (rv_kms, rv_err_kms), QSO additive terms redward of Lyman alpha
@@ -145,6 +148,8 @@ class Engine:
     obs_funcs: npt.NDArray[np.float64] = field(repr=False)  # (4, P): P0, P1, P2, red arm
     pixel_weight: npt.NDArray[np.float64] = field(repr=False)  # (P,) 0 in masked ranges
     version: str = ENGINE_VERSION
+    #: star subclasses from line indices (``spectype``); None: the template's subclass
+    typer: IndexTyper | None = field(default=None, repr=False)
 
 
 def _bin_index(basis: ContinuumBasis) -> npt.NDArray[np.int64]:
@@ -258,11 +263,14 @@ def observed_functions(grid: LogGrid, join_angstrom: float = 5800.0
 
 def prepare_engine(templates: dict[str, TemplateSet] | None = None, *,
                    extra: tuple[TemplateSet, ...] = (), basis: ContinuumBasis | None = None,
-                   grid: LogGrid = WORKING_GRID) -> Engine:
+                   grid: LogGrid = WORKING_GRID, typing: TypingSet | None = None) -> Engine:
     """Prepare the default (or given) templates for the kernels.
 
     The default star set is the shipped library (:func:`load_default_star_library`); the
-    galaxy and QSO eigen-bases are SDSS's.
+    galaxy and QSO eigen-bases are SDSS's. With the default templates, star subclasses are
+    typed from line indices against the shipped typing table
+    (:func:`lamostdb.templates.typeset.load_default_typing_set`); with given templates, only
+    when a ``typing`` table is given too (it belongs with a LAMOST-scale library).
 
     ``extra`` template sets are added: single STAR templates join the star library (e.g.
     redrock's Carbon and L dwarf), a GALAXY or QSO eigen-basis replaces that class's default.
@@ -270,6 +278,14 @@ def prepare_engine(templates: dict[str, TemplateSet] | None = None, *,
     if templates is None:
         templates = load_default_templates()
         templates["STAR"] = load_default_star_library()
+        typing = typing or load_default_typing_set()
+    typer = None  # checked first: a stale table fails before the templates are prepared
+    if typing is not None:
+        typer = prepare_typer(typing.index_names, typing.indices, typing.ordinals,
+                              source=typing.provenance)
+        if typer.index_names != INDEX_NAMES:
+            raise ValueError(f"typing table indices {typer.index_names} are not this engine's "
+                             f"{INDEX_NAMES}; remake it with benchmarks/make_default_library.py")
     templates = dict(templates)
     star_sets = [templates["STAR"]]
     for ts in extra:
@@ -284,7 +300,7 @@ def prepare_engine(templates: dict[str, TemplateSet] | None = None, *,
     eigen = tuple(prepare_eigen(templates[c], grid, g) for c, g in
                   (("GALAXY", GALAXY_GRID), ("QSO", QSO_GRID)) if c in templates)
     return Engine(grid, basis, star, eigen, observed_functions(grid),
-                  mask_weight(grid, SKY_TELLURIC_MASK_ANGSTROM))
+                  mask_weight(grid, SKY_TELLURIC_MASK_ANGSTROM), typer=typer)
 
 
 def mask_weight(grid: LogGrid, ranges: tuple[tuple[float, float], ...]

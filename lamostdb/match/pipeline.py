@@ -32,9 +32,11 @@ from lamostdb.match.confidence import (
 from lamostdb.match.decide import DecisionParams, best_of_class, decide_class
 from lamostdb.match.engine import Engine, get_engine
 from lamostdb.match.fit import CLASS_CODES, FitResult, fit_spectra, weighted_inputs
+from lamostdb.match.indices import line_indices
 from lamostdb.match.models import fit_models
 from lamostdb.match.refine import RefineChecks, rematch
 from lamostdb.match.reorder import best_chain_spans_letters, reorder
+from lamostdb.match.spectype import IndexTyper, type_subclasses
 from lamostdb.match.velocity import VelocityOptions, refine_best_star
 from lamostdb.match.zwarning import ZWarning, negative_emission
 
@@ -62,6 +64,8 @@ class PipelineOptions:
     params: ConfidenceParams | None = None
     #: full-resolution velocity of STAR best fits (``velocity``); None keeps the kernel's z
     velocity: VelocityOptions | None = field(default_factory=VelocityOptions)
+    #: star subclasses read from line indices when the engine has a typing table (``spectype``)
+    index_typing: bool = True
 
 
 @dataclass(frozen=True)
@@ -322,8 +326,31 @@ def classify_arrays(flux: npt.ArrayLike, ivar: npt.ArrayLike, *, engine: Engine 
     setbit(ZWarning.ARM_MISMATCH, np.abs(np.nan_to_num(step)) > ARM_STEP_LIMIT)
     if opt.decide:
         setbit(ZWarning.CLASS_MARGINAL, marginal)
+    if opt.index_typing and engine.typer is not None:
+        subclass = typed_subclass(engine, engine.typer, fit, f, w, subclass)
     return Classified(fit, subclass, degenerate, conf, conf_b, conf_r, refined, zw, model,
                       quality, groups)
+
+
+def typed_subclass(engine: Engine, typer: IndexTyper, fit: FitResult, flux: F64, weight: F64,
+                   subclass: npt.NDArray[np.str_]) -> npt.NDArray[np.str_]:
+    """``subclass`` with the best candidate of STAR answers typed from line indices.
+
+    Only stars whose template letter the typing table covers (``typer.letters``) are typed;
+    the others (O, B, M, L, WD, carbon, ...) keep their template's subclass.
+    """
+    from lamostdb.templates.subclass import spectral_letter
+
+    star = fit.objclass[:, 0] == CLASS_CODES.index("STAR")
+    covered = np.array([spectral_letter(s) in typer.letters for s in subclass[:, 0]], dtype=bool)
+    rows = np.flatnonzero(star & covered)
+    if not rows.size:
+        return subclass
+    idx = line_indices(engine.grid.wave_angstrom, flux[rows], weight[rows], fit.z[rows, 0])
+    typed = type_subclasses(typer, idx)
+    out = subclass.astype(f"U{max(subclass.dtype.itemsize // 4, typed.dtype.itemsize // 4)}")
+    out[rows, 0] = typed
+    return out
 
 
 def _reordered(fit: FitResult, order: npt.NDArray[np.int64]) -> FitResult:

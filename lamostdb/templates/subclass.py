@@ -32,6 +32,7 @@ __all__ = [
     "load_subclass_table",
     "parse_subclass",
     "spectral_letter",
+    "spell_subclass",
     "subclass_distance",
     "subclass_of_template",
     "subclass_ordinal",
@@ -180,6 +181,19 @@ def subclass_ordinal(label: str | None) -> int | None:
 def spectral_letter(label: str | None) -> str | None:
     """``O B A F G K M L WD Carbon`` for a stellar label, None otherwise."""
     return parse_subclass(label)[0]
+
+
+def spell_subclass(ordinal: float) -> str:
+    """LAMOST's spelling of an ordinal on the O0..L9 scale (rounded half up).
+
+    >>> spell_subclass(45), spell_subclass(29.5), spell_subclass(60)
+    ('G5', 'F0', 'M0')
+    """
+    o = int(ordinal + 0.5) if ordinal >= 0 else -1
+    if not 0 <= o < LETTER_BASE["L"] + 10:
+        raise ValueError(f"ordinal {ordinal} is off the O0..L9 scale (0..79)")
+    letter = {v: k for k, v in LETTER_BASE.items() if v < 100}[(o // 10) * 10]
+    return f"{letter}{o % 10}"
 
 
 def subclass_distance(a: str | None, b: str | None) -> int | None:
