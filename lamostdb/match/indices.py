@@ -54,11 +54,14 @@ INDEX_BANDS: dict[str, tuple[tuple[float, float], tuple[float, float], tuple[flo
 INDEX_NAMES: tuple[str, ...] = tuple(INDEX_BANDS)
 
 
-def _band_mean(rest: F64, flux: F64, good: npt.NDArray[np.bool_], lo: float, hi: float) -> F64:
-    """Mean flux of the good pixels in [lo, hi) per spectrum; NaN with fewer than 2."""
-    inside = good & (rest >= lo) & (rest < hi)
-    n = inside.sum(axis=1)
-    total = np.where(inside, flux, 0.0).sum(axis=1)
+def _band_mean(wave: F64, csum: F64, ccount: F64, scale: F64, lo: float, hi: float) -> F64:
+    """Mean flux of the good pixels with rest wavelength in [lo, hi) per spectrum (NaN with
+    fewer than 2), from running sums along the pixels."""
+    rows = np.arange(csum.shape[0])
+    a = np.searchsorted(wave, lo * scale)  # first pixel at or above lo, observed frame
+    b = np.searchsorted(wave, hi * scale)
+    n = ccount[rows, b] - ccount[rows, a]
+    total = csum[rows, b] - csum[rows, a]
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(n >= 2, total / n, np.nan)
 
@@ -72,12 +75,18 @@ def line_indices(wave_angstrom: F64, flux: npt.ArrayLike, ivar: npt.ArrayLike,
     """
     f = np.atleast_2d(np.asarray(flux, dtype=np.float64))
     w = np.atleast_2d(np.asarray(ivar, dtype=np.float64))
-    rest = wave_angstrom[None, :] / (1.0 + np.asarray(z, dtype=np.float64))[:, None]
+    scale = 1.0 + np.atleast_1d(np.asarray(z, dtype=np.float64))
     good = (w > 0) & np.isfinite(f)
+    # running sums with a leading 0: the sum over pixels [a, b) is csum[b] - csum[a]
+    csum = np.zeros((f.shape[0], f.shape[1] + 1))
+    np.cumsum(np.where(good, f, 0.0), axis=1, out=csum[:, 1:])
+    ccount = np.zeros_like(csum)
+    np.cumsum(good, axis=1, out=ccount[:, 1:])
     out = np.full((f.shape[0], len(INDEX_NAMES)), np.nan)
     for k, (feature, blue, red) in enumerate(INDEX_BANDS.values()):  # 23 bands, not pixels
-        cont = 0.5 * (_band_mean(rest, f, good, *blue) + _band_mean(rest, f, good, *red))
-        line = _band_mean(rest, f, good, *feature)
+        cont = 0.5 * (_band_mean(wave_angstrom, csum, ccount, scale, *blue)
+                      + _band_mean(wave_angstrom, csum, ccount, scale, *red))
+        line = _band_mean(wave_angstrom, csum, ccount, scale, *feature)
         with np.errstate(invalid="ignore", divide="ignore"):
             out[:, k] = np.where(cont > 0, line / cont, np.nan)
     return out
