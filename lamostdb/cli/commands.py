@@ -67,7 +67,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    with open_catalog(args.catalog) as cat:
+    with open_catalog(args.catalog, allow_files=args.allow_files) as cat:
         df = cat.sql(args.query, _params(args.param))
     fmt = args.format
     if fmt == "parquet" and not args.output:

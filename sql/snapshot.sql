@@ -1,0 +1,14 @@
+-- Reader snapshots (lamostdb/catalog/snapshot.py): what a commit publishes.
+
+-- name: published_tables
+-- Every table of catalog.duckdb, published for readers as Parquet.
+SELECT table_name
+FROM duckdb_tables()
+WHERE database_name = current_database()
+  AND schema_name = 'main'
+  AND NOT temporary
+ORDER BY table_name;
+
+-- name: committed_files
+-- The committed data files of every Parquet table.
+SELECT table_name, path FROM files ORDER BY table_name, path;
