@@ -51,11 +51,7 @@ def check_query(query: str) -> None:
     duckdb.ParserException
         When the text does not parse (as DuckDB would say when running it).
     """
-    try:
-        statements = duckdb.extract_statements(query)
-    except ValueError:  # a statement type the Python API does not know (UPDATE EXTENSIONS)
-        raise QueryRefused(f"refused {_keyword(query)}: not a read-only query. The catalogue "
-                           "is queried read-only: give one SELECT statement") from None
+    statements = duckdb.extract_statements(query)
     if not statements:
         raise QueryRefused("empty query: give one SELECT statement")
     if len(statements) > 1:
@@ -63,10 +59,15 @@ def check_query(query: str) -> None:
         raise QueryRefused(f"refused {len(statements)} statements ({kinds}): the catalogue is "
                            "queried one statement at a time; give exactly one SELECT")
     stmt = statements[0]
-    if stmt.type not in ALLOWED:
+    try:
+        kind = stmt.type
+    except ValueError:  # a statement type the Python API does not know (UPDATE EXTENSIONS)
+        kind = None
+    if kind not in ALLOWED:
         word = _keyword(stmt.query)
+        what = f"a {kind.name} statement" if kind is not None else "not a query"
         raise QueryRefused(
-            f"refused {word} (a {stmt.type.name} statement): the catalogue is queried "
+            f"refused {word} ({what}): the catalogue is queried "
             "read-only, so statements that write files, change settings, load extensions or "
             "attach databases are not run; give one SELECT statement (to save results use "
             "`lamostdb sql --output FILE --format parquet|csv|json`)")

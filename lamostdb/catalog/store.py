@@ -106,7 +106,7 @@ class Catalog:
         try:
             self._con = duckdb.connect(str(db))
         except duckdb.IOException as exc:
-            raise CatalogError(f"cannot open {db}: {exc}. Another process is writing to "
+            raise CatalogError(f"cannot open {db}: {exc}. Another process may be writing to "
                                "this catalogue; wait for it to finish.") from None
         self._ensure_tables()
         from lamostdb.catalog.commit import recover
