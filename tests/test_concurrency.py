@@ -138,6 +138,15 @@ def test_old_snapshots_are_removed_but_never_the_current_or_the_newest(tmp_path:
         (base / ".tmp-crashed").mkdir()  # an interrupted publish
         snapshot.cleanup(path, keep=1, grace_s=0.0)
         assert sorted(p.name for p in base.iterdir()) == sorted([ids[-1], snapshot.CURRENT])
+        # a table that did not change is linked from the last snapshot, not written again
+        before = snapshot.load_current(path)
+        ingest(cat, [SHIPPED_SPECTRA], workers=1, progress=False)
+        after = snapshot.load_current(path)
+        assert before is not None and after is not None
+        for name, changed in (("catalog_meta", False), ("uid_aliases", False),
+                              ("spectrum_versions", True), ("runs", True)):
+            same = before.tables[name].stat().st_ino == after.tables[name].stat().st_ino
+            assert same is not changed, name
     manifest = snapshot.load_current(path)
     assert manifest is not None and set(manifest.tables) >= {
         "files", "runs", "quarantine", "spectrum_versions", "ingest_ledger", "catalog_meta",

@@ -10,8 +10,11 @@ immutable snapshot of the committed state:
   through a fresh cursor, which sees committed transactions only. Tables are found in the
   database itself, so a table a new stage creates is published with no change here
   (:data:`UNPUBLISHED` names any that must not be);
-* ``_snapshots/<id>/manifest.json``: the table files above and, per Parquet table, the
-  committed data files (the ``files`` table), which are immutable once committed;
+* ``_snapshots/<id>/manifest.json``: the table files above with a fingerprint of each
+  (columns, row count, sum of row hashes) and, per Parquet table, the committed data files
+  (the ``files`` table), which are immutable once committed. A table whose fingerprint is
+  that of the current snapshot is hard-linked from it instead of written again, so a commit
+  of ``classify`` does not rewrite the ingest ledger;
 * ``_snapshots/CURRENT``: the id of the newest snapshot, replaced atomically (write beside,
   fsync, ``os.replace``) after the snapshot folder is complete and renamed into place.
 
@@ -118,11 +121,17 @@ def publish(con: duckdb.DuckDBPyConnection, root: Path, *, keep: int = KEEP,
     try:
         names = [str(r[0]) for r in cur.execute(statement("snapshot.sql", "published_tables"))
                  .fetchall() if r[0] not in UNPUBLISHED]
+        previous = _previous_fingerprints(root)
         tables: dict[str, str] = {}
+        fingerprints: dict[str, str] = {}
         for name in names:
             fname = f"{name}.parquet"
-            write_parquet(cur.table(name).to_arrow_table(), tmp / fname,
-                          row_group_size=65536)
+            rel = cur.table(name)
+            fingerprints[name] = _fingerprint(rel)
+            old = previous.get(name)
+            if not (old is not None and old[1] == fingerprints[name]
+                    and _link(old[0], tmp / fname)):
+                write_parquet(rel.to_arrow_table(), tmp / fname, row_group_size=65536)
             tables[name] = fname
         files: dict[str, list[str]] = {}
         for table_name, path in cur.execute(statement("snapshot.sql", "committed_files")
@@ -132,7 +141,7 @@ def publish(con: duckdb.DuckDBPyConnection, root: Path, *, keep: int = KEEP,
         cur.close()
     manifest = {"format": FORMAT, "snapshot": snap_id,
                 "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
-                "tables": tables, "files": files}
+                "tables": tables, "fingerprints": fingerprints, "files": files}
     _write_synced(tmp / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
     _fsync_path(tmp)
     os.replace(tmp, base / snap_id)
@@ -142,6 +151,42 @@ def publish(con: duckdb.DuckDBPyConnection, root: Path, *, keep: int = KEEP,
     _fsync_path(base)
     cleanup(root, keep=keep, grace_s=grace_s)
     return snap_id
+
+
+def _fingerprint(rel: duckdb.DuckDBPyRelation) -> str:
+    """Columns, types, row count and the sum of the row hashes of a table."""
+    n, hash_sum = rel.query("published_table",
+                            statement("snapshot.sql", "table_fingerprint")).fetchall()[0]
+    cols = ",".join(f"{c} {t}" for c, t in zip(rel.columns, rel.types, strict=True))
+    return f"{cols}|{n}|{hash_sum}"
+
+
+def _previous_fingerprints(root: Path) -> dict[str, tuple[Path, str]]:
+    """Table -> (file, fingerprint) of the current snapshot; empty when there is none."""
+    try:
+        snap_id = current_id(root)
+        if snap_id is None:
+            return {}
+        folder = snapshot_root(root) / snap_id
+        manifest = json.loads((folder / MANIFEST).read_text())
+        return {k: (folder / manifest["tables"][k], v)
+                for k, v in manifest.get("fingerprints", {}).items() if k in manifest["tables"]}
+    except (OSError, ValueError, KeyError):  # nothing to reuse: every table is written
+        return {}
+
+
+def _link(src: Path, dst: Path) -> bool:
+    """Put the (immutable) ``src`` at ``dst`` too: a hard link, else a copy."""
+    try:
+        os.link(src, dst)
+        return True
+    except OSError:
+        pass
+    try:
+        shutil.copyfile(src, dst)
+        return True
+    except OSError:
+        return False
 
 
 def _write_synced(path: Path, text: str) -> None:
