@@ -105,6 +105,12 @@ def attacks(site: dict[str, Path]) -> dict[str, tuple[str, str]]:
         "prepare": ("PREPARE p AS SELECT 1", "PREPARE"),
         "explain_analyze_copy": (f"EXPLAIN ANALYZE COPY (SELECT 1) TO '{part}'", "EXPLAIN"),
         "pivot_statement": ("PIVOT spectrum_versions ON current", "PIVOT"),
+        "logging_to_a_file": (f"SELECT * FROM enable_logging(storage = 'file', "
+                              f"storage_path = '{cat}/log')", "setting"),
+        "profiling_to_a_file": (f"SELECT * FROM enable_profiling(save_location = "
+                                f"'{cat}/profile.json')", "setting"),
+        "copy_hidden_in_query_function": (f"SELECT * FROM query('SELECT 1; COPY (SELECT 1) "
+                                          f"TO ''{part}''')", "refused"),
         "empty": ("  ; -- nothing", "empty"),
     }
 

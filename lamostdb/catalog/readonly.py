@@ -26,6 +26,8 @@ import duckdb
 
 #: Statement types a read-only query may have (DESCRIBE, SHOW, SUMMARIZE parse as SELECT).
 ALLOWED = (duckdb.StatementType.SELECT,)
+#: What DuckDB says when a query tries to change a setting after :func:`lock`.
+LOCKED = "the configuration has been locked"
 _LEADING = re.compile(r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.DOTALL)
 _WORD = re.compile(r"[A-Za-z_]+")
 
@@ -107,3 +109,9 @@ def explain_permission_error(exc: duckdb.Error) -> QueryRefused:
                         "Local files can be read only from folders you allow: "
                         "`lamostdb sql --allow-files DIR` or `lamostdb.open(path, "
                         "allow_files=[DIR])`")
+
+
+def explain_locked(exc: duckdb.Error) -> QueryRefused:
+    """The error a query that tried to change a setting (``enable_logging()``, ...) gets."""
+    return QueryRefused(f"refused: the query tries to change a setting ({exc}); settings are "
+                        "locked on the read-only path")

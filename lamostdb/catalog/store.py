@@ -329,6 +329,13 @@ class Catalog:
             return res.pl() if res is not None else pl.DataFrame()
         except duckdb.PermissionException as exc:
             raise readonly.explain_permission_error(exc) from None
+        except duckdb.InvalidInputException as exc:
+            if readonly.LOCKED in str(exc):
+                raise readonly.explain_locked(exc) from None
+            raise
+        except duckdb.ParserException as exc:  # the text passed query(...) at run time
+            raise readonly.QueryRefused(f"refused: a query given as text (query(...)) is not "
+                                        f"one SELECT statement: {exc}") from None
 
 
     def cone(self, ra_deg: float, dec_deg: float, radius_arcsec: float, *,
