@@ -110,33 +110,40 @@ def publish(con: duckdb.DuckDBPyConnection, root: Path, *, keep: int = KEEP,
     Returns
     -------
     str
-        The id of the new snapshot, which ``CURRENT`` now names.
+        The id of the snapshot ``CURRENT`` now names: a new one, or the current one when
+        nothing changed since it was published.
     """
     base = snapshot_root(root)
     base.mkdir(exist_ok=True)
     snap_id = _new_id()
+    previous = _current_manifest(root)
+    prev_fp: dict[str, str] = previous[1].get("fingerprints", {}) if previous else {}
     tmp = base / f"{_TMP_PREFIX}{snap_id}"
-    tmp.mkdir()
     cur = con.cursor()
     try:
+        cur.execute("BEGIN TRANSACTION")  # one read snapshot for every table
         names = [str(r[0]) for r in cur.execute(statement("snapshot.sql", "published_tables"))
                  .fetchall() if r[0] not in UNPUBLISHED]
-        previous = _previous_fingerprints(root)
-        tables: dict[str, str] = {}
-        fingerprints: dict[str, str] = {}
-        for name in names:
-            fname = f"{name}.parquet"
-            rel = cur.table(name)
-            fingerprints[name] = _fingerprint(rel)
-            old = previous.get(name)
-            if not (old is not None and old[1] == fingerprints[name]
-                    and _link(old[0], tmp / fname)):
-                write_parquet(rel.to_arrow_table(), tmp / fname, row_group_size=65536)
-            tables[name] = fname
+        fingerprints = {name: _fingerprint(cur.table(name)) for name in names}
         files: dict[str, list[str]] = {}
         for table_name, path in cur.execute(statement("snapshot.sql", "committed_files")
                                             ).fetchall():
             files.setdefault(str(table_name), []).append(str(path))
+        if previous and prev_fp == fingerprints and previous[1].get("files") == files:
+            cur.execute("COMMIT")
+            cleanup(root, keep=keep, grace_s=grace_s)
+            return str(previous[1]["snapshot"])  # nothing changed since: no new snapshot
+        tmp.mkdir()
+        tables: dict[str, str] = {}
+        for name in names:
+            fname = f"{name}.parquet"
+            if not (previous and prev_fp.get(name) == fingerprints[name]
+                    and name in previous[1]["tables"]
+                    and _link(previous[0] / previous[1]["tables"][name], tmp / fname)):
+                write_parquet(cur.table(name).to_arrow_table(), tmp / fname,
+                              row_group_size=65536)
+            tables[name] = fname
+        cur.execute("COMMIT")
     finally:
         cur.close()
     manifest = {"format": FORMAT, "snapshot": snap_id,
@@ -161,18 +168,16 @@ def _fingerprint(rel: duckdb.DuckDBPyRelation) -> str:
     return f"{cols}|{n}|{hash_sum}"
 
 
-def _previous_fingerprints(root: Path) -> dict[str, tuple[Path, str]]:
-    """Table -> (file, fingerprint) of the current snapshot; empty when there is none."""
+def _current_manifest(root: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The current snapshot's folder and manifest; None when there is none (or unreadable)."""
     try:
         snap_id = current_id(root)
         if snap_id is None:
-            return {}
+            return None
         folder = snapshot_root(root) / snap_id
-        manifest = json.loads((folder / MANIFEST).read_text())
-        return {k: (folder / manifest["tables"][k], v)
-                for k, v in manifest.get("fingerprints", {}).items() if k in manifest["tables"]}
-    except (OSError, ValueError, KeyError):  # nothing to reuse: every table is written
-        return {}
+        return folder, json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):  # nothing to reuse: every table is written
+        return None
 
 
 def _link(src: Path, dst: Path) -> bool:
