@@ -136,6 +136,11 @@ def test_every_attack_is_refused_through_the_api_and_the_cli(
         err = capsys.readouterr().err
         assert err.startswith("lamostdb sql: error: "), f"{name}: {err!r}"
         assert word.lower() in err.lower(), f"{name}: {err!r} does not name {word}"
+    # nor can the results file land in the catalogue
+    for target in (site["metadata"], site["spectra_file"], site["cat"] / "new.csv"):
+        assert main(["sql", str(site["cat"]), "SELECT 1 AS x", "--output", str(target),
+                     "--format", "parquet"]) == 2
+        assert "inside the catalogue" in capsys.readouterr().err
     assert tree_hashes(site["cat"]) == before
     assert not (site["cat"] / "dump").exists() and not (site["cat"] / "evil.duckdb").exists()
 
