@@ -7,6 +7,7 @@ commit, never between two.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -172,3 +173,19 @@ def test_a_catalogue_without_a_snapshot_is_still_readable(tmp_path: Path,
     with lamostdb.open(path) as reader:
         assert reader.sql("SELECT count(*) AS n FROM spectra")["n"][0] == n
         assert not _reads_db(os.getpid(), path / DB_NAME)
+
+
+def test_a_snapshot_older_than_a_bookkeeping_table_reads_it_as_empty(tmp_path: Path) -> None:
+    """A table a newer version adds reads as empty until a writer publishes it."""
+    path = tmp_path / "cat"
+    Catalog.create(path).close()
+    snap = snapshot.load_current(path)
+    assert snap is not None
+    manifest = json.loads((snap.folder / snapshot.MANIFEST).read_text())
+    for name in ("uid_aliases", "quarantine"):
+        del manifest["tables"][name]
+    (snap.folder / snapshot.MANIFEST).write_text(json.dumps(manifest))
+    with lamostdb.open(path) as cat:
+        assert cat.sql("SELECT count(*) AS n FROM uid_aliases")["n"][0] == 0
+        assert cat.sql("SELECT * FROM quarantine").columns[:3] == ["path", "sha256",
+                                                                   "size_bytes"]

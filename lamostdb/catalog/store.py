@@ -17,6 +17,7 @@ import datetime as dt
 import fcntl
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -55,6 +56,7 @@ PUBLIC_NAMES = ("spectra", "spectra_history", "quarantine", "results", "results_
 TABLE_NAMES = PUBLIC_NAMES + ("refcat_ledger",)
 #: Bookkeeping tables of later stages, created with the catalogue so they are always queryable.
 _STAGE_DDL = (("refcat.sql", "create_refcat_ledger"), ("ids.sql", "create_uid_aliases"))
+_DDL_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS\s+(\w+)", re.IGNORECASE)
 _DDL = ("create_catalog_meta", "create_runs", "create_files", "create_ingest_ledger",
         "create_spectrum_versions", "create_quarantine")
 
@@ -96,6 +98,8 @@ class Catalog:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._query_con: duckdb.DuckDBPyConnection | None = None
         self._partition_order: int | None = None
+        self._snapshot: snapshot.Snapshot | None = None
+        self._legacy: dict[str, pa.Table] = {}
         db = self.root / DB_NAME
         if not db.exists():
             raise CatalogError(f"{self.root} is not a lamostdb catalogue (no {DB_NAME}); "
@@ -231,8 +235,7 @@ class Catalog:
         """Read ``CURRENT`` (once) and remember that snapshot's files (readers)."""
         snap = snapshot.load_current(self.root)
         if snap is not None:
-            self._snapshot: snapshot.Snapshot | None = snap
-            self._legacy: dict[str, pa.Table] = {}
+            self._snapshot, self._legacy = snap, {}
             return
         # a catalogue no writer of this version has opened yet: copy its bookkeeping
         # (holding catalog.duckdb for these few milliseconds only)
@@ -269,6 +272,11 @@ class Catalog:
         else:
             for name, tbl in self._legacy.items():
                 _register(con, name, tbl)
+        # a bookkeeping table that this version creates but the snapshot predates: empty
+        have = set(self._snapshot.tables if self._snapshot is not None else self._legacy)
+        for table, ddl in _bookkeeping_ddl():
+            if table not in have:
+                con.execute(ddl)
         committed = self._committed_files()
         for name, schema_name in PARQUET_TABLES.items():
             if schema_name in all_schema_names():
@@ -433,6 +441,17 @@ def _register(con: duckdb.DuckDBPyConnection, name: str, obj: object) -> None:
     except duckdb.Error:
         pass
     con.register(name, obj)
+
+
+def _bookkeeping_ddl() -> list[tuple[str, str]]:
+    """(table, CREATE TABLE IF NOT EXISTS statement) of every bookkeeping table."""
+    out = []
+    for fname, name in [("ledger.sql", n) for n in _DDL] + list(_STAGE_DDL):
+        ddl = statement(fname, name)
+        m = _DDL_TABLE.search(ddl)
+        if m:
+            out.append((m.group(1), ddl))
+    return out
 
 
 def _create_views(con: duckdb.DuckDBPyConnection) -> None:
