@@ -17,7 +17,6 @@ import datetime as dt
 import fcntl
 import json
 import os
-import re
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -30,13 +29,12 @@ import polars as pl
 import pyarrow as pa
 
 import lamostdb
-from lamostdb.catalog import readonly, snapshot
+from lamostdb.catalog import readonly, registry, snapshot
 from lamostdb.catalog.hats import TableFile, write_table_metadata
 from lamostdb.catalog.schema import all_schema_names, load_schema
 from lamostdb.healpix import cone_pixels
 from lamostdb.io.record import SpectrumRecord
-from lamostdb.io.sqlfiles import load_sql, statement
-from lamostdb.resources import resource_dir
+from lamostdb.io.sqlfiles import statement
 
 DB_NAME = "catalog.duckdb"
 FORMAT_VERSION = "1"
@@ -56,9 +54,9 @@ PUBLIC_NAMES = ("spectra", "spectra_history", "quarantine", "results", "results_
 TABLE_NAMES = PUBLIC_NAMES + ("refcat_ledger",)
 #: Bookkeeping tables of later stages, created with the catalogue so they are always queryable.
 _STAGE_DDL = (("refcat.sql", "create_refcat_ledger"), ("ids.sql", "create_uid_aliases"))
-_DDL_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS\s+(\w+)", re.IGNORECASE)
 _DDL = ("create_catalog_meta", "create_runs", "create_files", "create_ingest_ledger",
         "create_spectrum_versions", "create_quarantine")
+_ALL_DDL = tuple(("ledger.sql", n) for n in _DDL) + _STAGE_DDL
 
 
 class CatalogError(RuntimeError):
@@ -241,17 +239,11 @@ class Catalog:
         # (holding catalog.duckdb for these few milliseconds only)
         db = self.root / DB_NAME
         try:
-            src = duckdb.connect(str(db), read_only=True)
+            self._legacy = registry.legacy_tables(db)
         except duckdb.IOException as exc:
             raise CatalogError(f"cannot open {db}: {exc}. This catalogue was written by an "
                                "older lamostdb and has no reader snapshot yet; the next "
                                "writing command publishes one.") from None
-        try:
-            names = [r[0] for r in src.execute(statement("snapshot.sql", "published_tables"))
-                     .fetchall()]
-            self._legacy = {n: src.table(n).to_arrow_table() for n in names}
-        finally:
-            src.close()
         self._snapshot = None
 
     def _committed_files(self) -> dict[str, list[str]]:
@@ -268,24 +260,24 @@ class Catalog:
         """Register the snapshot's tables, the Parquet tables and the views on ``con``."""
         if self._snapshot is not None:
             for name, path in self._snapshot.tables.items():
-                _register(con, name, con.read_parquet(str(path)))
+                registry.register(con, name, con.read_parquet(str(path)))
         else:
             for name, tbl in self._legacy.items():
-                _register(con, name, tbl)
+                registry.register(con, name, tbl)
         # a bookkeeping table that this version creates but the snapshot predates: empty
         have = set(self._snapshot.tables if self._snapshot is not None else self._legacy)
-        for table, ddl in _bookkeeping_ddl():
+        for table, ddl in registry.bookkeeping_ddl(_ALL_DDL):
             if table not in have:
                 con.execute(ddl)
         committed = self._committed_files()
         for name, schema_name in PARQUET_TABLES.items():
             if schema_name in all_schema_names():
                 files = [str(self.root / p) for p in committed.get(schema_name, [])]
-                _register_parquet(con, name, schema_name, files)
-        _create_views(con)
+                registry.register_parquet(con, name, schema_name, files)
+        registry.create_views(con)
 
     def _register_parquet(self, name: str, schema_name: str, files: Sequence[str]) -> None:
-        _register_parquet(self.con, name, schema_name, files)
+        registry.register_parquet(self.con, name, schema_name, files)
 
     def refresh_views(self) -> None:
         """(Re)register tables from their committed files, then the SQL views.
@@ -302,8 +294,8 @@ class Catalog:
             if schema_name not in all_schema_names():
                 continue
             files = [str(self.root / f.path) for f in self.table_files(schema_name)]
-            _register_parquet(self.con, name, schema_name, files)
-        _create_views(self.con)
+            registry.register_parquet(self.con, name, schema_name, files)
+        registry.create_views(self.con)
 
     def write_hats_metadata(self, table: str) -> None:
         schema = load_schema(table)
@@ -415,51 +407,6 @@ def open_catalog(path: str | Path, *, mode: str = "r",
     Exported as :func:`lamostdb.open`; ``allow_files`` as in :class:`Catalog`.
     """
     return Catalog(path, mode=mode, allow_files=allow_files)
-
-
-def _register_parquet(con: duckdb.DuckDBPyConnection, name: str, schema_name: str,
-                      files: Sequence[str]) -> None:
-    """Register ``name`` on ``con`` over ``files`` (no CREATE VIEW: works read-only too)."""
-    if files:
-        # union_by_name: files of an older schema read with nulls in the newer columns;
-        # contract columns no file has yet (a catalogue not upgraded since) read as nulls
-        rel = con.read_parquet(list(files), union_by_name=True)
-        contract = con.from_arrow(load_schema(schema_name).arrow_schema().empty_table())
-        types = dict(zip(contract.columns, contract.types, strict=True))
-        missing = [c for c in contract.columns if c not in rel.columns]
-        if missing:
-            rel = rel.project(", ".join(["*"] + [f'CAST(NULL AS {types[c]}) AS "{c}"'
-                                                 for c in missing]))
-        _register(con, name, rel)
-    else:
-        _register(con, name, load_schema(schema_name).arrow_schema().empty_table())
-
-
-def _register(con: duckdb.DuckDBPyConnection, name: str, obj: object) -> None:
-    try:
-        con.unregister(name)
-    except duckdb.Error:
-        pass
-    con.register(name, obj)
-
-
-def _bookkeeping_ddl() -> list[tuple[str, str]]:
-    """(table, CREATE TABLE IF NOT EXISTS statement) of every bookkeeping table."""
-    out = []
-    for fname, name in [("ledger.sql", n) for n in _DDL] + list(_STAGE_DDL):
-        ddl = statement(fname, name)
-        m = _DDL_TABLE.search(ddl)
-        if m:
-            out.append((m.group(1), ddl))
-    return out
-
-
-def _create_views(con: duckdb.DuckDBPyConnection) -> None:
-    """The views of ``sql/views.sql``, then each stage's ``views_<stage>.sql`` in name order."""
-    view_files = ["views.sql"] + sorted(p.name for p in resource_dir("sql").glob("views_*.sql"))
-    for fname in view_files:
-        for stmt in load_sql(fname).values():
-            con.execute(stmt)
 
 
 def remove_tree(path: Path) -> None:
