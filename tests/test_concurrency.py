@@ -189,3 +189,13 @@ def test_a_snapshot_older_than_a_bookkeeping_table_reads_it_as_empty(tmp_path: P
         assert cat.sql("SELECT count(*) AS n FROM uid_aliases")["n"][0] == 0
         assert cat.sql("SELECT * FROM quarantine").columns[:3] == ["path", "sha256",
                                                                    "size_bytes"]
+
+
+def test_a_writer_leaving_its_with_block_publishes_what_it_committed(tmp_path: Path) -> None:
+    path = tmp_path / "cat"
+    with Catalog.create(path) as cat:  # a write outside commit_run (a future command's)
+        cat.con.execute(statement("ledger.sql", "set_meta"), {"key": "note", "value": "x"})
+        with lamostdb.open(path) as reader:
+            assert reader.meta("note") is None
+    with lamostdb.open(path) as reader:
+        assert reader.meta("note") == "x"

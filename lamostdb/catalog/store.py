@@ -193,8 +193,12 @@ class Catalog:
     def __enter__(self) -> Catalog:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        try:
+            if exc_type is None and self.mode == "w" and self._con is not None:
+                self.publish()  # a write outside commit_run is seen too (no-op otherwise)
+        finally:
+            self.close()
 
     # -- settings and locking ------------------------------------------------------
     def meta(self, key: str) -> str | None:
