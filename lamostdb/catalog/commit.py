@@ -6,12 +6,15 @@ Protocol (DESIGN.md section 3, "Writes are atomic"):
 2. transaction 1 records the run as ``committing`` with the list of moves;
 3. each staged file is renamed to its final leaf (rename is atomic on one file system);
 4. the HATS metadata files are rewritten (each by write-then-rename);
-5. transaction 2 adds the files, ledger rows and versions and marks the run ``committed``.
+5. transaction 2 adds the files, ledger rows and versions and marks the run ``committed``;
+6. the committed state is published for readers (:mod:`lamostdb.catalog.snapshot`).
 
 A crash before 2 leaves only staging debris. A crash between 2 and the end of 5 leaves a
 ``committing`` run: :func:`recover` removes its moved files and rewrites the metadata
 from the committed file list, so the catalogue is exactly as before the run. After 5
-the run is in. Readers only ever read files listed in the committed ``files`` table.
+the run is in. Readers only ever read files listed in the committed ``files`` table, as the
+last published snapshot lists them; a crash between 5 and 6 leaves readers on the state
+before the run until the next writer opens the catalogue (opening for writing publishes).
 
 ``LAMOSTDB_FAULT=<point>`` makes the process die at a named point (``os._exit``), which
 the tests use to check each window; ``LAMOSTDB_FAULT=<stage>:<point>`` (``classify:moved``)
@@ -131,6 +134,7 @@ def commit_run(cat: Catalog, run_id: str, stage: str, files: Sequence[StagedFile
     except BaseException:
         con.execute("ROLLBACK")
         raise
+    cat.publish()  # readers move to the new state: all of it at once
     fault("committed", stage)
     _remove_tree(staging_dir(cat, run_id))
     try:  # the staging root too, when no other run is staging

@@ -3,6 +3,12 @@
 :class:`Catalog` opens the folder, keeps the DuckDB connection, registers every table
 from its *committed* file list (so a crashed run's leftovers are never read) and the
 views of ``sql/views.sql``, and answers SQL, cone searches and spectrum look-ups.
+
+A writer (``mode='w'``) opens ``catalog.duckdb``. A reader (``mode='r'``) never does: it
+reads the snapshot the last commit published (:mod:`lamostdb.catalog.snapshot`) into an
+in-memory DuckDB, so it neither waits for a writer nor holds a lock a writer waits for.
+User SQL (:meth:`Catalog.sql`) runs through the read-only path of
+:mod:`lamostdb.catalog.readonly`.
 """
 
 from __future__ import annotations
@@ -23,12 +29,12 @@ import polars as pl
 import pyarrow as pa
 
 import lamostdb
+from lamostdb.catalog import readonly, registry, snapshot
 from lamostdb.catalog.hats import TableFile, write_table_metadata
 from lamostdb.catalog.schema import all_schema_names, load_schema
 from lamostdb.healpix import cone_pixels
 from lamostdb.io.record import SpectrumRecord
-from lamostdb.io.sqlfiles import load_sql, statement
-from lamostdb.resources import resource_dir
+from lamostdb.io.sqlfiles import statement
 
 DB_NAME = "catalog.duckdb"
 FORMAT_VERSION = "1"
@@ -50,6 +56,7 @@ TABLE_NAMES = PUBLIC_NAMES + ("refcat_ledger",)
 _STAGE_DDL = (("refcat.sql", "create_refcat_ledger"), ("ids.sql", "create_uid_aliases"))
 _DDL = ("create_catalog_meta", "create_runs", "create_files", "create_ingest_ledger",
         "create_spectrum_versions", "create_quarantine")
+_ALL_DDL = tuple(("ledger.sql", n) for n in _DDL) + _STAGE_DDL
 
 
 class CatalogError(RuntimeError):
@@ -65,31 +72,51 @@ class Catalog:
 
     Use :func:`lamostdb.open` (read-only, for queries) or :meth:`Catalog.create` /
     ``Catalog(path, mode="w")`` (for stages that write).
+
+    Parameters
+    ----------
+    path
+        Catalogue folder.
+    mode
+        ``'r'``: read the last published snapshot (never opens ``catalog.duckdb``);
+        ``'w'``: open ``catalog.duckdb`` for a writing stage.
+    allow_files
+        Folders outside the catalogue whose files :meth:`sql` may read (``read_csv``, ...);
+        by default a query reads the catalogue only.
     """
 
-    def __init__(self, path: str | Path, *, mode: str = "r") -> None:
+    def __init__(self, path: str | Path, *, mode: str = "r",
+                 allow_files: Sequence[str | Path] = ()) -> None:
         if mode not in ("r", "w"):
             raise ValueError(f"mode must be 'r' or 'w', got {mode!r}")
         self.root = Path(path).resolve()
         self.mode = mode
+        self.allow_files = tuple(allow_files)
+        self._lock_fh: Any = None
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._query_con: duckdb.DuckDBPyConnection | None = None
+        self._partition_order: int | None = None
+        self._snapshot: snapshot.Snapshot | None = None
+        self._legacy: dict[str, pa.Table] = {}
         db = self.root / DB_NAME
         if not db.exists():
             raise CatalogError(f"{self.root} is not a lamostdb catalogue (no {DB_NAME}); "
                                f"create one with `lamostdb ingest {path} FILES...`")
+        if mode == "r":
+            self._load_snapshot()
+            return
         try:
-            self.con = duckdb.connect(str(db), read_only=(mode == "r"))
+            self._con = duckdb.connect(str(db))
         except duckdb.IOException as exc:
             raise CatalogError(f"cannot open {db}: {exc}. Another process may be writing to "
                                "this catalogue; wait for it to finish.") from None
-        self._lock_fh: Any = None
-        if mode == "w":
-            self._ensure_tables()
-            from lamostdb.catalog.commit import recover
+        self._ensure_tables()
+        from lamostdb.catalog.commit import recover
 
-            with self.write_lock():
-                recover(self)
-        self.partition_order = int(self.meta("partition_order") or DEFAULT_PARTITION_ORDER)
+        with self.write_lock():
+            recover(self)
         self.refresh_views()
+        self.publish()  # a recovery or migration changed what readers must see
 
     # -- creation ---------------------------------------------------------------
     @classmethod
@@ -126,8 +153,39 @@ class Catalog:
         for fname, name in _STAGE_DDL:
             self.con.execute(statement(fname, name))
 
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """The DuckDB connection the stages and the API's own statements use.
+
+        Writers: ``catalog.duckdb``. Readers: an in-memory database over the snapshot
+        (built on first use).
+        """
+        if self._con is None:
+            if self.mode == "w":
+                raise CatalogError(f"{self.root}: the catalogue is closed")
+            self._con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,
+                                                           "autoload_known_extensions": False})
+            self._attach_snapshot(self._con)
+        return self._con
+
+    @property
+    def partition_order(self) -> int:
+        if self._partition_order is None:
+            self._partition_order = int(self.meta("partition_order")
+                                        or DEFAULT_PARTITION_ORDER)
+        return self._partition_order
+
+    def publish(self) -> str:
+        """Publish the committed state for readers (writers only; commits call this)."""
+        if self.mode != "w":
+            raise CatalogError("catalogue opened read-only; only a writer publishes")
+        return snapshot.publish(self.con, self.root)
+
     def close(self) -> None:
-        self.con.close()
+        for con in (self._con, self._query_con):
+            if con is not None:
+                con.close()
+        self._con = self._query_con = None
         if self._lock_fh is not None:
             self._lock_fh.close()
             self._lock_fh = None
@@ -135,8 +193,12 @@ class Catalog:
     def __enter__(self) -> Catalog:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        try:
+            if exc_type is None and self.mode == "w" and self._con is not None:
+                self.publish()  # a write outside commit_run is seen too (no-op otherwise)
+        finally:
+            self.close()
 
     # -- settings and locking ------------------------------------------------------
     def meta(self, key: str) -> str | None:
@@ -171,38 +233,73 @@ class Catalog:
                                 {"table_name": table}).fetchall()
         return [TableFile(str(p), int(o), int(n), int(r)) for p, o, n, r in rows]
 
-    def _register_parquet(self, name: str, schema_name: str, files: Sequence[str]) -> None:
-        # registered (not CREATE VIEW) so that read-only connections can do it too
+    def _load_snapshot(self) -> None:
+        """Read ``CURRENT`` (once) and remember that snapshot's files (readers)."""
+        snap = snapshot.load_current(self.root)
+        if snap is not None:
+            self._snapshot, self._legacy = snap, {}
+            return
+        # a catalogue no writer of this version has opened yet: copy its bookkeeping
+        # (holding catalog.duckdb for these few milliseconds only)
+        db = self.root / DB_NAME
         try:
-            self.con.unregister(name)
-        except duckdb.Error:
-            pass
-        if files:
-            # union_by_name: files of an older schema read with nulls in the newer columns;
-            # contract columns no file has yet (a catalogue not upgraded since) read as nulls
-            rel = self.con.read_parquet(list(files), union_by_name=True)
-            contract = self.con.from_arrow(load_schema(schema_name).arrow_schema().empty_table())
-            types = dict(zip(contract.columns, contract.types, strict=True))
-            missing = [c for c in contract.columns if c not in rel.columns]
-            if missing:
-                rel = rel.project(", ".join(["*"] + [f'CAST(NULL AS {types[c]}) AS "{c}"'
-                                                     for c in missing]))
-            self.con.register(name, rel)
+            self._legacy = registry.legacy_tables(db)
+        except duckdb.IOException as exc:
+            raise CatalogError(f"cannot open {db}: {exc}. This catalogue was written by an "
+                               "older lamostdb and has no reader snapshot yet; the next "
+                               "writing command publishes one.") from None
+        self._snapshot = None
+
+    def _committed_files(self) -> dict[str, list[str]]:
+        if self._snapshot is not None:
+            return self._snapshot.files
+        out: dict[str, list[str]] = {}
+        files = self._legacy["files"]
+        for t, p in sorted(zip(files.column("table_name").to_pylist(),
+                               files.column("path").to_pylist(), strict=True)):
+            out.setdefault(t, []).append(p)
+        return out
+
+    def _attach_snapshot(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Register the snapshot's tables, the Parquet tables and the views on ``con``."""
+        if self._snapshot is not None:
+            for name, path in self._snapshot.tables.items():
+                registry.register(con, name, con.read_parquet(str(path)))
         else:
-            self.con.register(name, load_schema(schema_name).arrow_schema().empty_table())
+            for name, tbl in self._legacy.items():
+                registry.register(con, name, tbl)
+        # a bookkeeping table that this version creates but the snapshot predates: empty
+        have = set(self._snapshot.tables if self._snapshot is not None else self._legacy)
+        for table, ddl in registry.bookkeeping_ddl(_ALL_DDL):
+            if table not in have:
+                con.execute(ddl)
+        committed = self._committed_files()
+        for name, schema_name in PARQUET_TABLES.items():
+            if schema_name in all_schema_names():
+                files = [str(self.root / p) for p in committed.get(schema_name, [])]
+                registry.register_parquet(con, name, schema_name, files)
+        registry.create_views(con)
+
+    def _register_parquet(self, name: str, schema_name: str, files: Sequence[str]) -> None:
+        registry.register_parquet(self.con, name, schema_name, files)
 
     def refresh_views(self) -> None:
-        """(Re)register tables from their committed files, then the SQL views."""
+        """(Re)register tables from their committed files, then the SQL views.
+
+        A reader moves to the newest published snapshot.
+        """
+        if self.mode == "r":
+            self._load_snapshot()
+            for con in (self._con, self._query_con):
+                if con is not None:
+                    self._attach_snapshot(con)
+            return
         for name, schema_name in PARQUET_TABLES.items():
             if schema_name not in all_schema_names():
                 continue
             files = [str(self.root / f.path) for f in self.table_files(schema_name)]
-            self._register_parquet(name, schema_name, files)
-        # views.sql first, then each stage's views_<stage>.sql in name order
-        view_files = ["views.sql"] + sorted(p.name for p in resource_dir("sql").glob("views_*.sql"))
-        for fname in view_files:
-            for stmt in load_sql(fname).values():
-                self.con.execute(stmt)
+            registry.register_parquet(self.con, name, schema_name, files)
+        registry.create_views(self.con)
 
     def write_hats_metadata(self, table: str) -> None:
         schema = load_schema(table)
@@ -210,15 +307,40 @@ class Catalog:
                              ra_column=schema.ra_column, dec_column=schema.dec_column)
 
     # -- queries ---------------------------------------------------------------------
+    def _user_con(self) -> duckdb.DuckDBPyConnection:
+        """The locked-down connection user SQL runs on (readers; built on first use)."""
+        if self._query_con is None:
+            con = readonly.restricted_connection(self.root, self.allow_files)
+            self._attach_snapshot(con)
+            readonly.lock(con)
+            self._query_con = con
+        return self._query_con
+
     def sql(self, query: str, params: Mapping[str, Any] | Sequence[Any] | None = None
             ) -> pl.DataFrame:
-        """Run SQL over the catalogue and return a Polars DataFrame.
+        """Run one read-only SQL query over the catalogue and return a Polars DataFrame.
 
         Parameters are bound, never pasted: ``cat.sql("SELECT * FROM spectra WHERE
-        obsid = $obsid", {"obsid": 101001})``.
+        obsid = $obsid", {"obsid": 101001})``. Exactly one query statement is run
+        (``SELECT``, ``WITH``, ``FROM``, ``DESCRIBE``, ...); anything else is refused with
+        :class:`~lamostdb.catalog.readonly.QueryRefused`. A reader's query can read the
+        catalogue's files only, plus those of the ``allow_files`` folders.
         """
-        res = self.con.sql(query, params=params) if params is not None else self.con.sql(query)
-        return res.pl() if res is not None else pl.DataFrame()
+        readonly.check_query(query)
+        con = self._user_con() if self.mode == "r" else self.con
+        try:
+            res = con.sql(query, params=params) if params is not None else con.sql(query)
+            return res.pl() if res is not None else pl.DataFrame()
+        except duckdb.PermissionException as exc:
+            raise readonly.explain_permission_error(exc) from None
+        except duckdb.InvalidInputException as exc:
+            if readonly.LOCKED in str(exc):
+                raise readonly.explain_locked(exc) from None
+            raise
+        except duckdb.ParserException as exc:  # the text passed query(...) at run time
+            raise readonly.QueryRefused(f"refused: a query given as text (query(...)) is not "
+                                        f"one SELECT statement: {exc}") from None
+
 
     def cone(self, ra_deg: float, dec_deg: float, radius_arcsec: float, *,
              columns: Sequence[str] | None = None) -> pl.DataFrame:
@@ -282,12 +404,13 @@ def row_to_record(tbl: pa.Table, i: int = 0) -> SpectrumRecord:
     return SpectrumRecord(**kwargs)
 
 
-def open_catalog(path: str | Path, *, mode: str = "r") -> Catalog:
+def open_catalog(path: str | Path, *, mode: str = "r",
+                 allow_files: Sequence[str | Path] = ()) -> Catalog:
     """Open a catalogue folder; ``mode='r'`` for queries (default), ``'w'`` to write.
 
-    Exported as :func:`lamostdb.open`.
+    Exported as :func:`lamostdb.open`; ``allow_files`` as in :class:`Catalog`.
     """
-    return Catalog(path, mode=mode)
+    return Catalog(path, mode=mode, allow_files=allow_files)
 
 
 def remove_tree(path: Path) -> None:

@@ -67,11 +67,15 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    with open_catalog(args.catalog) as cat:
-        df = cat.sql(args.query, _params(args.param))
     fmt = args.format
     if fmt == "parquet" and not args.output:
         raise ValueError("--format parquet needs --output FILE")
+    root = Path(args.catalog).resolve()
+    if args.output and Path(args.output).resolve().is_relative_to(root):
+        raise ValueError(f"--output {args.output} is inside the catalogue {args.catalog}, "
+                         "which queries never write to; write the results outside it")
+    with open_catalog(args.catalog, allow_files=args.allow_files) as cat:
+        df = cat.sql(args.query, _params(args.param))
     if args.output:
         out = Path(args.output)
         if fmt == "parquet":

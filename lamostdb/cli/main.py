@@ -36,10 +36,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=commands.cmd_ingest)
 
-    s = sub.add_parser("sql", help="run a SQL query over a catalogue",
-                       description="Run SQL over the catalogue's tables and views (spectra, "
-                       "spectra_history, quarantine, ingest_ledger, spectrum_versions, runs). "
-                       "Bind values with --param NAME=VALUE and $NAME in the query.")
+    s = sub.add_parser("sql", help="run a read-only SQL query over a catalogue",
+                       description="Run one read-only query (SELECT) over the catalogue's "
+                       "tables and views (spectra, spectra_history, quarantine, ingest_ledger, "
+                       "spectrum_versions, runs). Bind values with --param NAME=VALUE and $NAME "
+                       "in the query. Statements that write or change settings (COPY, EXPORT, "
+                       "INSTALL, LOAD, ATTACH, SET, PRAGMA, CREATE, ...) are refused, and "
+                       "files outside the catalogue cannot be read unless --allow-files names "
+                       "their folder. Runs on the last committed state, never waiting for a "
+                       "writer.")
     s.add_argument("catalog")
     s.add_argument("query")
     s.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
@@ -47,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=("table", "csv", "json", "parquet"), default="table")
     s.add_argument("--output", help="write to this file instead of standard output")
     s.add_argument("--max-rows", type=int, default=50, help="rows shown in table format")
+    s.add_argument("--allow-files", action="append", default=[], metavar="DIR",
+                   help="let the query read local files in DIR (read_csv, read_parquet, ...; "
+                   "repeatable); by default it reads the catalogue only")
     s.set_defaults(func=commands.cmd_sql)
 
     s = sub.add_parser("simulate",
