@@ -18,6 +18,7 @@ import zlib
 from pathlib import Path
 
 from lamostdb.io import fits_read as fr
+from lamostdb.io.hdu_roles import TableInfo, table_role
 from lamostdb.io.record import SpectrumReadError
 from lamostdb.io.validate import DEFAULT_LIMITS, ReadLimits
 
@@ -98,7 +99,8 @@ def read_bounded(path: str | Path, limits: ReadLimits = DEFAULT_LIMITS,
         with open(path, "rb") as fh:
             st = os.fstat(fh.fileno())
             if not stat.S_ISREG(st.st_mode):
-                raise SpectrumReadError(shown, "not a regular file")
+                raise SpectrumReadError(shown, "not a regular file (a device, pipe or socket?); "
+                                        "only regular files are read")
             if st.st_size > limits.max_file_bytes:
                 raise _too_big(shown, "the file", st.st_size, limits.max_file_bytes,
                                "max_file_bytes")
@@ -163,14 +165,44 @@ def _declared_size(raw: dict[str, str], index: int, path: str, cap: int) -> int:
     return size
 
 
+def _table_info(raw: dict[str, str], index: int) -> TableInfo | None:
+    try:
+        if fr.parse_value(raw.get("XTENSION", "")) not in ("BINTABLE", "TABLE"):
+            return None
+        extname = fr.parse_value(raw["EXTNAME"]) if "EXTNAME" in raw else None
+        n = fr.parse_value(raw.get("TFIELDS", "0"))
+        cols = tuple(str(fr.parse_value(raw[f"TTYPE{k}"])).strip()
+                     for k in range(1, int(n or 0) + 1) if f"TTYPE{k}" in raw)
+    except (fr.UnsupportedFits, TypeError, ValueError):
+        return None  # a damaged table header: the readers say what is wrong with it
+    return index, None if extname is None else str(extname), cols
+
+
+def check_coadd_unique(tables: list[TableInfo], path: str) -> None:
+    """Refuse a file with two COADD spectra: which one is the spectrum is ambiguous.
+
+    Two tables named ``COADD`` (any case), or two LAMOST coadd tables (columns FLUX,
+    WAVELENGTH, IVAR) whatever their names. SDSS files' per-exposure tables share the
+    coadd's columns but not its name, so they do not count.
+    """
+    named = [i for i, ext, _ in tables if (ext or "").strip().upper() == "COADD"]
+    lamost = [i for i, _, cols in tables if table_role(cols) == "lamost_coadd"]
+    for hits in (named, lamost):
+        if len(hits) > 1:
+            raise SpectrumReadError(path, f"HDUs {', '.join(map(str, hits))} are each a COADD "
+                                    "spectrum table: which one holds the spectrum is "
+                                    "ambiguous, so none is stored; remove the wrong copy")
+
+
 def check_structure(data: bytes, path: str, limits: ReadLimits = DEFAULT_LIMITS) -> int:
     """Walk the HDUs of FITS bytes; refuse malformed or oversized ones. Returns the HDU count.
 
     Bytes after the last HDU that do not start a new ``XTENSION`` header are ignored,
-    as astropy does.
+    as astropy does. A duplicated COADD table is refused (:func:`check_coadd_unique`).
     """
     pos = 0
     index = 0
+    tables: list[TableInfo] = []
     while pos < len(data):
         if index >= limits.max_hdus:
             raise SpectrumReadError(path, f"more than {limits.max_hdus} HDUs "
@@ -185,8 +217,12 @@ def check_structure(data: bytes, path: str, limits: ReadLimits = DEFAULT_LIMITS)
             raise SpectrumReadError(path, f"HDU {index} declares {size:,} bytes of data but "
                                     f"only {len(data) - data_start:,} follow its header: the "
                                     "file is truncated (or NAXISn is wrong); get a fresh copy")
+        info = _table_info(raw, index) if index else None
+        if info is not None:
+            tables.append(info)
         index += 1
         pos = data_start + (size + fr.BLOCK - 1) // fr.BLOCK * fr.BLOCK
         if data[pos:pos + 8] != b"XTENSION":
             break
+    check_coadd_unique(tables, path)
     return index

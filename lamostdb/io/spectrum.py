@@ -22,6 +22,7 @@ from lamostdb.io.record import SpectrumReadError, SpectrumRecord
 from lamostdb.io.sdss import is_sdss, read_sdss_astropy
 from lamostdb.io.validate import DEFAULT_LIMITS, ReadLimits, validate_record
 
+
 def read_file_bytes(path: str | Path, limits: ReadLimits = DEFAULT_LIMITS
                     ) -> tuple[bytes, bytes]:
     """Return (raw file bytes, decompressed FITS bytes) of a plain or gzipped file.
@@ -42,9 +43,11 @@ def parse_spectrum_bytes(raw: bytes, data: bytes, path: str, *, fast: bool = Tru
     """
     sha = hashlib.sha256(raw).hexdigest()
     if not data:
-        raise SpectrumReadError(path, "file is empty")
+        raise SpectrumReadError(path, "file is empty (no FITS content): an interrupted "
+                                "transfer or a placeholder; get a fresh copy")
     if data[:9] != b"SIMPLE  =":
-        raise SpectrumReadError(path, "not a FITS file (no SIMPLE card at the start)")
+        raise SpectrumReadError(path, "not a FITS file (no SIMPLE card at the start); "
+                                "only LAMOST and SDSS spectrum files can be ingested")
     check_structure(data, path, limits)
     rec = None
     if fast:
@@ -52,7 +55,7 @@ def parse_spectrum_bytes(raw: bytes, data: bytes, path: str, *, fast: bool = Tru
             rec = read_lamost_fast(data, path, sha, len(raw))
         except SpectrumReadError:
             raise
-        except Exception:  # noqa: BLE001 - UnsupportedFits or a surprise: astropy decides
+        except Exception:  # UnsupportedFits or a surprise: astropy decides
             rec = None  # fall through to astropy, which knows the whole standard
     if rec is None:
         rec = _read_astropy(data, path, sha, len(raw))
