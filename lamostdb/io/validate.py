@@ -14,8 +14,8 @@ LAMOST nor SDSS uses that bit, so a stored spectrum says which pixels lamostdb m
 
 Examples
 --------
->>> header_int(lambda k: " 42", "SPID", "f.fits", lo=1, hi=16)
-42
+>>> header_int(lambda k: " 12", "SPID", "f.fits", lo=1, hi=16)
+12
 >>> try:
 ...     safe_token("../../x", "PLANID", "f.fits")
 ... except SpectrumReadError as exc:
