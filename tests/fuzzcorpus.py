@@ -88,7 +88,7 @@ def _is_coadd(data: bytes) -> bool:
     return b"XTENSION" in data[BLOCK:BLOCK * 40]
 
 
-def _pixels(data: bytes, edit: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray] | None]
+def pixels_edited(data: bytes, edit: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray] | None]
             ) -> bytes | None:
     """Apply ``edit`` to the pixel arrays (flux, ivar, wave, andmask, ormask) and rewrite.
 
@@ -273,7 +273,7 @@ def build_corpus(bases: list[Path], out: Path, *, seed: int = 11) -> list[Case]:
                 if not coadd:
                     continue
                 expect = expect.removeprefix("coadd:")
-            add(kind, _pixels(data, edit), expect, mention)
+            add(kind, pixels_edited(data, edit), expect, mention)
         if coadd:  # a junk copy of the COADD table before the real one
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

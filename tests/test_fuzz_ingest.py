@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import NOT_LAMOST, SHIPPED_FILES, SHIPPED_SPECTRA
-from fuzzcorpus import Case, build_corpus
+from fuzzcorpus import Case, build_corpus, fits_bytes, pixels_edited
 
 import lamostdb
 from lamostdb.cli.main import main
 from lamostdb.io.bounded import storable_path
+from lamostdb.io.spectrum import read_spectrum
 from lamostdb.io.validate import BADPIX_BIT, DEFAULT_LIMITS, NIGHT_RANGE
 from lamostdb.sim import simulate_night
 
@@ -92,8 +93,8 @@ def test_corpus_is_big_and_covers_every_kind(fuzz_night: tuple[Path, list[Case]]
 
 def _outcomes(cat: Path) -> tuple[dict[str, str], set[str]]:
     with lamostdb.open(cat) as c:
-        quarantine = dict(c.con.execute("SELECT path, reason FROM quarantine").fetchall())
-        ingested = {p for (p,) in c.con.execute("SELECT path FROM ingest_ledger").fetchall()}
+        quarantine = dict(c.sql("SELECT path, reason FROM quarantine").iter_rows())
+        ingested = set(c.sql("SELECT path FROM ingest_ledger")["path"].to_list())
     return quarantine, ingested
 
 
@@ -169,13 +170,39 @@ def test_every_stage_finished_and_export_wrote_every_current_spectrum(
     cat, code, out = fuzz_catalog
     assert code == 0
     with lamostdb.open(cat) as c:
-        stages = {s for (s,) in c.con.execute(
-            "SELECT DISTINCT stage FROM runs WHERE state = 'committed'").fetchall()}
-        n_current = c.con.execute("SELECT count(*) FROM spectra").fetchone()[0]
-        n_results = c.con.execute("SELECT count(*) FROM results").fetchone()[0]
-        n_objects = c.con.execute("SELECT count(*) FROM objects").fetchone()[0]
+        stages = set(c.sql("SELECT DISTINCT stage FROM runs WHERE state = 'committed'")
+                     ["stage"].to_list())
+        n_current, n_results, n_objects = (
+            c.sql(f"SELECT count(*) AS n FROM {t}")["n"][0]  # names from this fixed list
+            for t in ("spectra", "results", "objects"))
     assert {"ingest", "classify", "xmatch", "ids"} <= stages
     assert n_results == n_current and n_objects == n_current
     exported = [p for p in out.rglob("*.fits*") if p.is_file()]
     assert len(exported) >= n_current
     assert not any(os.path.islink(p) for p in exported)
+
+
+def test_bad_pixels_are_masked_by_the_documented_rule(tmp_path: Path) -> None:
+    """NaN flux, negative and infinite ivar: ivar 0, NaN flux 0, bit 2**30 in both masks."""
+    base = next(p for p in SHIPPED_FILES if "sp01-001__blobafc78e0" in p.name)
+    nan_flux, neg_ivar, inf_ivar = 10, 500, 2000
+
+    def edit(a: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        a["flux"][nan_flux] = np.nan
+        a["ivar"][neg_ivar] = -1.0
+        a["ivar"][inf_ivar] = np.inf
+        return a
+
+    damaged = tmp_path / "spec-masked.fits"
+    damaged.write_bytes(pixels_edited(fits_bytes(base), edit) or b"")
+    good, got = read_spectrum(base), read_spectrum(damaged)
+    bad = np.zeros(good.npix, dtype=bool)
+    bad[[nan_flux, neg_ivar, inf_ivar]] = True
+    assert good.ivar[bad].min() > 0 and not np.any(good.andmask & BADPIX_BIT)
+    assert np.all(got.ivar[bad] == 0) and got.flux[nan_flux] == 0
+    assert got.flux[neg_ivar] == good.flux[neg_ivar]  # finite flux is kept, only masked
+    assert np.array_equal((got.andmask & BADPIX_BIT) != 0, bad)
+    assert np.array_equal((got.ormask & BADPIX_BIT) != 0, bad)
+    assert np.array_equal(got.andmask & ~BADPIX_BIT, good.andmask)
+    for name in ("flux", "ivar", "andmask", "ormask"):
+        assert np.array_equal(getattr(got, name)[~bad], getattr(good, name)[~bad]), name
