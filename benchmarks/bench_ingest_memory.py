@@ -2,7 +2,7 @@
 
 Writes both (plus one good spectrum) into a temporary folder and ingests them in a
 child process, then prints the quarantine reasons, the workers' peak RSS that the
-ingest reports, and the child's peak RSS as the kernel saw it (``RUSAGE_CHILDREN``).
+ingest reports, and the child's peak RSS as the kernel saw it (``VmHWM``).
 Before issue 11 the bomb took a worker to 2.4 GB and the sparse file to 3.4 GB.
 
 Usage: ``python benchmarks/bench_ingest_memory.py [--workers N] [--bomb-gib G]``
@@ -53,24 +53,25 @@ def write_sparse(path: Path, size: int = 3 << 30) -> None:
 
 
 _CHILD = """
-import json, resource, sys
-from lamostdb.catalog.ingest import ingest
+import json, sys
+from lamostdb.catalog.ingest import _peak_rss_mb, ingest
 from lamostdb.catalog.store import Catalog
 with Catalog.create(sys.argv[1]) as cat:
     rep = ingest(cat, [sys.argv[2]], workers=int(sys.argv[3]), chunk_size=1, progress=False)
 print(json.dumps({"quarantined": rep.quarantined, "n_ingested": rep.n_ingested,
                   "peak_worker_rss_mb": rep.peak_worker_rss_mb,
-                  "child_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "child_peak_rss_mb": _peak_rss_mb()}))
 """
 
 
 def measure(folder: Path, workers: int) -> dict[str, object]:
     """Ingest ``folder`` in a child process: its report, and peak RSS (MB) as the kernel saw it.
 
-    ``peak_worker_rss_mb``: the largest ``ru_maxrss`` of the reading processes, as the
-    ingest reports it (forkserver workers are not the child's children, so they report
-    themselves); ``child_peak_rss_mb``: the child process itself (with one worker it
-    does the reading).
+    ``peak_worker_rss_mb``: the largest peak RSS (``VmHWM``) of the reading processes, as
+    the ingest reports it (forkserver workers are not the child's children, so they
+    report themselves); ``child_peak_rss_mb``: the child process itself (with one worker
+    it does the reading). ``ru_maxrss`` is not used: it survives ``exec``, so a child of
+    a big process (pytest) would report its parent's size.
     """
     cat = folder.parent / "cat"
     shutil.rmtree(cat, ignore_errors=True)

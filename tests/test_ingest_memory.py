@@ -3,7 +3,7 @@ with the cap as the reason, and no ingest process passes 500 MB of RSS on the wa
 
 Before the fix a 1.1 MB bomb took the worker to 2.4 GB and the sparse file to 3.4 GB.
 The figures are measured in a child process (``benchmarks/bench_ingest_memory.py``,
-which prints them) as the kernel reports them (``ru_maxrss``).
+which prints them) as the kernel reports them (``VmHWM``, the peak resident set of each process).
 """
 
 from __future__ import annotations

@@ -221,8 +221,23 @@ def _process_chunk(task: _ChunkTask) -> tuple[list[FileOutcome], list[StagedFile
             nbytes = write_parquet(part, Path(task.root) / staged_rel, **SPECTRA_ENCODING)
             staged.append(StagedFile("spectra", staged_rel, f"{leaf}/{name}", task.order, int(p),
                                      part.num_rows, nbytes))
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return outcomes, staged, peak_rss_mb
+    return outcomes, staged, _peak_rss_mb()
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process (MB): ``VmHWM`` where Linux has it.
+
+    ``ru_maxrss`` survives ``exec``, so a process started from a big one reports the
+    parent's size; ``VmHWM`` belongs to this process's own memory map.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _chunks(paths: Sequence[str], size: int) -> list[tuple[str, ...]]:
