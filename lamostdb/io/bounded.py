@@ -165,19 +165,6 @@ def _declared_size(raw: dict[str, str], index: int, path: str, cap: int) -> int:
     return size
 
 
-def _table_info(raw: dict[str, str], index: int) -> TableInfo | None:
-    try:
-        if fr.parse_value(raw.get("XTENSION", "")) not in ("BINTABLE", "TABLE"):
-            return None
-        extname = fr.parse_value(raw["EXTNAME"]) if "EXTNAME" in raw else None
-        n = fr.parse_value(raw.get("TFIELDS", "0"))
-        cols = tuple(str(fr.parse_value(raw[f"TTYPE{k}"])).strip()
-                     for k in range(1, int(n or 0) + 1) if f"TTYPE{k}" in raw)
-    except (fr.UnsupportedFits, TypeError, ValueError):
-        return None  # a damaged table header: the readers say what is wrong with it
-    return index, None if extname is None else str(extname), cols
-
-
 def check_coadd_unique(tables: list[TableInfo], path: str) -> None:
     """Refuse a file with two COADD spectra: which one is the spectrum is ambiguous.
 
@@ -194,21 +181,32 @@ def check_coadd_unique(tables: list[TableInfo], path: str) -> None:
                                     "ambiguous, so none is stored; remove the wrong copy")
 
 
-def check_structure(data: bytes, path: str, limits: ReadLimits = DEFAULT_LIMITS) -> int:
-    """Walk the HDUs of FITS bytes; refuse malformed or oversized ones. Returns the HDU count.
+def _raw_hdu(raw: dict[str, str], text: str, data_start: int, size: int) -> fr.RawHDU | None:
+    try:
+        return fr.RawHDU(raw, fr.struct_values(raw), text, data_start, size)
+    except (fr.UnsupportedFits, TypeError, ValueError):
+        return None  # a card the fast subset cannot parse: the astropy reader decides
 
-    Bytes after the last HDU that do not start a new ``XTENSION`` header are ignored,
-    as astropy does. A duplicated COADD table is refused (:func:`check_coadd_unique`).
+
+def check_structure(data: bytes, path: str, limits: ReadLimits = DEFAULT_LIMITS
+                    ) -> list[fr.RawHDU | None]:
+    """Walk the HDUs of FITS bytes; refuse malformed or oversized ones.
+
+    Returns every HDU as the fast reader needs it (None where a structural card is
+    outside the fast subset), so it need not parse the headers again. Bytes after the
+    last HDU that do not start a new ``XTENSION`` header are ignored, as astropy does.
+    A duplicated COADD table is refused (:func:`check_coadd_unique`).
     """
     pos = 0
     index = 0
+    hdus: list[fr.RawHDU | None] = []
     tables: list[TableInfo] = []
     while pos < len(data):
         if index >= limits.max_hdus:
             raise SpectrumReadError(path, f"more than {limits.max_hdus} HDUs "
                                     "(ReadLimits.max_hdus); not a spectrum file")
         try:
-            raw, _text, data_start = fr.parse_header(data, pos)
+            raw, text, data_start = fr.parse_header(data, pos)
         except fr.UnsupportedFits:
             raise SpectrumReadError(path, f"HDU {index}: the file ends inside its header (no "
                                     "END card): truncated; get a fresh copy") from None
@@ -217,12 +215,15 @@ def check_structure(data: bytes, path: str, limits: ReadLimits = DEFAULT_LIMITS)
             raise SpectrumReadError(path, f"HDU {index} declares {size:,} bytes of data but "
                                     f"only {len(data) - data_start:,} follow its header: the "
                                     "file is truncated (or NAXISn is wrong); get a fresh copy")
-        info = _table_info(raw, index) if index else None
-        if info is not None:
-            tables.append(info)
+        hdu = _raw_hdu(raw, text, data_start, size)
+        hdus.append(hdu)
+        if hdu is not None and hdu.struct.get("XTENSION") in ("BINTABLE", "TABLE"):
+            extname = hdu.struct.get("EXTNAME")
+            tables.append((index, None if extname is None else str(extname),
+                           fr.table_column_names(hdu)))
         index += 1
         pos = data_start + (size + fr.BLOCK - 1) // fr.BLOCK * fr.BLOCK
         if data[pos:pos + 8] != b"XTENSION":
             break
     check_coadd_unique(tables, path)
-    return index
+    return hdus

@@ -72,12 +72,15 @@ def _as_mask(arr: np.ndarray, name: str, path: str) -> np.ndarray:
     return a.astype(np.int32)
 
 
-def _present(get: Callable[[str], Any], keys: tuple[str, ...]) -> str:
-    """The first of ``keys`` present in the header (release spellings differ); else the first."""
+def _present(get: Callable[[str], Any], keys: tuple[str, ...]
+             ) -> tuple[str, Callable[[str], Any]]:
+    """The first of ``keys`` present in the header (release spellings differ), else the
+    first key; and a lookup that returns its value without parsing it again."""
     for key in keys:
-        if get(key) is not None:
-            return key
-    return keys[0]
+        value = get(key)
+        if value is not None:
+            return key, lambda _key, v=value: v
+    return keys[0], lambda _key: None
 
 
 def _looks_like_wavelength(row: np.ndarray) -> bool:
@@ -132,7 +135,10 @@ def build_record(
             wavelength = w.astype(np.float64)
     elif coeff0 is None or coeff1 is None:
         raise SpectrumReadError(path, "no wavelength row and no COEFF0/COEFF1 to rebuild it")
-    snr = {name: header_float(get, _present(get, keys), path) for name, keys in SNR_KEYS.items()}
+    snr = {name: header_float(one, key, path)
+           for name, (key, one) in ((n, _present(get, k)) for n, k in SNR_KEYS.items())}
+    fibertype_key, fibertype = _present(get, FIBERTYPE_KEYS)
+    fibermask_key, fibermask = _present(get, FIBERMASK_KEYS)
     text = {key: text_value(get, key, path) for key in TEXT_KEYS}
     return SpectrumRecord(
         specid=specid,
@@ -153,9 +159,8 @@ def build_record(
         objname=text["OBJNAME"],
         objtype=text["OBJTYPE"],
         tsource=text["TSOURCE"],
-        fibertype=text_value(get, _present(get, FIBERTYPE_KEYS), path),
-        fibermask=header_int(get, _present(get, FIBERMASK_KEYS), path, lo=-2**31,
-                             hi=2**31 - 1),
+        fibertype=text_value(fibertype, fibertype_key, path),
+        fibermask=header_int(fibermask, fibermask_key, path, lo=-2**31, hi=2**31 - 1),
         helio_rv=header_float(get, "HELIO_RV", path),
         lasp_class=text["CLASS"],
         lasp_subclass=text["SUBCLASS"],
@@ -201,9 +206,14 @@ def _coadd_rows(path: str, cols: dict[str, np.ndarray]) -> dict[str, np.ndarray 
             "andmask": upper["ANDMASK"], "ormask": upper["ORMASK"]}
 
 
-def read_lamost_fast(buf: bytes, path: str, sha256: str, nbytes: int) -> SpectrumRecord:
-    """Read a LAMOST file from its (decompressed) bytes with the fast FITS subset."""
-    hdus = fr.scan_hdus(buf, max_hdus=2)
+def read_lamost_fast(buf: bytes, path: str, sha256: str, nbytes: int,
+                     hdus: list[fr.RawHDU] | None = None) -> SpectrumRecord:
+    """Read a LAMOST file from its (decompressed) bytes with the fast FITS subset.
+
+    ``hdus``: its first HDUs already scanned (``bounded.check_structure``), if at hand.
+    """
+    if hdus is None:
+        hdus = fr.scan_hdus(buf, max_hdus=2)
     primary = hdus[0]
 
     def get(key: str) -> Any:

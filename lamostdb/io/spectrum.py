@@ -48,11 +48,13 @@ def parse_spectrum_bytes(raw: bytes, data: bytes, path: str, *, fast: bool = Tru
     if data[:9] != b"SIMPLE  =":
         raise SpectrumReadError(path, "not a FITS file (no SIMPLE card at the start); "
                                 "only LAMOST and SDSS spectrum files can be ingested")
-    check_structure(data, path, limits)
+    scanned = check_structure(data, path, limits)
     rec = None
     if fast:
+        first = scanned[:2]
+        hdus = None if None in first else first
         try:
-            rec = read_lamost_fast(data, path, sha, len(raw))
+            rec = read_lamost_fast(data, path, sha, len(raw), hdus)  # type: ignore[arg-type]
         except SpectrumReadError:
             raise
         except Exception:  # UnsupportedFits or a surprise: astropy decides

@@ -221,12 +221,20 @@ def _check_identity(r: SpectrumRecord, path: str) -> None:
 
 
 def _check_grid(r: SpectrumRecord, path: str) -> None:
-    if r.wavelength is None:
-        _check(r.coeff0 is not None and r.coeff1 is not None
-               and math.isfinite(r.coeff0) and math.isfinite(r.coeff1) and r.coeff1 > 0, path,
-               f"wavelength grid from COEFF0={r.coeff0} COEFF1={r.coeff1} is not increasing; "
-               "COEFF1 must be a positive log10 step (fix the cards or report the file)")
-    wave = r.wave_angstrom()
+    if r.wavelength is None:  # 10**(COEFF0 + COEFF1*i): increasing and finite iff these are
+        ok = (r.coeff0 is not None and r.coeff1 is not None and math.isfinite(r.coeff0)
+              and math.isfinite(r.coeff1) and r.coeff1 > 0)
+        _check(ok, path, f"wavelength grid from COEFF0={r.coeff0} COEFF1={r.coeff1} is not "
+               "increasing; COEFF1 must be a positive log10 step (fix the cards or report "
+               "the file)")
+        assert r.coeff0 is not None and r.coeff1 is not None
+        first, last = r.coeff0, r.coeff0 + r.coeff1 * (r.npix - 1)
+        _check(math.log10(300.0) <= first and last <= 5.0, path,
+               f"COEFF0={r.coeff0} COEFF1={r.coeff1} give wavelengths 10**{first:.4g}.."
+               f"10**{last:.4g}, not Angstrom of an optical spectrum (300..100000); the "
+               "file is damaged: get a fresh copy")
+        return
+    wave = r.wavelength
     _check(bool(np.all(np.isfinite(wave))), path,
            f"WAVELENGTH has {int(np.sum(~np.isfinite(wave)))} non-finite value(s); the grid "
            "must be finite everywhere (the file is damaged: get a fresh copy)")
@@ -262,9 +270,8 @@ def validate_record(r: SpectrumRecord, limits: ReadLimits = DEFAULT_LIMITS) -> S
     _check_grid(r, path)
     flux = np.asarray(r.flux, dtype=np.float32)
     ivar = np.asarray(r.ivar, dtype=np.float32)
-    with np.errstate(invalid="ignore"):
-        bad_flux = ~np.isfinite(flux) | (np.abs(flux) >= _FLUX_ABSURD)
-        bad = bad_flux | ~np.isfinite(ivar) | (ivar < 0) | (ivar >= _IVAR_ABSURD)
+    with np.errstate(invalid="ignore"):  # NaN compares False: caught by the negations
+        bad = ~(np.abs(flux) < _FLUX_ABSURD) | ~((ivar >= 0) & (ivar < _IVAR_ABSURD))
     changed = {}
     if bad.any():
         flux = np.where(~np.isfinite(flux), np.float32(0), flux).astype(np.float32)
