@@ -206,3 +206,38 @@ def test_bad_pixels_are_masked_by_the_documented_rule(tmp_path: Path) -> None:
     assert np.array_equal(got.andmask & ~BADPIX_BIT, good.andmask)
     for name in ("flux", "ivar", "andmask", "ormask"):
         assert np.array_equal(getattr(got, name)[~bad], getattr(good, name)[~bad]), name
+
+
+def test_an_unexpected_error_in_one_file_quarantines_that_file_only(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader bug (any exception type) and a row the table cannot hold stay per file."""
+    import lamostdb.catalog.ingest as ing
+    from lamostdb.catalog.store import Catalog
+
+    files = [p for p in SHIPPED_FILES if "spectraml" in str(p) and p.name not in NOT_LAMOST]
+    assert len(files) >= 4
+    buggy, unstorable = files[0].name, files[1].name
+    parse, to_table = ing.parse_spectrum_bytes, ing.records_to_table
+
+    def parse_with_a_bug(raw: bytes, data: bytes, path: str, **kw: object) -> object:
+        if path.endswith(buggy):
+            raise TypeError("'NoneType' object is not subscriptable")
+        return parse(raw, data, path, **kw)  # type: ignore[arg-type]
+
+    def table_refusing_one(records: list, **kw: object) -> object:
+        if any(r.source_path.endswith(unstorable) for r in records):
+            raise OverflowError("value too large for int16")
+        return to_table(records, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ing, "parse_spectrum_bytes", parse_with_a_bug)
+    monkeypatch.setattr(ing, "records_to_table", table_refusing_one)
+    with Catalog.create(tmp_path / "cat") as cat:
+        rep = ing.ingest(cat, files, workers=1, progress=False)
+    reasons = {Path(p).name: r for p, r in rep.quarantined}
+    assert set(reasons) == {buggy, unstorable}
+    assert reasons[buggy].startswith("unexpected TypeError while reading: 'NoneType'")
+    assert "does not fit the spectra table (OverflowError" in reasons[unstorable]
+    assert rep.n_ingested == len(files) - 2
+    with lamostdb.open(tmp_path / "cat") as c:
+        stored = set(c.sql("SELECT source_path FROM spectra_history")["source_path"].to_list())
+    assert {Path(p).name for p in stored} == {p.name for p in files} - {buggy, unstorable}
