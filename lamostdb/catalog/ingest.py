@@ -13,6 +13,7 @@ versions stay in ``spectra_history``; ``spectrum_versions`` records who replaced
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import hashlib
 import multiprocessing as mp
@@ -36,10 +37,12 @@ from lamostdb.catalog.hats import leaf_relpath
 from lamostdb.catalog.spectra_table import records_healpix, records_to_table
 from lamostdb.catalog.store import Catalog
 from lamostdb.healpix import pixel_at_order
+from lamostdb.io.bounded import read_bounded, storable_path
 from lamostdb.io.parquet import SPECTRA_ENCODING, write_parquet
 from lamostdb.io.record import SpectrumReadError, SpectrumRecord
-from lamostdb.io.spectrum import parse_spectrum_bytes, read_file_bytes
+from lamostdb.io.spectrum import parse_spectrum_bytes
 from lamostdb.io.sqlfiles import statement
+from lamostdb.io.validate import DEFAULT_LIMITS, ReadLimits
 
 SPECTRUM_SUFFIXES = (".fits", ".fit", ".fits.gz", ".fit.gz", ".fts")
 _DR_RE = re.compile(r"DR\s*(\d+)", re.IGNORECASE)
@@ -126,51 +129,115 @@ class _ChunkTask:
     root: str
     run_id: str
     order: int
+    limits: ReadLimits = DEFAULT_LIMITS
+
+
+def _failed(name: str, path: str, size: int, mtime: int, raw: bytes, exc: BaseException
+            ) -> FileOutcome:
+    """The quarantine outcome of a file whose reading raised ``exc`` (any kind)."""
+    if isinstance(exc, SpectrumReadError):
+        reason = exc.reason
+    else:  # a reader bug or a case nobody foresaw: this file only, and say so
+        reason = (f"unexpected {type(exc).__name__} while reading: {exc}; the file is not "
+                  "stored. Report it (with the file) to the lamostdb maintainers")
+    if name != path:
+        reason += (" [the file name is not valid UTF-8: the path is stored with \\x escapes "
+                   "for its undecodable bytes]")
+    sha = hashlib.sha256(raw if raw else f"unreadable:{name}".encode()).hexdigest()
+    return FileOutcome(name, size, mtime, sha, None, None, None, None, reason or "unreadable")
+
+
+def _read_one(path: str, limits: ReadLimits) -> tuple[FileOutcome, SpectrumRecord | None]:
+    """Read, check and validate one file; never raises (a failure is a quarantine outcome)."""
+    name = storable_path(path)
+    size, mtime, raw = 0, 0, b""
+    try:
+        st = os.stat(path)
+        size, mtime = st.st_size, st.st_mtime_ns
+        raw, data = read_bounded(path, limits, name)
+        rec = parse_spectrum_bytes(raw, data, name, limits=limits)
+    except Exception as exc:  # per-file isolation: nothing here stops the run
+        return _failed(name, path, size, mtime, raw, exc), None
+    return FileOutcome(name, size, mtime, rec.source_sha256, rec.specid, rec.obsid, rec.lmjd,
+                       rec.data_v, None), rec
+
+
+def _table_or_refuse(records: list[SpectrumRecord], run_id: str, hp: np.ndarray
+                     ) -> tuple[pa.Table | None, dict[int, str]]:
+    """The rows of ``records``; a record the table cannot hold is refused alone.
+
+    Returns the table (None when every record is refused) and, by position in
+    ``records``, the reason of each refused one. Validation makes refusals rare: this
+    is the last guard that one file cannot fail its chunk.
+    """
+    try:
+        return records_to_table(records, ingest_run=run_id, hp=hp), {}
+    except Exception:  # find the culprit(s), keep the rest
+        pass
+    keep, refused = [], {}
+    for i, rec in enumerate(records):
+        try:
+            records_to_table([rec], ingest_run=run_id, hp=hp[i:i + 1])
+            keep.append(i)
+        except Exception as exc:
+            refused[i] = (f"a value does not fit the spectra table ({type(exc).__name__}: "
+                          f"{exc}); report the file to the lamostdb maintainers")
+    if not keep:
+        return None, refused
+    return records_to_table([records[i] for i in keep], ingest_run=run_id, hp=hp[keep]), refused
 
 
 def _process_chunk(task: _ChunkTask) -> tuple[list[FileOutcome], list[StagedFile], float]:
-    """Read one chunk of files and write its rows to staged Parquet, one file per pixel."""
+    """Read one chunk of files and write its rows to staged Parquet, one file per pixel.
+
+    Per-file isolation: whatever goes wrong with one file (damage, caps, a reader bug,
+    a value the table cannot hold) becomes its quarantine outcome; the others go on.
+    """
     outcomes: list[FileOutcome] = []
     records: list[SpectrumRecord] = []
+    where: list[int] = []  # outcome index of each record
     for path in task.paths:
-        try:
-            st = os.stat(path)
-            size, mtime = st.st_size, st.st_mtime_ns
-        except OSError:
-            size, mtime = 0, 0
-        try:
-            raw, data = read_file_bytes(path)
-        except (SpectrumReadError, OSError) as exc:
-            reason = exc.reason if isinstance(exc, SpectrumReadError) else str(exc)
-            sha = hashlib.sha256(f"unreadable:{path}".encode()).hexdigest()
-            outcomes.append(FileOutcome(path, size, mtime, sha, None, None, None, None, reason))
-            continue
-        try:
-            rec = parse_spectrum_bytes(raw, data, path)
-        except SpectrumReadError as exc:
-            sha = hashlib.sha256(raw).hexdigest()
-            outcomes.append(FileOutcome(path, size, mtime, sha, None, None, None, None,
-                                        exc.reason))
-            continue
-        records.append(rec)
-        outcomes.append(FileOutcome(path, size, mtime, rec.source_sha256, rec.specid, rec.obsid,
-                                    rec.lmjd, rec.data_v, None))
+        outcome, rec = _read_one(path, task.limits)
+        if rec is not None:
+            records.append(rec)
+            where.append(len(outcomes))
+        outcomes.append(outcome)
     staged: list[StagedFile] = []
     if records:
         hp = records_healpix(records)
         pix = pixel_at_order(hp, task.order)
         for p in np.unique(pix):
             idx = np.flatnonzero(pix == p)
-            part = records_to_table([records[i] for i in idx], ingest_run=task.run_id,
-                                    hp=hp[idx])
+            part, refused = _table_or_refuse([records[i] for i in idx], task.run_id, hp[idx])
+            for j, reason in refused.items():
+                k = where[idx[j]]
+                outcomes[k] = dataclasses.replace(outcomes[k], specid=None, obsid=None,
+                                                  night=None, data_v=None, reason=reason)
+            if part is None:
+                continue
             leaf = leaf_relpath("spectra", task.order, int(p))
             name = f"part-{task.run_id}-{task.index:05d}.parquet"
             staged_rel = f"{STAGING}/{task.run_id}/{leaf}/{name}"
             nbytes = write_parquet(part, Path(task.root) / staged_rel, **SPECTRA_ENCODING)
             staged.append(StagedFile("spectra", staged_rel, f"{leaf}/{name}", task.order, int(p),
                                      part.num_rows, nbytes))
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return outcomes, staged, peak_rss_mb
+    return outcomes, staged, _peak_rss_mb()
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process (MB): ``VmHWM`` where Linux has it.
+
+    ``ru_maxrss`` survives ``exec``, so a process started from a big one reports the
+    parent's size; ``VmHWM`` belongs to this process's own memory map.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _chunks(paths: Sequence[str], size: int) -> list[tuple[str, ...]]:
@@ -178,7 +245,8 @@ def _chunks(paths: Sequence[str], size: int) -> list[tuple[str, ...]]:
 
 
 def ingest(catalog: Catalog, inputs: Iterable[str | Path], *, workers: int | None = None,
-           chunk_size: int = 500, progress: bool = True) -> IngestReport:
+           chunk_size: int = 500, progress: bool = True,
+           limits: ReadLimits = DEFAULT_LIMITS) -> IngestReport:
     """Ingest spectrum files into ``catalog`` (opened with ``mode='w'``).
 
     Parameters
@@ -193,6 +261,9 @@ def ingest(catalog: Catalog, inputs: Iterable[str | Path], *, workers: int | Non
         Files per work unit; bounds memory (about 0.1 MB per spectrum per worker).
     progress
         Show a progress bar.
+    limits
+        Size caps and validation thresholds applied to every file; a file beyond them
+        is quarantined with the reason (:class:`~lamostdb.io.validate.ReadLimits`).
     """
     t0 = time.perf_counter()
     run_id = new_run_id()
@@ -203,7 +274,7 @@ def ingest(catalog: Catalog, inputs: Iterable[str | Path], *, workers: int | Non
         todo = _skip_unchanged(catalog, files)
         report.n_unchanged = len(files) - len(todo)
         outcomes, staged, report.peak_worker_rss_mb = _read_all(catalog, todo, run_id, workers,
-                                                                chunk_size, progress)
+                                                                chunk_size, progress, limits)
         report.bytes_read = sum(o.size_bytes for o in outcomes)
         ledger, versions, superseded, quarantine, drop = _decide(catalog, outcomes, run_id,
                                                                  report)
@@ -232,22 +303,23 @@ def ingest(catalog: Catalog, inputs: Iterable[str | Path], *, workers: int | Non
 def _skip_unchanged(catalog: Catalog, files: list[str]) -> list[str]:
     if not files:
         return []
-    rows = catalog.con.execute(statement("ledger.sql", "known_paths"), {"paths": files}).fetchall()
+    names = [storable_path(f) for f in files]  # as the ledger stores them (issue 11)
+    rows = catalog.con.execute(statement("ledger.sql", "known_paths"), {"paths": names}).fetchall()
     known = {p: (s, m) for p, s, m in rows}
     todo = []
-    for f in files:
-        if f in known:
+    for f, name in zip(files, names, strict=True):
+        if name in known:
             st = os.stat(f)
-            if known[f] == (st.st_size, st.st_mtime_ns):
+            if known[name] == (st.st_size, st.st_mtime_ns):
                 continue
         todo.append(f)
     return todo
 
 
 def _read_all(catalog: Catalog, files: list[str], run_id: str, workers: int | None,
-              chunk_size: int, progress: bool
+              chunk_size: int, progress: bool, limits: ReadLimits = DEFAULT_LIMITS
               ) -> tuple[list[FileOutcome], list[StagedFile], float]:
-    tasks = [_ChunkTask(i, c, str(catalog.root), run_id, catalog.partition_order)
+    tasks = [_ChunkTask(i, c, str(catalog.root), run_id, catalog.partition_order, limits)
              for i, c in enumerate(_chunks(files, chunk_size))]
     n_workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
     outcomes: list[FileOutcome] = []

@@ -118,8 +118,24 @@ def _data_size(h: dict[str, object]) -> int:
     return abs(bitpix) // 8 * n
 
 
+#: Public name of the header parser (bounded.check_structure walks headers with it).
+parse_header = _parse_header
+
 _NEEDED_PARSED = ("SIMPLE", "XTENSION", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "NAXIS3",
                   "PCOUNT", "GCOUNT", "EXTNAME", "TFIELDS", "BZERO", "BSCALE")
+
+
+def struct_values(raw: dict[str, str]) -> dict[str, object]:
+    """The structural keys of a header (BITPIX, NAXISn, EXTNAME, TTYPEn, TFORMn...) parsed."""
+    parsed: dict[str, object] = {}
+    for key in _NEEDED_PARSED:
+        if key in raw:
+            parsed[key] = parse_value(raw[key])
+    for k in range(1, int(parsed.get("TFIELDS", 0) or 0) + 1):  # type: ignore[arg-type]
+        for stem in ("TTYPE", "TFORM"):
+            if f"{stem}{k}" in raw:
+                parsed[f"{stem}{k}"] = parse_value(raw[f"{stem}{k}"])
+    return parsed
 
 
 def scan_hdus(buf: bytes | memoryview, *, max_hdus: int = 4) -> list[RawHDU]:
@@ -134,14 +150,7 @@ def scan_hdus(buf: bytes | memoryview, *, max_hdus: int = 4) -> list[RawHDU]:
     pos = 0
     while pos < len(buf) and len(hdus) < max_hdus:
         raw, text, data_start = _parse_header(buf, pos)
-        parsed: dict[str, object] = {}
-        for key in _NEEDED_PARSED:
-            if key in raw:
-                parsed[key] = parse_value(raw[key])
-        for k in range(1, int(parsed.get("TFIELDS", 0) or 0) + 1):  # type: ignore[arg-type]
-            for stem in ("TTYPE", "TFORM"):
-                if f"{stem}{k}" in raw:
-                    parsed[f"{stem}{k}"] = parse_value(raw[f"{stem}{k}"])
+        parsed = struct_values(raw)
         size = _data_size(parsed)
         hdus.append(RawHDU(raw, parsed, text, data_start, size))
         pos = data_start + (size + BLOCK - 1) // BLOCK * BLOCK

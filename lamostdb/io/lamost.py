@@ -29,8 +29,9 @@ from lamostdb.io.hdu_roles import (
     find_spectrum_table,
 )
 from lamostdb.io.record import SpectrumReadError, SpectrumRecord, log_linear_wave
+from lamostdb.io.validate import NIGHT_RANGE, header_float, header_int, safe_token
+from lamostdb.io.validate import header_text as text_value
 
-MISSING = -9999.0
 # Header keys that changed name between releases: first present wins.
 FIBERTYPE_KEYS = ("FIBERTYP", "FIB_TYPE")  # DR1-DR8 vs DR9+
 FIBERMASK_KEYS = ("FIBERMAS", "FIB_MASK")
@@ -41,32 +42,9 @@ SNR_KEYS = {
     "snri": ("SNRI", "SN_I"),
     "snrz": ("SNRZ", "SN_Z"),
 }
-
-
-def _float_or_none(v: Any) -> float | None:
-    if v is None or isinstance(v, bool):
-        return None
-    if isinstance(v, str):
-        try:
-            v = float(v)
-        except ValueError:
-            return None
-    x = float(v)
-    if not np.isfinite(x) or x == MISSING:
-        return None
-    return x
-
-
-def _int_or_none(v: Any) -> int | None:
-    if v is None or isinstance(v, bool):
-        return None
-    if isinstance(v, int):
-        return v
-    if isinstance(v, float) and v.is_integer():
-        return int(v)
-    if isinstance(v, str) and v.strip().lstrip("+-").isdigit():
-        return int(v.strip())
-    return None
+#: String header keys stored as they are (reduced to printable ASCII).
+TEXT_KEYS = ("DATE-OBS", "DESIG", "OBJNAME", "OBJTYPE", "TSOURCE", "CLASS", "SUBCLASS",
+             "DATA_V", "VERSPIPE")
 
 
 def _str_or_none(v: Any) -> str | None:
@@ -94,13 +72,15 @@ def _as_mask(arr: np.ndarray, name: str, path: str) -> np.ndarray:
     return a.astype(np.int32)
 
 
-def _first(get: Callable[[str], Any], keys: tuple[str, ...]) -> Any:
-    """Value of the first of ``keys`` present in the header (release spellings differ)."""
+def _present(get: Callable[[str], Any], keys: tuple[str, ...]
+             ) -> tuple[str, Callable[[str], Any]]:
+    """The first of ``keys`` present in the header (release spellings differ), else the
+    first key; and a lookup that returns its value without parsing it again."""
     for key in keys:
         value = get(key)
         if value is not None:
-            return value
-    return None
+            return key, lambda _key, v=value: v
+    return keys[0], lambda _key: None
 
 
 def _looks_like_wavelength(row: np.ndarray) -> bool:
@@ -123,25 +103,25 @@ def build_record(
     nbytes: int,
 ) -> SpectrumRecord:
     """Map LAMOST header values and pixel rows to a record (shared by both readers)."""
-    lmjd = _int_or_none(get("LMJD"))
-    mjd = _int_or_none(get("MJD"))
-    planid = _str_or_none(get("PLANID"))
-    spid = _int_or_none(get("SPID"))
-    fiberid = _int_or_none(get("FIBERID"))
-    for key, val in (("LMJD", lmjd if lmjd is not None else mjd), ("PLANID", planid),
-                     ("SPID", spid), ("FIBERID", fiberid)):
+    lmjd = header_int(get, "LMJD", path, lo=NIGHT_RANGE[0], hi=NIGHT_RANGE[1])
+    mjd = header_int(get, "MJD", path, lo=NIGHT_RANGE[0], hi=NIGHT_RANGE[1])
+    planid = text_value(get, "PLANID", path)
+    spid = header_int(get, "SPID", path, lo=1, hi=16, required=True)
+    fiberid = header_int(get, "FIBERID", path, lo=1, hi=250, required=True)
+    for key, val in (("LMJD", lmjd if lmjd is not None else mjd), ("PLANID", planid)):
         if val is None:
             raise SpectrumReadError(path, f"header key {key} is missing or not readable; "
                                     "a LAMOST spectrum needs LMJD, PLANID, SPID and FIBERID")
-    ra = _float_or_none(get("RA"))
-    dec = _float_or_none(get("DEC"))
+    planid = safe_token(str(planid), "PLANID", path)
+    ra = header_float(get, "RA", path)
+    dec = header_float(get, "DEC", path)
     if ra is None or dec is None or not (0 <= ra <= 360 and -90 <= dec <= 90):
         raise SpectrumReadError(path, f"header RA={get('RA')!r} DEC={get('DEC')!r} are not "
                                 "positions in degrees")
     night = lmjd if lmjd is not None else mjd
     specid = f"{night}-{planid}_sp{spid:02d}-{fiberid:03d}"
-    coeff0 = _float_or_none(get("COEFF0"))
-    coeff1 = _float_or_none(get("COEFF1"))
+    coeff0 = header_float(get, "COEFF0", path)
+    coeff1 = header_float(get, "COEFF1", path)
     npix = int(np.asarray(flux).shape[-1])
     f32 = _as_float32(flux, "FLUX", path)
     iv = _as_float32(ivar, "IVAR", path)
@@ -155,10 +135,14 @@ def build_record(
             wavelength = w.astype(np.float64)
     elif coeff0 is None or coeff1 is None:
         raise SpectrumReadError(path, "no wavelength row and no COEFF0/COEFF1 to rebuild it")
-    snr = {name: _float_or_none(_first(get, keys)) for name, keys in SNR_KEYS.items()}
+    snr = {name: header_float(one, key, path)
+           for name, (key, one) in ((n, _present(get, k)) for n, k in SNR_KEYS.items())}
+    fibertype_key, fibertype = _present(get, FIBERTYPE_KEYS)
+    fibermask_key, fibermask = _present(get, FIBERMASK_KEYS)
+    text = {key: text_value(get, key, path) for key in TEXT_KEYS}
     return SpectrumRecord(
         specid=specid,
-        obsid=_int_or_none(get("OBSID")),
+        obsid=header_int(get, "OBSID", path, lo=1),
         survey="LAMOST",
         file_format=file_format,
         lmjd=lmjd,
@@ -168,22 +152,22 @@ def build_record(
         fiberid=fiberid,
         ra=ra,
         dec=dec,
-        ra_obs=_float_or_none(get("RA_OBS")),
-        dec_obs=_float_or_none(get("DEC_OBS")),
-        obsdate=_str_or_none(get("DATE-OBS")),
-        designation=_str_or_none(get("DESIG")),
-        objname=_str_or_none(get("OBJNAME")),
-        objtype=_str_or_none(get("OBJTYPE")),
-        tsource=_str_or_none(get("TSOURCE")),
-        fibertype=_str_or_none(_first(get, FIBERTYPE_KEYS)),
-        fibermask=_int_or_none(_first(get, FIBERMASK_KEYS)),
-        helio_rv=_float_or_none(get("HELIO_RV")),
-        lasp_class=_str_or_none(get("CLASS")),
-        lasp_subclass=_str_or_none(get("SUBCLASS")),
-        lasp_z=_float_or_none(get("Z")),
-        lasp_z_err=_float_or_none(get("Z_ERR")),
-        data_v=_str_or_none(get("DATA_V")),
-        verspipe=_str_or_none(get("VERSPIPE")),
+        ra_obs=header_float(get, "RA_OBS", path),
+        dec_obs=header_float(get, "DEC_OBS", path),
+        obsdate=text["DATE-OBS"],
+        designation=text["DESIG"],
+        objname=text["OBJNAME"],
+        objtype=text["OBJTYPE"],
+        tsource=text["TSOURCE"],
+        fibertype=text_value(fibertype, fibertype_key, path),
+        fibermask=header_int(fibermask, fibermask_key, path, lo=-2**31, hi=2**31 - 1),
+        helio_rv=header_float(get, "HELIO_RV", path),
+        lasp_class=text["CLASS"],
+        lasp_subclass=text["SUBCLASS"],
+        lasp_z=header_float(get, "Z", path),
+        lasp_z_err=header_float(get, "Z_ERR", path),
+        data_v=text["DATA_V"],
+        verspipe=text["VERSPIPE"],
         coeff0=coeff0,
         coeff1=coeff1,
         npix=npix,
@@ -222,9 +206,14 @@ def _coadd_rows(path: str, cols: dict[str, np.ndarray]) -> dict[str, np.ndarray 
             "andmask": upper["ANDMASK"], "ormask": upper["ORMASK"]}
 
 
-def read_lamost_fast(buf: bytes, path: str, sha256: str, nbytes: int) -> SpectrumRecord:
-    """Read a LAMOST file from its (decompressed) bytes with the fast FITS subset."""
-    hdus = fr.scan_hdus(buf, max_hdus=2)
+def read_lamost_fast(buf: bytes, path: str, sha256: str, nbytes: int,
+                     hdus: list[fr.RawHDU] | None = None) -> SpectrumRecord:
+    """Read a LAMOST file from its (decompressed) bytes with the fast FITS subset.
+
+    ``hdus``: its first HDUs already scanned (``bounded.check_structure``), if at hand.
+    """
+    if hdus is None:
+        hdus = fr.scan_hdus(buf, max_hdus=2)
     primary = hdus[0]
 
     def get(key: str) -> Any:

@@ -9,48 +9,59 @@ naming the file and the reason, so a batch can quarantine the file and go on.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import warnings
-import zlib
 from pathlib import Path
 
 from astropy.io import fits
 
-from lamostdb.io import fits_read as fr
+from lamostdb.io.bounded import check_structure, read_bounded, storable_path
 from lamostdb.io.lamost import read_lamost_astropy, read_lamost_fast
 from lamostdb.io.record import SpectrumReadError, SpectrumRecord
 from lamostdb.io.sdss import is_sdss, read_sdss_astropy
-
-GZIP_MAGIC = b"\x1f\x8b"
-
-
-def read_file_bytes(path: str | Path) -> tuple[bytes, bytes]:
-    """Return (raw file bytes, decompressed FITS bytes) of a plain or gzipped file."""
-    raw = Path(path).read_bytes()
-    if raw[:2] == GZIP_MAGIC:
-        try:
-            return raw, gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise SpectrumReadError(str(path), f"gzip stream is damaged ({exc})") from None
-    return raw, raw
+from lamostdb.io.validate import DEFAULT_LIMITS, ReadLimits, validate_record
 
 
-def parse_spectrum_bytes(raw: bytes, data: bytes, path: str, *, fast: bool = True
-                         ) -> SpectrumRecord:
-    """Parse a spectrum already in memory (``raw``: file bytes; ``data``: FITS bytes)."""
+def read_file_bytes(path: str | Path, limits: ReadLimits = DEFAULT_LIMITS
+                    ) -> tuple[bytes, bytes]:
+    """Return (raw file bytes, decompressed FITS bytes) of a plain or gzipped file.
+
+    Within ``limits``: a file or decompressed content over the caps is refused
+    (:class:`SpectrumReadError`) without being read or inflated in full.
+    """
+    return read_bounded(path, limits)
+
+
+def parse_spectrum_bytes(raw: bytes, data: bytes, path: str, *, fast: bool = True,
+                         limits: ReadLimits = DEFAULT_LIMITS) -> SpectrumRecord:
+    """Parse and validate a spectrum already in memory (``raw``: file bytes; ``data``: FITS).
+
+    The HDU structure is checked first (:func:`~lamostdb.io.bounded.check_structure`),
+    the finished record last (:func:`~lamostdb.io.validate.validate_record`, which masks
+    bad pixels). Every failure is a :class:`SpectrumReadError`.
+    """
     sha = hashlib.sha256(raw).hexdigest()
     if not data:
-        raise SpectrumReadError(path, "file is empty")
+        raise SpectrumReadError(path, "file is empty (no FITS content): an interrupted "
+                                "transfer or a placeholder; get a fresh copy")
     if data[:9] != b"SIMPLE  =":
-        raise SpectrumReadError(path, "not a FITS file (no SIMPLE card at the start)")
+        raise SpectrumReadError(path, "not a FITS file (no SIMPLE card at the start); "
+                                "only LAMOST and SDSS spectrum files can be ingested")
+    scanned = check_structure(data, path, limits)
+    rec = None
     if fast:
+        first = scanned[:2]
+        hdus = None if None in first else first
         try:
-            return read_lamost_fast(data, path, sha, len(raw))
-        except fr.UnsupportedFits:
-            pass  # fall through to astropy, which knows the whole standard
-    return _read_astropy(data, path, sha, len(raw))
+            rec = read_lamost_fast(data, path, sha, len(raw), hdus)  # type: ignore[arg-type]
+        except SpectrumReadError:
+            raise
+        except Exception:  # UnsupportedFits or a surprise: astropy decides
+            rec = None  # fall through to astropy, which knows the whole standard
+    if rec is None:
+        rec = _read_astropy(data, path, sha, len(raw))
+    return validate_record(rec, limits)
 
 
 def _read_astropy(data: bytes, path: str, sha: str, nbytes: int) -> SpectrumRecord:
@@ -74,7 +85,8 @@ def _read_astropy(data: bytes, path: str, sha: str, nbytes: int) -> SpectrumReco
                                 ) from None
 
 
-def read_spectrum(path: str | Path, *, fast: bool = True) -> SpectrumRecord:
+def read_spectrum(path: str | Path, *, fast: bool = True,
+                  limits: ReadLimits = DEFAULT_LIMITS) -> SpectrumRecord:
     """Read any LAMOST LRS (DR1-DR9+, plain or gzipped) or SDSS/BOSS spec file.
 
     Parameters
@@ -84,15 +96,14 @@ def read_spectrum(path: str | Path, *, fast: bool = True) -> SpectrumRecord:
     fast
         Use the fast FITS subset reader when it applies (default); ``False`` forces
         astropy (the reference; the tests check both agree).
+    limits
+        Size caps and validation thresholds.
 
     Raises
     ------
     SpectrumReadError
         With the file name and what could not be read.
     """
-    p = str(path)
-    try:
-        raw, data = read_file_bytes(path)
-    except OSError as exc:
-        raise SpectrumReadError(p, f"cannot read file: {exc.strerror or exc}") from None
-    return parse_spectrum_bytes(raw, data, p, fast=fast)
+    p = storable_path(str(path))
+    raw, data = read_bounded(path, limits, p)
+    return parse_spectrum_bytes(raw, data, p, fast=fast, limits=limits)

@@ -45,6 +45,7 @@ from lamostdb.catalog.ingest import SPECTRUM_SUFFIXES, discover, ingest
 from lamostdb.catalog.store import DB_NAME, Catalog, CatalogError
 from lamostdb.ids import assign_ids
 from lamostdb.io.sqlfiles import statement
+from lamostdb.io.validate import DEFAULT_LIMITS, ReadLimits
 from lamostdb.refcat import ingest_refcat
 from lamostdb.xmatch import xmatch
 
@@ -77,6 +78,9 @@ class NightlyOptions:
         Files per ingest work unit.
     progress
         Show the stages' progress bars.
+    read_limits
+        Size caps and validation thresholds of the ingest (a file beyond them is
+        quarantined with the reason).
     """
 
     workers: int | None = None
@@ -86,6 +90,7 @@ class NightlyOptions:
     refcat_from_night: bool = False
     chunk_size: int = 500
     progress: bool = True
+    read_limits: ReadLimits = DEFAULT_LIMITS
 
 
 @dataclass
@@ -265,7 +270,7 @@ def _run_stages(cat: Catalog, night: Path, refs: dict[str, list[Path]],
 
     irep, secs = _timed("ingest", lambda: ingest(
         cat, [night], workers=options.workers, chunk_size=options.chunk_size,
-        progress=options.progress))
+        progress=options.progress, limits=options.read_limits))
     facts["n_new_spectra"], facts["n_new_quarantined"] = irep.n_ingested, irep.n_quarantined
     done(StageOutcome("ingest", secs, irep.n_ingested,
                       [irep.run_id] if irep.n_ingested or irep.n_quarantined else [],
