@@ -131,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_nightly_parser(sub)
     add_export_parser(sub)
 
+    from lamostdb.cli.withdraw_cmd import add_withdraw_parser
+
+    add_withdraw_parser(sub)
+
     from lamostdb.cli.confidence_cmd import add_confidence_parser
 
     add_confidence_parser(sub)
