@@ -146,6 +146,10 @@ def cmd_classify(args: argparse.Namespace) -> int:
         rep = classify(cat, rerun=args.rerun, workers=args.workers, progress=not args.quiet)
     print(f"run {rep.run_id}: {rep.n_fitted} spectra classified ({rep.n_todo} to do) in "
           f"{rep.elapsed_s:.1f} s, {rep.spectra_per_s:.0f} spectra/s; classes {rep.counts}")
+    for specid, reason in rep.unusable[:20]:
+        print(f"  unusable {specid}: {reason} (zwarning UNPLUGGED)")
+    if len(rep.unusable) > 20:
+        print(f"  ... and {len(rep.unusable) - 20} more: see the run summary in the runs table")
     return 0
 
 
