@@ -50,7 +50,7 @@ TABLE_NAMES = PUBLIC_NAMES + ("refcat_ledger",)
 _STAGE_DDL = (("refcat.sql", "create_refcat_ledger"), ("ids.sql", "create_uid_aliases"),
               ("withdraw.sql", "create_withdrawn"))
 _DDL = ("create_catalog_meta", "create_runs", "create_files", "create_ingest_ledger",
-        "create_spectrum_versions", "create_quarantine")
+        "create_spectrum_versions", "create_quarantine", "create_ingest_paths")
 
 
 class CatalogError(RuntimeError):
