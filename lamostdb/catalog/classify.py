@@ -17,11 +17,12 @@ treated the same way.
 
 from __future__ import annotations
 
-import multiprocessing as mp
+import contextlib
 import os
 import resource
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from lamostdb.catalog.commit import STAGING, StagedFile, commit_run, new_run_id
 from lamostdb.catalog.hats import leaf_relpath
 from lamostdb.catalog.schema import load_schema
 from lamostdb.catalog.store import Catalog
+from lamostdb.catalog.workers import worker_pool
 from lamostdb.io.parquet import write_parquet
 from lamostdb.io.sqlfiles import statement
 from lamostdb.match.batch import ENGINE_COLUMNS, batch_to_matrices
@@ -298,14 +300,13 @@ def classify(catalog: Catalog, *, rerun: bool = False, workers: int | None = Non
         counts: dict[str, int] = defaultdict(int)
         bar = tqdm(total=report.n_todo, unit="spectrum", desc="classify",
                    disable=not progress or not tasks)
-        try:
+        with contextlib.ExitStack() as stack:
+            stack.callback(bar.close)
             if n_workers == 1:
-                results = map(_classify_file, tasks)
-                pool = None
+                results: Iterator[_Outcome] = map(_classify_file, tasks)
             else:
-                ctx = mp.get_context("forkserver")
-                ctx.set_forkserver_preload(["lamostdb.catalog.classify"])
-                pool = ctx.Pool(n_workers)
+                pool = stack.enter_context(worker_pool(n_workers, catalog.root, STAGING, run_id,
+                                                       "lamostdb.catalog.classify"))
                 results = pool.imap_unordered(_classify_file, tasks)
             for st, cnt, n, rss, bad in results:
                 staged += st
@@ -315,11 +316,6 @@ def classify(catalog: Catalog, *, rerun: bool = False, workers: int | None = Non
                 report.n_fitted += n
                 report.peak_worker_rss_mb = max(report.peak_worker_rss_mb, rss)
                 bar.update(n)
-        finally:
-            bar.close()
-            if n_workers > 1 and pool is not None:
-                pool.close()
-                pool.join()
         report.counts = dict(counts)
         report.elapsed_s = round(time.perf_counter() - t0, 3)
         report.spectra_per_s = round(report.n_fitted / max(report.elapsed_s, 1e-9), 1)

@@ -14,7 +14,6 @@ versions stay in ``spectra_history``; ``spectrum_versions`` records who replaced
 from __future__ import annotations
 
 import hashlib
-import multiprocessing as mp
 import os
 import re
 import resource
@@ -35,6 +34,7 @@ from lamostdb.catalog.commit import STAGING, StagedFile, commit_run, fault, new_
 from lamostdb.catalog.hats import leaf_relpath
 from lamostdb.catalog.spectra_table import records_healpix, records_to_table
 from lamostdb.catalog.store import Catalog
+from lamostdb.catalog.workers import worker_pool
 from lamostdb.healpix import pixel_at_order
 from lamostdb.io.parquet import SPECTRA_ENCODING, write_parquet
 from lamostdb.io.record import SpectrumReadError, SpectrumRecord
@@ -274,9 +274,8 @@ def _read_all(catalog: Catalog, files: list[str], run_id: str, workers: int | No
                 peak = max(peak, rss)
                 bar.update(len(out))
         else:
-            ctx = mp.get_context("forkserver")
-            ctx.set_forkserver_preload(["lamostdb.catalog.ingest"])
-            with ctx.Pool(n_workers) as pool:
+            with worker_pool(n_workers, catalog.root, STAGING, run_id,
+                             "lamostdb.catalog.ingest") as pool:
                 for out, st, rss in pool.imap_unordered(_process_chunk, tasks):
                     outcomes += out
                     staged += st
