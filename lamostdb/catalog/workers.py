@@ -57,23 +57,31 @@ def _die_with_parent() -> None:
             pass
 
 
-def _watch(stage_pid: int) -> None:
+def _stage_alive(pid: int, started: str | None) -> bool:
+    if started is not None:  # /proc: a killed stage not yet reaped (a zombie) counts as dead
+        return _start_time(pid) == started
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def _watch(stage_pid: int, stage_started: str | None) -> None:
     while True:
         time.sleep(WATCH_S)
-        try:
-            os.kill(stage_pid, 0)
-        except ProcessLookupError:
+        if not _stage_alive(stage_pid, stage_started):
             os._exit(70)
-        except PermissionError:
-            pass
 
 
-def init_worker(stage_pid: int, pid_dir: str) -> None:
+def init_worker(stage_pid: int, stage_started: str | None, pid_dir: str) -> None:
     """Pool initializer: die with the stage process, and record this worker's pid."""
     _die_with_parent()
-    if os.getppid() == 1:  # the parent died before the request took effect
-        os._exit(70)
-    threading.Thread(target=_watch, args=(stage_pid,), daemon=True).start()
+    if os.getppid() == 1 or not _stage_alive(stage_pid, stage_started):
+        os._exit(70)  # the parent died before the request took effect
+    threading.Thread(target=_watch, args=(stage_pid, stage_started), daemon=True).start()
     pid = os.getpid()
     started = _start_time(pid)
     if started is not None:
@@ -102,7 +110,8 @@ def worker_pool(n_workers: int, root: Path, staging: str, run_id: str, preload: 
     pid_dir.mkdir(parents=True, exist_ok=True)
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload([preload])
-    pool = ctx.Pool(n_workers, initializer=init_worker, initargs=(os.getpid(), str(pid_dir)))
+    pool = ctx.Pool(n_workers, initializer=init_worker,
+                    initargs=(os.getpid(), _start_time(os.getpid()), str(pid_dir)))
     try:
         yield pool
         pool.close()
