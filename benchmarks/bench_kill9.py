@@ -100,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{t_ref:.1f} s uninterrupted")
     rng = random.Random(args.seed)
     failures = 0
+    gone: list[float] = []
     for trial in range(args.trials):
         cat = work / f"trial{trial:02d}"
         shutil.rmtree(cat, ignore_errors=True)
@@ -111,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         t_kill = time.perf_counter()
-        left_at_once = running_in_group(proc.pid)
+        while running_in_group(proc.pid) and time.perf_counter() - t_kill < 10:
+            time.sleep(0.005)
+        gone_ms = (time.perf_counter() - t_kill) * 1e3
         rerun = subprocess.run(nightly(cat, night, args.workers, args.chunk_size), env=env,
                                capture_output=True, text=True)
         t_rerun = time.perf_counter() - t_kill
@@ -122,13 +125,15 @@ def main(argv: list[str] | None = None) -> int:
         differ = [k for k, v in reference.items() if k not in got or not got[k].equals(v)]
         ok = rerun.returncode == 0 and not left and not stray and not differ
         failures += not ok
-        print(f"trial {trial:2d}: kill at {delay:5.2f} s, processes left right after the kill "
-              f"{len(left_at_once)}, after the rerun + {args.wait:.0f} s {len(left)}; rerun "
+        gone.append(gone_ms)
+        print(f"trial {trial:2d}: kill at {delay:5.2f} s, all its processes gone "
+              f"{gone_ms:6.1f} ms after, after the rerun + {args.wait:.0f} s {len(left)}; rerun "
               f"{t_rerun:5.1f} s rc {rerun.returncode}; stray files {len(stray)}; tables "
               f"{'identical' if not differ else 'DIFFER: ' + ', '.join(differ)}"
               + ("" if ok else "  <-- FAILED"))
         shutil.rmtree(cat, ignore_errors=True)
-    print(f"{args.trials - failures} of {args.trials} trials passed")
+    print(f"{args.trials - failures} of {args.trials} trials passed; processes of the killed "
+          f"run gone within {max(gone):.0f} ms (median {sorted(gone)[len(gone) // 2]:.0f} ms)")
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
     return 1 if failures else 0

@@ -328,7 +328,7 @@ def _decide(catalog: Catalog, fresh: list[FileOutcome], run_id: str, report: Ing
             version_rows.append({"specid": sid, "version": v, "sha256": o.sha256,
                                  "data_v": o.data_v, "current": v == best[1],
                                  "ingest_run": run_id})
-    ledger = pa.Table.from_pylist(ledger_rows, schema=pa.schema([
+    ledger_table = pa.Table.from_pylist(ledger_rows, schema=pa.schema([
         ("sha256", pa.string()), ("path", pa.string()), ("size_bytes", pa.int64()),
         ("mtime_ns", pa.int64()), ("specid", pa.string()), ("obsid", pa.int64()),
         ("night", pa.int32()), ("version", pa.int32()), ("ingest_run", pa.string())]))
@@ -337,7 +337,7 @@ def _decide(catalog: Catalog, fresh: list[FileOutcome], run_id: str, report: Ing
         ("data_v", pa.string()), ("current", pa.bool_()), ("ingest_run", pa.string())]))
     superseded = pa.Table.from_pylist(superseded_rows, schema=pa.schema([
         ("specid", pa.string()), ("version", pa.int32()), ("ingest_run", pa.string())]))
-    return ledger, versions, superseded
+    return ledger_table, versions, superseded
 
 
 def _quarantine_table(quarantine: list[FileOutcome], run_id: str) -> pa.Table:

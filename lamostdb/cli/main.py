@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sql", help="run a SQL query over a catalogue",
                        description="Run SQL over the catalogue's tables and views (spectra, "
-                       "spectra_history, quarantine, ingest_ledger, spectrum_versions, runs). "
+                       "spectra_history, quarantine, ingest_ledger, ingest_paths, "
+                       "spectrum_versions, withdrawn, runs). "
                        "Bind values with --param NAME=VALUE and $NAME in the query.")
     s.add_argument("catalog")
     s.add_argument("query")
