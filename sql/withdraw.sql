@@ -39,3 +39,7 @@ WITH wanted AS (SELECT unnest($shas::VARCHAR[]) AS sha256)
 SELECT w.sha256, w.specid, w.run_id, w.reason
 FROM withdrawn AS w
 JOIN wanted USING (sha256);
+
+-- name: withdrawn_exists
+-- One row when the catalogue has the withdrawn table (catalogues of older versions lack it).
+SELECT 1 FROM duckdb_tables() WHERE table_name = 'withdrawn' AND NOT temporary;

@@ -199,6 +199,10 @@ class Catalog:
                 continue
             files = [str(self.root / f.path) for f in self.table_files(schema_name)]
             self._register_parquet(name, schema_name, files)
+        if self.mode == "r" and not self.con.execute(statement("withdraw.sql",
+                                                               "withdrawn_exists")).fetchall():
+            # a catalogue no writer of this version has opened yet: nothing is withdrawn
+            self.con.register("withdrawn", load_schema("withdrawn").arrow_schema().empty_table())
         # views.sql first, then each stage's views_<stage>.sql in name order
         view_files = ["views.sql"] + sorted(p.name for p in resource_dir("sql").glob("views_*.sql"))
         for fname in view_files:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from lamostdb.catalog.store import CatalogError
 
-WATCH_S = 0.2
+WATCH_S = 0.05
 WORKERS_DIR = "workers"
 _PR_SET_PDEATHSIG = 1
 
