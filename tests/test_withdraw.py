@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -226,3 +227,13 @@ def test_export_names_the_spectra_it_cannot_write_and_writes_the_rest(
     written = {p.name for p in out.rglob("spec-*.fits")}
     assert len(written) == 7 and not written & {f"spec-{s}.fits" for s in bad}
     assert manifest["counts"]["spectra"] == 7 and manifest["counts"]["not_written"] == 3
+
+
+def test_a_catalogue_of_an_older_version_opens_read_only(cat_copy: Path) -> None:
+    """Before any writer of this version opened it, it has no withdrawn table: none withdrawn."""
+    n = len(_specids(cat_copy))
+    con = duckdb.connect(str(cat_copy / "catalog.duckdb"))
+    con.execute("DROP TABLE withdrawn")
+    con.close()
+    assert len(_specids(cat_copy)) == n
+    assert _count(cat_copy, "SELECT count(*) FROM withdrawn") == 0
