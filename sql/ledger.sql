@@ -117,19 +117,21 @@ CREATE TABLE IF NOT EXISTS ingest_paths (
 );
 
 -- name: known_paths
--- What the ledger knows of the given paths: (size, mtime, inode), content and last outcome
--- from ingest_paths; for paths ingested before ingest_paths existed, (size, mtime) from
--- ingest_ledger with a null inode.
+-- What the ledger knows of the given paths: (size, mtime, inode), content, last outcome and
+-- the lamostdb version that decided it, from ingest_paths; for paths ingested before
+-- ingest_paths existed, (size, mtime) from ingest_ledger with a null inode.
 WITH wanted AS (SELECT unnest($paths::VARCHAR[]) AS path),
 tracked AS (
-    SELECT p.path, p.size_bytes, p.mtime_ns, p.inode, p.sha256, p.outcome, p.reason
+    SELECT p.path, p.size_bytes, p.mtime_ns, p.inode, p.sha256, p.outcome, p.reason,
+           r.lamostdb_version
     FROM ingest_paths AS p
     JOIN wanted USING (path)
+    LEFT JOIN runs AS r ON r.run_id = p.ingest_run
 )
 SELECT * FROM tracked
 UNION ALL
 SELECT l.path, l.size_bytes, l.mtime_ns, NULL::BIGINT AS inode, l.sha256,
-       'ingested' AS outcome, NULL::VARCHAR AS reason
+       'ingested' AS outcome, NULL::VARCHAR AS reason, NULL::VARCHAR AS lamostdb_version
 FROM ingest_ledger AS l
 JOIN wanted USING (path)
 ANTI JOIN tracked USING (path);

@@ -9,6 +9,7 @@ import os
 import shutil
 from pathlib import Path
 
+import duckdb
 import pytest
 from astropy.io import fits
 
@@ -195,3 +196,19 @@ def test_redelivered_original_bytes_become_current_again(good: list[Path],
     assert _ingest(cat, again2).n_restored_versions == 1
     with lamostdb.open(cat) as c:
         assert c.sql("SELECT version FROM spectrum_versions WHERE current").rows() == [(2,)]
+
+
+def test_files_quarantined_by_another_version_are_read_again_once(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "junk.fits").write_bytes(JUNK)
+    cat = tmp_path / "cat"
+    assert _ingest(cat, src).n_quarantined == 1
+    assert _ingest(cat, src).bytes_read == 0  # same version: not read again
+    con = duckdb.connect(str(cat / "catalog.duckdb"))
+    con.execute("UPDATE runs SET lamostdb_version = '0.0.1'")  # as if an older one judged it
+    con.close()
+    again = _ingest(cat, src)
+    assert again.bytes_read == len(JUNK) and again.n_accounted == 1
+    assert _ingest(cat, src).bytes_read == 0
+    assert _paths(cat)["junk.fits"][0] == "quarantined"

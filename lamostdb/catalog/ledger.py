@@ -14,7 +14,8 @@ number of paths discovered:
   only: hashed once, then the new stat triple is stored), ``withdrawn`` (the same bytes as
   a withdrawn version: not brought back), or ``vanished`` (gone before it could be read).
 
-Folders that cannot be listed are reported (``unreadable_dirs``), never silently skipped.
+A path quarantined by another lamostdb version is read again once (its reader may accept
+it now). Folders that cannot be listed are reported (``unreadable_dirs``), never silently skipped.
 A file that ingests clears the quarantine rows of its path (it was fixed) and of its
 content (a reader now accepts it).
 """
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+import lamostdb
 from lamostdb.catalog.store import Catalog
 from lamostdb.io.sqlfiles import statement
 
@@ -106,10 +108,13 @@ def skip_unchanged(catalog: Catalog, files: list[str], report: IngestReport
         stats[f] = (st.st_size, st.st_mtime_ns, st.st_ino)
         k = known.get(f)
         if k is not None:
-            size, mtime, inode, sha, outcome, reason = k
+            size, mtime, inode, sha, outcome, reason, version = k
             prior[f] = (sha, outcome, reason)
-            if sha is not None and (size, mtime) == (st.st_size, st.st_mtime_ns) and (
-                    inode is None or inode == st.st_ino):
+            # a file quarantined by another lamostdb version is read again: its reader may
+            # accept it now, or give a better reason
+            rejudge = outcome == "quarantined" and version != lamostdb.__version__
+            if sha is not None and not rejudge and (size, mtime) == (
+                    st.st_size, st.st_mtime_ns) and (inode is None or inode == st.st_ino):
                 report.skip(f, "unchanged")
                 continue
         todo.append(f)
@@ -168,9 +173,11 @@ def sort_outcomes(catalog: Catalog, outcomes: list[FileOutcome], stats: dict[str
         before = prior.get(o.path)
         if o.reason is None:
             drop.add(o.path)  # kept again below if it is fresh
-        if sha is not None and before is not None and before[0] == sha:
+        if sha is not None and before is not None and before[0] == sha and (
+                before[1] != "quarantined" or o.reason is not None):
             report.skip(o.path, "content unchanged")
-            row(o, sha, before[1], before[2])  # touched only: store the new stat triple
+            # touched only (or re-judged by a new version): store the new stat triple
+            row(o, sha, before[1], o.reason if before[1] == "quarantined" else before[2])
             continue
         if o.sha256 in stored and o.reason is None:
             restore_candidates.append(o)
