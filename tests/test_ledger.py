@@ -212,3 +212,19 @@ def test_files_quarantined_by_another_version_are_read_again_once(tmp_path: Path
     assert again.bytes_read == len(JUNK) and again.n_accounted == 1
     assert _ingest(cat, src).bytes_read == 0
     assert _paths(cat)["junk.fits"][0] == "quarantined"
+
+
+def test_the_night_summary_lists_every_quarantined_path(good: list[Path], tmp_path: Path) -> None:
+    from lamostdb.pipeline.nightly import night_state
+
+    night = tmp_path / "night"
+    night.mkdir()
+    shutil.copy2(good[0], night / good[0].name)
+    for i in range(2):
+        (night / f"empty{i}.fits").write_bytes(b"")
+    cat = tmp_path / "cat"
+    _ingest(cat, night)
+    with Catalog(cat) as c:
+        state = night_state(c, night.resolve(), 3)
+    assert [Path(p).name for p, _ in state.quarantined] == ["empty0.fits", "empty1.fits"]
+    assert all(reason for _, reason in state.quarantined)
