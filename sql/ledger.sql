@@ -101,19 +101,62 @@ UPDATE runs SET state = 'rolled_back', finished_at = now()::TIMESTAMP WHERE run_
 -- The committed files of one table.
 SELECT path, norder, npix, n_rows FROM files WHERE table_name = $table_name ORDER BY path;
 
--- name: known_paths
--- Ledger entries of the given paths (to skip unchanged files without reading them).
-WITH wanted AS (SELECT unnest($paths::VARCHAR[]) AS path)
-SELECT l.path, l.size_bytes, l.mtime_ns
-FROM ingest_ledger AS l
-JOIN wanted USING (path);
+-- name: create_ingest_paths
+-- One row per file path ever discovered by ingest: its last outcome and its (size, mtime,
+-- inode), so that an unchanged path is skipped without reading it.
+CREATE TABLE IF NOT EXISTS ingest_paths (
+    path VARCHAR PRIMARY KEY,
+    size_bytes BIGINT NOT NULL,
+    mtime_ns BIGINT NOT NULL,
+    inode BIGINT NOT NULL,
+    sha256 VARCHAR,
+    outcome VARCHAR NOT NULL,
+    reason VARCHAR,
+    ingest_run VARCHAR NOT NULL,
+    checked_at TIMESTAMP NOT NULL
+);
 
--- name: known_checksums
--- Which of the given contents are already ingested or quarantined.
+-- name: known_paths
+-- What the ledger knows of the given paths: (size, mtime, inode), content, last outcome and
+-- the lamostdb version that decided it, from ingest_paths; for paths ingested before
+-- ingest_paths existed, (size, mtime) from ingest_ledger with a null inode.
+WITH wanted AS (SELECT unnest($paths::VARCHAR[]) AS path),
+tracked AS (
+    SELECT p.path, p.size_bytes, p.mtime_ns, p.inode, p.sha256, p.outcome, p.reason,
+           r.lamostdb_version
+    FROM ingest_paths AS p
+    JOIN wanted USING (path)
+    LEFT JOIN runs AS r ON r.run_id = p.ingest_run
+)
+SELECT * FROM tracked
+UNION ALL
+SELECT l.path, l.size_bytes, l.mtime_ns, NULL::BIGINT AS inode, l.sha256,
+       'ingested' AS outcome, NULL::VARCHAR AS reason, NULL::VARCHAR AS lamostdb_version
+FROM ingest_ledger AS l
+JOIN wanted USING (path)
+ANTI JOIN tracked USING (path);
+
+-- name: known_contents
+-- Which of the given contents are stored: their spectrum version, whether it is current,
+-- its release and the path that delivered it.
 WITH wanted AS (SELECT unnest($shas::VARCHAR[]) AS sha256)
-SELECT sha256 FROM ingest_ledger JOIN wanted USING (sha256)
-UNION
+SELECT l.sha256, l.specid, l.version, v.current, v.data_v, l.path
+FROM ingest_ledger AS l
+JOIN wanted USING (sha256)
+LEFT JOIN spectrum_versions AS v ON v.specid = l.specid AND v.version = l.version;
+
+-- name: quarantined_contents
+-- Which of the given contents are in quarantine already.
+WITH wanted AS (SELECT unnest($shas::VARCHAR[]) AS sha256)
 SELECT sha256 FROM quarantine JOIN wanted USING (sha256);
+
+-- name: current_versions
+-- The current version of the given specids, with its release.
+WITH wanted AS (SELECT unnest($specids::VARCHAR[]) AS specid)
+SELECT v.specid, v.version, v.data_v
+FROM spectrum_versions AS v
+JOIN wanted USING (specid)
+WHERE v.current;
 
 -- name: versions_of
 -- Stored versions of the given specids.
@@ -148,6 +191,37 @@ WHERE v.specid = s.specid AND v.version = s.version;
 INSERT INTO quarantine
 SELECT path, sha256, size_bytes, reason, ingest_run, now()::TIMESTAMP AS quarantined_at
 FROM staged_quarantine;
+
+-- name: restore_versions
+-- Make a re-delivered older version current again (staged_restored: specid, version,
+-- ingest_run); the version current until now is superseded by this run.
+UPDATE spectrum_versions AS v
+SET current = (v.version = r.version),
+    superseded_by_run = CASE WHEN v.version = r.version THEN NULL
+                             WHEN v.current THEN r.ingest_run
+                             ELSE v.superseded_by_run END
+FROM staged_restored AS r
+WHERE v.specid = r.specid;
+
+-- name: clear_quarantine
+-- Quarantine rows of files that ingested now (staged_cleared: path, sha256): same path
+-- (the file was fixed) or same content (a reader now accepts it).
+DELETE FROM quarantine
+WHERE path IN (SELECT path FROM staged_cleared)
+   OR sha256 IN (SELECT sha256 FROM staged_cleared);
+
+-- name: quarantine_to_clear
+-- The quarantine rows that clear_quarantine will delete for these paths and contents.
+SELECT path, sha256 FROM quarantine
+WHERE path IN (SELECT unnest($paths::VARCHAR[]))
+   OR sha256 IN (SELECT unnest($shas::VARCHAR[]));
+
+-- name: upsert_paths
+-- The outcome of every path this run read (staged_paths registered by the caller).
+INSERT OR REPLACE INTO ingest_paths
+SELECT path, size_bytes, mtime_ns, inode, sha256, outcome, reason, ingest_run,
+       now()::TIMESTAMP AS checked_at
+FROM staged_paths;
 
 -- name: insert_file
 -- A committed Parquet file of a table.

@@ -17,8 +17,14 @@ GROUP BY class
 ORDER BY class NULLS LAST;
 
 -- name: night_quarantine
--- Files of the night that could not be ingested, with the reason.
-SELECT path, reason FROM quarantine WHERE starts_with(path, $prefix) ORDER BY path;
+-- Files of the night that could not be ingested, with the reason: every path (identical
+-- damaged files each), from ingest_paths; quarantine rows of catalogues older than it too.
+SELECT path, reason FROM ingest_paths
+WHERE outcome = 'quarantined' AND starts_with(path, $prefix)
+UNION
+SELECT path, reason FROM quarantine
+WHERE starts_with(path, $prefix) AND path NOT IN (SELECT path FROM ingest_paths)
+ORDER BY path;
 
 -- name: night_progress
 -- Current spectra of the night, and how many have a result, a cross-match and identifiers.

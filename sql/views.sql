@@ -18,10 +18,13 @@ ranked AS (
 SELECT * EXCLUDE (run_rank) FROM ranked WHERE run_rank = 1;
 
 -- name: view_spectra
--- Current version of every spectrum (superseded deliveries stay in spectra_history).
+-- Current version of every spectrum (superseded deliveries stay in spectra_history), less
+-- withdrawn ones (`lamostdb withdraw`); every stage and view reads spectra through this.
 CREATE OR REPLACE TEMP VIEW spectra AS
 WITH current_versions AS (
     SELECT specid, sha256 FROM spectrum_versions WHERE current
+    EXCEPT
+    SELECT specid, sha256 FROM withdrawn
 ),
 history AS (
     SELECT * FROM spectra_history

@@ -73,8 +73,10 @@ def test_reingest_adds_nothing_even_from_a_copy(shipped_catalog: Path, tmp_path:
         n_files = cat.sql("SELECT count(*) AS n FROM files")["n"][0]
     assert after == before
     assert rep1.n_ingested == rep2.n_ingested == 0
-    assert rep1.n_unchanged == len(SHIPPED_FILES) - 1  # the quarantined file is re-checked
-    assert rep2.n_duplicate_content == len(SHIPPED_FILES)
+    assert rep1.n_unchanged == len(SHIPPED_FILES)  # the quarantined file too: not re-read
+    # the copy of the damaged file is quarantined like the original, the rest are duplicates
+    assert rep2.n_duplicate_content == len(SHIPPED_FILES) - 1 and rep2.n_quarantined == 1
+    assert rep1.n_accounted == rep2.n_accounted == len(SHIPPED_FILES)
     assert n_files == len(list((work / "spectra" / "dataset").rglob("*.parquet")))
 
 
@@ -153,7 +155,8 @@ def _duck_columns(cat: Catalog, name: str) -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("name", ["spectra", "spectra_history", "quarantine", "ingest_ledger",
-                                  "spectrum_versions", "runs", "files", "catalog_meta"])
+                                  "spectrum_versions", "runs", "files", "catalog_meta",
+                                  "ingest_paths", "withdrawn"])
 def test_tables_and_views_match_their_schema_files(shipped_catalog: Path, name: str) -> None:
     schema = load_schema("spectra" if name == "spectra_history" else name)
     with lamostdb.open(shipped_catalog) as cat:

@@ -12,8 +12,10 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -33,11 +35,11 @@ N_SPECTRA = 10
 OPTIONS = NightlyOptions(workers=1, refcat_from_night=True, progress=False)
 #: Columns that name a run or a time: different in every run, excluded from comparisons.
 RUN_COLUMNS = {"ingest_run", "run_id", "xmatch_run_id", "superseded_by_run", "ingested_at",
-               "quarantined_at"}
+               "quarantined_at", "checked_at"}
 #: Every table and view whose content must not depend on crashes, with its row key.
 TABLES = {
     "spectra_history": ("specid", "source_sha256"), "spectra": ("specid",),
-    "quarantine": ("path",), "ingest_ledger": ("sha256",),
+    "quarantine": ("path",), "ingest_ledger": ("sha256",), "ingest_paths": ("path",),
     "spectrum_versions": ("specid", "version"),
     "results_history": ("specid",), "results": ("specid",),
     "candidates_history": ("specid", "rank"), "candidates": ("specid", "rank"),
@@ -293,3 +295,49 @@ def test_a_catalogue_held_by_another_writer_is_a_clear_error(
     finally:
         holder.communicate("", timeout=60)
     assert committed_runs(path) == Counter()  # nothing ran
+
+
+def _running_in_group(pgid: int) -> list[int]:
+    """Pids of the processes of process group ``pgid`` that still run (zombies aside)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.parametrize("delays", [(2.5, 6.0)])  # in ingest, in classify (roughly)
+def test_sigkill_of_nightly_with_workers_leaves_no_worker_and_no_stray_file(
+        night: Path, tmp_path: Path, delays: tuple[float, ...]) -> None:
+    """kill -9 of the nightly process alone (not its workers) at several moments: its
+    workers die with it, the rerun cleans staging after they are gone, nothing is written
+    into staging afterwards, and the tables are those of an uninterrupted run.
+
+    (benchmarks/bench_kill9.py runs the 20-trial version on a larger night.)
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAMOSTDB_FAULT")}
+    args = ["--workers", "2", "--chunk-size", "2", "--refcat-from-night", "--quiet"]
+    # the reference with the same options (one BLAS thread per worker: last digits differ)
+    subprocess.run([sys.executable, "-m", "lamostdb.cli", "nightly", str(tmp_path / "ref"),
+                    str(night), *args], env=env, check=True, capture_output=True, timeout=240)
+    reference = snapshot(tmp_path / "ref")
+    for i, delay in enumerate(delays):
+        path = tmp_path / f"cat{i}"
+        proc = subprocess.Popen([sys.executable, "-m", "lamostdb.cli", "nightly", str(path),
+                                 str(night), *args], env=env, start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        os.kill(proc.pid, signal.SIGKILL)  # the stage process only: workers are its business
+        proc.wait()
+        rerun = subprocess.run([sys.executable, "-m", "lamostdb.cli", "nightly", str(path),
+                                str(night), *args], env=env, capture_output=True, text=True,
+                               timeout=240)
+        assert rerun.returncode == 0, rerun.stderr
+        time.sleep(2.0)  # a surviving worker would write its staged files by now
+        assert _running_in_group(proc.pid) == [], f"workers outlived the kill at {delay} s"
+        assert not [p for p in (path / "_staging").rglob("*") if p.is_file()], delay
+        assert_same_content(path, reference)

@@ -6,15 +6,23 @@ file in record batches (pyarrow row groups -> Polars), turns them into matrices
 (``lamostdb.match.batch``) and calls the engine (``lamostdb.match.fit``), then writes one
 ``results`` and one ``candidates`` Parquet file for the partition. The files are committed
 atomically with the run record, like ingest.
+
+One spectrum never stops the stage: a row whose pixel arrays cannot be used (a null array,
+flux/ivar/andmask/wavelength of different lengths or not NPIX long) is fitted as a spectrum
+with no usable pixel, so it gets a result row with the ``UNPLUGGED`` zwarning bit, and is
+named with the reason in the report (``unusable``) and the run's summary. A batch the
+engine fails on is fitted again one spectrum at a time, and a spectrum that still fails is
+treated the same way.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
+import contextlib
 import os
 import resource
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,11 +37,13 @@ from lamostdb.catalog.commit import STAGING, StagedFile, commit_run, new_run_id
 from lamostdb.catalog.hats import leaf_relpath
 from lamostdb.catalog.schema import load_schema
 from lamostdb.catalog.store import Catalog
+from lamostdb.catalog.workers import worker_pool
 from lamostdb.io.parquet import write_parquet
 from lamostdb.io.sqlfiles import statement
 from lamostdb.match.batch import ENGINE_COLUMNS, batch_to_matrices
 from lamostdb.match.engine import ENGINE_VERSION, Engine, get_engine
 from lamostdb.match.fit import CLASS_CODES
+from lamostdb.match.grid import LogGrid
 from lamostdb.match.pipeline import Classified, classify_arrays
 
 C_KMS = 299792.458
@@ -49,9 +59,13 @@ class ClassifyReport:
     elapsed_s: float = 0.0
     spectra_per_s: float = 0.0
     peak_worker_rss_mb: float = 0.0
+    #: (specid, reason) of spectra fitted as having no usable pixel (zwarning UNPLUGGED)
+    unusable: list[tuple[str, str]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
-        return dict(self.__dict__)
+        d = dict(self.__dict__)
+        d["unusable"] = [list(u) for u in self.unusable]
+        return d
 
 
 @dataclass(frozen=True)
@@ -143,31 +157,92 @@ def _arr(v: object, t: pa.DataType) -> pa.Array:
     return pa.array(v, type=t)
 
 
-def _classify_file(task: _Task) -> tuple[list[StagedFile], dict[str, int], int, float]:
+_Outcome = tuple[list[StagedFile], dict[str, int], int, float, list[tuple[str, str]]]
+
+
+def _fit(sub: pl.DataFrame, engine: Engine, run_id: str) -> tuple[pa.Table, pa.Table]:
+    flux, ivar = batch_to_matrices(sub, engine.grid)
+    out = classify_arrays(flux, ivar, engine=engine, fibertype=sub["fibertype"].to_numpy())
+    return _tables(sub, out, engine, run_id)
+
+
+def _blank(df: pl.DataFrame, grid: LogGrid) -> pl.DataFrame:
+    """The rows with no pixel at all, on the working grid: the engine fits them as unplugged."""
+    t = df.schema
+    return df.with_columns(flux=pl.lit([], dtype=t["flux"]), ivar=pl.lit([], dtype=t["ivar"]),
+                           andmask=pl.lit([], dtype=t["andmask"]),
+                           wavelength=pl.lit(None, dtype=df.schema["wavelength"]),
+                           coeff0=pl.lit(grid.loglam0, dtype=df.schema["coeff0"]),
+                           coeff1=pl.lit(grid.dloglam, dtype=df.schema["coeff1"]))
+
+
+def usable_rows(df: pl.DataFrame, grid: LogGrid) -> tuple[pl.DataFrame, list[tuple[str, str]]]:
+    """``df`` with every row whose pixel arrays cannot be used blanked (see :func:`_blank`).
+
+    Returns the rows and, for each blanked one, ``(specid, reason)``.
+    """
+    n_flux = df["flux"].list.len()
+    checks = []
+    for name in ("flux", "ivar", "andmask"):
+        checks.append((df[name].is_null(), f"no {name.upper()} array"))
+    checks.append((df["npix"].is_null() | (n_flux != df["npix"]),
+                   "FLUX does not have NPIX values"))
+    for name in ("ivar", "andmask", "wavelength"):
+        checks.append((df[name].list.len() != n_flux, f"{name.upper()} is not as long as FLUX"))
+    checks.append((df["wavelength"].is_null() & (df["coeff0"].is_null() | df["coeff1"].is_null()),
+                   "no WAVELENGTH array and no COEFF0/COEFF1"))
+    reasons: list[str | None] = [None] * df.height
+    for mask, why in checks:
+        for i in np.flatnonzero(mask.fill_null(False).to_numpy()):
+            reasons[i] = reasons[i] or why
+    bad = [i for i, r in enumerate(reasons) if r]
+    if not bad:
+        return df, []
+    keep = pl.Series(np.array([r is None for r in reasons]))
+    blanked = _blank(df, grid)
+    out = df.with_columns([df[c].zip_with(keep, blanked[c]) for c in
+                           ("flux", "ivar", "andmask", "wavelength", "coeff0", "coeff1")])
+    specids = df["specid"].to_list()
+    return out, [(specids[i], f"{reasons[i]}; fitted as a spectrum with no usable pixel")
+                 for i in bad]
+
+
+def _classify_file(task: _Task) -> _Outcome:
     if task.single_thread:  # one BLAS thread per worker: the workers already use every core
         with threadpool_limits(limits=1):
             return _classify_file_inner(task)
     return _classify_file_inner(task)
 
 
-def _classify_file_inner(task: _Task) -> tuple[list[StagedFile], dict[str, int], int, float]:
+def _classify_file_inner(task: _Task) -> _Outcome:
     engine = get_engine()
     wanted = pl.Series("key", task.specids)  # "specid|source_sha256" of the spectra to fit
     pf = pq.ParquetFile(task.spectra_file)
     res_parts: list[pa.Table] = []
     cand_parts: list[pa.Table] = []
+    unusable: list[tuple[str, str]] = []
     for batch in pf.iter_batches(batch_size=256, columns=list(ENGINE_COLUMNS)):
         df = pl.from_arrow(batch)
         assert isinstance(df, pl.DataFrame)
         df = df.filter((pl.col("specid") + "|" + pl.col("source_sha256")).is_in(wanted.implode()))
         for start in range(0, df.height, FIT_BATCH):
-            sub = df.slice(start, FIT_BATCH)
-            flux, ivar = batch_to_matrices(sub, engine.grid)
-            out = classify_arrays(flux, ivar, engine=engine,
-                                  fibertype=sub["fibertype"].to_numpy())
-            r, c = _tables(sub, out, engine, task.run_id)
-            res_parts.append(r)
-            cand_parts.append(c)
+            sub, bad = usable_rows(df.slice(start, FIT_BATCH), engine.grid)
+            unusable += bad
+            try:
+                parts = [_fit(sub, engine, task.run_id)]
+            except Exception:  # noqa: BLE001 - one spectrum must not stop the others
+                parts = []
+                for i in range(sub.height):
+                    one = sub.slice(i, 1)
+                    try:
+                        parts.append(_fit(one, engine, task.run_id))
+                    except Exception as exc:  # noqa: BLE001
+                        unusable.append((str(one["specid"][0]),
+                                         f"the fit failed ({type(exc).__name__}: {exc})"))
+                        parts.append(_fit(_blank(one, engine.grid), engine, task.run_id))
+            for r, c in parts:
+                res_parts.append(r)
+                cand_parts.append(c)
     staged = []
     counts: dict[str, int] = defaultdict(int)
     n = 0
@@ -187,7 +262,8 @@ def _classify_file_inner(task: _Task) -> tuple[list[StagedFile], dict[str, int],
             for k, v in zip(*np.unique(table.column("class").to_numpy(zero_copy_only=False),
                                        return_counts=True), strict=True):
                 counts[str(k)] += int(v)
-    return staged, dict(counts), n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return (staged, dict(counts), n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            unusable)
 
 
 def classify(catalog: Catalog, *, rerun: bool = False, workers: int | None = None,
@@ -224,27 +300,22 @@ def classify(catalog: Catalog, *, rerun: bool = False, workers: int | None = Non
         counts: dict[str, int] = defaultdict(int)
         bar = tqdm(total=report.n_todo, unit="spectrum", desc="classify",
                    disable=not progress or not tasks)
-        try:
+        with contextlib.ExitStack() as stack:
+            stack.callback(bar.close)
             if n_workers == 1:
-                results = map(_classify_file, tasks)
-                pool = None
+                results: Iterator[_Outcome] = map(_classify_file, tasks)
             else:
-                ctx = mp.get_context("forkserver")
-                ctx.set_forkserver_preload(["lamostdb.catalog.classify"])
-                pool = ctx.Pool(n_workers)
+                pool = stack.enter_context(worker_pool(n_workers, catalog.root, STAGING, run_id,
+                                                       "lamostdb.catalog.classify"))
                 results = pool.imap_unordered(_classify_file, tasks)
-            for st, cnt, n, rss in results:
+            for st, cnt, n, rss, bad in results:
                 staged += st
+                report.unusable += bad
                 for k, v in cnt.items():
                     counts[k] += v
                 report.n_fitted += n
                 report.peak_worker_rss_mb = max(report.peak_worker_rss_mb, rss)
                 bar.update(n)
-        finally:
-            bar.close()
-            if n_workers > 1 and pool is not None:
-                pool.close()
-                pool.join()
         report.counts = dict(counts)
         report.elapsed_s = round(time.perf_counter() - t0, 3)
         report.spectra_per_s = round(report.n_fitted / max(report.elapsed_s, 1e-9), 1)

@@ -162,6 +162,10 @@ def recover(cat: Catalog) -> list[str]:
         rolled.append(str(run_id))
     for table in sorted(touched_tables):
         cat.write_hats_metadata(table)
+    # workers of a killed run may still be writing there: end them first (issue 11)
+    from lamostdb.catalog.workers import end_leftover_workers
+
+    end_leftover_workers(cat.root / STAGING)
     _remove_tree(cat.root / STAGING)
     return rolled
 

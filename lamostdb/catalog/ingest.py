@@ -14,9 +14,7 @@ versions stay in ``spectra_history``; ``spectrum_versions`` records who replaced
 from __future__ import annotations
 
 import dataclasses
-import glob
 import hashlib
-import multiprocessing as mp
 import os
 import re
 import resource
@@ -32,10 +30,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from lamostdb.catalog import ledger
 from lamostdb.catalog.commit import STAGING, StagedFile, commit_run, fault, new_run_id
 from lamostdb.catalog.hats import leaf_relpath
 from lamostdb.catalog.spectra_table import records_healpix, records_to_table
 from lamostdb.catalog.store import Catalog
+from lamostdb.catalog.workers import worker_pool
 from lamostdb.healpix import pixel_at_order
 from lamostdb.io.bounded import read_bounded, storable_path
 from lamostdb.io.parquet import SPECTRA_ENCODING, write_parquet
@@ -65,24 +65,53 @@ class FileOutcome:
 
 @dataclass
 class IngestReport:
-    """Summary of one ingest call (also stored as the run's JSON summary)."""
+    """Summary of one ingest call (also stored as the run's JSON summary).
+
+    Every discovered path is counted once: ``n_inputs == n_ingested + n_duplicate_content
+    + n_quarantined + n_skipped`` (see :mod:`lamostdb.catalog.ledger`).
+    """
 
     run_id: str
     n_inputs: int = 0
-    n_unchanged: int = 0
+    n_unchanged: int = 0  # skipped without reading (part of n_skipped)
     n_ingested: int = 0
     n_duplicate_content: int = 0
     n_new_versions: int = 0
+    n_restored_versions: int = 0  # older versions made current again (part of n_ingested)
     n_quarantined: int = 0
+    n_skipped: int = 0
+    n_quarantine_cleared: int = 0
     n_rows_written: int = 0
     bytes_read: int = 0
     peak_worker_rss_mb: float = 0.0
     elapsed_s: float = 0.0
     quarantined: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # all but "unchanged"
+    unreadable_dirs: list[tuple[str, str]] = field(default_factory=list)
+
+    def skip(self, path: str, reason: str) -> None:
+        self.n_skipped += 1
+        if reason == "unchanged":
+            self.n_unchanged += 1
+        else:
+            self.skipped.append((path, reason))
+
+    def quarantine(self, path: str, reason: str) -> None:
+        self.n_quarantined += 1
+        self.quarantined.append((path, reason))
+
+    def duplicate(self) -> None:
+        self.n_duplicate_content += 1
+
+    @property
+    def n_accounted(self) -> int:
+        """Paths with an outcome: equals ``n_inputs`` after the run."""
+        return self.n_ingested + self.n_duplicate_content + self.n_quarantined + self.n_skipped
 
     def as_dict(self) -> dict[str, object]:
         d = dict(self.__dict__)
-        d["quarantined"] = [list(q) for q in self.quarantined]
+        for k in ("quarantined", "skipped", "unreadable_dirs"):
+            d[k] = [list(q) for q in getattr(self, k)]
         return d
 
 
@@ -98,28 +127,14 @@ def release_rank(data_v: str | None) -> int:
     return int(m.group(1)) if m else 0
 
 
-def discover(inputs: Iterable[str | Path]) -> list[Path]:
-    """Expand files, folders (recursively) and glob patterns into spectrum files."""
-    found: dict[str, Path] = {}
-    for item in inputs:
-        s = str(item)
-        if any(ch in s for ch in "*?["):
-            matches = [Path(m) for m in glob.glob(s, recursive=True)]
-            if not matches:
-                raise FileNotFoundError(f"pattern {s!r} matches no file")
-        else:
-            p = Path(s)
-            if not p.exists():
-                raise FileNotFoundError(f"{s}: no such file or folder")
-            matches = [p]
-        for m in matches:
-            if m.is_dir():
-                for f in m.rglob("*"):
-                    if f.is_file() and f.name.lower().endswith(SPECTRUM_SUFFIXES):
-                        found.setdefault(str(f.resolve()), f.resolve())
-            elif m.is_file():
-                found.setdefault(str(m.resolve()), m.resolve())
-    return [found[k] for k in sorted(found)]
+def discover(inputs: Iterable[str | Path],
+             unreadable: list[tuple[str, str]] | None = None) -> list[Path]:
+    """Expand files, folders (recursively) and glob patterns into spectrum files.
+
+    Folders that cannot be listed go to ``unreadable`` as ``(folder, reason)``; with
+    ``unreadable=None`` the first one raises ``PermissionError``.
+    """
+    return ledger.discover(inputs, SPECTRUM_SUFFIXES, unreadable)
 
 
 @dataclass(frozen=True)
@@ -269,51 +284,47 @@ def ingest(catalog: Catalog, inputs: Iterable[str | Path], *, workers: int | Non
     run_id = new_run_id()
     report = IngestReport(run_id)
     with catalog.write_lock():
-        files = [str(p) for p in discover(inputs)]
+        files = [str(p) for p in discover(inputs, report.unreadable_dirs)]
         report.n_inputs = len(files)
-        todo = _skip_unchanged(catalog, files)
-        report.n_unchanged = len(files) - len(todo)
+        todo, stats, prior = ledger.skip_unchanged(catalog, files, report)
         outcomes, staged, report.peak_worker_rss_mb = _read_all(catalog, todo, run_id, workers,
                                                                 chunk_size, progress, limits)
         report.bytes_read = sum(o.size_bytes for o in outcomes)
-        ledger, versions, superseded, quarantine, drop = _decide(catalog, outcomes, run_id,
-                                                                 report)
+        fresh, quarantined, restore, drop, paths = ledger.sort_outcomes(
+            catalog, outcomes, stats, prior, run_id, report)
+        lgr, versions, superseded = _decide(catalog, fresh, run_id, report)
+        quarantine = _quarantine_table(quarantined, run_id)
+        paths = pa.concat_tables([paths, ledger.fresh_path_rows(fresh, stats, run_id)])
+        restored = ledger.restored_table(restore, run_id)
+        cleared = ledger.cleared_table(fresh, restore, paths)
+        if cleared.num_rows:
+            report.n_quarantine_cleared = len(catalog.con.execute(
+                statement("ledger.sql", "quarantine_to_clear"),
+                {"paths": cleared.column("path").to_pylist(),
+                 "shas": cleared.column("sha256").to_pylist()}).fetchall())
         staged = _drop_rows(catalog, staged, drop)
         report.n_rows_written = sum(s.n_rows for s in staged)
         report.elapsed_s = round(time.perf_counter() - t0, 3)
 
         def ledger_writes() -> None:
             con = catalog.con
-            for view, tbl, stmt in (("staged_ledger", ledger, "insert_ledger_rows"),
+            for view, tbl, stmt in (("staged_ledger", lgr, "insert_ledger_rows"),
                                     ("staged_versions", versions, "insert_versions"),
                                     ("staged_superseded", superseded, "supersede_versions"),
-                                    ("staged_quarantine", quarantine, "insert_quarantine_rows")):
+                                    ("staged_restored", restored, "restore_versions"),
+                                    ("staged_cleared", cleared, "clear_quarantine"),
+                                    ("staged_quarantine", quarantine, "insert_quarantine_rows"),
+                                    ("staged_paths", paths, "upsert_paths")):
                 if tbl.num_rows:
                     con.register(view, tbl)
                     con.execute(statement("ledger.sql", stmt))
 
-        if staged or ledger.num_rows or quarantine.num_rows:
+        if staged or paths.num_rows or quarantine.num_rows:
             commit_run(catalog, run_id, "ingest", staged, ledger_writes, report.as_dict())
         else:
             fault("staged", "ingest")
     report.elapsed_s = round(time.perf_counter() - t0, 3)
     return report
-
-
-def _skip_unchanged(catalog: Catalog, files: list[str]) -> list[str]:
-    if not files:
-        return []
-    names = [storable_path(f) for f in files]  # as the ledger stores them (issue 11)
-    rows = catalog.con.execute(statement("ledger.sql", "known_paths"), {"paths": names}).fetchall()
-    known = {p: (s, m) for p, s, m in rows}
-    todo = []
-    for f, name in zip(files, names, strict=True):
-        if name in known:
-            st = os.stat(f)
-            if known[name] == (st.st_size, st.st_mtime_ns):
-                continue
-        todo.append(f)
-    return todo
 
 
 def _read_all(catalog: Catalog, files: list[str], run_id: str, workers: int | None,
@@ -334,9 +345,8 @@ def _read_all(catalog: Catalog, files: list[str], run_id: str, workers: int | No
                 peak = max(peak, rss)
                 bar.update(len(out))
         else:
-            ctx = mp.get_context("forkserver")
-            ctx.set_forkserver_preload(["lamostdb.catalog.ingest"])
-            with ctx.Pool(n_workers) as pool:
+            with worker_pool(n_workers, catalog.root, STAGING, run_id,
+                             "lamostdb.catalog.ingest") as pool:
                 for out, st, rss in pool.imap_unordered(_process_chunk, tasks):
                     outcomes += out
                     staged += st
@@ -349,29 +359,10 @@ def _read_all(catalog: Catalog, files: list[str], run_id: str, workers: int | No
     return outcomes, staged, peak
 
 
-def _decide(catalog: Catalog, outcomes: list[FileOutcome], run_id: str, report: IngestReport
-            ) -> tuple[pa.Table, pa.Table, pa.Table, pa.Table, set[tuple[str, str]]]:
-    """Sort outcomes into ledger rows, versions, supersessions, quarantine and drops."""
+def _decide(catalog: Catalog, fresh: list[FileOutcome], run_id: str, report: IngestReport
+            ) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """Ledger rows, versions and supersessions of the fresh contents of one run."""
     con = catalog.con
-    shas = sorted({o.sha256 for o in outcomes})
-    known = {r[0] for r in con.execute(statement("ledger.sql", "known_checksums"),
-                                       {"shas": shas}).fetchall()} if shas else set()
-    seen: set[str] = set()
-    fresh: list[FileOutcome] = []
-    quarantine: list[FileOutcome] = []
-    drop: set[tuple[str, str]] = set()
-    for o in outcomes:
-        if o.sha256 in known or o.sha256 in seen:
-            report.n_duplicate_content += 1
-            if o.reason is None:
-                drop.add((o.sha256, o.path))
-            continue
-        seen.add(o.sha256)
-        (fresh if o.reason is None else quarantine).append(o)
-    report.n_quarantined = len(quarantine)
-    report.quarantined = [(o.path, o.reason or "") for o in quarantine]
-    report.n_ingested = len(fresh)
-
     specids = sorted({o.specid for o in fresh if o.specid})
     existing: dict[str, list[tuple[int, str, str | None, bool]]] = defaultdict(list)
     if specids:
@@ -408,7 +399,7 @@ def _decide(catalog: Catalog, outcomes: list[FileOutcome], run_id: str, report: 
             version_rows.append({"specid": sid, "version": v, "sha256": o.sha256,
                                  "data_v": o.data_v, "current": v == best[1],
                                  "ingest_run": run_id})
-    ledger = pa.Table.from_pylist(ledger_rows, schema=pa.schema([
+    ledger_table = pa.Table.from_pylist(ledger_rows, schema=pa.schema([
         ("sha256", pa.string()), ("path", pa.string()), ("size_bytes", pa.int64()),
         ("mtime_ns", pa.int64()), ("specid", pa.string()), ("obsid", pa.int64()),
         ("night", pa.int32()), ("version", pa.int32()), ("ingest_run", pa.string())]))
@@ -417,21 +408,23 @@ def _decide(catalog: Catalog, outcomes: list[FileOutcome], run_id: str, report: 
         ("data_v", pa.string()), ("current", pa.bool_()), ("ingest_run", pa.string())]))
     superseded = pa.Table.from_pylist(superseded_rows, schema=pa.schema([
         ("specid", pa.string()), ("version", pa.int32()), ("ingest_run", pa.string())]))
-    quar = pa.Table.from_pylist(
+    return ledger_table, versions, superseded
+
+
+def _quarantine_table(quarantine: list[FileOutcome], run_id: str) -> pa.Table:
+    return pa.Table.from_pylist(
         [{"path": o.path, "sha256": o.sha256, "size_bytes": o.size_bytes,
           "reason": o.reason, "ingest_run": run_id} for o in quarantine],
         schema=pa.schema([("path", pa.string()), ("sha256", pa.string()),
                           ("size_bytes", pa.int64()), ("reason", pa.string()),
                           ("ingest_run", pa.string())]))
-    return ledger, versions, superseded, quar, drop
 
 
-def _drop_rows(catalog: Catalog, staged: list[StagedFile], drop: set[tuple[str, str]]
+def _drop_rows(catalog: Catalog, staged: list[StagedFile], drop_paths: set[str]
                ) -> list[StagedFile]:
-    """Remove rows whose content is already stored from the staged files (rare path)."""
-    if not drop:
+    """Remove the rows of paths not stored (duplicates, withdrawn...) from the staged files."""
+    if not drop_paths:
         return staged
-    drop_paths = {p for _, p in drop}
     out: list[StagedFile] = []
     for s in staged:
         full = catalog.root / s.staged

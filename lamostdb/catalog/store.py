@@ -47,15 +47,16 @@ PARQUET_TABLES = {"spectra_history": "spectra", "results_history": "results",
 #: Names users' SQL may rely on that exist today (DESIGN.md section 3); checked by the tests.
 PUBLIC_NAMES = ("spectra", "spectra_history", "quarantine", "results", "results_history",
                 "candidates", "candidates_history", "gaia", "ps1", "xmatch", "xmatch_history",
-                "objects", "objects_history", "uid_aliases", "lrs", "mec")
+                "objects", "objects_history", "uid_aliases", "lrs", "mec", "withdrawn")
 #: The allow-list of table and view names of the whole pipeline: the names above plus those
 #: the later stages create (classify: results, candidates; refcat: gaia, ps1; xmatch;
 #: ids: objects; views lrs and mec). Code that takes a table name checks it against this.
 TABLE_NAMES = PUBLIC_NAMES + ("refcat_ledger",)
 #: Bookkeeping tables of later stages, created with the catalogue so they are always queryable.
-_STAGE_DDL = (("refcat.sql", "create_refcat_ledger"), ("ids.sql", "create_uid_aliases"))
+_STAGE_DDL = (("refcat.sql", "create_refcat_ledger"), ("ids.sql", "create_uid_aliases"),
+              ("withdraw.sql", "create_withdrawn"))
 _DDL = ("create_catalog_meta", "create_runs", "create_files", "create_ingest_ledger",
-        "create_spectrum_versions", "create_quarantine")
+        "create_spectrum_versions", "create_quarantine", "create_ingest_paths")
 _ALL_DDL = tuple(("ledger.sql", n) for n in _DDL) + _STAGE_DDL
 
 

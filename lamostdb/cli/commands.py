@@ -11,6 +11,7 @@ from typing import Any
 import polars as pl
 
 from lamostdb.catalog.store import DB_NAME, Catalog, open_catalog
+from lamostdb.cli.exits import EXIT_INCOMPLETE
 
 
 def _typed(value: str) -> Any:
@@ -55,14 +56,26 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         rep = ingest(cat, args.paths, workers=args.workers, chunk_size=args.chunk_size,
                      progress=not args.quiet)
     rate = rep.n_ingested / rep.elapsed_s if rep.elapsed_s else 0.0
+    restored = f", {rep.n_restored_versions} older versions current again" \
+        if rep.n_restored_versions else ""
     print(f"run {rep.run_id}: {rep.n_inputs} files seen, {rep.n_ingested} ingested "
-          f"({rep.n_new_versions} new versions of known spectra), {rep.n_unchanged} unchanged, "
-          f"{rep.n_duplicate_content} already stored, {rep.n_quarantined} quarantined; "
+          f"({rep.n_new_versions} new versions of known spectra{restored}), "
+          f"{rep.n_duplicate_content} duplicate, {rep.n_quarantined} quarantined, "
+          f"{rep.n_skipped} skipped ({rep.n_unchanged} unchanged); "
           f"{rep.elapsed_s:.1f} s, {rate:.0f} spectra/s")
-    for path, reason in rep.quarantined[:20]:
-        print(f"  quarantined {path}: {reason}")
-    if len(rep.quarantined) > 20:
-        print(f"  ... and {len(rep.quarantined) - 20} more: SELECT * FROM quarantine")
+    if rep.n_quarantine_cleared:
+        print(f"  {rep.n_quarantine_cleared} quarantine rows cleared: their files ingested now")
+    for what, items in (("quarantined", rep.quarantined), ("skipped", rep.skipped)):
+        for path, reason in items[:20]:
+            print(f"  {what} {path}: {reason}")
+        if len(items) > 20:
+            print(f"  ... and {len(items) - 20} more: SELECT * FROM ingest_paths "
+                  f"WHERE outcome = '{what}'")
+    if rep.unreadable_dirs:
+        for folder, reason in rep.unreadable_dirs:
+            print(f"lamostdb ingest: warning: folder {folder} could not be read ({reason}); "
+                  "its files were not ingested", file=sys.stderr)
+        return EXIT_INCOMPLETE
     return 0
 
 
@@ -150,6 +163,10 @@ def cmd_classify(args: argparse.Namespace) -> int:
         rep = classify(cat, rerun=args.rerun, workers=args.workers, progress=not args.quiet)
     print(f"run {rep.run_id}: {rep.n_fitted} spectra classified ({rep.n_todo} to do) in "
           f"{rep.elapsed_s:.1f} s, {rep.spectra_per_s:.0f} spectra/s; classes {rep.counts}")
+    for specid, reason in rep.unusable[:20]:
+        print(f"  unusable {specid}: {reason} (zwarning UNPLUGGED)")
+    if len(rep.unusable) > 20:
+        print(f"  ... and {len(rep.unusable) - 20} more: see the run summary in the runs table")
     return 0
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from lamostdb.catalog.store import Catalog
+from lamostdb.cli.exits import EXIT_INCOMPLETE
 from lamostdb.export.release import DEFAULT_BATCH_SIZE
 
 
@@ -49,7 +51,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         rep = export_release(cat, args.out, release=args.release, where=args.where,
                              spectra=args.spectra, batch_size=args.batch_size, gzip=args.gzip,
                              progress=not args.quiet)
-    spectra = f"{rep.n_spectra} spectrum files, " if args.spectra else ""
+    n_written = rep.n_spectra - len(rep.not_written)
+    spectra = f"{n_written} spectrum files, " if args.spectra else ""
     print(f"release {rep.release!r} in {rep.out}: {spectra}lrs {rep.n_lrs_rows} rows, "
           f"mec {rep.n_mec_rows} rows; {rep.n_files} files, {rep.nbytes / 1e6:.1f} MB in "
           f"{rep.elapsed_s:.1f} s (manifest.json, SHA256SUMS)")
@@ -57,4 +60,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         keys = ", ".join(f"{k} x{n}" for k, n in list(rep.unclean_header_cards.items())[:10])
         print(f"original header cards not copied because they break the FITS standard "
               f"(the catalogue keeps them): {keys}")
+    if rep.not_written:
+        print(f"warning: {len(rep.not_written)} of the {rep.n_spectra} spectra were left out "
+              "of the release (listed under not_written in manifest.json); withdraw them "
+              "(`lamostdb withdraw`) or leave them out with --where:", file=sys.stderr)
+        for _specid, reason in rep.not_written[:20]:
+            print(f"  not written: {reason}", file=sys.stderr)
+        if len(rep.not_written) > 20:
+            print(f"  ... and {len(rep.not_written) - 20} more", file=sys.stderr)
+        return EXIT_INCOMPLETE
     return 0

@@ -39,12 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sql", help="run a read-only SQL query over a catalogue",
                        description="Run one read-only query (SELECT) over the catalogue's "
                        "tables and views (spectra, spectra_history, quarantine, ingest_ledger, "
-                       "spectrum_versions, runs). Bind values with --param NAME=VALUE and $NAME "
-                       "in the query. Statements that write or change settings (COPY, EXPORT, "
-                       "INSTALL, LOAD, ATTACH, SET, PRAGMA, CREATE, ...) are refused, and "
-                       "files outside the catalogue cannot be read unless --allow-files names "
-                       "their folder. Runs on the last committed state, never waiting for a "
-                       "writer.")
+                       "ingest_paths, spectrum_versions, withdrawn, runs). Bind values with "
+                       "--param NAME=VALUE and $NAME in the query. Statements that write or "
+                       "change settings (COPY, EXPORT, INSTALL, LOAD, ATTACH, SET, PRAGMA, "
+                       "CREATE, ...) are refused, and files outside the catalogue cannot be read "
+                       "unless --allow-files names their folder. Runs on the last committed "
+                       "state, never waiting for a writer.")
     s.add_argument("catalog")
     s.add_argument("query")
     s.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
@@ -138,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_ids_parser(sub)
     add_nightly_parser(sub)
     add_export_parser(sub)
+
+    from lamostdb.cli.withdraw_cmd import add_withdraw_parser
+
+    add_withdraw_parser(sub)
 
     from lamostdb.cli.confidence_cmd import add_confidence_parser
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lamostdb.cli.exits import EXIT_INCOMPLETE
 from lamostdb.pipeline import NightlyOptions, NightlySummary, StageOutcome, run_nightly
 
 #: Quarantined files listed in the text summary (all of them are in the JSON and the table).
@@ -66,7 +67,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
         print(json.dumps(summary.as_dict(), indent=1, sort_keys=True))
     else:
         print(format_summary(summary))
-    return 0
+    return EXIT_INCOMPLETE if summary.unreadable_dirs else 0
 
 
 def _print_stage(outcome: StageOutcome) -> None:

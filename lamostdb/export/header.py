@@ -120,6 +120,11 @@ def _header_value(column: str, value: Any) -> Any:
 
 
 def _checked(specid: str, key: str, value: Any, comment: str) -> Card:
+    if isinstance(value, float | np.floating) and not np.isfinite(value):
+        # FITS header values must be finite: NaN/Inf (e.g. the chi-square of a spectrum
+        # with no usable pixel) are written as the undefined marker
+        return (key, UNDEFINED, comment if "-9999" in comment else
+                (comment + " (-9999: undefined)")[:47])
     if isinstance(value, str) and not (value.isascii() and value.isprintable()):
         raise ExportError(f"spectrum {specid}: header key {key} would get {value!r}, which is "
                           "not printable ASCII; leave the spectrum out with --where")

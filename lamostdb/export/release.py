@@ -10,6 +10,10 @@ statement (the catalogue is open read-only and a single expression is enforced).
 
 The release is written into a hidden sibling folder and renamed into place at the end,
 so OUT never holds half a release; on any error the partial folder is removed.
+
+A spectrum whose file cannot be made is left out and named, with the reason, in the
+report (``not_written``), in ``manifest.json`` (``not_written``) and by the command; the
+rest of the release is written (its ``lrs``/``mec`` rows stay in the tables).
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ class ExportReport:
     spectra_bytes: int = 0
     max_batch_rows: int = 0
     unclean_header_cards: dict[str, int] = field(default_factory=dict)
+    #: (specid, reason) of the selected spectra whose file could not be made
+    not_written: list[tuple[str, str]] = field(default_factory=list)
     elapsed_s: float = 0.0
     spectra_elapsed_s: float = 0.0
 
@@ -191,10 +197,11 @@ def _write_release(catalog: Catalog, out: Path, *, release: str, where: str | No
                 on_file=lambda rel, n, sha: manifest.add(rel, kind="spectrum", nbytes=n,
                                                          sha256=sha))
             report.spectra_elapsed_s = time.perf_counter() - t1
-            if spec.n_files != summary["n_selected"]:
+            report.not_written = list(spec.failed)
+            if spec.n_files + len(spec.failed) != summary["n_selected"]:
                 raise ExportError(f"{summary['n_selected']} spectra were selected but "
-                                  f"{spec.n_files} read back: the catalogue changed during "
-                                  "the export; run it again")
+                                  f"{spec.n_files + len(spec.failed)} read back: the catalogue "
+                                  "changed during the export; run it again")
             report.spectra_bytes = spec.nbytes
             report.max_batch_rows = max(report.max_batch_rows, spec.max_batch_rows)
             report.unclean_header_cards = dict(spec.unclean_cards.most_common())
@@ -205,7 +212,9 @@ def _write_release(catalog: Catalog, out: Path, *, release: str, where: str | No
             "catalog": str(catalog.root),
             "selection": {"where": where, "statement": selection_statement(con, where)},
             "options": {"spectra": spectra, "gzip": gzip, "batch_size": batch_size},
-            "counts": {"spectra": report.n_spectra if spectra else 0,
+            "not_written": [{"specid": sid, "reason": why} for sid, why in report.not_written],
+            "counts": {"spectra": report.n_spectra - len(report.not_written) if spectra else 0,
+                       "not_written": len(report.not_written),
                        "lrs_rows": report.n_lrs_rows, "mec_rows": report.n_mec_rows},
             "unclean_header_cards": report.unclean_header_cards,
         }

@@ -8,6 +8,12 @@ values), ANDMASK and ORMASK (int32): the stored values, bit for bit, so
 NORMALIZATION column is not stored by the catalogue and not written.
 
 Files go to ``spectra/<night>/<planid>/spec-<specid>.fits[.gz]`` (the LAMOST file name).
+
+One spectrum never stops the release: a spectrum whose file cannot be made (a damaged
+row, a header value FITS cannot hold, a name unsafe in a path) is left out and named with
+the reason in :attr:`SpectraExport.failed` (and so in the manifest); the others are
+written. Only an error of the file system (disk full, no permission) stops the export,
+naming the file.
 """
 
 from __future__ import annotations
@@ -58,6 +64,8 @@ class SpectraExport:
     nbytes: int = 0
     max_batch_rows: int = 0
     unclean_cards: Counter[str] = field(default_factory=Counter)
+    #: (specid, reason) of the spectra whose file could not be made, in stream order
+    failed: list[tuple[str, str]] = field(default_factory=list)
 
 
 def spectrum_relpath(row: Mapping[str, Any], *, gzip: bool) -> str:
@@ -100,9 +108,10 @@ def coadd_hdu_bytes(row: Mapping[str, Any], pixels: Pixels) -> bytes:
     arrays = {n: a for n, a in stored.items() if a is not None}
     flux = arrays["flux"]
     npix = int(row["npix"])
-    if flux.size != npix:
-        raise ExportError(f"spectrum {row['specid']}: npix is {npix} but flux has "
-                          f"{flux.size} values; the catalogue row is damaged")
+    for name, a in arrays.items():
+        if a.size != npix:
+            raise ExportError(f"spectrum {row['specid']}: npix is {npix} but {name} has "
+                              f"{a.size} values; the catalogue row is damaged")
     wave = pixels.get("wavelength")
     if wave is None:
         if row["coeff0"] is None or row["coeff1"] is None:
@@ -126,22 +135,29 @@ def spectrum_file_bytes(row: Mapping[str, Any], pixels: Pixels,
     return primary + coadd_hdu_bytes(row, pixels)
 
 
-def _pixel_rows(batch: pa.RecordBatch) -> Iterator[dict[str, npt.NDArray[Any] | None]]:
-    """Per row, the pixel arrays as numpy views of the batch (None for a null list)."""
+def _pixel_rows(batch: pa.RecordBatch
+                ) -> Iterator[tuple[dict[str, npt.NDArray[Any] | None], str | None]]:
+    """Per row, the pixel arrays as numpy views of the batch (None for a null list), and
+    what is wrong with them (None: nothing; a row with null pixel values cannot be written).
+    """
     parts = {}
+    damaged: dict[int, str] = {}
     for name in PIXEL_COLUMNS:
         arr = batch.column(name)
-        if arr.values.null_count:
-            raise ExportError(f"column {name} holds null pixel values; the catalogue is damaged")
+        if arr.values.null_count:  # rare: find the rows, leave them out
+            for i in range(batch.num_rows):
+                if arr[i].is_valid and arr[i].values.null_count:
+                    damaged.setdefault(i, f"{name} holds null pixel values; the catalogue row "
+                                          "is damaged")
         values = arr.values.to_numpy(zero_copy_only=False)
         dtype = _PIXEL_DTYPES[name]
         if values.dtype != dtype:  # an empty child array comes back as another type
-            values = values.astype(dtype)
+            values = np.nan_to_num(values).astype(dtype)
         parts[name] = (values, arr.offsets.to_numpy(), arr.is_valid().to_numpy(
             zero_copy_only=False))
     for i in range(batch.num_rows):
-        yield {name: values[offsets[i]:offsets[i + 1]] if valid[i] else None
-               for name, (values, offsets, valid) in parts.items()}
+        yield ({name: values[offsets[i]:offsets[i + 1]] if valid[i] else None
+                for name, (values, offsets, valid) in parts.items()}, damaged.get(i))
 
 
 def export_spectra(con: duckdb.DuckDBPyConnection, root: Path, *, release: ReleaseInfo,
@@ -156,26 +172,54 @@ def export_spectra(con: duckdb.DuckDBPyConnection, root: Path, *, release: Relea
     made: set[Path] = set()
     bar = tqdm(total=total, unit="spectrum", desc="export spectra", disable=not progress)
     con.execute(statement("export.sql", "keep_join_order"))
+    reader = None
     try:
+        # the result is drained or closed before any other statement runs on ``con``: an
+        # open result makes DuckDB refuse the next statement ("Resource In Use"), which
+        # used to hide the real error
         reader = con.sql(statement("export.sql", "spectrum_rows")).to_arrow_reader(batch_size)
         for batch in reader:
             report.max_batch_rows = max(report.max_batch_rows, batch.num_rows)
             rows = batch.drop_columns(list(PIXEL_COLUMNS)).to_pylist()
-            for row, pixels in zip(rows, _pixel_rows(batch), strict=True):
-                rel = spectrum_relpath(row, gzip=gzip)
-                path = root / rel
-                if path.parent not in made:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    made.add(path.parent)
-                data = spectrum_file_bytes(row, pixels, release,
-                                           path.name.removesuffix(".gz"), report.unclean_cards)
-                nbytes, sha = write_file(path, data, gzip=gzip)
-                report.n_files += 1
-                report.nbytes += nbytes
-                if on_file is not None:
-                    on_file(rel, nbytes, sha)
+            for row, (pixels, damage) in zip(rows, _pixel_rows(batch), strict=True):
+                if damage:
+                    report.failed.append((str(row["specid"]),
+                                          f"spectrum {row['specid']}: {damage}"))
+                    continue
+                _write_one(root, row, pixels, release, gzip, report, made, on_file)
             bar.update(batch.num_rows)
     finally:
         bar.close()
+        if reader is not None:
+            reader.close()
         con.execute(statement("export.sql", "reset_join_order"))
     return report
+
+
+def _write_one(root: Path, row: dict[str, Any], pixels: Pixels, release: ReleaseInfo,
+               gzip: bool, report: SpectraExport, made: set[Path],
+               on_file: FileCallback | None) -> None:
+    """Write one spectrum's file, or record in ``report.failed`` why it cannot be made."""
+    specid = str(row.get("specid"))
+    try:
+        rel = spectrum_relpath(row, gzip=gzip)
+        path = root / rel
+        data = spectrum_file_bytes(row, pixels, release, path.name.removesuffix(".gz"),
+                                   report.unclean_cards)
+    except Exception as exc:  # noqa: BLE001 - one spectrum must not stop the release
+        reason = str(exc) if isinstance(exc, ExportError) else (
+            f"spectrum {specid}: {type(exc).__name__}: {exc}")
+        report.failed.append((specid, reason))
+        return
+    try:
+        if path.parent not in made:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            made.add(path.parent)
+        nbytes, sha = write_file(path, data, gzip=gzip)
+    except OSError as exc:
+        raise ExportError(f"spectrum {specid}: cannot write {rel} ({exc.strerror or exc}); "
+                          "free space or fix the permissions and export again") from None
+    report.n_files += 1
+    report.nbytes += nbytes
+    if on_file is not None:
+        on_file(rel, nbytes, sha)

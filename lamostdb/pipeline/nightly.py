@@ -139,6 +139,8 @@ class NightlySummary:
     missing_references: list[str]
     notes: list[str]
     locations: dict[str, str]
+    #: (folder, reason) of sub-folders of the night that could not be read (exit status 3)
+    unreadable_dirs: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def nothing_new(self) -> bool:
@@ -170,7 +172,7 @@ def night_folder(night_dir: str | Path) -> tuple[Path, list[Path]]:
         raise NightlyError(f"{night} is a file, not a night folder; add single files with "
                            "`lamostdb ingest CATALOG FILE...`")
     night = night.resolve()
-    files = discover([night])
+    files = discover([night], [])  # unreadable sub-folders: reported by the ingest stage
     if not files:
         raise NightlyError(f"{night} holds no spectrum files ({', '.join(SPECTRUM_SUFFIXES)}) "
                            "in it or its subfolders: nothing to run; check the folder name")
@@ -272,6 +274,7 @@ def _run_stages(cat: Catalog, night: Path, refs: dict[str, list[Path]],
         cat, [night], workers=options.workers, chunk_size=options.chunk_size,
         progress=options.progress, limits=options.read_limits))
     facts["n_new_spectra"], facts["n_new_quarantined"] = irep.n_ingested, irep.n_quarantined
+    facts["unreadable_dirs"] = irep.unreadable_dirs
     done(StageOutcome("ingest", secs, irep.n_ingested,
                       [irep.run_id] if irep.n_ingested or irep.n_quarantined else [],
                       f"{irep.n_ingested} new spectra, {irep.n_quarantined} quarantined, "
@@ -364,6 +367,10 @@ def run_nightly(catalog: str | Path, night_dir: str | Path,
         if state.n_classified < state.n_spectra:
             notes.append(f"{state.n_spectra - state.n_classified} of the night's spectra have "
                          "no result")
+        if facts.get("unreadable_dirs"):
+            notes.append(f"{len(facts['unreadable_dirs'])} folders of the night could not be "
+                         "read, their files were not ingested: " + "; ".join(
+                             f"{d} ({why})" for d, why in facts["unreadable_dirs"]))
         total_s = round(time.perf_counter() - t0, 3)
         summary = NightlySummary(
             run_id=run_id, catalog=str(cat.root), night_dir=str(night), started_at=started,
@@ -374,7 +381,7 @@ def run_nightly(catalog: str | Path, night_dir: str | Path,
             n_reference_rows_added=outcomes[0].n_done,
             spectra_per_s=round(facts["n_new_spectra"] / max(total_s, 1e-9), 1),
             missing_references=missing, notes=notes,
-            locations=_locations(cat, run_id))
+            locations=_locations(cat, run_id), unreadable_dirs=facts.get("unreadable_dirs", []))
         commit.commit_run(cat, run_id, "nightly", [], lambda: None, summary.as_dict())
     return summary
 
