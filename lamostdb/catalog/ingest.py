@@ -147,8 +147,8 @@ class _ChunkTask:
     limits: ReadLimits = DEFAULT_LIMITS
 
 
-def _failed(name: str, path: str, size: int, mtime: int, raw: bytes, exc: BaseException
-            ) -> FileOutcome:
+def _failed(name: str, path: str, size: int | None, mtime: int, raw: bytes,
+            exc: BaseException) -> FileOutcome:
     """The quarantine outcome of a file whose reading raised ``exc`` (any kind)."""
     if isinstance(exc, SpectrumReadError):
         reason = exc.reason
@@ -158,14 +158,19 @@ def _failed(name: str, path: str, size: int, mtime: int, raw: bytes, exc: BaseEx
     if name != path:
         reason += (" [the file name is not valid UTF-8: the path is stored with \\x escapes "
                    "for its undecodable bytes]")
-    sha = hashlib.sha256(raw if raw else f"unreadable:{name}".encode()).hexdigest()
-    return FileOutcome(name, size, mtime, sha, None, None, None, None, reason or "unreadable")
+    # the content's checksum when it is known (an empty file is known to be empty), else a
+    # stand-in per path: a file refused before reading, or one that could not be opened
+    known = bool(raw) or size == 0
+    sha = hashlib.sha256(raw if known else f"unreadable:{name}".encode()).hexdigest()
+    return FileOutcome(name, size or 0, mtime, sha, None, None, None, None,
+                       reason or "unreadable")
 
 
 def _read_one(path: str, limits: ReadLimits) -> tuple[FileOutcome, SpectrumRecord | None]:
     """Read, check and validate one file; never raises (a failure is a quarantine outcome)."""
     name = storable_path(path)
-    size, mtime, raw = 0, 0, b""
+    size: int | None = None  # unknown until stat succeeds
+    mtime, raw = 0, b""
     try:
         st = os.stat(path)
         size, mtime = st.st_size, st.st_mtime_ns
@@ -173,8 +178,8 @@ def _read_one(path: str, limits: ReadLimits) -> tuple[FileOutcome, SpectrumRecor
         rec = parse_spectrum_bytes(raw, data, name, limits=limits)
     except Exception as exc:  # per-file isolation: nothing here stops the run
         return _failed(name, path, size, mtime, raw, exc), None
-    return FileOutcome(name, size, mtime, rec.source_sha256, rec.specid, rec.obsid, rec.lmjd,
-                       rec.data_v, None), rec
+    return FileOutcome(name, st.st_size, mtime, rec.source_sha256, rec.specid, rec.obsid,
+                       rec.lmjd, rec.data_v, None), rec
 
 
 def _table_or_refuse(records: list[SpectrumRecord], run_id: str, hp: np.ndarray
