@@ -16,12 +16,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import re
 import resource
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +32,7 @@ from tqdm import tqdm
 from lamostdb.catalog import ledger
 from lamostdb.catalog.commit import STAGING, StagedFile, commit_run, fault, new_run_id
 from lamostdb.catalog.hats import leaf_relpath
+from lamostdb.catalog.ledger import FileOutcome, IngestReport, release_rank
 from lamostdb.catalog.spectra_table import records_healpix, records_to_table
 from lamostdb.catalog.store import Catalog
 from lamostdb.catalog.workers import worker_pool
@@ -45,88 +45,6 @@ from lamostdb.io.sqlfiles import statement
 from lamostdb.io.validate import DEFAULT_LIMITS, ReadLimits
 
 SPECTRUM_SUFFIXES = (".fits", ".fit", ".fits.gz", ".fit.gz", ".fts")
-_DR_RE = re.compile(r"DR\s*(\d+)", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class FileOutcome:
-    """What happened to one input file in a worker."""
-
-    path: str
-    size_bytes: int
-    mtime_ns: int
-    sha256: str
-    specid: str | None
-    obsid: int | None
-    night: int | None
-    data_v: str | None
-    reason: str | None  # None: read fine
-
-
-@dataclass
-class IngestReport:
-    """Summary of one ingest call (also stored as the run's JSON summary).
-
-    Every discovered path is counted once: ``n_inputs == n_ingested + n_duplicate_content
-    + n_quarantined + n_skipped`` (see :mod:`lamostdb.catalog.ledger`).
-    """
-
-    run_id: str
-    n_inputs: int = 0
-    n_unchanged: int = 0  # skipped without reading (part of n_skipped)
-    n_ingested: int = 0
-    n_duplicate_content: int = 0
-    n_new_versions: int = 0
-    n_restored_versions: int = 0  # older versions made current again (part of n_ingested)
-    n_quarantined: int = 0
-    n_skipped: int = 0
-    n_quarantine_cleared: int = 0
-    n_rows_written: int = 0
-    bytes_read: int = 0
-    peak_worker_rss_mb: float = 0.0
-    elapsed_s: float = 0.0
-    quarantined: list[tuple[str, str]] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # all but "unchanged"
-    unreadable_dirs: list[tuple[str, str]] = field(default_factory=list)
-
-    def skip(self, path: str, reason: str) -> None:
-        self.n_skipped += 1
-        if reason == "unchanged":
-            self.n_unchanged += 1
-        else:
-            self.skipped.append((path, reason))
-
-    def quarantine(self, path: str, reason: str) -> None:
-        self.n_quarantined += 1
-        self.quarantined.append((path, reason))
-
-    def duplicate(self) -> None:
-        self.n_duplicate_content += 1
-
-    @property
-    def n_accounted(self) -> int:
-        """Paths with an outcome: equals ``n_inputs`` after the run."""
-        return self.n_ingested + self.n_duplicate_content + self.n_quarantined + self.n_skipped
-
-    def as_dict(self) -> dict[str, object]:
-        d = dict(self.__dict__)
-        for k in ("quarantined", "skipped", "unreadable_dirs"):
-            d[k] = [list(q) for q in getattr(self, k)]
-        return d
-
-
-def release_rank(data_v: str | None) -> int:
-    """Ordinal of a data release label: ``'LAMOST DR9'`` -> 9; unknown -> 0.
-
-    >>> release_rank("LAMOST DR13 Q1"), release_rank(None)
-    (13, 0)
-    """
-    if not data_v:
-        return 0
-    m = _DR_RE.search(data_v)
-    return int(m.group(1)) if m else 0
-
-
 def discover(inputs: Iterable[str | Path],
              unreadable: list[tuple[str, str]] | None = None) -> list[Path]:
     """Expand files, folders (recursively) and glob patterns into spectrum files.

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
@@ -36,8 +37,88 @@ from lamostdb.catalog.store import Catalog
 from lamostdb.io.bounded import storable_path
 from lamostdb.io.sqlfiles import statement
 
-if TYPE_CHECKING:
-    from lamostdb.catalog.ingest import FileOutcome, IngestReport
+_DR_RE = re.compile(r"DR\s*(\d+)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    """What happened to one input file in a worker."""
+
+    path: str
+    size_bytes: int
+    mtime_ns: int
+    sha256: str
+    specid: str | None
+    obsid: int | None
+    night: int | None
+    data_v: str | None
+    reason: str | None  # None: read fine
+
+
+@dataclass
+class IngestReport:
+    """Summary of one ingest call (also stored as the run's JSON summary).
+
+    Every discovered path is counted once: ``n_inputs == n_ingested + n_duplicate_content
+    + n_quarantined + n_skipped`` (see :mod:`lamostdb.catalog.ledger`).
+    """
+
+    run_id: str
+    n_inputs: int = 0
+    n_unchanged: int = 0  # skipped without reading (part of n_skipped)
+    n_ingested: int = 0
+    n_duplicate_content: int = 0
+    n_new_versions: int = 0
+    n_restored_versions: int = 0  # older versions made current again (part of n_ingested)
+    n_quarantined: int = 0
+    n_skipped: int = 0
+    n_quarantine_cleared: int = 0
+    n_rows_written: int = 0
+    bytes_read: int = 0
+    peak_worker_rss_mb: float = 0.0
+    elapsed_s: float = 0.0
+    quarantined: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # all but "unchanged"
+    unreadable_dirs: list[tuple[str, str]] = field(default_factory=list)
+
+    def skip(self, path: str, reason: str) -> None:
+        self.n_skipped += 1
+        if reason == "unchanged":
+            self.n_unchanged += 1
+        else:
+            self.skipped.append((path, reason))
+
+    def quarantine(self, path: str, reason: str) -> None:
+        self.n_quarantined += 1
+        self.quarantined.append((path, reason))
+
+    def duplicate(self) -> None:
+        self.n_duplicate_content += 1
+
+    @property
+    def n_accounted(self) -> int:
+        """Paths with an outcome: equals ``n_inputs`` after the run."""
+        return self.n_ingested + self.n_duplicate_content + self.n_quarantined + self.n_skipped
+
+    def as_dict(self) -> dict[str, object]:
+        d = dict(self.__dict__)
+        for k in ("quarantined", "skipped", "unreadable_dirs"):
+            d[k] = [list(q) for q in getattr(self, k)]
+        return d
+
+
+def release_rank(data_v: str | None) -> int:
+    """Ordinal of a data release label: ``'LAMOST DR9'`` -> 9; unknown -> 0.
+
+    >>> release_rank("LAMOST DR13 Q1"), release_rank(None)
+    (13, 0)
+    """
+    if not data_v:
+        return 0
+    m = _DR_RE.search(data_v)
+    return int(m.group(1)) if m else 0
+
+
 
 Stat = tuple[int, int, int]  # size, mtime_ns, inode
 Known = dict[str, tuple[str | None, str, str | None]]  # path -> (sha256, outcome, reason)
@@ -242,8 +323,6 @@ def _relabel(rows: list[dict[str, object]], path: str, outcome: str, reason: str
 
 
 def _rank(data_v: str | None) -> int:
-    from lamostdb.catalog.ingest import release_rank
-
     return release_rank(data_v)
 
 
