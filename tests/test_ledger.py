@@ -228,3 +228,40 @@ def test_the_night_summary_lists_every_quarantined_path(good: list[Path], tmp_pa
         state = night_state(c, night.resolve(), 3)
     assert [Path(p).name for p, _ in state.quarantined] == ["empty0.fits", "empty1.fits"]
     assert all(reason for _, reason in state.quarantined)
+
+
+def test_a_file_that_kills_its_reader_is_quarantined_and_the_night_goes_on(
+        good: list[Path], tmp_path: Path) -> None:
+    """A worker killed by a signal while reading one file (here SIGKILL, injected at that
+    file): ingest exits 0, that file is quarantined saying so, every other file of its chunk
+    and of the night is ingested, and no worker is left behind."""
+    import subprocess
+    import sys
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for f in good:
+        shutil.copy2(f, src / f.name)
+    victim = good[1].name
+    cat = tmp_path / "cat"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAMOSTDB_FAULT")}
+    env |= {"LAMOSTDB_FAULT": f"ingest:read:{victim}", "LAMOSTDB_FAULT_ACTION": "kill"}
+    proc = subprocess.run([sys.executable, "-m", "lamostdb.cli", "ingest", str(cat), str(src),
+                           "--workers", "2", "--chunk-size", "2", "--quiet"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    got = _paths(cat)
+    assert got[victim][0] == "quarantined"
+    assert "reading process died" in (got[victim][1] or "")
+    assert sorted(n for n, (o, _) in got.items() if o == "ingested") == sorted(
+        f.name for f in good if f.name != victim)
+    assert _count(cat, "SELECT count(*) FROM spectra") == len(good) - 1
+    assert not (cat / "_staging").exists() or not any((cat / "_staging").rglob("*"))
+    # without the fault the same file reads fine, and replaces its quarantine row
+    again = subprocess.run([sys.executable, "-m", "lamostdb.cli", "ingest", str(cat), str(src),
+                            "--workers", "2", "--quiet"],
+                           env={k: v for k, v in env.items() if not k.startswith("LAMOSTDB_FAULT")},
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert _count(cat, "SELECT count(*) FROM spectra") == len(good)
+    assert _count(cat, "SELECT count(*) FROM quarantine") == 0

@@ -19,7 +19,8 @@ import os
 import resource
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from lamostdb.catalog.hats import leaf_relpath
 from lamostdb.catalog.ledger import FileOutcome, IngestReport, release_rank
 from lamostdb.catalog.spectra_table import records_healpix, records_to_table
 from lamostdb.catalog.store import Catalog
-from lamostdb.catalog.workers import worker_pool
+from lamostdb.catalog.workers import worker_executor
 from lamostdb.healpix import pixel_at_order
 from lamostdb.io.bounded import read_bounded, storable_path
 from lamostdb.io.parquet import SPECTRA_ENCODING, write_parquet
@@ -89,6 +90,7 @@ def _read_one(path: str, limits: ReadLimits) -> tuple[FileOutcome, SpectrumRecor
     name = storable_path(path)
     size: int | None = None  # unknown until stat succeeds
     mtime, raw = 0, b""
+    fault(f"read:{os.path.basename(name)}", "ingest")  # crash tests: a reader that dies here
     try:
         st = os.stat(path)
         size, mtime = st.st_size, st.st_mtime_ns
@@ -253,6 +255,13 @@ def ingest(catalog: Catalog, inputs: Iterable[str | Path], *, workers: int | Non
 def _read_all(catalog: Catalog, files: list[str], run_id: str, workers: int | None,
               chunk_size: int, progress: bool, limits: ReadLimits = DEFAULT_LIMITS
               ) -> tuple[list[FileOutcome], list[StagedFile], float]:
+    """Read every file (in worker processes unless one is asked for).
+
+    A worker that dies (a signal, the OOM killer) must not stop the night or lose files:
+    the chunks it left unfinished are read again one file per task on one worker, in order,
+    so the first unfinished file after the next death is the one that kills its reader. It
+    is quarantined with that reason, and the rest go on in chunks again.
+    """
     tasks = [_ChunkTask(i, c, str(catalog.root), run_id, catalog.partition_order, limits)
              for i, c in enumerate(_chunks(files, chunk_size))]
     n_workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
@@ -260,26 +269,77 @@ def _read_all(catalog: Catalog, files: list[str], run_id: str, workers: int | No
     staged: list[StagedFile] = []
     peak = 0.0
     bar = tqdm(total=len(files), unit="file", desc="ingest", disable=not progress or not files)
+
+    def take(result: tuple[list[FileOutcome], list[StagedFile], float]) -> None:
+        nonlocal peak
+        out, st, rss = result
+        outcomes.extend(out)
+        staged.extend(st)
+        peak = max(peak, rss)
+        bar.update(len(out))
+
     try:
         if n_workers == 1:
-            for out, st, rss in map(_process_chunk, tasks):
-                outcomes += out
-                staged += st
-                peak = max(peak, rss)
-                bar.update(len(out))
+            for result in map(_process_chunk, tasks):
+                take(result)
         else:
-            with worker_pool(n_workers, catalog.root, STAGING, run_id,
-                             "lamostdb.catalog.ingest") as pool:
-                for out, st, rss in pool.imap_unordered(_process_chunk, tasks):
-                    outcomes += out
-                    staged += st
-                    peak = max(peak, rss)
-                    bar.update(len(out))
+            _read_in_workers(catalog, run_id, tasks, n_workers, chunk_size, take, outcomes)
     finally:
         bar.close()
     outcomes.sort(key=lambda o: o.path)
     staged.sort(key=lambda s: s.final)
     return outcomes, staged, peak
+
+
+def _read_in_workers(catalog: Catalog, run_id: str, tasks: list[_ChunkTask], n_workers: int,
+                     chunk_size: int, take: Callable[[tuple], None],
+                     outcomes: list[FileOutcome]) -> None:
+    """Run ``tasks`` on ``n_workers`` processes, surviving workers that die (see _read_all)."""
+    next_index = len(tasks)
+    isolate = False  # one file per task, one worker: after a death, to find the file
+    while tasks:
+        done: set[int] = set()
+        broken = False
+        with worker_executor(1 if isolate else n_workers, catalog.root, STAGING, run_id,
+                             "lamostdb.catalog.ingest") as ex:
+            futures = [(t, ex.submit(_process_chunk, t)) for t in tasks]
+            for t, fut in futures:
+                try:
+                    take(fut.result())
+                    done.add(t.index)
+                except BrokenProcessPool:
+                    broken = True
+        left = [t for t in tasks if t.index not in done]
+        if not broken:
+            return
+        if isolate:  # in order on one worker: the first unfinished file killed it
+            culprit, rest = left[0], left[1:]
+            outcomes.append(_died(culprit.paths[0]))
+            paths = [p for t in rest for p in t.paths]
+            isolate = False
+        else:
+            paths = [p for t in left for p in t.paths]
+            isolate = True
+        size = 1 if isolate else chunk_size
+        tasks = []
+        for c in _chunks(paths, size):
+            tasks.append(dataclasses.replace(left[0], index=next_index, paths=c))
+            next_index += 1
+
+
+def _died(path: str) -> FileOutcome:
+    """The quarantine outcome of a file whose reading killed the worker process."""
+    name = storable_path(path)
+    try:
+        st = os.stat(path)
+        size, mtime = st.st_size, st.st_mtime_ns
+    except OSError:
+        size, mtime = 0, 0
+    reason = ("the reading process died (killed by a signal, or out of memory) while reading "
+              "this file, so it was not stored; the other files were read. Report it (with "
+              "the file) to the lamostdb maintainers")
+    sha = ledger.unreadable_sha(name)  # the bytes are not read again here
+    return FileOutcome(name, size, mtime, sha, None, None, None, None, reason)
 
 
 def _decide(catalog: Catalog, fresh: list[FileOutcome], run_id: str, report: IngestReport

@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from multiprocessing.pool import Pool
 from pathlib import Path
 
@@ -88,6 +89,38 @@ def init_worker(stage_pid: int, stage_started: str | None, pid_dir: str) -> None
         Path(pid_dir, str(pid)).write_text(started)
 
 
+def _pid_dir(root: Path, staging: str, run_id: str) -> Path:
+    pid_dir = root / staging / run_id / WORKERS_DIR
+    pid_dir.mkdir(parents=True, exist_ok=True)
+    return pid_dir
+
+
+def _forget_workers(pid_dir: Path) -> None:
+    for f in pid_dir.iterdir():  # the workers are gone: so is their trace
+        f.unlink()
+    for d in (pid_dir, pid_dir.parent, pid_dir.parent.parent):  # and empty folders
+        with contextlib.suppress(OSError):
+            d.rmdir()
+
+
+@contextlib.contextmanager
+def worker_executor(n_workers: int, root: Path, staging: str, run_id: str, preload: str,
+                    ) -> Iterator[ProcessPoolExecutor]:
+    """Like :func:`worker_pool`, as a ``ProcessPoolExecutor``: a worker that dies (a signal,
+    the OOM killer) breaks it with ``BrokenProcessPool`` instead of losing its task silently,
+    so the caller can find the input that killed it."""
+    pid_dir = _pid_dir(root, staging, run_id)
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload([preload])
+    ex = ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=init_worker,
+                             initargs=(os.getpid(), _start_time(os.getpid()), str(pid_dir)))
+    try:
+        yield ex
+    finally:
+        ex.shutdown(wait=True, cancel_futures=True)
+        _forget_workers(pid_dir)
+
+
 @contextlib.contextmanager
 def worker_pool(n_workers: int, root: Path, staging: str, run_id: str, preload: str,
                 ) -> Iterator[Pool]:
@@ -106,8 +139,7 @@ def worker_pool(n_workers: int, root: Path, staging: str, run_id: str, preload: 
     preload
         Module the fork server imports once.
     """
-    pid_dir = root / staging / run_id / WORKERS_DIR
-    pid_dir.mkdir(parents=True, exist_ok=True)
+    pid_dir = _pid_dir(root, staging, run_id)
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload([preload])
     pool = ctx.Pool(n_workers, initializer=init_worker,
@@ -118,11 +150,7 @@ def worker_pool(n_workers: int, root: Path, staging: str, run_id: str, preload: 
     finally:
         pool.terminate()
         pool.join()
-        for f in pid_dir.iterdir():  # the workers are gone: so is their trace
-            f.unlink()
-        for d in (pid_dir, pid_dir.parent, pid_dir.parent.parent):  # and empty folders
-            with contextlib.suppress(OSError):
-                d.rmdir()
+        _forget_workers(pid_dir)
 
 
 def end_leftover_workers(staging_root: Path, *, timeout_s: float = 10.0,
