@@ -6,7 +6,7 @@ Usage::
 
 Simulates ``n_left`` spectrum-like positions and ``n_right`` reference sources clustered in
 5-degree plates (about 40 000 sources per plate, both poles and RA = 0/360 included:
-:func:`lamostdb.xmatch.mock.mock_sky`), writes them to Parquet, then matches them within 3"
+:func:`lamostdb.sim.xmatch_sky.mock_sky`), writes them to Parquet, then matches them within 3"
 in fresh child processes, one per method and repeat, each loading the same files:
 
 - ``duckdb``: :func:`lamostdb.xmatch.crossmatch_pairs` on in-memory Arrow tables;
@@ -73,7 +73,7 @@ print(json.dumps({"wall_s": wall, "pairs": int(lid.size), "base_mb": base_mb,
 
 
 def _simulate(folder: Path, n_left: int, n_right: int, seed: int) -> None:
-    from lamostdb.xmatch.mock import mock_sky
+    from lamostdb.sim.xmatch_sky import mock_sky
 
     left, right = mock_sky(n_left, n_right, seed=seed)
     rng = np.random.default_rng(seed + 1)

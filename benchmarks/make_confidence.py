@@ -22,12 +22,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from lamostdb.catalog.calibrate_confidence import calibrate
 from lamostdb.catalog.classify import classify
 from lamostdb.catalog.ingest import ingest
 from lamostdb.catalog.store import Catalog
 from lamostdb.match.confidence import default_params_path
 from lamostdb.sim import simulate_night
+from lamostdb.validate.calibrate_confidence import calibrate
 
 SHARED_LAMOST = Path(__file__).resolve().parents[2] / "shared" / "data" / "spectra" / "lamost"
 TRAINING = ((21, 0.15, 0.30), (22, 0.30, 0.40))  # seed, arm mismatch max, tilt max

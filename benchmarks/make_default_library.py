@@ -127,7 +127,7 @@ def on_lamost_scale(sets: list[TemplateSet], records: list, *, min_wins: int = 3
 
     from lamostdb.match.engine import prepare_engine
     from lamostdb.match.fit import fit_spectra, weighted_inputs
-    from lamostdb.match.grid import batch_to_working_grid
+    from lamostdb.templates.grid import batch_to_working_grid
     from lamostdb.templates.libfile import load_library
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -203,8 +203,8 @@ def build_typing_set(records: list) -> TypingSet:
     whatever its S/N: the typing then learns how LAMOST labels noisy spectra too.
     """
     from lamostdb.match.engine import SKY_TELLURIC_MASK_ANGSTROM, mask_weight
-    from lamostdb.match.grid import WORKING_GRID, batch_to_working_grid
     from lamostdb.match.indices import INDEX_NAMES, line_indices
+    from lamostdb.templates.grid import WORKING_GRID, batch_to_working_grid
 
     use = [r for r in records if r.lasp_z is not None
            and (parse_subclass(r.lasp_subclass)[1] or 999) < 100]

@@ -5,7 +5,9 @@
 True
 """
 
-__version__ = "0.1.0"
+from lamostdb.version import VERSION as __version__
+
+__all__ = ["__version__", "open"]
 
 
 def open(path, *, mode="r", allow_files=()):  # noqa: A001 - the public name users expect

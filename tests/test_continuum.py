@@ -15,7 +15,7 @@ from lamostdb.match.continuum import (
     load_basis,
     uniform_bins,
 )
-from lamostdb.match.grid import WORKING_GRID
+from lamostdb.templates.grid import WORKING_GRID
 
 
 def test_bins_cover_the_grid_with_an_edge_at_the_arm_join() -> None:

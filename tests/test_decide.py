@@ -203,7 +203,7 @@ def test_a_real_narrow_line_galaxy_is_not_a_confident_qso(engine: Engine) -> Non
     from conftest import SHARED_SPECTRA
 
     from lamostdb.io import read_spectrum
-    from lamostdb.match.grid import batch_to_working_grid
+    from lamostdb.templates.grid import batch_to_working_grid
 
     rec = read_spectrum(SHARED_SPECTRA / "lamost" / REAL_NARROW_LINE_GALAXY)
     flux, ivar = batch_to_working_grid([rec], grid=engine.grid)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from lamostdb.match.engine import STAR_GRID, get_engine
-from lamostdb.match.grid import WORKING_GRID
 from lamostdb.templates import load_default_templates
+from lamostdb.templates.grid import WORKING_GRID
 from lamostdb.templates.libfile import library_table
 from lamostdb.templates.library import (
     DEFAULT_STAR_LIBRARY,

@@ -21,14 +21,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lamostdb.io import SpectrumRecord, read_spectrum
-from lamostdb.match.grid import (
+from lamostdb.templates.grid import (
     WORKING_GRID,
     LogGrid,
     arrays_to_working_grid,
     batch_to_working_grid,
     to_working_grid,
 )
-from lamostdb.match.rebin import (
+from lamostdb.templates.rebin import (
     edges_from_centers_log,
     rebin_flux_conserving,
     rebin_flux_conserving_batch,

@@ -18,12 +18,12 @@ from lamostdb.match.confidence import (
 )
 from lamostdb.match.engine import Engine, get_engine
 from lamostdb.match.fit import CLASS_CODES, fit_spectra, weighted_inputs
-from lamostdb.match.grid import to_working_grid
 from lamostdb.match.models import fit_models, shift_rows
 from lamostdb.match.pipeline import Classified, PipelineOptions, classify_arrays
 from lamostdb.match.refine import rematch
 from lamostdb.match.reorder import degenerate_mask, reorder
 from lamostdb.match.zwarning import ZWARNING_BITS, ZWarning, describe
+from lamostdb.templates.grid import to_working_grid
 from lamostdb.templates.library import load_default_templates
 from lamostdb.templates.subclass import spectral_letter
 

@@ -121,8 +121,8 @@ def test_the_shipped_typing_table() -> None:
 def test_the_pipeline_types_stars_it_covers(shipped_dir: Path) -> None:
     from lamostdb.io import read_spectrum
     from lamostdb.match.fit import weighted_inputs
-    from lamostdb.match.grid import batch_to_working_grid
     from lamostdb.match.pipeline import template_subclasses
+    from lamostdb.templates.grid import batch_to_working_grid
 
     eng = get_engine()
     assert eng.typer is not None

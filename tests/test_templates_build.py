@@ -13,7 +13,6 @@ from astropy.io import fits
 from conftest import SHARED_SPECTRA
 from scipy.interpolate import CubicSpline
 
-from lamostdb.match.grid import WORKING_GRID
 from lamostdb.templates import TemplateSet, load_default_templates, load_template_file
 from lamostdb.templates.build import (
     BuildConfig,
@@ -22,6 +21,7 @@ from lamostdb.templates.build import (
     rest_grid,
     shift_to_rest,
 )
+from lamostdb.templates.grid import WORKING_GRID
 from lamostdb.templates.libfile import (
     TemplateStats,
     library_table,

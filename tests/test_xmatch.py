@@ -26,8 +26,8 @@ from lamostdb.healpix import healpix_29, pixel_at_order
 from lamostdb.refcat import ingest_refcat
 from lamostdb.sim import simulate_night
 from lamostdb.sim.refcat import offset
+from lamostdb.sim.xmatch_sky import mock_sky, position_table
 from lamostdb.xmatch import best_matches, crossmatch_pairs, match_order, pixel_block, xmatch
-from lamostdb.xmatch.mock import mock_sky, position_table
 from lamostdb.xmatch.pixels import PIXEL_MARGIN, RES0_ARCSEC
 
 # Pairs this close to the radius are float ties: haversine (here) and chord length

@@ -43,8 +43,8 @@ from lamostdb.io.sqlfiles import statement
 from lamostdb.match.batch import ENGINE_COLUMNS, batch_to_matrices
 from lamostdb.match.engine import ENGINE_VERSION, Engine, get_engine
 from lamostdb.match.fit import CLASS_CODES
-from lamostdb.match.grid import LogGrid
 from lamostdb.match.pipeline import Classified, classify_arrays
+from lamostdb.templates.grid import LogGrid
 
 C_KMS = 299792.458
 FIT_BATCH = 32

@@ -36,15 +36,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import lamostdb
 from lamostdb.catalog.migrate import upgrade_table_files
+from lamostdb.catalog.recovery import STAGING, recover
+from lamostdb.catalog.recovery import remove_tree as _remove_tree
 from lamostdb.io.sqlfiles import statement
+from lamostdb.version import VERSION
 
 if TYPE_CHECKING:
     from lamostdb.catalog.store import Catalog
 
+__all__ = ["STAGING", "FaultInjected", "StagedFile", "commit_run", "fault", "new_run_id",
+           "recover", "staging_dir"]
+
 FAULT_POINTS = ("staged", "intent", "first_move", "moved", "metadata", "committed")
-STAGING = "_staging"
 
 
 def new_run_id() -> str:
@@ -106,7 +110,7 @@ def commit_run(cat: Catalog, run_id: str, stage: str, files: Sequence[StagedFile
     con.execute("BEGIN TRANSACTION")
     con.execute(statement("ledger.sql", "insert_run"),
                 {"run_id": run_id, "stage": stage, "moves": json.dumps(moves),
-                 "version": lamostdb.__version__})
+                 "version": VERSION})
     con.execute("COMMIT")
     fault("intent", stage)
     for i, f in enumerate(files):
@@ -142,40 +146,3 @@ def commit_run(cat: Catalog, run_id: str, stage: str, files: Sequence[StagedFile
     except OSError:
         pass
     cat.refresh_views()
-
-
-def recover(cat: Catalog) -> list[str]:
-    """Roll back runs that died while committing; clear staging debris.
-
-    Returns the ids of the runs rolled back. Call with the write lock held.
-    """
-    con = cat.con
-    rolled: list[str] = []
-    touched_tables: set[str] = set()
-    for run_id, moves_json in con.execute(statement("ledger.sql", "unfinished_runs")).fetchall():
-        for _staged, final in json.loads(moves_json):
-            path = cat.root / final
-            if path.exists():
-                path.unlink()
-            touched_tables.add(final.split("/", 1)[0])
-        con.execute(statement("ledger.sql", "mark_rolled_back"), {"run_id": run_id})
-        rolled.append(str(run_id))
-    for table in sorted(touched_tables):
-        cat.write_hats_metadata(table)
-    # workers of a killed run may still be writing there: end them first (issue 11)
-    from lamostdb.catalog.workers import end_leftover_workers
-
-    end_leftover_workers(cat.root / STAGING)
-    _remove_tree(cat.root / STAGING)
-    return rolled
-
-
-def _remove_tree(path: Path) -> None:
-    if not path.exists():
-        return
-    for child in sorted(path.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-        if child.is_dir():
-            child.rmdir()
-        else:
-            child.unlink()
-    path.rmdir()

@@ -21,9 +21,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-import lamostdb
 from lamostdb.healpix import partition_dir
 from lamostdb.io.parquet import atomic_write_bytes
+from lamostdb.version import VERSION
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ def write_table_metadata(root: Path, table: str, files: Sequence[TableFile],
         "hats_npix_suffix": "/",
         "hats_max_rows": str(max(rows_per_pixel.values(), default=0)),
         "hats_estsize": str(total_bytes // 1024),
-        "hats_builder": f"lamostdb v{lamostdb.__version__}",
+        "hats_builder": f"lamostdb v{VERSION}",
     }
     text = "#HATS catalog\n" + "".join(f"{k}={v}\n" for k, v in props.items())
     atomic_write_bytes(tdir / "properties", text.encode())

@@ -32,10 +32,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
-import lamostdb
 from lamostdb.catalog.store import Catalog
 from lamostdb.io.bounded import storable_path
 from lamostdb.io.sqlfiles import statement
+from lamostdb.version import VERSION
 
 _DR_RE = re.compile(r"DR\s*(\d+)", re.IGNORECASE)
 
@@ -197,7 +197,7 @@ def skip_unchanged(catalog: Catalog, files: list[str], report: IngestReport
             prior[name] = (sha, outcome, reason)
             # a file quarantined by another lamostdb version is read again: its reader may
             # accept it now, or give a better reason
-            rejudge = outcome == "quarantined" and version != lamostdb.__version__
+            rejudge = outcome == "quarantined" and version != VERSION
             if sha is not None and not rejudge and (size, mtime) == (
                     st.st_size, st.st_mtime_ns) and (inode is None or inode == st.st_ino):
                 report.skip(name, "unchanged")

@@ -28,13 +28,15 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-import lamostdb
 from lamostdb.catalog import readonly, registry, snapshot
+from lamostdb.catalog.errors import CatalogError
 from lamostdb.catalog.hats import TableFile, write_table_metadata
+from lamostdb.catalog.recovery import recover
 from lamostdb.catalog.schema import all_schema_names, load_schema
 from lamostdb.healpix import cone_pixels
 from lamostdb.io.record import SpectrumRecord
 from lamostdb.io.sqlfiles import statement
+from lamostdb.version import VERSION
 
 DB_NAME = "catalog.duckdb"
 FORMAT_VERSION = "1"
@@ -58,10 +60,6 @@ _STAGE_DDL = (("refcat.sql", "create_refcat_ledger"), ("ids.sql", "create_uid_al
 _DDL = ("create_catalog_meta", "create_runs", "create_files", "create_ingest_ledger",
         "create_spectrum_versions", "create_quarantine", "create_ingest_paths")
 _ALL_DDL = tuple(("ledger.sql", n) for n in _DDL) + _STAGE_DDL
-
-
-class CatalogError(RuntimeError):
-    """The catalogue folder is missing, damaged or busy; the message says what to do."""
 
 
 def utcnow() -> dt.datetime:
@@ -112,8 +110,6 @@ class Catalog:
             raise CatalogError(f"cannot open {db}: {exc}. Another process may be writing to "
                                "this catalogue; wait for it to finish.") from None
         self._ensure_tables()
-        from lamostdb.catalog.commit import recover
-
         with self.write_lock():
             recover(self)
         self.refresh_views()
@@ -143,7 +139,7 @@ class Catalog:
         for key, value in (("format_version", FORMAT_VERSION),
                            ("partition_order", str(partition_order)),
                            ("created_at", utcnow().isoformat()),
-                           ("created_by", f"lamostdb {lamostdb.__version__}")):
+                           ("created_by", f"lamostdb {VERSION}")):
             con.execute(statement("ledger.sql", "set_meta"), {"key": key, "value": value})
         con.close()
         return cls(root, mode="w")

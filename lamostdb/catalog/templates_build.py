@@ -19,14 +19,14 @@ import numpy.typing as npt
 import polars as pl
 from tqdm import tqdm
 
-from lamostdb import __version__
 from lamostdb.catalog.store import Catalog
 from lamostdb.io.sqlfiles import statement
 from lamostdb.match.batch import batch_to_matrices
-from lamostdb.match.grid import WORKING_GRID
 from lamostdb.templates.build import BuildConfig, BuildResult, ReportedLabel, build_templates
+from lamostdb.templates.grid import WORKING_GRID
 from lamostdb.templates.libfile import TemplateStats, write_library
 from lamostdb.templates.subclass import spectral_letter
+from lamostdb.version import VERSION
 
 #: Columns of ``spectra`` that may serve as labels, and as redshifts (allow-lists: they are
 #: pasted into the SQL as identifiers, so nothing else may be).
@@ -180,7 +180,7 @@ def build_library(catalog: str | Path, out: str | Path, *, label_column: str = "
                          "labelled spectra")
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     provenance = "\n".join([
-        f"lamostdb {__version__} templates build, {created}",
+        f"lamostdb {VERSION} templates build, {created}",
         f"catalogue: {Path(catalog).resolve()}",
         f"label column: {label_column}; redshift column: {z_column}; "
         f"max per label: {max_per_label}",

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-import lamostdb
 from lamostdb.catalog.commit import commit_run, new_run_id
 from lamostdb.catalog.store import Catalog
 from lamostdb.io.sqlfiles import statement
+from lamostdb.version import VERSION
 
 _WITHDRAWN_SCHEMA = pa.schema([("specid", pa.string()), ("sha256", pa.string()),
                                ("version", pa.int32()), ("obsid", pa.int64()),
@@ -57,7 +57,7 @@ def default_actor(tool: str = "lamostdb.catalog.withdraw") -> str:
         user = pwd.getpwuid(os.geteuid()).pw_name
     except KeyError:
         user = f"uid {os.geteuid()}"
-    return f"{user}@{socket.gethostname()} ({tool}, lamostdb {lamostdb.__version__})"
+    return f"{user}@{socket.gethostname()} ({tool}, lamostdb {VERSION})"
 
 
 def withdraw(catalog: Catalog, specids: Iterable[str], *, reason: str,

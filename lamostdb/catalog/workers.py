@@ -30,7 +30,7 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing.pool import Pool
 from pathlib import Path
 
-from lamostdb.catalog.store import CatalogError
+from lamostdb.catalog.errors import CatalogError
 
 WATCH_S = 0.05
 WORKERS_DIR = "workers"

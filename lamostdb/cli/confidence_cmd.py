@@ -22,7 +22,7 @@ def add_confidence_parser(subparsers: Any) -> None:
 
 
 def cmd_calibrate_confidence(args: argparse.Namespace) -> int:
-    from lamostdb.catalog.calibrate_confidence import calibrate
+    from lamostdb.validate.calibrate_confidence import calibrate
 
     sets = []
     for item in args.sets:

@@ -28,7 +28,6 @@ from typing import Any
 
 import duckdb
 
-import lamostdb
 from lamostdb.catalog.store import Catalog
 from lamostdb.export.errors import ExportError
 from lamostdb.export.header import ReleaseInfo
@@ -36,6 +35,7 @@ from lamostdb.export.manifest import ManifestWriter
 from lamostdb.export.spectra import export_spectra
 from lamostdb.export.tables import export_table
 from lamostdb.io.sqlfiles import statement
+from lamostdb.version import VERSION
 
 WHERE_MARK = "{{where}}"
 DEFAULT_BATCH_SIZE = 256
@@ -172,7 +172,7 @@ def _write_release(catalog: Catalog, out: Path, *, release: str, where: str | No
     _check_selection(summary, where, catalog.root)
     engines = tuple(r[0] for r in con.sql(statement("export.sql", "engine_versions")).fetchall())
     info = ReleaseInfo(release, dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S"),
-                       lamostdb.__version__, engines)
+                       VERSION, engines)
     report = ExportReport(release, out, n_spectra=summary["n_selected"])
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)

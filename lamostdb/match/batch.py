@@ -4,7 +4,7 @@ List columns become contiguous float matrices through their Arrow buffers (value
 offsets), with no Python loop over rows or pixels: a spectrum on a log grid with the working
 step whose start is an integer number of pixels away (every LAMOST spectrum, SDSS/BOSS
 spectra) is placed by index arithmetic. Rows on any other grid go through the
-flux-conserving rebin of ``lamostdb.match.grid``.
+flux-conserving rebin of ``lamostdb.templates.grid``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy.typing as npt
 import polars as pl
 import pyarrow as pa
 
-from lamostdb.match.grid import WORKING_GRID, LogGrid, to_working_grid
+from lamostdb.templates.grid import WORKING_GRID, LogGrid, to_working_grid
 
 #: Columns the engine needs from ``spectra``.
 ENGINE_COLUMNS = ("specid", "source_sha256", "obsid", "ra", "dec", "_healpix_29", "coeff0",

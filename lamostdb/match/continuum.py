@@ -32,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 from numpy.polynomial import legendre
 
-from lamostdb.match.grid import WORKING_GRID, LogGrid
+from lamostdb.templates.grid import WORKING_GRID, LogGrid
 
 DEFAULT_BIN_PIXELS = 61
 ARM_JOIN_ANGSTROM = 5800.0

@@ -26,9 +26,9 @@ from scipy.interpolate import CubicSpline
 
 from lamostdb.match.continuum import ContinuumBasis, default_basis, load_basis
 from lamostdb.match.eigen_kernel import EigenDesign, make_design, rest_products
-from lamostdb.match.grid import WORKING_GRID, LogGrid
 from lamostdb.match.indices import INDEX_NAMES
 from lamostdb.match.spectype import IndexTyper, prepare_typer
+from lamostdb.templates.grid import WORKING_GRID, LogGrid
 from lamostdb.templates.library import (
     TemplateSet,
     load_default_star_library,

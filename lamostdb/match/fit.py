@@ -162,7 +162,7 @@ def fit_spectra(flux: npt.ArrayLike, ivar: npt.ArrayLike, *, engine: Engine | No
     Parameters
     ----------
     flux, ivar
-        (S, P) arrays on ``engine.grid`` (see ``lamostdb.match.grid.to_working_grid``);
+        (S, P) arrays on ``engine.grid`` (see ``lamostdb.templates.grid.to_working_grid``);
         ivar = 0 marks pixels without weight.
     engine
         Prepared templates (default: the shipped ones).

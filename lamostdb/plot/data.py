@@ -22,9 +22,9 @@ from lamostdb.io.sqlfiles import statement
 from lamostdb.match.confidence import BLUE_WINDOW, RED_WINDOW
 from lamostdb.match.engine import SKY_TELLURIC_MASK_ANGSTROM, Engine, get_engine
 from lamostdb.match.fit import CLASS_CODES, weighted_inputs
-from lamostdb.match.grid import to_working_grid
 from lamostdb.match.models import fit_models
 from lamostdb.match.pipeline import Classified, classify_arrays
+from lamostdb.templates.grid import to_working_grid
 
 F64 = npt.NDArray[np.float64]
 C_KMS = 299792.458

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from lamostdb.match.rebin import edges_from_centers_log
 from lamostdb.match.zwarning import describe
 from lamostdb.plot.data import C_KMS, SpectrumPlotData
+from lamostdb.templates.rebin import edges_from_centers_log
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

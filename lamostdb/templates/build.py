@@ -46,9 +46,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from lamostdb.match.grid import WORKING_GRID, LogGrid
-from lamostdb.templates.library import TemplateSet
+from lamostdb.templates.grid import WORKING_GRID, LogGrid
 from lamostdb.templates.subclass import spectral_letter
+from lamostdb.templates.templateset import TemplateSet
 
 F64 = npt.NDArray[np.float64]
 MAD_TO_SIGMA = 1.4826
@@ -458,7 +458,7 @@ def build_from_records(records: Sequence[object], *, grid: LogGrid = WORKING_GRI
     a redshift or S/N are reported, not dropped silently.
     """
     from lamostdb.io.record import SpectrumRecord
-    from lamostdb.match.grid import batch_to_working_grid
+    from lamostdb.templates.grid import batch_to_working_grid
 
     recs = [r for r in records if isinstance(r, SpectrumRecord)]
     if len(recs) != len(records):

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from lamostdb.templates.library import TemplateSet
 from lamostdb.templates.subclass import LETTER_BASE, parse_subclass
+from lamostdb.templates.templateset import TemplateSet
 
 __all__ = [
     "LAMOST_DLOGLAM",

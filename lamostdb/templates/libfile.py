@@ -31,8 +31,8 @@ import numpy.typing as npt
 import polars as pl
 from astropy.io import fits
 
-from lamostdb.templates.library import TemplateSet
 from lamostdb.templates.subclass import spectral_letter, subclass_of_template
+from lamostdb.templates.templateset import TemplateSet
 
 LIBFMT = "lamostdb-library"
 LIBVERS = 1
@@ -78,7 +78,7 @@ def _common_grid(sets: Sequence[TemplateSet]) -> tuple[float, float, int]:
 def _on_grid(ts: TemplateSet, loglam0: float, dloglam: float, npix: int
              ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
     """``ts.vectors`` on the common grid and the mask of covered pixels."""
-    from lamostdb.match.rebin import rebin_flux_conserving_batch
+    from lamostdb.templates.rebin import rebin_flux_conserving_batch
 
     n_t, n_p = ts.vectors.shape
     offset_f = (ts.loglam0 - loglam0) / dloglam

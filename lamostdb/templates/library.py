@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import numpy.typing as npt
 from astropy.io import fits
+
+from lamostdb.templates.templateset import TemplateSet
 
 if TYPE_CHECKING:
     from lamostdb.templates.empirical import LeftOut
@@ -27,48 +27,6 @@ DEFAULT_TEMPLATE_FILES: dict[str, str] = {
     "QSO": "spEigenQSO-55732.fits",
     "CV": "spEigenCVstar-55734.fits",
 }
-
-
-@dataclass(frozen=True)
-class TemplateSet:
-    """Vectors of one template file on their rest-frame log10-lambda grid.
-
-    Attributes
-    ----------
-    objclass
-        ``STAR``, ``GALAXY``, ``QSO`` or ``CV``.
-    kind
-        ``single`` (each row is a template on its own: stars) or ``eigen``
-        (rows are a basis to be combined linearly).
-    names
-        One name per row (the MK type for stars, ``eigen0..`` otherwise).
-    loglam0, dloglam
-        ``log10(lambda_angstrom) = loglam0 + dloglam * i``.
-    vectors
-        float64 array (n_vectors, n_pixels).
-    source
-        File the set was read from.
-    """
-
-    objclass: str
-    kind: str
-    names: tuple[str, ...]
-    loglam0: float
-    dloglam: float
-    vectors: npt.NDArray[np.float64] = field(repr=False)
-    source: str
-    subclass: str | None = None  # subtype of the whole set (redrock RRSUBTYP)
-    z_range: tuple[float, float] | None = None  # redshift range the file recommends
-    #: Per-template LAMOST subclass (``'G5'``, ``'M2'``, ``'WD'``), one per row; None: derived
-    #: from the names (SDSS table) or ``subclass``.
-    subclasses: tuple[str, ...] | None = None
-    #: Per-template provenance (source library, number of stacked spectra, ...); free text.
-    notes: tuple[str, ...] | None = None
-
-    @property
-    def wave_angstrom(self) -> npt.NDArray[np.float64]:
-        """Rest-frame wavelength of each pixel (vacuum Angstrom)."""
-        return 10.0 ** (self.loglam0 + self.dloglam * np.arange(self.vectors.shape[1]))
 
 
 def default_template_dir() -> Path:
@@ -116,7 +74,7 @@ def load_redrock(path: str | Path) -> TemplateSet:
     e.g. 0.1 A) are averaged flux-conservingly onto a log10 grid of step 1e-4, the working
     step. A ``REDSHIFTS`` HDU gives the redshift range the template was built for.
     """
-    from lamostdb.match.rebin import rebin_flux_conserving_batch
+    from lamostdb.templates.rebin import rebin_flux_conserving_batch
 
     path = Path(path)
     with fits.open(path, memmap=False) as hdul:
@@ -168,7 +126,6 @@ def load_template_file(path: str | Path, objclass: str | None = None) -> Templat
     FITS file decides). Templates an importer leaves out are logged by name and reason
     on the ``lamostdb.templates`` logger; use the importers directly to get them as data.
     """
-    # Imported here: the importers build TemplateSets, so they import this module.
     from lamostdb.templates.kesseli import load_kesseli, load_kesseli_dir
     from lamostdb.templates.stelib import load_stelib, load_stelib_dir
 

@@ -96,7 +96,7 @@ def load_stelib(paths: Path | str | list[Path] | list[str], *,
         ``templates`` and ``left_out`` (Wolf-Rayet stars, types without a LAMOST
         subclass, stars that do not cover ``wave_range_angstrom``).
     """
-    from lamostdb.match.rebin import rebin_flux_conserving_batch
+    from lamostdb.templates.rebin import rebin_flux_conserving_batch
 
     files = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
     lo_want, hi_want = wave_range_angstrom

@@ -4,7 +4,7 @@ Every spectrum the engine sees lives on ``log10(lambda / Angstrom) = 3.5682 + 1e
 i = 0 .. 3908 (LAMOST's own grid, vacuum). A spectrum already on a log grid with the same
 step and a start an integer number of pixels away (every LAMOST file; SDSS/BOSS, k = -153
 for loglam0 = 3.5529) is placed by slicing, without interpolation; anything else goes
-through the flux-conserving rebin of `lamostdb.match.rebin`.
+through the flux-conserving rebin of `lamostdb.templates.rebin`.
 
 When ``coeff0``/``coeff1`` are given they define the source grid (both for the slice and
 for the rebin); the wavelength array is only read for spectra without them. That keeps the
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from lamostdb.match.rebin import edges_from_centers_log, rebin_flux_conserving_batch
+from lamostdb.templates.rebin import edges_from_centers_log, rebin_flux_conserving_batch
 
 if TYPE_CHECKING:
     from lamostdb.io import SpectrumRecord
