@@ -126,7 +126,7 @@ class EndStats:
 def _masked_median(x: F64, ok: npt.NDArray[np.bool_]) -> F64:
     filled = np.where(ok, x, np.nan)
     with np.errstate(all="ignore"):
-        out = np.nanmedian(np.where(ok.any(axis=1)[:, None], filled, 0.0), axis=1)
+        out = np.nanmedian(np.where(np.any(ok, axis=1)[:, None], filled, 0.0), axis=1)
     return out
 
 
@@ -274,5 +274,5 @@ def fit_params(blue: EndStats, red: EndStats, groups: npt.ArrayLike, correct: np
                  "n_per_group": {g: int(n) for g, n in
                                  zip(GROUPS, np.bincount(gidx, minlength=len(GROUPS)),
                                      strict=True)}})
-    return ConfidenceParams(tuple(float(v) for v in theta[0:3]),
-                            tuple(float(v) for v in theta[3:6]), weight, prov)
+    return ConfidenceParams((float(theta[0]), float(theta[1]), float(theta[2])),
+                            (float(theta[3]), float(theta[4]), float(theta[5])), weight, prov)

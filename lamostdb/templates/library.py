@@ -68,7 +68,8 @@ class TemplateSet:
     @property
     def wave_angstrom(self) -> npt.NDArray[np.float64]:
         """Rest-frame wavelength of each pixel (vacuum Angstrom)."""
-        return 10.0 ** (self.loglam0 + self.dloglam * np.arange(self.vectors.shape[1]))
+        return 10.0 ** (self.loglam0 + self.dloglam * np.arange(self.vectors.shape[1],
+                                                                   dtype=np.float64))
 
 
 def default_template_dir() -> Path:
@@ -143,6 +144,7 @@ def load_redrock(path: str | Path) -> TemplateSet:
         vectors, _ = rebin_flux_conserving_batch(edges, data, np.ones_like(data),
                                                  10.0**dst_loglam)
     n = vectors.shape[0]
+    names: tuple[str, ...]
     if objclass == "STAR" and n == 1:
         kind, names = "single", (subtype or path.stem,)
     else:
