@@ -32,15 +32,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
-from polars.expr.whenthen import ChainedThen, Then
 from scipy.stats import rankdata
 
 from lamostdb.templates.subclass import parse_subclass
+
+if TYPE_CHECKING:  # annotation only: the when/then chain types of polars
+    from polars.expr.whenthen import ChainedThen, Then
 
 __all__ = [
     "CATASTROPHIC_DEFINITION",
