@@ -162,8 +162,10 @@ def publish(con: duckdb.DuckDBPyConnection, root: Path, *, keep: int = KEEP,
 
 def _fingerprint(rel: duckdb.DuckDBPyRelation) -> str:
     """Columns, types, row count and the sum of the row hashes of a table."""
-    n, hash_sum = rel.query("published_table",
-                            statement("snapshot.sql", "table_fingerprint")).fetchall()[0]
+    result = rel.query("published_table", statement("snapshot.sql", "table_fingerprint"))
+    if result is None:  # DuckDB returns no relation only for a statement that is not a query
+        raise RuntimeError("snapshot.sql table_fingerprint must be a SELECT")
+    n, hash_sum = result.fetchall()[0]
     cols = ",".join(f"{c} {t}" for c, t in zip(rel.columns, rel.types, strict=True))
     return f"{cols}|{n}|{hash_sum}"
 

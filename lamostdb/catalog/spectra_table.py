@@ -25,7 +25,7 @@ def _list_array(arrays: Sequence[np.ndarray | None], dtype: type, arrow_type: pa
     offsets = np.zeros(len(arrays) + 1, dtype=np.int32)
     np.cumsum(lengths, out=offsets[1:])
     present = [a for a in arrays if a is not None]
-    values = np.concatenate(present).astype(dtype, copy=False) if present else \
+    values: np.ndarray = np.concatenate(present).astype(dtype, copy=False) if present else \
         np.zeros(0, dtype=dtype)
     mask = pa.array([a is None for a in arrays]) if any(a is None for a in arrays) else None
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=arrow_type.value_type),

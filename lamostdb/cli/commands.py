@@ -46,7 +46,9 @@ def open_for_write(path: str, order: int | None = None) -> Catalog:
             raise ValueError(f"{path} is partitioned at order {cat.partition_order}; "
                              f"--order {order} applies only to new catalogues")
         return cat
-    return Catalog.create(path, **({"partition_order": order} if order is not None else {}))
+    if order is None:
+        return Catalog.create(path)
+    return Catalog.create(path, partition_order=order)
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:

@@ -41,6 +41,19 @@ class RawHDU:
     data_size: int
 
 
+def as_int(value: object) -> int:
+    """``int()`` of a parsed header value (int, float, bool or numeric string).
+
+    Raises ``TypeError``, as ``int()`` does, for anything else (a missing value: None).
+
+    >>> as_int(3.0), as_int("7")
+    (3, 7)
+    """
+    if isinstance(value, int | float | str):
+        return int(value)
+    raise TypeError(f"header value {value!r} is not a number")
+
+
 def parse_value(raw: str) -> object:
     """Parse the value field (columns 11-80) of a FITS card.
 
@@ -107,14 +120,14 @@ def _parse_header(buf: bytes | memoryview, start: int) -> tuple[dict[str, str], 
 
 
 def _data_size(h: dict[str, object]) -> int:
-    naxis = int(h.get("NAXIS", 0))  # type: ignore[arg-type]
+    naxis = as_int(h.get("NAXIS", 0))
     if naxis == 0:
         return 0
-    bitpix = int(h["BITPIX"])  # type: ignore[arg-type]
+    bitpix = as_int(h["BITPIX"])
     n = 1
     for k in range(1, naxis + 1):
-        n *= int(h[f"NAXIS{k}"])  # type: ignore[arg-type]
-    n = (n + int(h.get("PCOUNT", 0) or 0)) * int(h.get("GCOUNT", 1) or 1)  # type: ignore[arg-type]
+        n *= as_int(h[f"NAXIS{k}"])
+    n = (n + as_int(h.get("PCOUNT", 0) or 0)) * as_int(h.get("GCOUNT", 1) or 1)
     return abs(bitpix) // 8 * n
 
 
@@ -131,7 +144,7 @@ def struct_values(raw: dict[str, str]) -> dict[str, object]:
     for key in _NEEDED_PARSED:
         if key in raw:
             parsed[key] = parse_value(raw[key])
-    for k in range(1, int(parsed.get("TFIELDS", 0) or 0) + 1):  # type: ignore[arg-type]
+    for k in range(1, as_int(parsed.get("TFIELDS", 0) or 0) + 1):
         for stem in ("TTYPE", "TFORM"):
             if f"{stem}{k}" in raw:
                 parsed[f"{stem}{k}"] = parse_value(raw[f"{stem}{k}"])
@@ -172,11 +185,11 @@ def image_data(buf: bytes | memoryview, hdu: RawHDU) -> npt.NDArray[np.generic]:
     h = hdu.struct
     if h.get("BZERO") not in (None, 0, 0.0) or h.get("BSCALE") not in (None, 1, 1.0):
         raise UnsupportedFits("scaled image (BZERO/BSCALE)")
-    naxis = int(h.get("NAXIS", 0))  # type: ignore[arg-type]
+    naxis = as_int(h.get("NAXIS", 0))
     if naxis == 0:
         raise UnsupportedFits("HDU has no image data")
-    shape = tuple(int(h[f"NAXIS{k}"]) for k in range(naxis, 0, -1))  # type: ignore[arg-type]
-    dtype = _BITPIX_DTYPES[int(h["BITPIX"])]  # type: ignore[arg-type]
+    shape = tuple(as_int(h[f"NAXIS{k}"]) for k in range(naxis, 0, -1))
+    dtype = _BITPIX_DTYPES[as_int(h["BITPIX"])]
     count = int(np.prod(shape))
     return np.frombuffer(buf, dtype=dtype, count=count, offset=hdu.data_offset).reshape(shape)
 
@@ -186,7 +199,7 @@ def table_column_names(hdu: RawHDU) -> tuple[str, ...]:
     h = hdu.struct
     if h.get("XTENSION") != "BINTABLE":
         return ()
-    n = int(h.get("TFIELDS", 0) or 0)  # type: ignore[arg-type]
+    n = as_int(h.get("TFIELDS", 0) or 0)
     return tuple(str(h.get(f"TTYPE{k}", f"COL{k}")).strip() for k in range(1, n + 1))
 
 
@@ -195,13 +208,13 @@ def table_row_arrays(buf: bytes | memoryview, hdu: RawHDU, row: int = 0) -> dict
     h = hdu.struct
     if h.get("XTENSION") != "BINTABLE":
         raise UnsupportedFits("HDU is not a binary table")
-    row_bytes = int(h["NAXIS1"])  # type: ignore[arg-type]
-    nrows = int(h["NAXIS2"])  # type: ignore[arg-type]
+    row_bytes = as_int(h["NAXIS1"])
+    nrows = as_int(h["NAXIS2"])
     if row >= nrows:
         raise UnsupportedFits(f"table has {nrows} rows, asked for row {row}")
     out: dict[str, np.ndarray] = {}
     offset = hdu.data_offset + row * row_bytes
-    for k in range(1, int(h.get("TFIELDS", 0)) + 1):  # type: ignore[arg-type]
+    for k in range(1, as_int(h.get("TFIELDS", 0)) + 1):
         name = str(h.get(f"TTYPE{k}", f"COL{k}")).strip()
         form = str(h[f"TFORM{k}"]).strip()
         m = _TFORM_RE.match(form)

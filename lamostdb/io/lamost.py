@@ -219,7 +219,7 @@ def read_lamost_fast(buf: bytes, path: str, sha256: str, nbytes: int,
     def get(key: str) -> Any:
         return fr.header_value(primary, key)
 
-    if int(primary.struct.get("NAXIS", 0) or 0) == 0:  # type: ignore[arg-type]
+    if fr.as_int(primary.struct.get("NAXIS", 0) or 0) == 0:
         tables = [(i, _str_or_none(h.struct.get("EXTNAME")), fr.table_column_names(h))
                   for i, h in enumerate(hdus) if i > 0]
         found = find_spectrum_table(tables)

@@ -13,11 +13,22 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TypedDict
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-SPECTRA_ENCODING: dict[str, object] = {
+
+class ParquetEncoding(TypedDict, total=False):
+    """Keyword arguments of :func:`write_parquet` that choose the encoding."""
+
+    compression: str
+    compression_level: int | None
+    byte_stream_split_columns: tuple[str, ...]
+    row_group_size: int
+
+
+SPECTRA_ENCODING: ParquetEncoding = {
     "compression": "zstd",
     "compression_level": 3,
     "byte_stream_split_columns": ("flux", "ivar", "wavelength"),

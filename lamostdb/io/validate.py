@@ -256,7 +256,8 @@ def validate_record(r: SpectrumRecord, limits: ReadLimits = DEFAULT_LIMITS) -> S
     """
     path = r.source_path
     npix = r.npix
-    arrays = {"FLUX": r.flux, "IVAR": r.ivar, "ANDMASK": r.andmask, "ORMASK": r.ormask}
+    arrays: dict[str, np.ndarray] = {"FLUX": r.flux, "IVAR": r.ivar, "ANDMASK": r.andmask,
+                                     "ORMASK": r.ormask}
     if r.wavelength is not None:
         arrays["WAVELENGTH"] = r.wavelength
     for name, a in arrays.items():
@@ -272,13 +273,14 @@ def validate_record(r: SpectrumRecord, limits: ReadLimits = DEFAULT_LIMITS) -> S
     ivar = np.asarray(r.ivar, dtype=np.float32)
     with np.errstate(invalid="ignore"):  # NaN compares False: caught by the negations
         bad = ~(np.abs(flux) < _FLUX_ABSURD) | ~((ivar >= 0) & (ivar < _IVAR_ABSURD))
-    changed = {}
+    checked = r
     if bad.any():
         flux = np.where(~np.isfinite(flux), np.float32(0), flux).astype(np.float32)
         ivar = np.where(bad, np.float32(0), ivar).astype(np.float32)
-        changed = {"flux": flux, "ivar": ivar,
-                   "andmask": np.where(bad, r.andmask | BADPIX_BIT, r.andmask).astype(np.int32),
-                   "ormask": np.where(bad, r.ormask | BADPIX_BIT, r.ormask).astype(np.int32)}
+        checked = dataclasses.replace(
+            r, flux=flux, ivar=ivar,
+            andmask=np.where(bad, r.andmask | BADPIX_BIT, r.andmask).astype(np.int32),
+            ormask=np.where(bad, r.ormask | BADPIX_BIT, r.ormask).astype(np.int32))
     usable = ivar > 0
     need = max(limits.min_usable_pixels, math.ceil(limits.min_usable_fraction * npix))
     n_usable = int(usable.sum())
@@ -289,4 +291,4 @@ def validate_record(r: SpectrumRecord, limits: ReadLimits = DEFAULT_LIMITS) -> S
     _check(bool(np.any(flux[usable] != 0)), path,
            "FLUX is 0 at every usable pixel (IVAR > 0): an empty spectrum; the file is "
            "damaged or a placeholder")
-    return dataclasses.replace(r, **changed) if changed else r
+    return checked

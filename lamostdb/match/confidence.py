@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -126,7 +127,7 @@ class EndStats:
 def _masked_median(x: F64, ok: npt.NDArray[np.bool_]) -> F64:
     filled = np.where(ok, x, np.nan)
     with np.errstate(all="ignore"):
-        out = np.nanmedian(np.where(ok.any(axis=1)[:, None], filled, 0.0), axis=1)
+        out = np.nanmedian(np.where(np.any(ok, axis=1)[:, None], filled, 0.0), axis=1)
     return out
 
 
@@ -240,7 +241,7 @@ def _conf_from_vector(theta: F64, blue: EndStats, red: EndStats, gidx: npt.NDArr
 
 
 def fit_params(blue: EndStats, red: EndStats, groups: npt.ArrayLike, correct: npt.ArrayLike,
-               *, provenance: dict[str, object] | None = None, l2: float = 1e-3
+               *, provenance: Mapping[str, object] | None = None, l2: float = 1e-3
                ) -> ConfidenceParams:
     """Fit the scoring parameters and the weights C to labelled fits.
 
@@ -268,11 +269,11 @@ def fit_params(blue: EndStats, red: EndStats, groups: npt.ArrayLike, correct: np
     theta = best.x
     present = np.bincount(gidx, minlength=len(GROUPS)) > 0
     weight = {g: float(theta[6 + i]) if present[i] else 0.5 for i, g in enumerate(GROUPS)}
-    prov = dict(provenance or {})
+    prov: dict[str, object] = dict(provenance or {})
     prov.update({"n_spectra": int(y.size), "n_correct": int(y.sum()),
                  "neg_log_likelihood": round(float(best.fun), 6),
                  "n_per_group": {g: int(n) for g, n in
                                  zip(GROUPS, np.bincount(gidx, minlength=len(GROUPS)),
                                      strict=True)}})
-    return ConfidenceParams(tuple(float(v) for v in theta[0:3]),
-                            tuple(float(v) for v in theta[3:6]), weight, prov)
+    return ConfidenceParams((float(theta[0]), float(theta[1]), float(theta[2])),
+                            (float(theta[3]), float(theta[4]), float(theta[5])), weight, prov)

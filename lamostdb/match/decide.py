@@ -305,12 +305,12 @@ def decide_class(engine: Engine, fit: FitResult, flux: F64, weight: F64, *,
     z_g = np.nan_to_num(z_of[:, GALAXY], nan=-9.0)
     z_q = np.nan_to_num(z_of[:, QSO], nan=-9.0)
     narrow = np.zeros(n_s, dtype=bool)
-    for i in np.flatnonzero((pick == QSO) & (best[:, GALAXY] >= 0)
+    for s in np.flatnonzero((pick == QSO) & (best[:, GALAXY] >= 0)
                             & (z_q < p.broad_line_max_z)
                             & (np.abs(z_g - z_q) < 3e-3 * (1 + np.abs(z_q)))):
         # only QSO answers at low z with a galaxy at the same z: a handful per night
-        snr = broad_line_snr(flux[i], weight[i], wave, float(z_q[i]), p)
-        narrow[i] = np.isfinite(snr) and snr < p.broad_line_snr
+        snr = broad_line_snr(flux[s], weight[s], wave, float(z_q[s]), p)
+        narrow[s] = np.isfinite(snr) and snr < p.broad_line_snr
     pick = np.where(narrow, GALAXY, pick)
     swapped = (first != STAR) & (pick != STAR) & (pick != first) & star_ok
     pick = np.where(swapped & (ranked[:, STAR] < ranked[rows, pick]), STAR, pick)

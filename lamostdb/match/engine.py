@@ -53,7 +53,7 @@ class RedshiftGrid:
         if self.z_step is None:
             raise ValueError("a lag grid has no explicit values; use lag_range")
         n = int(round((self.z_max - self.z_min) / self.z_step)) + 1
-        return self.z_min + self.z_step * np.arange(n)
+        return self.z_min + self.z_step * np.arange(n, dtype=np.float64)
 
     def lag_range(self, dloglam: float) -> tuple[int, int]:
         """Smallest and largest pixel lag k with 10**(k*dloglam) - 1 within the grid."""

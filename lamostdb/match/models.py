@@ -90,7 +90,7 @@ def solve_design(x: F64, flux: F64, ivar: F64) -> Fitted:
 def shifted_stars(engine: Engine, template: npt.NDArray[np.int64], z: F64) -> F64:
     """Star template ``template[s]`` (engine-wide index) at redshift ``z[s]``: (S, P)."""
     grid = engine.grid
-    obs = grid.loglam0 + grid.dloglam * np.arange(grid.npix)
+    obs = grid.loglam0 + grid.dloglam * np.arange(grid.npix, dtype=np.float64)
     shifted = np.zeros((template.size, grid.npix))
     start = 0
     for ts in engine.star.rest:  # a loop over template files (usually one)
@@ -106,7 +106,7 @@ def shifted_stars(engine: Engine, template: npt.NDArray[np.int64], z: F64) -> F6
 def shifted_eigen(engine: Engine, block: EigenBlock, j: int, z: F64) -> F64:
     """Eigenvector ``j`` of ``block`` at each redshift of ``z``: (S, P)."""
     grid = engine.grid
-    obs = grid.loglam0 + grid.dloglam * np.arange(grid.npix)
+    obs = grid.loglam0 + grid.dloglam * np.arange(grid.npix, dtype=np.float64)
     rest0 = grid.loglam0 - block.offset * grid.dloglam  # aligned rest grid
     z = np.asarray(z, dtype=np.float64)
     return shift_rows(block.vectors, rest0, grid.dloglam, np.full(z.size, j), obs, z)
@@ -115,7 +115,7 @@ def shifted_eigen(engine: Engine, block: EigenBlock, j: int, z: F64) -> F64:
 def shifted_eigens(engine: Engine, block: EigenBlock, vectors: list[int], z: F64) -> F64:
     """Eigenvectors ``vectors`` of ``block`` at each redshift of ``z``: (J, S, P)."""
     grid = engine.grid
-    obs = grid.loglam0 + grid.dloglam * np.arange(grid.npix)
+    obs = grid.loglam0 + grid.dloglam * np.arange(grid.npix, dtype=np.float64)
     rest0 = grid.loglam0 - block.offset * grid.dloglam  # aligned rest grid
     z = np.asarray(z, dtype=np.float64)
     rows = np.repeat(np.asarray(vectors, dtype=np.int64)[:, None], z.size, axis=1)

@@ -123,7 +123,7 @@ def rematch(engine: Engine, flux: F64, ivar: F64, cls: npt.NDArray[np.int8],
     flat_c = np.repeat(cls.ravel(), n_t)
     flat_t = np.repeat(tpl.ravel(), n_t)
     flat_z = z_try.ravel()
-    chi2 = np.empty(flat_z.size)
+    chi2: npt.NDArray[np.float64] = np.empty(flat_z.size)
     for a in range(0, flat_z.size, ROWS_PER_CHUNK):  # memory chunks of design rows
         b = slice(a, a + ROWS_PER_CHUNK)
         x = _design(engine, flat_c[b], flat_t[b], flat_z[b], cont)

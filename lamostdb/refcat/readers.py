@@ -144,7 +144,7 @@ def _read_ecsv(path: Path) -> pa.Table:
     )
     fields = []
     for f in table.schema:
-        spec = next((c for c in datatype if c["name"] == f.name), {})
+        spec: dict[str, Any] = next((c for c in datatype if c["name"] == f.name), {})
         md = {b"unit": str(spec["unit"]).encode()} if spec.get("unit") else None
         fields.append(pa.field(f.name, f.type, metadata=md))
     return pa.Table.from_arrays(table.columns, schema=pa.schema(fields))

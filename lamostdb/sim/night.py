@@ -126,7 +126,7 @@ def plan_night(seed: int, n: int, templates: dict[str, TemplateSet], *,
     basis = sm.legendre_basis()
     plates = [_plan_plate(seed, k, f, size, targets[f], tilt_max, arm_mismatch_max, basis)
               for k, (f, size) in enumerate(zip(fields, sizes, strict=True))]
-    p = {key: np.concatenate([pl[key] for pl in plates]) for key in plates[0]}
+    p: dict[str, Any] = {key: np.concatenate([pl[key] for pl in plates]) for key in plates[0]}
     order = np.lexsort((p["fiberid"], p["spid"], p["plate"]))
     p = {key: val[order] for key, val in p.items()}
     p["obsid"] = 10_000_000_000 + seed * 1_000_000 + np.arange(n, dtype=np.int64)
@@ -212,7 +212,7 @@ def render(p: dict[str, Any], sl: slice, templates: dict[str, TemplateSet],
     dead = andmask != 0
     flux[dead] = 0.0
     ivar[dead] = 0.0
-    out = {"flux": flux.astype(np.float32), "ivar": ivar.astype(np.float32),
+    out: dict[str, np.ndarray] = {"flux": flux.astype(np.float32), "ivar": ivar.astype(np.float32),
            "andmask": andmask.astype(np.float32), "ormask": ormask.astype(np.float32),
            "model": model.astype(np.float32), "snr_g": snr_g}
     measured = sm.measured_snr(out["flux"], out["ivar"], wave)

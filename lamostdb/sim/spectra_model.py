@@ -47,7 +47,7 @@ _MK_RE = re.compile(r"^(?:sd:?)?([OBAFGKM])(\d)?")
 
 def wave_angstrom(npix: int = NPIX) -> F64:
     """Observed-frame vacuum wavelength of the LAMOST log-linear grid."""
-    return 10.0 ** (LOGLAM0 + DLOGLAM * np.arange(npix))
+    return 10.0 ** (LOGLAM0 + DLOGLAM * np.arange(npix, dtype=np.float64))
 
 
 def band_mask(wave: F64, band: str) -> npt.NDArray[np.bool_]:

@@ -101,6 +101,7 @@ def load_redrock(path: str | Path) -> TemplateSet:
         vectors, _ = rebin_flux_conserving_batch(edges, data, np.ones_like(data),
                                                  10.0**dst_loglam)
     n = vectors.shape[0]
+    names: tuple[str, ...]
     if objclass == "STAR" and n == 1:
         kind, names = "single", (subtype or path.stem,)
     else:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -40,6 +40,9 @@ import polars as pl
 from scipy.stats import rankdata
 
 from lamostdb.templates.subclass import parse_subclass
+
+if TYPE_CHECKING:  # annotation only: the when/then chain types of polars
+    from polars.expr.whenthen import ChainedThen, Then
 
 __all__ = [
     "CATASTROPHIC_DEFINITION",
@@ -137,7 +140,7 @@ def prepare(joined: pl.DataFrame) -> pl.DataFrame:
         for name, dtype in OPTIONAL_COLUMNS.items() if name not in joined.columns
     )
     snr = pl.col("snrg").cast(pl.Float64)
-    snr_bin = pl.when(snr.is_null() | snr.is_nan()).then(pl.lit(SNR_MISSING))
+    snr_bin: Then | ChainedThen = pl.when(snr.is_null() | snr.is_nan()).then(pl.lit(SNR_MISSING))
     for edge, label in zip(SNR_EDGES, SNR_LABELS, strict=False):
         snr_bin = snr_bin.when(snr < edge).then(pl.lit(label))
     star = pl.col("true_class") == "STAR"
@@ -225,7 +228,8 @@ def subclass_offsets(df: pl.DataFrame) -> dict[str, Any]:
         "n_stars": stars.height,
         "n_compared": off.len(),
         "histogram": [{"offset": int(o), "n": int(n)} for o, n in hist.iter_rows()],
-        "median_offset": _num(off.median()) if off.len() else None,
+        # Series.median is typed for any dtype; of an integer series it is a float.
+        "median_offset": _num(cast(float | None, off.median())) if off.len() else None,
         "n_letter_compared": letters.len(),
         "n_same_letter": n_same,
         "same_letter_fraction": _ratio(n_same, letters.len()),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TypeAlias
 
 import duckdb
 import numpy as np
@@ -34,7 +35,8 @@ POSITION_COLUMNS = ("id", "ra", "dec", "_healpix_29")
 #: Extra right columns for proper-motion propagation (pmra includes cos dec; mas/yr).
 MOTION_COLUMNS = ("pmra", "pmdec", "ref_epoch")
 
-Source = pa.Table | duckdb.DuckDBPyRelation
+#: An input: an Arrow table or a DuckDB relation.
+Source: TypeAlias = pa.Table | duckdb.DuckDBPyRelation
 
 
 def _left_table(left: Source, columns: tuple[str, ...]) -> pa.Table:
