@@ -29,7 +29,7 @@ import lamostdb
 PACKAGE = "lamostdb"
 TOP = "<top>"  # the unit of lamostdb/__init__.py itself
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("version", "resources", "healpix"),
+    ("version", "constants", "resources", "healpix"),
     ("io",),
     ("templates",),
     ("match",),

@@ -38,6 +38,7 @@ from lamostdb.catalog.hats import leaf_relpath
 from lamostdb.catalog.schema import load_schema
 from lamostdb.catalog.store import Catalog
 from lamostdb.catalog.workers import worker_pool
+from lamostdb.constants import C_KMS
 from lamostdb.io.parquet import write_parquet
 from lamostdb.io.sqlfiles import statement
 from lamostdb.match.batch import ENGINE_COLUMNS, batch_to_matrices
@@ -46,7 +47,6 @@ from lamostdb.match.fit import CLASS_CODES
 from lamostdb.match.pipeline import Classified, classify_arrays
 from lamostdb.templates.grid import LogGrid
 
-C_KMS = 299792.458
 FIT_BATCH = 32
 
 

@@ -50,13 +50,13 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from lamostdb.constants import C_KMS
 from lamostdb.match.engine import Engine
 from lamostdb.match.fit import CLASS_CODES, FitResult
 from lamostdb.match.linalg import solve_normal_equations
 from lamostdb.match.models import fit_models, legendre_rows
 
 F64 = npt.NDArray[np.float64]
-C_KMS = 299792.458
 STAR, GALAXY, QSO = (CLASS_CODES.index(c) for c in ("STAR", "GALAXY", "QSO"))
 
 #: Rest-frame (vacuum Angstrom) emission lines of galaxies for the low-redshift check.

@@ -22,6 +22,7 @@ from functools import cache
 import numpy as np
 import numpy.typing as npt
 
+from lamostdb.constants import C_KMS
 from lamostdb.match.confidence import (
     Confidence,
     ConfidenceParams,
@@ -41,7 +42,6 @@ from lamostdb.match.velocity import VelocityOptions, refine_best_star
 from lamostdb.match.zwarning import ZWarning, negative_emission
 
 F64 = npt.NDArray[np.float64]
-C_KMS = 299792.458
 #: SMALL_DELTA_CHI2 (SDSS definition): the next different answer within this reduced chi2.
 SMALL_DELTA_RCHI2 = 0.01
 DIFFERENT_Z_KMS = 1000.0

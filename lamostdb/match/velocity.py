@@ -26,13 +26,13 @@ from dataclasses import dataclass, replace
 import numpy as np
 import numpy.typing as npt
 
+from lamostdb.constants import C_KMS
 from lamostdb.match.engine import Engine
 from lamostdb.match.fit import CLASS_CODES, FitResult
 from lamostdb.match.linalg import solve_normal_equations
 from lamostdb.match.models import legendre_rows
 
 F64 = npt.NDArray[np.float64]
-C_KMS = 299792.458
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lamostdb.catalog.store import Catalog, open_catalog
+from lamostdb.constants import C_KMS
 from lamostdb.io.record import SpectrumRecord
 from lamostdb.io.sqlfiles import statement
 from lamostdb.match.confidence import BLUE_WINDOW, RED_WINDOW
@@ -27,7 +28,6 @@ from lamostdb.match.pipeline import Classified, classify_arrays
 from lamostdb.templates.grid import to_working_grid
 
 F64 = npt.NDArray[np.float64]
-C_KMS = 299792.458
 #: A re-fit reproduces the catalogue's result when class and subclass are the same and the
 #: redshifts agree within this velocity. Re-fitting one spectrum instead of a batch of 32
 #: changes z by ~1e-7 (0.03 km/s: float32 BLAS sums in another order), far below this.

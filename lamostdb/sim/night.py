@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from lamostdb.constants import C_KMS
 from lamostdb.io.fits_write import Card, coadd_file_bytes, image_file_bytes, write_bytes
 from lamostdb.sim import artefacts as art
 from lamostdb.sim import refcat
@@ -77,7 +78,7 @@ def _plan_plate(seed: int, k: int, field: int, size: int, targets: refcat.Target
     phase = rng.uniform(0.0, 2.0 * np.pi, size=size)
     p["v_kms"] = np.clip(p["v_sys_kms"] + p["binary_k_kms"] * np.sin(phase), -1099.0, 1099.0)
     is_star = p["class"] == "STAR"
-    p["z"] = np.where(is_star, p["v_kms"] / sm.C_KMS, p["z_sys"])
+    p["z"] = np.where(is_star, p["v_kms"] / C_KMS, p["z_sys"])
     p["tilt"] = sm.draw_tilts(rng, size, tilt_max, basis)
     p["arm_join"] = rng.uniform(5700.0, 5900.0, size=size)
     p["arm_scale"] = 1.0 + arm_max * rng.uniform(-1.0, 1.0, size=size)
@@ -94,7 +95,7 @@ def _plan_plate(seed: int, k: int, field: int, size: int, targets: refcat.Target
     p["run_bits"] = rng.choice(np.array(sm.MASK_BITS_DEAD), size=(size, 3))
     # The pipeline's answer: the truth with a redshift error that grows as S/N falls.
     base_err = np.select([is_star, p["class"] == "GALAXY"],
-                         [5.0 / sm.C_KMS, 5e-5 * (1 + p["z"])], 5e-4 * (1 + p["z"]))
+                         [5.0 / C_KMS, 5e-5 * (1 + p["z"])], 5e-4 * (1 + p["z"]))
     z_err = base_err * 20.0 / p["snr_g"]
     p["header_z"] = np.round(p["z"] + z_err * rng.normal(size=size), 8)
     p["header_z_err"] = np.round(z_err * rng.uniform(0.8, 1.2, size=size), 8)

@@ -17,6 +17,7 @@ import pyarrow as pa
 from astropy import units as u
 from astropy_healpix.core import lonlat_to_healpix
 
+from lamostdb.constants import C_KMS
 from lamostdb.sim import spectra_model as sm
 from lamostdb.templates import TemplateSet
 
@@ -176,7 +177,7 @@ def field_targets(index: int, templates: dict[str, TemplateSet]) -> Targets:
     z_gal = 0.6 * r_ext.beta(1.5, 4.0, size=n)
     z_qso = 0.1 + 3.9 * r_ext.beta(2.0, 3.5, size=n)
     t["z_sys"] = np.select([is_star, is_gal, is_qso],
-                           [t["v_sys_kms"] / sm.C_KMS, z_gal, z_qso], 0.0)
+                           [t["v_sys_kms"] / C_KMS, z_gal, z_qso], 0.0)
     coeffs = np.zeros((n, 4))
     for flag, key in ((is_gal, "GALAXY"), (is_qso, "QSO")):
         coeffs[flag] = sm.draw_eigen_coeffs(r_ext, templates[key], t["z_sys"][flag],

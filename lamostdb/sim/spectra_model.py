@@ -19,7 +19,6 @@ F64 = npt.NDArray[np.float64]
 LOGLAM0 = 3.5682
 DLOGLAM = 1e-4
 NPIX = 3909
-C_KMS = 299792.458
 
 # LAMOST's SNRU..SNRZ bands (Angstrom); the g band also defines snr_g.
 BANDS: dict[str, tuple[float, float]] = {

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from lamostdb.constants import C_KMS
 from lamostdb.match.confidence import GROUPS, ConfidenceParams, EndStats, fit_params
 
-C_KMS = 299792.458
 RESID_COLUMNS = ("resid_blue_mu", "resid_blue_sigma", "resid_red_mu", "resid_red_sigma",
                  "conf_group")
 

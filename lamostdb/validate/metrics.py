@@ -39,6 +39,7 @@ import numpy.typing as npt
 import polars as pl
 from scipy.stats import rankdata
 
+from lamostdb.constants import C_KMS
 from lamostdb.templates.subclass import parse_subclass
 
 if TYPE_CHECKING:  # annotation only: the when/then chain types of polars
@@ -69,7 +70,6 @@ __all__ = [
     "zwarning_counts",
 ]
 
-C_KMS = 299_792.458
 CLASSES = ("STAR", "GALAXY", "QSO")
 UNKNOWN = "UNKNOWN"
 #: S/N_g bin edges and their labels: [0, 5), [5, 10), [10, 20), [20, inf).
