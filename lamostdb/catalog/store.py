@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import json
-import os
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -416,11 +415,3 @@ def remove_tree(path: Path) -> None:
 
 def dumps(obj: object) -> str:
     return json.dumps(obj, sort_keys=True, default=str)
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
