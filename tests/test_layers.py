@@ -10,12 +10,13 @@ Layers, bottom to top (a module may import its own layer and the layers below):
 1. ``io``: the only readers and writers of spectrum files
 2. ``templates``: template sets, the working grid and flux-conserving rebinning
 3. ``match``: the numeric engine
-4. ``catalog``: the store (layout, ledger, commits, snapshots) and the ingest/classify stages
-5. ``xmatch``, ``ids``, ``refcat``, ``export``: the later stages
-6. ``validate``, ``plot``: truth joins, calibration, figures
-7. ``pipeline``: multi-stage operations
-8. ``sim``: the simulator; only the CLI (and tests and benchmarks) may use it
-9. ``cli`` and the package's top (``lamostdb/__init__.py``, the :func:`lamostdb.open` facade)
+4. ``catalog``: the store only (layout, ledger, commits, snapshots, worker safety)
+5. ``execute``: where partition functions run (local pool, Dask cluster)
+6. ``ingest``, ``classify``, ``xmatch``, ``ids``, ``refcat``, ``export``: the stages
+7. ``validate``, ``plot``: truth joins, calibration, figures
+8. ``pipeline``: multi-stage operations
+9. ``sim``: the simulator; only the CLI (and tests and benchmarks) may use it
+10. ``cli`` and the package's top (``lamostdb/__init__.py``, the :func:`lamostdb.open` facade)
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("templates",),
     ("match",),
     ("catalog",),
-    ("xmatch", "ids", "refcat", "export"),
+    ("execute",),
+    ("ingest", "classify", "xmatch", "ids", "refcat", "export"),
     ("validate", "plot"),
     ("pipeline",),
     ("sim",),
