@@ -12,10 +12,10 @@ import pytest
 from conftest import SHIPPED_SPECTRA
 
 import lamostdb
-from lamostdb.catalog.classify import classify
-from lamostdb.catalog.ingest import ingest
 from lamostdb.catalog.schema import load_schema
 from lamostdb.catalog.store import Catalog
+from lamostdb.classify.stage import classify
+from lamostdb.ingest.stage import ingest
 from lamostdb.match.zwarning import ZWarning
 from lamostdb.sim import simulate_night
 

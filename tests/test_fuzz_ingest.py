@@ -211,7 +211,7 @@ def test_bad_pixels_are_masked_by_the_documented_rule(tmp_path: Path) -> None:
 def test_an_unexpected_error_in_one_file_quarantines_that_file_only(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A reader bug (any exception type) and a row the table cannot hold stay per file."""
-    import lamostdb.catalog.ingest as ing
+    import lamostdb.ingest.stage as ing
     from lamostdb.catalog.store import Catalog
 
     files = [p for p in SHIPPED_FILES if "spectraml" in str(p) and p.name not in NOT_LAMOST]

@@ -21,13 +21,13 @@ import pyarrow.parquet as pq
 import pytest
 
 import lamostdb
-from lamostdb.catalog.classify import classify
 from lamostdb.catalog.commit import FaultInjected
-from lamostdb.catalog.ingest import ingest
 from lamostdb.catalog.store import Catalog
 from lamostdb.catalog.withdraw import WithdrawError, withdraw
+from lamostdb.classify.stage import classify
 from lamostdb.cli.main import main
 from lamostdb.export import export_release
+from lamostdb.ingest.stage import ingest
 from lamostdb.match.zwarning import ZWarning
 from lamostdb.pipeline import NightlyOptions, run_nightly
 from lamostdb.sim import simulate_night

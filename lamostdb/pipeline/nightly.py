@@ -40,12 +40,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from lamostdb.catalog import commit
-from lamostdb.catalog.classify import classify
-from lamostdb.catalog.ingest import SPECTRUM_SUFFIXES, discover, ingest
 from lamostdb.catalog.store import DB_NAME, Catalog, CatalogError
+from lamostdb.classify.stage import classify
 from lamostdb.ids import assign_ids
+from lamostdb.ingest.stage import SPECTRUM_SUFFIXES, discover, ingest
 from lamostdb.io.sqlfiles import statement
 from lamostdb.io.validate import DEFAULT_LIMITS, ReadLimits
+from lamostdb.match.config import DEFAULT_CONFIG, EngineConfig
 from lamostdb.refcat import ingest_refcat
 from lamostdb.xmatch import xmatch
 
@@ -81,6 +82,8 @@ class NightlyOptions:
     read_limits
         Size caps and validation thresholds of the ingest (a file beyond them is
         quarantined with the reason).
+    engine
+        The classify engine (templates, continuum, confidence parameters, grids).
     """
 
     workers: int | None = None
@@ -91,6 +94,7 @@ class NightlyOptions:
     chunk_size: int = 500
     progress: bool = True
     read_limits: ReadLimits = DEFAULT_LIMITS
+    engine: EngineConfig = DEFAULT_CONFIG
 
 
 @dataclass
@@ -281,7 +285,8 @@ def _run_stages(cat: Catalog, night: Path, refs: dict[str, list[Path]],
                       f"{irep.n_unchanged} of {irep.n_inputs} files already in",
                       round(irep.peak_worker_rss_mb, 1)))
 
-    crep, secs = _timed("classify", lambda: classify(cat, workers=options.workers,
+    crep, secs = _timed("classify", lambda: classify(cat, config=options.engine,
+                                                      workers=options.workers,
                                                       progress=options.progress))
     facts["n_fitted"] = crep.n_fitted
     done(StageOutcome("classify", secs, crep.n_fitted, [crep.run_id] if crep.n_fitted else [],

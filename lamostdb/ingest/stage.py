@@ -34,10 +34,10 @@ from lamostdb.catalog import ledger
 from lamostdb.catalog.commit import STAGING, StagedFile, commit_run, fault, new_run_id
 from lamostdb.catalog.hats import leaf_relpath
 from lamostdb.catalog.ledger import FileOutcome, IngestReport, release_rank
-from lamostdb.catalog.spectra_table import records_healpix, records_to_table
 from lamostdb.catalog.store import Catalog
 from lamostdb.catalog.workers import worker_executor
 from lamostdb.healpix import pixel_at_order
+from lamostdb.ingest.table import records_healpix, records_to_table
 from lamostdb.io.bounded import read_bounded, storable_path
 from lamostdb.io.parquet import SPECTRA_ENCODING, write_parquet
 from lamostdb.io.record import SpectrumReadError, SpectrumRecord
@@ -301,7 +301,7 @@ def _read_in_workers(catalog: Catalog, run_id: str, tasks: list[_ChunkTask], n_w
         done: set[int] = set()
         broken = False
         with worker_executor(1 if isolate else n_workers, catalog.root, STAGING, run_id,
-                             "lamostdb.catalog.ingest") as ex:
+                             "lamostdb.ingest.stage") as ex:
             futures = [(t, ex.submit(_process_chunk, t)) for t in tasks]
             for t, fut in futures:
                 try:
