@@ -189,7 +189,7 @@ def test_readme_example_crossmatch_is_ours(night: dict[str, Any]) -> None:
                           "WHERE gaia_source_id IS NOT NULL")
         n_current = cat.sql("SELECT count(*) AS n FROM spectra")["n"][0]
     ours = dict(zip(ours_df["specid"], ours_df["gaia_source_id"], strict=True))
-    assert len(ours) >= 0.8 * n_current
+    assert len(ours) >= n_current // 2  # galaxies and quasars may have none
     assert theirs == ours
     sep = dict(zip(ours_df["specid"], ours_df["gaia_sep_arcsec"], strict=True))
     dist = dict(zip(best["specid"], best["_dist_arcsec"], strict=True))
