@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import lamostdb
-from lamostdb.catalog.current_hats import CURRENT_TABLES, write_current_hats
+from lamostdb.catalog.current_hats import CURRENT_TABLES, leaf_runs, write_current_hats
 from lamostdb.catalog.errors import CatalogError
 from lamostdb.catalog.schema import load_schema
 from lamostdb.catalog.store import Catalog
@@ -37,7 +37,6 @@ with warnings.catch_warnings():
     import lsdb
 
 pytestmark = [
-    pytest.mark.slow,
     # lsdb 0.11 / nested-pandas 0.7 still use pandas options and keywords pandas 3.1 deprecates
     pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning"),
 ]
@@ -125,6 +124,7 @@ def _same_rows(lsdb_rows: pd.DataFrame, sql_rows: pl.DataFrame, table: str) -> N
         assert mine.column(name).equals(ours.column(name)), f"{table}.{name} differs"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("table", CURRENT_TABLES)
 def test_lsdb_reads_each_table_as_its_history(night: dict[str, Any], table: str) -> None:
     rows = lsdb.read_hats(night["cat"] / table, columns="all").compute()
@@ -136,6 +136,7 @@ def test_lsdb_reads_each_table_as_its_history(night: dict[str, Any], table: str)
     assert history.height > current.height > 0
 
 
+@pytest.mark.slow
 def test_current_tables_give_what_the_views_show(night: dict[str, Any]) -> None:
     with lamostdb.open(night["cat"]) as cat:
         written = write_current_hats(cat, night["current"])
@@ -156,6 +157,7 @@ def test_current_tables_give_what_the_views_show(night: dict[str, Any]) -> None:
     assert xm["specid"].is_unique and xm["run_id"].nunique() == 1
 
 
+@pytest.mark.slow
 def test_refresh_replaces_and_the_catalogue_folder_is_refused(night: dict[str, Any],
                                                               tmp_path: Path) -> None:
     with lamostdb.open(night["cat"]) as cat:
@@ -176,6 +178,7 @@ def _readme_example() -> str:
     return blocks[0]
 
 
+@pytest.mark.slow
 def test_readme_example_crossmatch_is_ours(night: dict[str, Any]) -> None:
     """The README's LSDB cross-match gives the best Gaia counterparts of ``lamostdb xmatch``."""
     scope: dict[str, Any] = {"catalogue": night["cat"], "current": night["current"],
@@ -194,3 +197,23 @@ def test_readme_example_crossmatch_is_ours(night: dict[str, Any]) -> None:
     sep = dict(zip(ours_df["specid"], ours_df["gaia_sep_arcsec"], strict=True))
     dist = dict(zip(best["specid"], best["_dist_arcsec"], strict=True))
     assert np.allclose([dist[s] for s in ours], [sep[s] for s in ours], rtol=0, atol=1e-6)
+
+
+def test_rows_go_to_the_leaf_that_holds_them_whatever_its_order() -> None:
+    # leaves of three orders, as an adaptive partitioning leaves them: pixel 5 at order 3;
+    # its neighbour 6 split into its children 24-27 at order 4, and 27 split again at order 5
+    leaves = {3: {5}, 4: {24, 25, 26}, 5: {108, 109, 110, 111}}
+    hp29 = np.sort(np.concatenate([
+        (np.int64(5) << np.int64(2 * 26)) + np.arange(0, 4 << 40, 1 << 40),      # order 3
+        (np.int64(24) << np.int64(2 * 25)) + np.arange(3),                         # order 4
+        (np.int64(26) << np.int64(2 * 25)) + np.arange(2),                         # order 4
+        (np.int64(109) << np.int64(2 * 24)) + np.arange(5),                        # order 5
+        (np.int64(111) << np.int64(2 * 24)) + np.arange(1),                        # order 5
+    ]))
+    table = pa.table({"_healpix_29": hp29, "i": np.arange(hp29.size)})
+    batches = iter(table.to_batches(max_chunksize=3))  # leaves cross batch boundaries
+    runs = list(leaf_runs(batches, leaves, default_order=3))
+    got = [(key, run.column("i").to_pylist()) for key, run in runs]
+    assert [key for key, _ in got] == [(3, 5), (4, 24), (4, 26), (5, 109), (5, 111)]
+    assert [ids for _, ids in got] == [[0, 1, 2, 3], [4, 5, 6], [7, 8], [9, 10, 11, 12, 13],
+                                       [14]]

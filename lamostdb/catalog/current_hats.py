@@ -74,7 +74,7 @@ def _leaf_of(hp29: np.ndarray, leaves: dict[int, set[int]], default_order: int
     return norder, npix
 
 
-def _leaf_runs(batches: Iterator[pa.RecordBatch], leaves: dict[int, set[int]],
+def leaf_runs(batches: Iterator[pa.RecordBatch], leaves: dict[int, set[int]],
                default_order: int) -> Iterator[tuple[tuple[int, int], pa.Table]]:
     """Whole leaves, in pixel order, from batches sorted by ``_healpix_29``."""
     key: tuple[int, int] | None = None
@@ -121,7 +121,7 @@ def write_current_table(cat: Catalog, table: str, out: Path) -> CurrentTable:
     shutil.rmtree(tmp, ignore_errors=True)
     files: list[TableFile] = []
     reader = cat.con.sql(statement("hats.sql", f"current_{table}")).to_arrow_reader(BATCH_ROWS)
-    for (norder, npix), rows in _leaf_runs(iter(reader), leaves, default_order):
+    for (norder, npix), rows in leaf_runs(iter(reader), leaves, default_order):
         rel = f"{leaf_relpath(table, norder, npix)}/{LEAF_FILE}"
         data = rows.select(arrow_schema.names).cast(arrow_schema)
         write_parquet(data, tmp / rel, **encoding)
