@@ -75,8 +75,24 @@ def _leaf_of(hp29: np.ndarray, leaves: dict[int, set[int]], default_order: int
 
 
 def leaf_runs(batches: Iterator[pa.RecordBatch], leaves: dict[int, set[int]],
-               default_order: int) -> Iterator[tuple[tuple[int, int], pa.Table]]:
-    """Whole leaves, in pixel order, from batches sorted by ``_healpix_29``."""
+              default_order: int) -> Iterator[tuple[tuple[int, int], pa.Table]]:
+    """Whole leaves, in pixel order, from batches sorted by ``_healpix_29``.
+
+    Parameters
+    ----------
+    batches
+        Rows sorted by ``_healpix_29`` (a leaf's rows are then contiguous, whatever its
+        order, since nested pixels are ranges of ``_healpix_29``).
+    leaves
+        The table's leaves: order -> pixels at that order.
+    default_order
+        Order of the leaf of a row that no leaf holds.
+
+    Yields
+    ------
+    ((Norder, Npix), pyarrow.Table)
+        Each leaf once, with all its rows.
+    """
     key: tuple[int, int] | None = None
     pending: list[pa.Table] = []
     for batch in batches:
