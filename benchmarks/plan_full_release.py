@@ -7,7 +7,8 @@ Usage::
 Measures on this machine, on a simulated night of ``--n`` spectra (:mod:`lamostdb.sim`):
 
 - spectra/s per core of every stage (ingest, classify, xmatch, ids, export) run with one
-  worker, the commit excluded; refcat ingest rows/s; the pixel join's Gaia rows/s per core
+  worker in this process (n / CPU seconds, so that other users of the machine do not
+  count), the commit excluded; refcat ingest rows/s; the pixel join's Gaia rows/s per core
   (one DuckDB thread) on mock references at the real Gaia density;
 - bytes per spectrum per table (spectra, results, candidates, xmatch, objects) and per
   Gaia row, from the committed Parquet file sizes (size = per file + per row x rows);
@@ -42,6 +43,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
+from threadpoolctl import threadpool_limits
 
 import lamostdb.catalog.commit as commit_module
 from lamostdb.catalog.hats import TableFile, leaf_relpath, write_table_metadata
@@ -68,13 +70,21 @@ class StageRun:
     workers: int | None  # None: the stage takes no workers= (ran as it does by default)
     n: int
     wall_s: float
+    cpu_s: float  # CPU seconds of this process (all its threads; not of worker processes)
     commit_s: float
+    commit_cpu_s: float
     metadata_s: float
     n_files: int
 
     @property
     def per_core(self) -> float:
-        """Spectra (or rows) per second, commit excluded."""
+        """Spectra (or rows) per CPU second of this process, commit excluded: the rate of
+        one core when the stage ran in this process (one worker), whatever the load."""
+        return self.n / max(self.cpu_s - self.commit_cpu_s, 1e-9)
+
+    @property
+    def per_wall(self) -> float:
+        """Spectra (or rows) per wall second, commit excluded."""
         return self.n / max(self.wall_s - self.commit_s, 1e-9)
 
 
@@ -86,8 +96,8 @@ class DriverTimer:
     """
 
     def __init__(self) -> None:
-        # stage, files, seconds, of which metadata rewrite and schema check
-        self.commits: list[tuple[str, int, float, float]] = []
+        # stage, files, seconds, of which metadata rewrite and schema check, CPU seconds
+        self.commits: list[tuple[str, int, float, float, float]] = []
         self.metadata: list[tuple[int, float]] = []  # files listed, s
         self.schema_checks: list[tuple[int, float]] = []  # files listed, s
         self._meta_in_commit = 0.0
@@ -98,12 +108,12 @@ class DriverTimer:
         def timed_commit(cat: Catalog, run_id: str, stage: str, files: Any, *args: Any,
                          **kwargs: Any) -> None:
             self._meta_in_commit = 0.0
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             try:
                 original(cat, run_id, stage, files, *args, **kwargs)
             finally:
                 self.commits.append((stage, len(files), time.perf_counter() - t0,
-                                     self._meta_in_commit))
+                                     self._meta_in_commit, time.process_time() - c0))
 
         for module in list(sys.modules.values()):
             if vars(module).get("commit_run") is original:
@@ -141,12 +151,16 @@ class DriverTimer:
         else:
             workers = None
         k = len(self.commits)
-        t0 = time.perf_counter()
-        report = fn(cat, progress=False, **kwargs)
-        wall = time.perf_counter() - t0
+        # one BLAS thread in this process, as in a worker (classify with one worker would
+        # otherwise run its BLAS on every core, and spinning threads count as CPU time)
+        with threadpool_limits(limits=1 if workers in (1, None) else None):
+            t0, c0 = time.perf_counter(), time.process_time()
+            report = fn(cat, progress=False, **kwargs)
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         mine = self.commits[k:]
-        return StageRun(stage, workers, n_of(report), wall, sum(c[2] for c in mine),
-                        sum(c[3] for c in mine), sum(c[1] for c in mine)), report
+        return StageRun(stage, workers, n_of(report), wall, cpu, sum(c[2] for c in mine),
+                        sum(c[4] for c in mine), sum(c[3] for c in mine),
+                        sum(c[1] for c in mine)), report
 
 
 def linear_fit(x: list[float], y: list[float]) -> tuple[float, float]:
@@ -341,6 +355,7 @@ def to_measured(raw: dict[str, Any]) -> Measured:
         join_rows_per_s=raw["join"]["rows_per_s"], refcat_rows_per_s=runs["refcat"].per_core,
         bytes_per_row={t: v["per_row"] for t, v in tables.items()},
         bytes_per_file={t: v["per_file"] for t, v in tables.items()},
+        files_per_spectrum={t: v["files"] / raw["n"] for t, v in tables.items()},
         files_per_plate={t: v["files"] / raw["plates"] for t, v in tables.items()},
         fits_bytes=raw["fits_bytes"], export_bytes=raw["export_bytes"],
         commit_per_run_s=commit_a, commit_per_file_s=commit_b, meta_per_file_s=meta_b + schema_b,
@@ -351,13 +366,15 @@ def report(raw: dict[str, Any], m: Measured, a: Assumptions) -> dict[str, Any]:
     """Print the measured inputs, the scaling, the model and the projection."""
     runs = raw["runs"]
     print(f"\nmeasured on {machine()}; simulated night of {raw['n']} spectra")
-    print(f"{'stage':<10}{'workers':>8}{'n':>7}{'wall s':>9}{'commit s':>10}{'files':>7}"
-          f"{'per core /s':>13}")
+    print("one worker, in this process; per core = n / CPU seconds, commit excluded "
+          "(wall clock: shared machine)")
+    print(f"{'stage':<10}{'workers':>8}{'n':>7}{'wall s':>9}{'CPU s':>8}{'commit s':>10}"
+          f"{'files':>7}{'per core /s':>13}")
     for key in ("ingest", "classify", "refcat", "xmatch", "ids", "export"):
         r = runs[key]
         unit = "rows" if key == "refcat" else "spectra"
-        print(f"{key:<10}{r.workers or '-':>8}{r.n:>7}{r.wall_s:>9.2f}{r.commit_s:>10.3f}"
-              f"{r.n_files:>7}{r.per_core:>13.1f}  {unit}/s")
+        print(f"{key:<10}{r.workers or '-':>8}{r.n:>7}{r.wall_s:>9.2f}{r.cpu_s:>8.2f}"
+              f"{r.commit_s:>10.3f}{r.n_files:>7}{r.per_core:>13.1f}  {unit}/s")
     j = raw["join"]
     print(f"pixel join, 1 DuckDB thread: {j['n_right']:,} Gaia-density rows x {j['n_left']:,} "
           f"positions in {j['seconds_1']:.2f} s: {j['rows_per_s']:,.0f} reference rows/s")
@@ -398,19 +415,23 @@ def report(raw: dict[str, Any], m: Measured, a: Assumptions) -> dict[str, Any]:
             print(f"  {key}: not measured: {key}() takes no workers= in this version")
             scaling[key] = None
             continue
-        speed = two.per_core / one.per_core
+        speed = two.per_wall / one.per_wall
         scaling[key] = speed
-        print(f"  {key}: {one.per_core:.1f} spectra/s on 1, {two.per_core:.1f} on 2: "
-              f"speed-up {speed:.2f} (ideal 2; {os.cpu_count()} cores, shared)")
+        print(f"  {key}: {one.wall_s - one.commit_s:.1f} s on 1 worker, "
+              f"{two.wall_s - two.commit_s:.1f} s on 2 (wall, commit excluded): speed-up "
+              f"{speed:.2f} (ideal 2; {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f})")
     scaling["pixel_join_threads"] = j["speedup_2"]
     print(f"  pixel join (the xmatch kernel), DuckDB threads 1 vs 2: {j['seconds_1']:.2f} vs "
           f"{j['seconds_2']:.2f} s: speed-up {j['speedup_2']:.2f}")
     print("\nmodel (benchmarks/plan_model.py): wall = max(compute / N, FS) + commit + "
           "metadata + ledger;\n  compute = S x sum(1 / per-core rate) + G / join rate; "
-          f"FS = bytes moved / {a.fs_gb_per_s:g} GB/s; the driver terms are serial;\n"
-          f"  nightly: {a.nights} runs of today's files (measured per plate of "
-          f"{a.fibres_per_plate} fibres), metadata rewritten at every commit; compacted: one "
-          f"run per stage, one file per {a.target_mb:g} MB partition")
+          f"FS = bytes moved / {a.fs_gb_per_s:g} GB/s (assumed, not measured);\n"
+          "  commit, metadata (_metadata rewrite + schema check) and ledger are serial on the "
+          "driver;\n"
+          f"  nightly: {a.nights} runs of today's files (as many per spectrum or per plate of "
+          f"{a.fibres_per_plate} fibres as measured),\n  every file of a table listed again "
+          f"at each of its commits; compacted: one run per stage, one file per "
+          f"{a.target_mb:g} MB partition")
     rows = projection(m, a)
     print(f"\nprojection: {a.n_spectra:.2g} spectra against {a.n_reference:.2g} Gaia rows "
           f"(attached as HATS{'' if not a.gaia_ingested else ', and ingested'}); hours")
@@ -421,11 +442,12 @@ def report(raw: dict[str, Any], m: Measured, a: Assumptions) -> dict[str, Any]:
           f"exported release {a.n_spectra * m.export_bytes / 1e12:.2f} TB; input FITS "
           f"{a.n_spectra * m.fits_bytes / 1e12:.2f} TB")
     print("\nfirst bottleneck and the design's answer:")
-    for name in dict.fromkeys(r.bottleneck for r in rows):
+    for name in dict.fromkeys(n for r in rows for n in (r.bottleneck, r.then)):
         print(f"  {name}: {ANSWERS[name]}")
     return {"machine": machine(), "measured": asdict(m), "assumptions": asdict(a),
             "scaling_2_workers": scaling, "rows": [r.as_dict() for r in rows],
-            "runs": {k: asdict(v) | {"per_core": v.per_core} for k, v in runs.items()},
+            "runs": {k: asdict(v) | {"per_core": v.per_core, "per_wall": v.per_wall}
+                     for k, v in runs.items()},
             "tables": raw["tables"], "cone": raw["cone"], "join": raw["join"],
             "metadata": raw["metadata"], "commits": raw["commits"]}
 

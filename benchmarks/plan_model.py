@@ -11,7 +11,8 @@ Model, for ``S`` spectra against ``G`` reference rows on ``N`` workers::
     wall      = max(compute, FS) + commits + metadata + ledger
 
 Two layouts: ``nightly`` (today: the release arrives as ``nights`` runs, each stage commits
-the files it wrote that night, nothing is compacted, so each commit rewrites the metadata of
+the files it wrote that night (per spectrum or per plate, :data:`FILES_GROW_WITH`), nothing
+is compacted, so each commit rewrites the metadata of
 every file written so far: quadratic in the nights), and ``compacted`` (one reprocessing
 run per stage, one staged file per partition, partitions sized to ``target_mb`` as
 ``lamostdb compact`` leaves them).
@@ -33,6 +34,12 @@ STAGE_TABLES = {"ingest": ("spectra",), "classify": ("results", "candidates"),
 IO_MULTIPLES = {"spectra": 3.0, "results": 1.0, "candidates": 1.0, "xmatch": 2.0,
                 "objects": 1.0}
 
+#: How each table's file count grows in a night: ingest writes one file per chunk of input
+#: files and leaf, classify one per spectra file (so per spectrum, for full chunks);
+#: xmatch and ids one per leaf touched (so per plate: a plate is one field).
+FILES_GROW_WITH = {"spectra": "spectrum", "results": "spectrum", "candidates": "spectrum",
+                   "xmatch": "plate", "objects": "plate"}
+
 ANSWERS = {
     "compute": "more workers: every stage is a partition function, tasks scale with N",
     "shared filesystem": "HATS margin reads: each xmatch task reads only the Gaia partitions "
@@ -40,8 +47,9 @@ ANSWERS = {
                          "put workers next to the data (object store, local Parquet)",
     "driver commit": "per-partition staged writes: one file per partition per stage, so a "
                      "commit moves P files, not one per night and leaf",
-    "metadata rewrite": "lamostdb compact: fewer, larger files, so the _metadata rewrite "
-                        "(one footer read per file, at every commit) stays small",
+    "metadata rewrite": "lamostdb compact: fewer, larger files, so the _metadata rewrite and "
+                        "the schema check (each reads one footer per file of the table, at "
+                        "every commit) stay small",
     "ledger": "the per-input-file ledger pass is serial on the driver: discover from a "
               "manifest and split the release into runs rather than stat() 2e7 files",
 }
@@ -56,7 +64,8 @@ class Measured:
     refcat_rows_per_s: float  # refcat ingest rows/s (driver, today serial)
     bytes_per_row: dict[str, float]  # per table (marginal, as in a large file), gaia per row
     bytes_per_file: dict[str, float]  # per-file overhead (footer) per table
-    files_per_plate: dict[str, float]  # files written per 4000-fibre plate, per table
+    files_per_spectrum: dict[str, float]  # files written per spectrum, per table
+    files_per_plate: dict[str, float]  # files written per plate, per table
     fits_bytes: float  # input FITS bytes per spectrum
     export_bytes: float  # release bytes per spectrum
     commit_per_run_s: float
@@ -93,7 +102,8 @@ class Row:
     wall_h: float
     files: float
     storage_tb: float
-    bottleneck: str
+    bottleneck: str  # the largest term
+    then: str  # the largest term but compute: what limits once workers are added
     terms: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
@@ -105,7 +115,8 @@ def _files(m: Measured, a: Assumptions, layout: str) -> dict[str, float]:
     tables = [t for ts in STAGE_TABLES.values() for t in ts]
     if layout == "nightly":
         plates = a.n_spectra / a.fibres_per_plate
-        return {t: m.files_per_plate[t] * plates for t in tables}
+        return {t: (m.files_per_plate[t] * plates if FILES_GROW_WITH[t] == "plate"
+                    else m.files_per_spectrum[t] * a.n_spectra) for t in tables}
     return {t: max(1.0, math.ceil(a.n_spectra * m.bytes_per_row[t] / (a.target_mb * 1e6)))
             for t in tables}
 
@@ -153,9 +164,10 @@ def project(m: Measured, a: Assumptions, layout: str, n_workers: int) -> Row:
              "metadata rewrite": metadata, "ledger": ledger}
     wall = max(compute, fs) + commit + metadata + ledger
     bottleneck = max(terms, key=lambda k: terms[k])
+    then = max((k for k in terms if k != "compute"), key=lambda k: terms[k])
     h = 1 / 3600
     return Row(layout, n_workers, compute * h, fs * h, commit * h, metadata * h, ledger * h,
-               wall * h, n_files, storage_bytes(m, a, layout) / 1e12, bottleneck,
+               wall * h, n_files, storage_bytes(m, a, layout) / 1e12, bottleneck, then,
                {k: v * h for k, v in terms.items()})
 
 
@@ -169,12 +181,13 @@ def format_table(rows: list[Row], a: Assumptions) -> str:
     """The projection as a fixed-width text table (hours; storage in TB)."""
     head = (f"{'layout':<22}{'N':>5}{'compute h':>11}{'FS h':>9}{'commit h':>10}"
             f"{'meta h':>10}{'ledger h':>10}{'wall h':>10}{'files':>10}{'TB':>7}  "
-            "first bottleneck")
+            "first bottleneck (then)")
     lines = [head, "-" * len(head)]
     for r in rows:
         name = (f"nightly ({a.nights} nights)" if r.layout == "nightly"
                 else f"compacted ({a.target_mb:g} MB)")
         lines.append(f"{name:<22}{r.n_workers:>5}{r.compute_h:>11.2f}{r.fs_h:>9.2f}"
                      f"{r.commit_h:>10.3f}{r.metadata_h:>10.3f}{r.ledger_h:>10.3f}"
-                     f"{r.wall_h:>10.2f}{r.files:>10.3g}{r.storage_tb:>7.2f}  {r.bottleneck}")
+                     f"{r.wall_h:>10.2f}{r.files:>10.3g}{r.storage_tb:>7.2f}  {r.bottleneck}"
+                     + ("" if r.bottleneck == r.then else f" ({r.then})"))
     return "\n".join(lines)

@@ -34,6 +34,7 @@ def _measured(model: ModuleType, **changes: object) -> object:
         join_rows_per_s=1e6, refcat_rows_per_s=1e5,
         bytes_per_row={**dict.fromkeys(tables, 200.0), "spectra": 20_000.0, "gaia": 60.0},
         bytes_per_file=dict.fromkeys((*tables, "gaia"), 10_000.0),
+        files_per_spectrum=dict.fromkeys(tables, 0.008),
         files_per_plate=dict.fromkeys(tables, 4.0), fits_bytes=90_000.0,
         export_bytes=90_000.0, commit_per_run_s=0.25, commit_per_file_s=0.005,
         meta_per_file_s=0.002, meta_per_table_s=0.03, ledger_per_file_s=2e-4)
@@ -51,11 +52,13 @@ def test_model_terms_by_hand() -> None:
     assert one.ledger_h == pytest.approx(2e7 * 2e-4 / 3600)
     per_spectrum = 90_000 + 90_000 + 3 * 20_000 + 200 + 200 + 2 * 200 + 200
     assert one.fs_h == pytest.approx((2e7 * per_spectrum + 1.8e9 * 60) / 1.25e9 / 3600)
-    # nightly: 5000 plates x 4 files x 5 tables, every commit lists all files so far
+    # nightly: spectra, results, candidates 0.008 files per spectrum; xmatch and objects
+    # 4 per plate of 4000; every commit lists all the files so far
     night = rows[("nightly", 1)]
-    assert night.files == pytest.approx(5000 * 4 * 5)
+    n_files = 3 * 0.008 * 2e7 + 2 * 4 * 5000
+    assert night.files == pytest.approx(n_files)
     assert night.metadata_h == pytest.approx(
-        (0.002 * 1e5 * 1001 / 2 + 1000 * 5 * 0.03) / 3600)
+        (0.002 * n_files * 1001 / 2 + 1000 * 5 * 0.03) / 3600)
     assert night.wall_h == pytest.approx(max(night.compute_h, night.fs_h) + night.commit_h
                                          + night.metadata_h + night.ledger_h)
 
@@ -65,10 +68,13 @@ def test_model_bottleneck_moves_off_compute() -> None:
     rows = model.projection(_measured(model), model.Assumptions())
     first = {(r.layout, r.n_workers): r.bottleneck for r in rows}
     assert first[("nightly", 1)] == "compute"
-    # 1e5 files re-listed at 1000 commits: 28 h of metadata beats 512 workers' compute
+    # 5e5 files re-listed at 1000 commits: 140 h of metadata beats 512 workers' compute
     assert first[("nightly", 512)] == "metadata rewrite"
     assert first[("compacted", 512)] != "metadata rewrite"
     assert all(name in model.ANSWERS for name in first.values())
+    then = {(r.layout, r.n_workers): r.then for r in rows}
+    assert then[("nightly", 1)] == "metadata rewrite"
+    assert all(r.then != "compute" and r.then in model.ANSWERS for r in rows)
     # more nights of the same release: quadratic metadata, so more than twice as long
     twice = model.projection(_measured(model), model.Assumptions(nights=2000))
     meta = {r.layout: r.metadata_h for r in rows if r.n_workers == 1}
