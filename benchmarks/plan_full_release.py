@@ -314,6 +314,7 @@ def measure(args: argparse.Namespace, work: Path, timer: DriverTimer) -> dict[st
         runs["xmatch"], _ = timer.run("xmatch", xmatch, lambda r: r.n_todo, cat, workers=1)
         runs["ids"], _ = timer.run("ids", assign_ids, lambda r: r.n_spectra, cat, workers=1)
         tables = {t: table_bytes(cat, t) for t in TABLES}
+        order = cat.partition_order
         biggest = max(cat.table_files("spectra"), key=lambda f: f.n_rows)
         source, source_rows = cat.root / biggest.path, biggest.n_rows
     with Catalog(a) as cat:
@@ -334,7 +335,8 @@ def measure(args: argparse.Namespace, work: Path, timer: DriverTimer) -> dict[st
     cone = cone_density(args.cone)
     n_right = 20_000 if args.quick else 1_000_000
     join = join_rate(n_right // 50, n_right, cone["per_deg2"], work)
-    return {"n": args.n, "plates": len(sim["fields"]), "runs": runs, "tables": tables,
+    return {"n": args.n, "plates": len(sim["fields"]), "partition_order": order,
+            "runs": runs, "tables": tables,
             "fits_bytes": fits_bytes, "export_bytes": export_bytes, "metadata": meta,
             "cone": cone, "join": join, "commits": timer.commits,
             "metadata_in_commits": timer.metadata, "schema_checks": timer.schema_checks}
@@ -392,6 +394,12 @@ def report(raw: dict[str, Any], m: Measured, a: Assumptions) -> dict[str, Any]:
           f"b = {c['gal_b']:.1f} deg) holds "
           f"{c['per_deg2']:,.0f} sources/deg^2; the all-sky mean of {a.n_reference:.2g} is "
           f"{a.n_reference / SKY_DEG2:,.0f}/deg^2")
+    leaf_deg2 = SKY_DEG2 / (12 * 4 ** raw["partition_order"])
+    per_leaf = a.n_reference / SKY_DEG2 * leaf_deg2
+    print(f"  an order-{raw['partition_order']} partition ({leaf_deg2:.1f} deg^2) holds "
+          f"{per_leaf:.3g} Gaia rows on average ({per_leaf * m.bytes_per_row['gaia'] / 1e6:.0f}"
+          f" MB at {m.bytes_per_row['gaia']:.0f} B/row): what one xmatch task reads, plus "
+          "its margin")
     meta_a, meta_b = linear_fit([x[0] for x in raw["metadata"]], [x[1] for x in raw["metadata"]])
     check_a, check_b = linear_fit([x[0] for x in raw["schema_checks"]],
                                   [x[1] for x in raw["schema_checks"]])
