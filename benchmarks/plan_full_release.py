@@ -14,10 +14,12 @@ Measures on this machine, on a simulated night of ``--n`` spectra (:mod:`lamostd
   Gaia row, from the committed Parquet file sizes (size = per file + per row x rows);
 - the density of the real Gaia DR3 cone in ``data/catalogs/astroquery_testdata``, next to
   the all-sky mean of 1.8e9 sources;
-- the driver: every ``commit_run`` and HATS ``_metadata`` rewrite of the run is timed
-  (per run, per file), the metadata rewrite again on 10-3200 files, and the ledger pass
-  per input file (an ingest of the same night again, which has nothing new);
-- the scaling: classify and xmatch with 1 and with 2 local workers in the same run.
+- the driver: every ``commit_run`` of the run is timed, with its HATS ``_metadata``
+  rewrites and schema checks, then commits of 10-400 files (per run, per file); the
+  metadata rewrite again on 100-3200 files; and the ledger pass per input file (an ingest
+  of the same night again, which has nothing new);
+- the scaling: classify and xmatch with 1 and with 2 local workers in the same run (xmatch
+  where its driver takes ``workers=``), and the pixel join on 1 and 2 DuckDB threads.
 
 Then prints the projected wall time and storage of the release on N = 1, 8, 64, 512
 workers with the model of ``plan_model.py`` (printed too), and the first bottleneck at
@@ -43,6 +45,19 @@ from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
+from plan_model import ANSWERS, SKY_DEG2, Assumptions, Measured, format_table, projection
+from simcatalog import (
+    Catalog,
+    accepts,
+    assign_ids,
+    classify,
+    crossmatch_pairs,
+    export_release,
+    ingest,
+    ingest_refcat,
+    simulate_night,
+    xmatch,
+)
 from threadpoolctl import threadpool_limits
 
 import lamostdb.catalog.commit as commit_module
@@ -50,16 +65,12 @@ from lamostdb.catalog.hats import TableFile, leaf_relpath, write_table_metadata
 from lamostdb.catalog.schema import load_schema
 from lamostdb.sim.xmatch_sky import SPECIAL_FIELDS, mock_sky
 
-from plan_model import (ANSWERS, SKY_DEG2, Assumptions, Measured, format_table,  # isort: skip
-                        projection)
-from simcatalog import (Catalog, accepts, assign_ids, classify,  # isort: skip
-                        crossmatch_pairs, export_release, ingest, ingest_refcat,
-                        simulate_night, xmatch)
-
 TABLES = ("spectra", "results", "candidates", "xmatch", "objects", "gaia")
 CONE = "gaia__cone_search.json"
-CONE_PLACES = (Path("/work/shared/data/catalogs/astroquery_testdata") / CONE,
-               Path(__file__).resolve().parents[1] / "tests/data/catalogs/astroquery" / CONE)
+HERE = Path(__file__).resolve().parent
+#: the project's shared data folder beside the checkout, else the copy in the tests
+CONE_PLACES = (HERE.parents[1] / "shared/data/catalogs/astroquery_testdata" / CONE,
+               HERE.parent / "tests/data/catalogs/astroquery" / CONE)
 
 
 @dataclass
