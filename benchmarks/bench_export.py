@@ -26,8 +26,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from simcatalog import build_catalog
 
 _CHILD = r"""
 import json, resource, sys
@@ -48,31 +49,6 @@ def run_export(catalog: Path, out: Path, **options: object) -> dict[str, float]:
     res = subprocess.run([sys.executable, "-c", _CHILD, arg], check=True, capture_output=True,
                          text=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
-
-
-def build_catalog(work: Path, n: int) -> Path:
-    from lamostdb.catalog.store import Catalog
-    from lamostdb.classify.stage import classify
-    from lamostdb.ids import assign_ids
-    from lamostdb.ingest.stage import ingest
-    from lamostdb.refcat import ingest_refcat
-    from lamostdb.sim import simulate_night
-    from lamostdb.xmatch import xmatch
-
-    night = work / "night"
-    t0 = time.perf_counter()
-    simulate_night(night, n=n, seed=9)
-    catalog = work / "cat"
-    with Catalog.create(catalog) as cat:
-        ingest(cat, [night / "spectra"], progress=False)
-        classify(cat, progress=False)
-        ingest_refcat(cat, "gaia", [night / "gaia.parquet"], progress=False)
-        ingest_refcat(cat, "ps1", [night / "ps1.parquet"], progress=False)
-        xmatch(cat, progress=False)
-        assign_ids(cat, progress=False)
-    print(f"built a catalogue of {n} simulated spectra (simulate, ingest, classify, xmatch, "
-          f"ids) in {time.perf_counter() - t0:.0f} s")
-    return catalog
 
 
 def fitsverify_sample(release: Path, n: int = 50) -> str:
