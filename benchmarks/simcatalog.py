@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lamostdb.classify import classify
 from lamostdb.catalog.store import Catalog
+from lamostdb.classify import classify
 from lamostdb.export import export_release
 from lamostdb.ids import assign_ids
 from lamostdb.ingest import ingest
