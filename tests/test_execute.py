@@ -288,3 +288,57 @@ def test_no_scheduler_at_the_address_says_so(
     with pytest.raises(ClusterError, match="no Dask scheduler answers there"):
         open_executor(f"tcp://127.0.0.1:{port}", workers=None, n_tasks=1, root=tmp_path,
                       staging="_staging", run_id="r", preload="json")
+
+
+# --- --cluster on the command line --------------------------------------------------------
+
+#: Each subcommand with --cluster, its other arguments, and the stage function it calls.
+COMMANDS = {
+    "ingest": (["{cat}", "{cat}"], "lamostdb.ingest", "ingest"),
+    "classify": (["{cat}"], "lamostdb.classify", "classify"),
+    "xmatch": (["{cat}"], "lamostdb.xmatch", "xmatch"),
+    "ids": (["{cat}"], "lamostdb.ids", "assign_ids"),
+    "export": (["{cat}", "{out}", "--release", "t"], "lamostdb.export", "export_release"),
+    "nightly": (["{cat}", "{night}"], "lamostdb.cli.nightly_cmd", "run_nightly"),
+}
+
+
+class Called(Exception):
+    """Raised by a stand-in stage: the CLI got as far as calling it."""
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_cli_cluster_reaches_the_stage(
+        command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib
+
+    from lamostdb.catalog.store import Catalog
+    from lamostdb.cli.main import main
+
+    cat, night = tmp_path / "cat", tmp_path / "night"
+    Catalog.create(cat).close()
+    night.mkdir()
+    (night / "spec-1.fits").write_bytes(b"")
+    template, module, name = COMMANDS[command]
+    argv = [command] + [a.format(cat=cat, out=tmp_path / "out", night=night) for a in template]
+    seen: list[object] = []
+
+    def stand_in(*args: object, **kwargs: object) -> None:
+        options = args[2] if command == "nightly" else None
+        seen.append(getattr(options, "cluster", None) if options else kwargs["cluster"])
+        raise Called
+
+    monkeypatch.setattr(importlib.import_module(module), name, stand_in)
+    for cluster in ("local:3", "tcp://10.1.2.3:8786", None):
+        extra = [] if cluster is None else ["--cluster", cluster]
+        with pytest.raises(Called):
+            main([*argv, *extra, "--quiet"])
+    assert seen == ["local:3", "tcp://10.1.2.3:8786", None]
+    # a bad string is refused while parsing, before the stage runs, with parse_cluster's words
+    with pytest.raises(SystemExit) as info:
+        main([*argv, "--cluster", "local:two", "--quiet"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--cluster 'local:two': after 'local:' give the number of Dask workers" in err
+    assert len(seen) == 3

@@ -52,11 +52,11 @@ def open_for_write(path: str, order: int | None = None) -> Catalog:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from lamostdb.catalog.ingest import ingest
+    from lamostdb.ingest import ingest
 
     with open_for_write(args.catalog, args.order) as cat:
         rep = ingest(cat, args.paths, workers=args.workers, chunk_size=args.chunk_size,
-                     progress=not args.quiet)
+                     progress=not args.quiet, cluster=args.cluster)
     rate = rep.n_ingested / rep.elapsed_s if rep.elapsed_s else 0.0
     restored = f", {rep.n_restored_versions} older versions current again" \
         if rep.n_restored_versions else ""
@@ -148,7 +148,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_classify(args: argparse.Namespace) -> int:
     import os
 
-    from lamostdb.catalog.classify import classify
+    from lamostdb.classify import classify
     from lamostdb.match.engine import CONTINUUM_ENV, TEMPLATES_ENV
 
     if args.templates:
@@ -162,7 +162,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"--continuum {args.continuum}: no such file")
         os.environ[CONTINUUM_ENV] = str(Path(args.continuum).resolve())  # reaches the workers
     with Catalog(args.catalog, mode="w") as cat:
-        rep = classify(cat, rerun=args.rerun, workers=args.workers, progress=not args.quiet)
+        rep = classify(cat, rerun=args.rerun, workers=args.workers, progress=not args.quiet,
+                       cluster=args.cluster)
     print(f"run {rep.run_id}: {rep.n_fitted} spectra classified ({rep.n_todo} to do) in "
           f"{rep.elapsed_s:.1f} s, {rep.spectra_per_s:.0f} spectra/s; classes {rep.counts}")
     for specid, reason in rep.unusable[:20]:
