@@ -31,7 +31,7 @@ import numpy as np
 
 _CHILD = r"""
 import json, resource, sys, time
-from lamostdb.catalog.classify import classify
+from lamostdb.classify.stage import classify
 from lamostdb.catalog.store import Catalog
 with Catalog(sys.argv[1], mode="w") as cat:
     t0 = time.perf_counter()
@@ -126,8 +126,8 @@ def main() -> None:
 
     sys.modules["benchmarks_validate"] = importlib.import_module("validate_engine")
 
-    from lamostdb.catalog.ingest import ingest
     from lamostdb.catalog.store import Catalog
+    from lamostdb.ingest.stage import ingest
     from lamostdb.sim import simulate_night
 
     work = Path(tempfile.mkdtemp(prefix="bench_classify_"))

@@ -40,7 +40,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=3000)
     args = ap.parse_args()
 
-    from lamostdb.catalog.spectra_table import records_to_table
+    from lamostdb.ingest.table import records_to_table
     from lamostdb.io import read_spectrum
     from lamostdb.sim import simulate_night
 

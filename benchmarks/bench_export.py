@@ -51,10 +51,10 @@ def run_export(catalog: Path, out: Path, **options: object) -> dict[str, float]:
 
 
 def build_catalog(work: Path, n: int) -> Path:
-    from lamostdb.catalog.classify import classify
-    from lamostdb.catalog.ingest import ingest
     from lamostdb.catalog.store import Catalog
+    from lamostdb.classify.stage import classify
     from lamostdb.ids import assign_ids
+    from lamostdb.ingest.stage import ingest
     from lamostdb.refcat import ingest_refcat
     from lamostdb.sim import simulate_night
     from lamostdb.xmatch import xmatch

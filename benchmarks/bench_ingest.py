@@ -30,7 +30,7 @@ from pathlib import Path
 
 _CHILD = r"""
 import json, resource, sys, time
-from lamostdb.catalog.ingest import ingest
+from lamostdb.ingest.stage import ingest
 from lamostdb.catalog.store import Catalog
 cat = Catalog.create(sys.argv[1])
 t0 = time.perf_counter()

@@ -54,7 +54,7 @@ def write_sparse(path: Path, size: int = 3 << 30) -> None:
 
 _CHILD = """
 import json, sys
-from lamostdb.catalog.ingest import _peak_rss_mb, ingest
+from lamostdb.ingest.stage import _peak_rss_mb, ingest
 from lamostdb.catalog.store import Catalog
 with Catalog.create(sys.argv[1]) as cat:
     rep = ingest(cat, [sys.argv[2]], workers=int(sys.argv[3]), chunk_size=1, progress=False)

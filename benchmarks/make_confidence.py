@@ -22,9 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from lamostdb.catalog.classify import classify
-from lamostdb.catalog.ingest import ingest
 from lamostdb.catalog.store import Catalog
+from lamostdb.classify.stage import classify
+from lamostdb.ingest.stage import ingest
 from lamostdb.match.confidence import default_params_path
 from lamostdb.sim import simulate_night
 from lamostdb.validate.calibrate_confidence import calibrate

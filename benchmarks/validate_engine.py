@@ -46,6 +46,7 @@ import polars as pl
 
 from lamostdb.io import read_spectrum
 from lamostdb.match.batch import batch_to_matrices
+from lamostdb.match.config import EngineConfig
 from lamostdb.match.engine import Engine, get_engine
 from lamostdb.match.fit import CLASS_CODES
 from lamostdb.match.pipeline import PipelineOptions, classify_arrays
@@ -75,7 +76,7 @@ F64 = npt.NDArray[np.float64]
 
 def records_frame(records: list) -> pl.DataFrame:
     """The engine columns of ``spectra`` rows for in-memory records (same code as ingest)."""
-    from lamostdb.catalog.spectra_table import records_to_table
+    from lamostdb.ingest.table import records_to_table
 
     table = records_to_table(records, ingest_run="validate",
                              hp=np.zeros(len(records), dtype=np.int64))
@@ -521,7 +522,8 @@ def main() -> None:
                     "them (default 5; 0: no cross-validation, in-sample)")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    engine = get_engine(args.continuum, tuple(args.templates) if args.templates else None)
+    engine = get_engine(EngineConfig(templates=tuple(args.templates or ()),
+                                     continuum=args.continuum).checked())
     options = _options(args)
     print(f"engine {engine.version}; star continuum: {', '.join(engine.basis.names)} "
           f"({engine.basis.source}); options {options}")

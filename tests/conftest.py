@@ -47,8 +47,8 @@ def catalog_path(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def shipped_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A catalogue built once from the shipped spectra (read-only use)."""
-    from lamostdb.catalog.ingest import ingest
     from lamostdb.catalog.store import Catalog
+    from lamostdb.ingest.stage import ingest
 
     path = tmp_path_factory.mktemp("shipped") / "cat"
     with Catalog.create(path) as cat:

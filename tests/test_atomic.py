@@ -15,8 +15,8 @@ from conftest import SHIPPED_SPECTRA
 
 import lamostdb
 from lamostdb.catalog.commit import FAULT_POINTS
-from lamostdb.catalog.ingest import ingest
 from lamostdb.catalog.store import Catalog
+from lamostdb.ingest.stage import ingest
 
 FIRST = SHIPPED_SPECTRA / "cmost"
 SECOND = SHIPPED_SPECTRA / "spectraml"

@@ -14,9 +14,9 @@ from astropy.coordinates import SkyCoord
 from conftest import NOT_LAMOST, SHIPPED_FILES, SHIPPED_SPECTRA
 
 import lamostdb
-from lamostdb.catalog.ingest import ingest
 from lamostdb.catalog.schema import load_schema
 from lamostdb.catalog.store import PUBLIC_NAMES, Catalog, row_to_record
+from lamostdb.ingest.stage import ingest
 from lamostdb.io import read_spectrum
 
 CMOST = SHIPPED_SPECTRA / "cmost"

@@ -12,10 +12,10 @@ import pytest
 from conftest import SHIPPED_SPECTRA
 
 import lamostdb
-from lamostdb.catalog.classify import classify
-from lamostdb.catalog.ingest import ingest
 from lamostdb.catalog.schema import load_schema
 from lamostdb.catalog.store import Catalog
+from lamostdb.classify.stage import classify
+from lamostdb.ingest.stage import ingest
 from lamostdb.match.zwarning import ZWarning
 from lamostdb.sim import simulate_night
 
@@ -188,3 +188,32 @@ def test_rv_columns_are_for_stars_only(classified: tuple[Path, Path]) -> None:
     np.testing.assert_allclose(stars["rv_err_kms"].to_numpy(),
                                stars["z_err"].to_numpy() * 299792.458)
     assert (stars["rv_err_kms"] > 0).all()
+
+
+def test_batch_to_matrices_reads_each_list_column_with_its_own_offsets() -> None:
+    """A frame whose ivar column is a slice of a longer array (offsets not starting at 0,
+    as after rechunking one column) gives the same matrices as a fresh frame."""
+    import polars as pl
+
+    from lamostdb.match.batch import batch_to_matrices
+    from lamostdb.templates.grid import WORKING_GRID
+
+    rng = np.random.default_rng(3)
+    n, p = 3, WORKING_GRID.npix
+    flux = [rng.normal(1.0, 0.1, p).astype(np.float32) for _ in range(n)]
+    ivar = [rng.uniform(1.0, 4.0, p).astype(np.float32) for _ in range(n)]
+    base = {"coeff0": [WORKING_GRID.loglam0] * n, "coeff1": [WORKING_GRID.dloglam] * n,
+            "wavelength": pl.Series([None] * n, dtype=pl.List(pl.Float32)),
+            "andmask": pl.Series([[0] * p] * n, dtype=pl.List(pl.Int32))}
+    f32 = pl.List(pl.Float32)
+    fresh = pl.DataFrame({**base, "flux": pl.Series([f.tolist() for f in flux], dtype=f32),
+                          "ivar": pl.Series([v.tolist() for v in ivar], dtype=f32)})
+    longer = pl.Series("ivar", [rng.uniform(1, 4, p).tolist()] + [v.tolist() for v in ivar],
+                       dtype=f32)
+    shifted = fresh.with_columns(longer.slice(1, n))
+    assert shifted["ivar"].to_arrow().offsets.to_numpy()[0] == p  # the case under test
+    f0, i0 = batch_to_matrices(fresh)
+    f1, i1 = batch_to_matrices(shifted)
+    np.testing.assert_array_equal(f0, f1)
+    np.testing.assert_array_equal(i0, i1)
+    np.testing.assert_allclose(i1[1], ivar[1])

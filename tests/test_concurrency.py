@@ -20,8 +20,8 @@ from conftest import SHIPPED_SPECTRA
 
 import lamostdb
 from lamostdb.catalog import snapshot
-from lamostdb.catalog.ingest import ingest
 from lamostdb.catalog.store import DB_NAME, Catalog
+from lamostdb.ingest.stage import ingest
 from lamostdb.io.sqlfiles import statement
 from lamostdb.sim import simulate_night
 

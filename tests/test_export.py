@@ -40,9 +40,9 @@ RELEASE = "DR-test-1"
 
 def _build(work: Path) -> tuple[Path, Path]:
     """(classified-only copy, full catalogue) built from the same spectra."""
-    from lamostdb.catalog.classify import classify
-    from lamostdb.catalog.ingest import ingest
+    from lamostdb.classify.stage import classify
     from lamostdb.ids import assign_ids
+    from lamostdb.ingest.stage import ingest
     from lamostdb.refcat import ingest_refcat
     from lamostdb.sim import simulate_night
     from lamostdb.xmatch import xmatch
@@ -399,7 +399,7 @@ def test_error_when_out_is_not_empty(catalog: Path, tmp_path: Path) -> None:
 
 
 def test_error_when_nothing_is_classified(tmp_path: Path) -> None:
-    from lamostdb.catalog.ingest import ingest
+    from lamostdb.ingest.stage import ingest
 
     with Catalog.create(tmp_path / "raw") as cat:
         ingest(cat, [SHIPPED_SPECTRA], workers=1, progress=False)
@@ -414,7 +414,7 @@ def test_error_when_ids_are_missing(catalogs: tuple[Path, Path], tmp_path: Path)
 
 
 def test_error_when_new_spectra_are_not_classified(catalog: Path, tmp_path: Path) -> None:
-    from lamostdb.catalog.ingest import ingest
+    from lamostdb.ingest.stage import ingest
     from lamostdb.sim import simulate_night
 
     copy = tmp_path / "cat"

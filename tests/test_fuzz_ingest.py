@@ -211,13 +211,14 @@ def test_bad_pixels_are_masked_by_the_documented_rule(tmp_path: Path) -> None:
 def test_an_unexpected_error_in_one_file_quarantines_that_file_only(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A reader bug (any exception type) and a row the table cannot hold stay per file."""
-    import lamostdb.catalog.ingest as ing
+    import lamostdb.ingest.partition as part
+    import lamostdb.ingest.stage as ing
     from lamostdb.catalog.store import Catalog
 
     files = [p for p in SHIPPED_FILES if "spectraml" in str(p) and p.name not in NOT_LAMOST]
     assert len(files) >= 4
     buggy, unstorable = files[0].name, files[1].name
-    parse, to_table = ing.parse_spectrum_bytes, ing.records_to_table
+    parse, to_table = ing.parse_spectrum_bytes, part.records_to_table
 
     def parse_with_a_bug(raw: bytes, data: bytes, path: str, **kw: object) -> object:
         if path.endswith(buggy):
@@ -230,7 +231,7 @@ def test_an_unexpected_error_in_one_file_quarantines_that_file_only(
         return to_table(records, **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(ing, "parse_spectrum_bytes", parse_with_a_bug)
-    monkeypatch.setattr(ing, "records_to_table", table_refusing_one)
+    monkeypatch.setattr(part, "records_to_table", table_refusing_one)
     with Catalog.create(tmp_path / "cat") as cat:
         rep = ing.ingest(cat, files, workers=1, progress=False)
     reasons = {Path(p).name: r for p, r in rep.quarantined}

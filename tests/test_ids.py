@@ -289,7 +289,7 @@ def test_simulated_set_groups_as_designed() -> None:
 # -- the stage on a real catalogue ---------------------------------------------------------
 @pytest.fixture(scope="module")
 def ingested(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    from lamostdb.catalog.ingest import ingest
+    from lamostdb.ingest.stage import ingest
 
     path = tmp_path_factory.mktemp("ids") / "cat"
     with Catalog.create(path) as cat:

@@ -15,8 +15,8 @@ from types import ModuleType
 
 import pytest
 
-from lamostdb.catalog.ingest import ingest
 from lamostdb.catalog.store import Catalog
+from lamostdb.ingest.stage import ingest
 from lamostdb.io.validate import ReadLimits
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_ingest_memory.py"

@@ -14,10 +14,10 @@ import pytest
 from astropy.io import fits
 
 import lamostdb
-from lamostdb.catalog.ingest import IngestReport, ingest
 from lamostdb.catalog.store import Catalog
 from lamostdb.cli.exits import EXIT_INCOMPLETE
 from lamostdb.cli.main import main
+from lamostdb.ingest.stage import IngestReport, ingest
 from lamostdb.sim import simulate_night
 
 JUNK = b"not a fits file" * 10

@@ -16,10 +16,10 @@ import pytest
 from conftest import SHIPPED_SPECTRA
 
 import lamostdb
-from lamostdb.catalog.classify import classify
-from lamostdb.catalog.ingest import ingest
 from lamostdb.catalog.store import Catalog
+from lamostdb.classify.stage import classify
 from lamostdb.cli.main import main
+from lamostdb.ingest.stage import ingest
 from lamostdb.match.batch import ENGINE_COLUMNS, batch_to_matrices
 from lamostdb.match.confidence import BLUE_WINDOW, RED_WINDOW
 from lamostdb.match.engine import SKY_TELLURIC_MASK_ANGSTROM, get_engine

@@ -17,10 +17,10 @@ import pytest
 from conftest import SHIPPED_SPECTRA
 
 import lamostdb
-from lamostdb.catalog.ingest import ingest
 from lamostdb.catalog.readonly import QueryRefused, check_query
 from lamostdb.catalog.store import Catalog
 from lamostdb.cli.main import main
+from lamostdb.ingest.stage import ingest
 
 OUTSIDE_TEXT = "secret,value\nsshkey,42\n"
 

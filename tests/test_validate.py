@@ -16,10 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lamostdb
-from lamostdb.catalog.classify import classify
-from lamostdb.catalog.ingest import ingest
 from lamostdb.catalog.store import Catalog
+from lamostdb.classify.stage import classify
 from lamostdb.cli.main import main
+from lamostdb.ingest.stage import ingest
 from lamostdb.match.zwarning import ZWARNING_BITS
 from lamostdb.sim import simulate_night
 from lamostdb.validate import load_joined, summarize, validate_catalog, write_report

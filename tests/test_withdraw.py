@@ -21,13 +21,13 @@ import pyarrow.parquet as pq
 import pytest
 
 import lamostdb
-from lamostdb.catalog.classify import classify
 from lamostdb.catalog.commit import FaultInjected
-from lamostdb.catalog.ingest import ingest
 from lamostdb.catalog.store import Catalog
 from lamostdb.catalog.withdraw import WithdrawError, withdraw
+from lamostdb.classify.stage import classify
 from lamostdb.cli.main import main
 from lamostdb.export import export_release
+from lamostdb.ingest.stage import ingest
 from lamostdb.match.zwarning import ZWarning
 from lamostdb.pipeline import NightlyOptions, run_nightly
 from lamostdb.sim import simulate_night
@@ -193,7 +193,7 @@ def test_classify_fits_unusable_rows_as_unplugged_and_goes_on(cat_copy: Path) ->
     with Catalog(cat_copy, mode="w") as cat:
         rep = classify(cat, rerun=True, workers=1, progress=False)
     assert rep.n_fitted == rep.n_todo == 10
-    assert sorted(s for s, _ in rep.unusable) == sorted(bad)
+    assert sorted(s for s, _ in rep.unusable) == sorted(bad), rep.unusable
     reasons = dict(rep.unusable)
     assert "IVAR is not as long as FLUX" in reasons[bad[0]]
     assert "ANDMASK" in reasons[bad[1]]  # stored as an empty list, or null

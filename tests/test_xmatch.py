@@ -18,11 +18,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lamostdb
-from lamostdb.catalog.ingest import ingest
 from lamostdb.catalog.schema import load_schema
 from lamostdb.catalog.store import Catalog
 from lamostdb.cli.xmatch_cmd import add_xmatch_parser
 from lamostdb.healpix import healpix_29, pixel_at_order
+from lamostdb.ingest.stage import ingest
 from lamostdb.refcat import ingest_refcat
 from lamostdb.sim import simulate_night
 from lamostdb.sim.refcat import offset

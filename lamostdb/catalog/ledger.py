@@ -80,6 +80,8 @@ class IngestReport:
     quarantined: list[tuple[str, str]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # all but "unchanged"
     unreadable_dirs: list[tuple[str, str]] = field(default_factory=list)
+    #: where the chunks were read (``lamostdb.execute.Executor.summary``)
+    executor: dict[str, object] = field(default_factory=dict)
 
     def skip(self, path: str, reason: str) -> None:
         self.n_skipped += 1

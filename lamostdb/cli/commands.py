@@ -6,12 +6,15 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from lamostdb.catalog.store import DB_NAME, Catalog, open_catalog
 from lamostdb.cli.exits import EXIT_INCOMPLETE
+
+if TYPE_CHECKING:
+    from lamostdb.match.config import EngineConfig
 
 
 def _typed(value: str) -> Any:
@@ -52,7 +55,7 @@ def open_for_write(path: str, order: int | None = None) -> Catalog:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from lamostdb.ingest import ingest
+    from lamostdb.ingest.stage import ingest
 
     with open_for_write(args.catalog, args.order) as cat:
         rep = ingest(cat, args.paths, workers=args.workers, chunk_size=args.chunk_size,
@@ -145,25 +148,22 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def engine_config(args: argparse.Namespace) -> EngineConfig:
+    """The engine of ``--templates``, ``--continuum`` and ``--confidence`` (files checked)."""
+    from lamostdb.match.config import EngineConfig
+
+    return EngineConfig(templates=tuple(getattr(args, "templates", None) or ()),
+                        continuum=getattr(args, "continuum", None),
+                        confidence=getattr(args, "confidence", None)).checked()
+
+
 def cmd_classify(args: argparse.Namespace) -> int:
-    import os
-
     from lamostdb.classify import classify
-    from lamostdb.match.engine import CONTINUUM_ENV, TEMPLATES_ENV
 
-    if args.templates:
-        missing = [f for f in args.templates if not Path(f).exists()]
-        if missing:
-            raise FileNotFoundError(f"--templates: no such file(s) {missing}")
-        os.environ[TEMPLATES_ENV] = os.pathsep.join(str(Path(f).resolve())
-                                                    for f in args.templates)
-    if args.continuum:
-        if not Path(args.continuum).exists():
-            raise FileNotFoundError(f"--continuum {args.continuum}: no such file")
-        os.environ[CONTINUUM_ENV] = str(Path(args.continuum).resolve())  # reaches the workers
+    config = engine_config(args)
     with Catalog(args.catalog, mode="w") as cat:
-        rep = classify(cat, rerun=args.rerun, workers=args.workers, progress=not args.quiet,
-                       cluster=args.cluster)
+        rep = classify(cat, config=config, rerun=args.rerun, workers=args.workers,
+                       progress=not args.quiet, cluster=args.cluster)
     print(f"run {rep.run_id}: {rep.n_fitted} spectra classified ({rep.n_todo} to do) in "
           f"{rep.elapsed_s:.1f} s, {rep.spectra_per_s:.0f} spectra/s; classes {rep.counts}")
     for specid, reason in rep.unusable[:20]:

@@ -13,7 +13,7 @@ def add_confidence_parser(subparsers: Any) -> None:
         description="Fit the confidence estimate Conf = C f(B) + (1 - C) f(R) (scoring "
         "parameters of the blue-end and red-end residual Gaussians, and the weight C per "
         "type group) on classified catalogues with a truth, and write them as JSON. Use the "
-        "file with LAMOSTDB_CONFIDENCE=FILE, or replace the shipped one.")
+        "file with `lamostdb classify --confidence FILE`, or replace the shipped one.")
     s.add_argument("out", help="JSON file to write")
     s.add_argument("sets", nargs="+", metavar="CATALOG=TRUTH",
                    help="a classified catalogue and its truth: the truth.parquet of `lamostdb "

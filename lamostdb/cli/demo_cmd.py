@@ -13,9 +13,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from lamostdb.catalog.ingest import ingest
 from lamostdb.catalog.store import open_catalog
 from lamostdb.cli.nightly_cmd import format_summary
+from lamostdb.ingest.stage import ingest
 from lamostdb.pipeline.nightly import NightlyOptions, open_for_nightly, run_nightly
 
 #: Night seeds whose single plate observes the same field (246) for n <= 4000.

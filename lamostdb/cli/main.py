@@ -91,12 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rerun", action="store_true", help="fit all current spectra again")
     s.add_argument("--workers", type=int, default=None)
     s.add_argument("--continuum", help="continuum vectors file (.npz from `templates calibrate`; "
-                   "default $LAMOSTDB_CONTINUUM or the shipped set)")
+                   "default: the shipped set)")
+    s.add_argument("--confidence", help="confidence parameters (JSON from "
+                   "`calibrate-confidence`; default: the shipped ones)")
     s.add_argument("--templates", nargs="+", metavar="FILE_OR_DIR",
                    help="added template files (SDSS spEigen*, redrock rrtemplate-*, a Kesseli "
                    "2017/PyHammer or STELIB file, or a folder of either): single "
                    "star templates join the star library, a GALAXY/QSO basis replaces the "
-                   "default (default $LAMOSTDB_TEMPLATES)")
+                   "default")
     add_cluster_argument(s)
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=commands.cmd_classify)

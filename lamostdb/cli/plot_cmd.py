@@ -43,12 +43,18 @@ def add_plot_parser(subparsers: Any) -> argparse.ArgumentParser:
     s.add_argument("--out", help="PNG file to write (default <obsid>.png, or <specid>.png)")
     s.add_argument("--candidates", type=_n_candidates, default=0, metavar="N",
                    help="also draw the models of the next N candidates (0-9, default 0)")
+    s.add_argument("--templates", nargs="+", metavar="FILE_OR_DIR",
+                   help="re-fit with these added templates (as classify --templates)")
+    s.add_argument("--continuum", help="re-fit with these continuum vectors (as classify)")
+    s.add_argument("--confidence", help="re-fit with these confidence parameters (as classify)")
     s.set_defaults(func=cmd_plot)
     return s
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
     """Write the PNG; warn on stderr when the model is not the catalogue's result."""
+    from lamostdb.cli.commands import engine_config
+    from lamostdb.match.engine import get_engine
     from lamostdb.plot import MatplotlibMissingError, write_spectrum_png
 
     if args.obsid is None and args.specid is None:
@@ -56,7 +62,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
                          f'{args.catalog} "SELECT obsid, specid FROM spectra LIMIT 5"')
     try:
         written = write_spectrum_png(args.catalog, args.obsid, specid=args.specid,
-                                     out=args.out, n_candidates=args.candidates)
+                                     out=args.out, n_candidates=args.candidates,
+                                     engine=get_engine(engine_config(args)))
     except MatplotlibMissingError as exc:
         print(f"lamostdb plot: error: {exc}", file=sys.stderr)
         return 2

@@ -7,7 +7,7 @@ from typing import Any
 
 import polars as pl
 
-from lamostdb.catalog.templates_build import LABEL_COLUMNS, Z_COLUMNS
+from lamostdb.classify.templates_build import LABEL_COLUMNS, Z_COLUMNS
 
 
 def add_templates_build_parser(tsub: Any) -> argparse.ArgumentParser:
@@ -39,7 +39,7 @@ def add_templates_build_parser(tsub: Any) -> argparse.ArgumentParser:
 
 
 def cmd_templates_build(args: argparse.Namespace) -> int:
-    from lamostdb.catalog.templates_build import build_library
+    from lamostdb.classify.templates_build import build_library
     from lamostdb.cli.commands import print_frame
     from lamostdb.templates.build import BuildConfig
 

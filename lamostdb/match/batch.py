@@ -42,8 +42,13 @@ def batch_to_matrices(df: pl.DataFrame, grid: LogGrid = WORKING_GRID
     if n == 0:
         return flux, ivar
     fv, off = _list_buffers(df["flux"])
-    iv, _ = _list_buffers(df["ivar"])
-    mv, _ = _list_buffers(df["andmask"])
+    # each column has its own offsets (a slice of a rechunked frame need not share flux's);
+    # the rows are as long as flux's (``classify.partition.usable_rows`` checks it)
+    iv, ioff = _list_buffers(df["ivar"])
+    mv, moff = _list_buffers(df["andmask"])
+    iv, mv = iv[ioff[0]:ioff[-1]], mv[moff[0]:moff[-1]]
+    fv = fv[off[0]:]
+    off = off - off[0]
     lengths = np.diff(off)
     c0 = df["coeff0"].fill_null(np.nan).to_numpy()
     c1 = df["coeff1"].fill_null(np.nan).to_numpy()
@@ -51,16 +56,15 @@ def batch_to_matrices(df: pl.DataFrame, grid: LogGrid = WORKING_GRID
     shift = np.round(np.nan_to_num(shift_f)).astype(np.int64)
     aligned = (np.abs(c1 - grid.dloglam) < 1e-9) & (np.abs(shift_f - shift) < 1e-3)
     rows = np.repeat(np.arange(n), lengths)
-    pos = np.arange(off[-1] - off[0]) - np.repeat(off[:-1] - off[0], lengths) + np.repeat(
-        shift, lengths)
+    pos = np.arange(off[-1]) - np.repeat(off[:-1], lengths) + np.repeat(shift, lengths)
     keep = np.repeat(aligned, lengths) & (pos >= 0) & (pos < grid.npix)
-    vals = fv[off[0]:off[-1]].astype(np.float64)
-    ivals = iv[off[0]:off[-1]].astype(np.float64)
-    good = np.isfinite(vals) & np.isfinite(ivals) & (ivals > 0) & (mv[off[0]:off[-1]] == 0)
+    vals = fv[:off[-1]].astype(np.float64)
+    ivals = iv.astype(np.float64)
+    good = np.isfinite(vals) & np.isfinite(ivals) & (ivals > 0) & (mv == 0)
     flux[rows[keep], pos[keep]] = np.where(good[keep], vals[keep], 0.0)
     ivar[rows[keep], pos[keep]] = np.where(good[keep], ivals[keep], 0.0)
     for i in np.flatnonzero(~aligned):  # rare: spectra on other grids are rebinned
-        a, b = off[i] - off[0], off[i + 1] - off[0]
+        a, b = off[i], off[i + 1]
         wave = df["wavelength"][int(i)]
         if wave is None:
             wave_arr = 10.0 ** (c0[i] + c1[i] * np.arange(b - a))

@@ -24,7 +24,6 @@ is right" under Conf; the shipped values (``templates/data/confidence.json``) we
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -95,19 +94,20 @@ def default_params_path() -> Path:
     return default_template_dir() / "confidence.json"
 
 
-CONFIDENCE_ENV = "LAMOSTDB_CONFIDENCE"
+def load_params(path: str | None = None) -> ConfidenceParams:
+    """The parameters in ``path``, else the shipped ones, else neutral ones (C = 0.5)."""
+    if path:
+        return _load_cached(str(path))
+    shipped = default_params_path()
+    if shipped.exists():
+        return _load_cached(str(shipped))
+    return ConfidenceParams((0.0, -1.0, -1.0), (0.0, -1.0, -1.0), dict.fromkeys(GROUPS, 0.5),
+                            {"source": "neutral fallback (no confidence.json shipped)"})
 
 
 def default_params() -> ConfidenceParams:
-    """``$LAMOSTDB_CONFIDENCE``, else the shipped parameters, else neutral ones (C = 0.5)."""
-    env = os.environ.get(CONFIDENCE_ENV)
-    if env:
-        return _load_cached(env)
-    path = default_params_path()
-    if path.exists():
-        return _load_cached(str(path))
-    return ConfidenceParams((0.0, -1.0, -1.0), (0.0, -1.0, -1.0), dict.fromkeys(GROUPS, 0.5),
-                            {"source": "neutral fallback (no confidence.json shipped)"})
+    """The shipped parameters (:func:`load_params` with no file)."""
+    return load_params()
 
 
 @lru_cache(maxsize=4)

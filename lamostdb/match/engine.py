@@ -14,8 +14,7 @@ Building takes about a second and is cached per process (``get_engine``).
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
 
 import numpy as np
@@ -24,6 +23,15 @@ import scipy.fft as sfft
 from numpy.polynomial import legendre
 from scipy.interpolate import CubicSpline
 
+from lamostdb.match.confidence import ConfidenceParams, load_params
+from lamostdb.match.config import (
+    DEFAULT_CONFIG,
+    GALAXY_GRID,
+    QSO_GRID,
+    STAR_GRID,
+    EngineConfig,
+    RedshiftGrid,
+)
 from lamostdb.match.continuum import ContinuumBasis, default_basis, load_basis
 from lamostdb.match.eigen_kernel import EigenDesign, make_design, rest_products
 from lamostdb.match.indices import INDEX_NAMES
@@ -39,27 +47,6 @@ from lamostdb.templates.typeset import TypingSet, load_default_typing_set
 ENGINE_VERSION = "0.3.0"  # 0.3: LAMOST-scale star library, class decision, full-resolution star
 # velocities (rv_kms, rv_err_kms), QSO additive terms redward of Lyman alpha
 # 0.2: reordering, confidence, polynomial re-match, ZWARNING
-
-
-@dataclass(frozen=True)
-class RedshiftGrid:
-    """A redshift grid: explicit values (stars) or pixel lags (eigen classes)."""
-
-    z_min: float
-    z_max: float
-    z_step: float | None = None  # explicit grid step; None: one value per pixel lag
-
-    def values(self) -> npt.NDArray[np.float64]:
-        if self.z_step is None:
-            raise ValueError("a lag grid has no explicit values; use lag_range")
-        n = int(round((self.z_max - self.z_min) / self.z_step)) + 1
-        return self.z_min + self.z_step * np.arange(n, dtype=np.float64)
-
-    def lag_range(self, dloglam: float) -> tuple[int, int]:
-        """Smallest and largest pixel lag k with 10**(k*dloglam) - 1 within the grid."""
-        lo = int(np.ceil(np.log10(1 + self.z_min) / dloglam - 1e-9))
-        hi = int(np.floor(np.log10(1 + self.z_max) / dloglam + 1e-9))
-        return lo, hi
 
 
 #: Observed-frame ranges (vacuum Angstrom) given zero weight in every fit: residuals of the
@@ -81,11 +68,6 @@ SKY_TELLURIC_MASK_ANGSTROM: tuple[tuple[float, float], ...] = (
 # two water bands as well took the median |dv| against LAMOST from 6.6 to 5.4 km/s and its
 # median offset from +3.5 to +2.1 km/s (telluric lines do not move with the star and pull the
 # fit towards the heliocentric correction).
-
-STAR_GRID = RedshiftGrid(-0.004, 0.004, 0.0002)
-GALAXY_GRID = RedshiftGrid(-0.01, 1.0)
-QSO_GRID = RedshiftGrid(0.0033, 6.0)
-
 
 @dataclass(frozen=True)
 class StarBlock:
@@ -150,6 +132,10 @@ class Engine:
     version: str = ENGINE_VERSION
     #: star subclasses from line indices (``spectype``); None: the template's subclass
     typer: IndexTyper | None = field(default=None, repr=False)
+    #: confidence parameters of this configuration; None: the shipped ones
+    confidence: ConfidenceParams | None = field(default=None, repr=False)
+    #: what the engine was built from (None when built directly by prepare_engine)
+    config: EngineConfig | None = None
 
 
 def _bin_index(basis: ContinuumBasis) -> npt.NDArray[np.int64]:
@@ -263,7 +249,9 @@ def observed_functions(grid: LogGrid, join_angstrom: float = 5800.0
 
 def prepare_engine(templates: dict[str, TemplateSet] | None = None, *,
                    extra: tuple[TemplateSet, ...] = (), basis: ContinuumBasis | None = None,
-                   grid: LogGrid = WORKING_GRID, typing: TypingSet | None = None) -> Engine:
+                   grid: LogGrid = WORKING_GRID, typing: TypingSet | None = None,
+                   zgrids: tuple[RedshiftGrid, RedshiftGrid, RedshiftGrid] = (
+                       STAR_GRID, GALAXY_GRID, QSO_GRID)) -> Engine:
     """Prepare the default (or given) templates for the kernels.
 
     The default star set is the shipped library (:func:`load_default_star_library`); the
@@ -274,6 +262,7 @@ def prepare_engine(templates: dict[str, TemplateSet] | None = None, *,
 
     ``extra`` template sets are added: single STAR templates join the star library (e.g.
     redrock's Carbon and L dwarf), a GALAXY or QSO eigen-basis replaces that class's default.
+    ``zgrids`` are the STAR, GALAXY and QSO redshift grids.
     """
     if templates is None:
         templates = load_default_templates()
@@ -296,9 +285,10 @@ def prepare_engine(templates: dict[str, TemplateSet] | None = None, *,
         else:
             raise ValueError(f"{ts.source}: class {ts.objclass} is not one the engine fits")
     basis = basis or default_basis()
-    star = prepare_star(tuple(star_sets), grid, basis)
+    star_grid, galaxy_grid, qso_grid = zgrids
+    star = prepare_star(tuple(star_sets), grid, basis, star_grid)
     eigen = tuple(prepare_eigen(templates[c], grid, g) for c, g in
-                  (("GALAXY", GALAXY_GRID), ("QSO", QSO_GRID)) if c in templates)
+                  (("GALAXY", galaxy_grid), ("QSO", qso_grid)) if c in templates)
     return Engine(grid, basis, star, eigen, observed_functions(grid),
                   mask_weight(grid, SKY_TELLURIC_MASK_ANGSTROM), typer=typer)
 
@@ -313,32 +303,13 @@ def mask_weight(grid: LogGrid, ranges: tuple[tuple[float, float], ...]
     return weight
 
 
-CONTINUUM_ENV = "LAMOSTDB_CONTINUUM"
-TEMPLATES_ENV = "LAMOSTDB_TEMPLATES"
-
-
-def continuum_path(explicit: str | None = None) -> str | None:
-    """Continuum vectors file: argument, then ``$LAMOSTDB_CONTINUUM``, then the default."""
-    return explicit or os.environ.get(CONTINUUM_ENV) or None
-
-
-@lru_cache(maxsize=2)
-def _engine_for(path: str | None, extra_files: tuple[str, ...]) -> Engine:
+@lru_cache(maxsize=4)
+def get_engine(config: EngineConfig = DEFAULT_CONFIG) -> Engine:
+    """The engine ``config`` describes, built once per process and configuration."""
     from lamostdb.templates.library import load_template_file
 
-    extra = tuple(load_template_file(f) for f in extra_files)
-    return prepare_engine(extra=extra, basis=load_basis(path) if path else None)
-
-
-def extra_template_files(explicit: tuple[str, ...] | None = None) -> tuple[str, ...]:
-    """Added template files: argument, then ``$LAMOSTDB_TEMPLATES`` (os.pathsep-separated)."""
-    if explicit:
-        return tuple(explicit)
-    env = os.environ.get(TEMPLATES_ENV, "")
-    return tuple(p for p in env.split(os.pathsep) if p)
-
-
-def get_engine(continuum: str | None = None, templates: tuple[str, ...] | None = None
-               ) -> Engine:
-    """The engine for the chosen continuum vectors and added templates, built once per process."""
-    return _engine_for(continuum_path(continuum), extra_template_files(templates))
+    extra = tuple(load_template_file(f) for f in config.templates)
+    engine = prepare_engine(extra=extra,
+                            basis=load_basis(config.continuum) if config.continuum else None,
+                            zgrids=(config.star_grid, config.galaxy_grid, config.qso_grid))
+    return replace(engine, confidence=load_params(config.confidence), config=config)

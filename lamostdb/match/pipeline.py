@@ -252,7 +252,7 @@ def classify_arrays(flux: npt.ArrayLike, ivar: npt.ArrayLike, *, engine: Engine 
     wave = engine.grid.wave_angstrom
     groups = np.array([type_group(c, s) for c, s in zip(best_cls, subclass[:, 0], strict=True)],
                       dtype="U9")
-    params = opt.params or default_params()
+    params = opt.params or engine.confidence or default_params()
     refined = np.zeros(n_s, dtype=bool)
     inverted = _inverted_best(engine, fit)
     quality = None

@@ -41,11 +41,12 @@ from typing import Any, TypeVar
 
 from lamostdb.catalog import commit
 from lamostdb.catalog.store import DB_NAME, Catalog, CatalogError
-from lamostdb.classify import classify
+from lamostdb.classify.stage import classify
 from lamostdb.ids import assign_ids
-from lamostdb.ingest import SPECTRUM_SUFFIXES, discover, ingest
+from lamostdb.ingest.stage import SPECTRUM_SUFFIXES, discover, ingest
 from lamostdb.io.sqlfiles import statement
 from lamostdb.io.validate import DEFAULT_LIMITS, ReadLimits
+from lamostdb.match.config import DEFAULT_CONFIG, EngineConfig
 from lamostdb.refcat import ingest_refcat
 from lamostdb.xmatch import xmatch
 
@@ -81,6 +82,8 @@ class NightlyOptions:
     read_limits
         Size caps and validation thresholds of the ingest (a file beyond them is
         quarantined with the reason).
+    engine
+        The classify engine (templates, continuum, confidence parameters, grids).
     cluster
         Where ingest, classify, xmatch and ids run their partitions: None (the local
         process pool), ``local:N`` (a Dask cluster of N local workers) or
@@ -95,6 +98,7 @@ class NightlyOptions:
     chunk_size: int = 500
     progress: bool = True
     read_limits: ReadLimits = DEFAULT_LIMITS
+    engine: EngineConfig = DEFAULT_CONFIG
     cluster: str | None = None
 
 
@@ -291,7 +295,8 @@ def _run_stages(cat: Catalog, night: Path, refs: dict[str, list[Path]],
                       f"{irep.n_unchanged} of {irep.n_inputs} files already in",
                       round(irep.peak_worker_rss_mb, 1), _executor(irep)))
 
-    crep, secs = _timed("classify", lambda: classify(cat, workers=options.workers,
+    crep, secs = _timed("classify", lambda: classify(cat, config=options.engine,
+                                                      workers=options.workers,
                                                       progress=options.progress,
                                                       cluster=options.cluster))
     facts["n_fitted"] = crep.n_fitted
@@ -321,9 +326,9 @@ def _run_stages(cat: Catalog, night: Path, refs: dict[str, list[Path]],
 
 
 def _executor(report: object) -> dict[str, Any] | None:
-    """A stage report's ``executor`` summary (None for a stage that has none)."""
+    """A stage report's ``executor`` summary; None for a stage that ran in this process."""
     summary = getattr(report, "executor", None)
-    return None if summary is None else dict(summary)
+    return dict(summary) if summary else None
 
 
 def night_state(cat: Catalog, night: Path, n_files: int) -> NightState:

@@ -245,11 +245,11 @@ def compare_fits(catalogue: FitSummary | None, refit: FitSummary) -> str | None:
     if (catalogue.objclass, catalogue.subclass) != (refit.objclass, refit.subclass) or \
             dv_kms > Z_AGREE_KMS:
         return (f"the re-fit gives {refit.label()} but the catalogue has {catalogue.label()} "
-                f"(other templates or continuum vectors, see $LAMOSTDB_TEMPLATES and "
-                f"$LAMOSTDB_CONTINUUM): {shown}")
+                f"(other templates or continuum vectors: re-fit with the --templates and "
+                f"--continuum the catalogue was classified with): {shown}")
     if catalogue.continuum != refit.continuum:
         return ("the catalogue's result used other star continuum vectors "
-                f"({catalogue.continuum!r}; set $LAMOSTDB_CONTINUUM to them): {shown}")
+                f"({catalogue.continuum!r}; re-fit with --continuum FILE): {shown}")
     return None
 
 
@@ -268,8 +268,8 @@ def spectrum_plot_data(catalog: Catalog | str | Path, obsid: int | None = None, 
     n_candidates
         Models of this many next-best candidates to add (0 to 9).
     engine
-        The engine to re-fit with (default: ``get_engine()``, which honours
-        ``$LAMOSTDB_CONTINUUM`` and ``$LAMOSTDB_TEMPLATES`` as ``classify`` does).
+        The engine to re-fit with (default: ``get_engine()``, the shipped configuration;
+        pass ``get_engine(EngineConfig(...))`` for the one the catalogue was classified with).
     """
     if not 0 <= n_candidates <= MAX_EXTRA_CANDIDATES:
         raise ValueError(f"n_candidates must be in 0..{MAX_EXTRA_CANDIDATES} (classify keeps "

@@ -20,11 +20,9 @@ import resource
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -34,10 +32,9 @@ from lamostdb.catalog import ledger
 from lamostdb.catalog.commit import STAGING, StagedFile, commit_run, fault, new_run_id
 from lamostdb.catalog.hats import leaf_relpath
 from lamostdb.catalog.ledger import FileOutcome, IngestReport, release_rank
-from lamostdb.catalog.spectra_table import records_healpix, records_to_table
 from lamostdb.catalog.store import Catalog
-from lamostdb.catalog.workers import worker_executor
-from lamostdb.healpix import pixel_at_order
+from lamostdb.execute import ExecutorSummary, LocalExecutor, WorkerLost, open_executor
+from lamostdb.ingest.partition import spectra_partitions
 from lamostdb.io.bounded import read_bounded, storable_path
 from lamostdb.io.parquet import SPECTRA_ENCODING, write_parquet
 from lamostdb.io.record import SpectrumReadError, SpectrumRecord
@@ -46,6 +43,7 @@ from lamostdb.io.sqlfiles import statement
 from lamostdb.io.validate import DEFAULT_LIMITS, ReadLimits
 
 SPECTRUM_SUFFIXES = (".fits", ".fit", ".fits.gz", ".fit.gz", ".fts")
+_PRELOAD = "lamostdb.ingest.stage"
 def discover(inputs: Iterable[str | Path],
              unreadable: list[tuple[str, str]] | None = None) -> list[Path]:
     """Expand files, folders (recursively) and glob patterns into spectrum files.
@@ -102,33 +100,8 @@ def _read_one(path: str, limits: ReadLimits) -> tuple[FileOutcome, SpectrumRecor
                        rec.lmjd, rec.data_v, None), rec
 
 
-def _table_or_refuse(records: list[SpectrumRecord], run_id: str, hp: np.ndarray
-                     ) -> tuple[pa.Table | None, dict[int, str]]:
-    """The rows of ``records``; a record the table cannot hold is refused alone.
-
-    Returns the table (None when every record is refused) and, by position in
-    ``records``, the reason of each refused one. Validation makes refusals rare: this
-    is the last guard that one file cannot fail its chunk.
-    """
-    try:
-        return records_to_table(records, ingest_run=run_id, hp=hp), {}
-    except Exception:  # find the culprit(s), keep the rest
-        pass
-    keep, refused = [], {}
-    for i, rec in enumerate(records):
-        try:
-            records_to_table([rec], ingest_run=run_id, hp=hp[i:i + 1])
-            keep.append(i)
-        except Exception as exc:
-            refused[i] = (f"a value does not fit the spectra table ({type(exc).__name__}: "
-                          f"{exc}); report the file to the lamostdb maintainers")
-    if not keep:
-        return None, refused
-    return records_to_table([records[i] for i in keep], ingest_run=run_id, hp=hp[keep]), refused
-
-
 def _process_chunk(task: _ChunkTask) -> tuple[list[FileOutcome], list[StagedFile], float]:
-    """Read one chunk of files and write its rows to staged Parquet, one file per pixel.
+    """Task function: read one chunk of files, partition the rows, write them staged.
 
     Per-file isolation: whatever goes wrong with one file (damage, caps, a reader bug,
     a value the table cannot hold) becomes its quarantine outcome; the others go on.
@@ -143,24 +116,18 @@ def _process_chunk(task: _ChunkTask) -> tuple[list[FileOutcome], list[StagedFile
             where.append(len(outcomes))
         outcomes.append(outcome)
     staged: list[StagedFile] = []
-    if records:
-        hp = records_healpix(records)
-        pix = pixel_at_order(hp, task.order)
-        for p in np.unique(pix):
-            idx = np.flatnonzero(pix == p)
-            part, refused = _table_or_refuse([records[i] for i in idx], task.run_id, hp[idx])
-            for j, reason in refused.items():
-                k = where[idx[j]]
-                outcomes[k] = dataclasses.replace(outcomes[k], specid=None, obsid=None,
-                                                  night=None, data_v=None, reason=reason)
-            if part is None:
-                continue
-            leaf = leaf_relpath("spectra", task.order, int(p))
-            name = f"part-{task.run_id}-{task.index:05d}.parquet"
-            staged_rel = f"{STAGING}/{task.run_id}/{leaf}/{name}"
-            nbytes = write_parquet(part, Path(task.root) / staged_rel, **SPECTRA_ENCODING)
-            staged.append(StagedFile("spectra", staged_rel, f"{leaf}/{name}", task.order, int(p),
-                                     part.num_rows, nbytes))
+    parts = spectra_partitions(records, run_id=task.run_id, order=task.order)
+    for i, reason in parts.refused.items():
+        k = where[i]
+        outcomes[k] = dataclasses.replace(outcomes[k], specid=None, obsid=None, night=None,
+                                          data_v=None, reason=reason)
+    for p, part in parts.tables.items():
+        leaf = leaf_relpath("spectra", task.order, p)
+        name = f"part-{task.run_id}-{task.index:05d}.parquet"
+        staged_rel = f"{STAGING}/{task.run_id}/{leaf}/{name}"
+        nbytes = write_parquet(part, Path(task.root) / staged_rel, **SPECTRA_ENCODING)
+        staged.append(StagedFile("spectra", staged_rel, f"{leaf}/{name}", task.order, p,
+                                 part.num_rows, nbytes))
     return outcomes, staged, _peak_rss_mb()
 
 
@@ -186,7 +153,7 @@ def _chunks(paths: Sequence[str], size: int) -> list[tuple[str, ...]]:
 
 def ingest(catalog: Catalog, inputs: Iterable[str | Path], *, workers: int | None = None,
            chunk_size: int = 500, progress: bool = True,
-           limits: ReadLimits = DEFAULT_LIMITS) -> IngestReport:
+           limits: ReadLimits = DEFAULT_LIMITS, cluster: str | None = None) -> IngestReport:
     """Ingest spectrum files into ``catalog`` (opened with ``mode='w'``).
 
     Parameters
@@ -197,6 +164,9 @@ def ingest(catalog: Catalog, inputs: Iterable[str | Path], *, workers: int | Non
         Files, folders (searched recursively for ``*.fits[.gz]``) and glob patterns.
     workers
         Reader processes (default: all cores); 1 runs in this process.
+    cluster
+        ``None`` (the local pool), ``"local:N"`` or ``"tcp://HOST:PORT"`` (Dask): see
+        :mod:`lamostdb.execute`. Workers must see the catalogue folder and the inputs.
     chunk_size
         Files per work unit; bounds memory (about 0.1 MB per spectrum per worker).
     progress
@@ -212,8 +182,8 @@ def ingest(catalog: Catalog, inputs: Iterable[str | Path], *, workers: int | Non
         files = [str(p) for p in discover(inputs, report.unreadable_dirs)]
         report.n_inputs = len(files)
         todo, stats, prior = ledger.skip_unchanged(catalog, files, report)
-        outcomes, staged, report.peak_worker_rss_mb = _read_all(catalog, todo, run_id, workers,
-                                                                chunk_size, progress, limits)
+        outcomes, staged, report.peak_worker_rss_mb, report.executor = _read_all(
+            catalog, todo, run_id, workers, chunk_size, progress, limits, cluster)
         report.bytes_read = sum(o.size_bytes for o in outcomes)
         fresh, quarantined, restore, drop, paths = ledger.sort_outcomes(
             catalog, outcomes, stats, prior, run_id, report)
@@ -253,18 +223,16 @@ def ingest(catalog: Catalog, inputs: Iterable[str | Path], *, workers: int | Non
 
 
 def _read_all(catalog: Catalog, files: list[str], run_id: str, workers: int | None,
-              chunk_size: int, progress: bool, limits: ReadLimits = DEFAULT_LIMITS
-              ) -> tuple[list[FileOutcome], list[StagedFile], float]:
-    """Read every file (in worker processes unless one is asked for).
+              chunk_size: int, progress: bool, limits: ReadLimits = DEFAULT_LIMITS,
+              cluster: str | None = None
+              ) -> tuple[list[FileOutcome], list[StagedFile], float, dict[str, object]]:
+    """Read every file on an executor (see :func:`_read_tasks`).
 
-    A worker that dies (a signal, the OOM killer) must not stop the night or lose files:
-    the chunks it left unfinished are read again one file per task on one worker, in order,
-    so the first unfinished file after the next death is the one that kills its reader. It
-    is quarantined with that reason, and the rest go on in chunks again.
+    Returns the outcomes, the staged files, the workers' peak RSS (MB) and where the
+    tasks ran (:meth:`lamostdb.execute.Executor.summary`).
     """
     tasks = [_ChunkTask(i, c, str(catalog.root), run_id, catalog.partition_order, limits)
              for i, c in enumerate(_chunks(files, chunk_size))]
-    n_workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
     outcomes: list[FileOutcome] = []
     staged: list[StagedFile] = []
     peak = 0.0
@@ -278,39 +246,59 @@ def _read_all(catalog: Catalog, files: list[str], run_id: str, workers: int | No
         peak = max(peak, rss)
         bar.update(len(out))
 
+    summaries: list[ExecutorSummary] = []
     try:
-        if n_workers == 1:
-            for result in map(_process_chunk, tasks):
-                take(result)
-        else:
-            _read_in_workers(catalog, run_id, tasks, n_workers, chunk_size, take, outcomes)
+        _read_tasks(catalog, run_id, tasks, workers, cluster, chunk_size, take, outcomes,
+                    summaries)
     finally:
         bar.close()
     outcomes.sort(key=lambda o: o.path)
     staged.sort(key=lambda s: s.final)
-    return outcomes, staged, peak
+    return outcomes, staged, peak, _merged(summaries)
 
 
-def _read_in_workers(catalog: Catalog, run_id: str, tasks: list[_ChunkTask], n_workers: int,
-                     chunk_size: int, take: Callable[[tuple], None],
-                     outcomes: list[FileOutcome]) -> None:
-    """Run ``tasks`` on ``n_workers`` processes, surviving workers that die (see _read_all)."""
+def _merged(summaries: list[ExecutorSummary]) -> dict[str, object]:
+    if not summaries:
+        return {}
+    tasks: dict[str, int] = defaultdict(int)
+    for s in summaries:
+        for w, n in s.tasks_per_worker.items():
+            tasks[w] += n
+    first = summaries[0]
+    return ExecutorSummary(first.cluster, first.n_workers, dict(tasks),
+                           sum(s.retries for s in summaries)).as_dict()
+
+
+def _read_tasks(catalog: Catalog, run_id: str, tasks: list[_ChunkTask], workers: int | None,
+                cluster: str | None, chunk_size: int, take: Callable[[tuple], None],
+                outcomes: list[FileOutcome], summaries: list[ExecutorSummary]) -> None:
+    """Run ``tasks``, surviving worker processes that die.
+
+    A worker that dies (a signal, the OOM killer) must not stop the night or lose files:
+    the chunks left unfinished are read again one file per task on ONE local worker
+    process, in order, so the first unfinished file after the next death is the one that
+    kills its reader. It is quarantined with that reason, and the rest go on in chunks on
+    the chosen executor again. (A Dask cluster first retries a lost task on other workers.)
+    """
     next_index = len(tasks)
-    isolate = False  # one file per task, one worker: after a death, to find the file
+    isolate = False  # one file per task, one local worker: after a death, to find the file
     while tasks:
         done: set[int] = set()
-        broken = False
-        with worker_executor(1 if isolate else n_workers, catalog.root, STAGING, run_id,
-                             "lamostdb.catalog.ingest") as ex:
-            futures = [(t, ex.submit(_process_chunk, t)) for t in tasks]
-            for t, fut in futures:
-                try:
-                    take(fut.result())
+        lost: WorkerLost | None = None
+        ex = (LocalExecutor(1, root=catalog.root, staging=STAGING, run_id=run_id,
+                            preload=_PRELOAD) if isolate else
+              open_executor(cluster, workers=workers, n_tasks=len(tasks), root=catalog.root,
+                            staging=STAGING, run_id=run_id, preload=_PRELOAD))
+        with ex:
+            try:
+                for t, result in ex.run(_process_chunk, tasks):
+                    take(result)
                     done.add(t.index)
-                except BrokenProcessPool:
-                    broken = True
+            except WorkerLost as exc:
+                lost = exc
+            summaries.append(ex.summary())
         left = [t for t in tasks if t.index not in done]
-        if not broken:
+        if lost is None:
             return
         if isolate:  # in order on one worker: the first unfinished file killed it
             culprit, rest = left[0], left[1:]

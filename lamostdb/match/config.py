@@ -1,0 +1,91 @@
+"""The engine's configuration: one frozen object, built once and passed to every worker.
+
+``EngineConfig`` names everything that changes the engine's answers besides the spectra:
+added template files, the continuum vectors, the confidence parameters and the redshift
+grids of each class. It is hashable (workers cache one engine per configuration) and
+picklable (it travels with each task to a process pool or a Dask worker). Nothing in the
+engine reads environment variables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+
+@dataclass(frozen=True)
+class RedshiftGrid:
+    """A redshift grid: explicit values (stars) or pixel lags (eigen classes)."""
+
+    z_min: float
+    z_max: float
+    z_step: float | None = None  # explicit grid step; None: one value per pixel lag
+
+    def values(self) -> npt.NDArray[np.float64]:
+        if self.z_step is None:
+            raise ValueError("a lag grid has no explicit values; use lag_range")
+        n = int(round((self.z_max - self.z_min) / self.z_step)) + 1
+        return self.z_min + self.z_step * np.arange(n, dtype=np.float64)
+
+    def lag_range(self, dloglam: float) -> tuple[int, int]:
+        """Smallest and largest pixel lag k with 10**(k*dloglam) - 1 within the grid."""
+        lo = int(np.ceil(np.log10(1 + self.z_min) / dloglam - 1e-9))
+        hi = int(np.floor(np.log10(1 + self.z_max) / dloglam + 1e-9))
+        return lo, hi
+
+
+#: The paper's grids: stars +-0.004 (+-1200 km/s) in steps of 0.0002; galaxies and QSOs one
+#: value per working-grid pixel lag.
+STAR_GRID = RedshiftGrid(-0.004, 0.004, 0.0002)
+GALAXY_GRID = RedshiftGrid(-0.01, 1.0)
+QSO_GRID = RedshiftGrid(0.0033, 6.0)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """What the engine is built from.
+
+    Parameters
+    ----------
+    templates
+        Template files (or folders of them) added to the shipped library: a STAR set joins
+        the star library, a GALAXY or QSO set replaces that class's basis.
+    continuum
+        Continuum vectors file (``lamostdb templates build``); None: the shipped vectors.
+    confidence
+        Confidence parameters (``lamostdb confidence fit``); None: the shipped ones.
+    star_grid, galaxy_grid, qso_grid
+        Redshift grids of each class.
+    """
+
+    templates: tuple[str, ...] = ()
+    continuum: str | None = None
+    confidence: str | None = None
+    star_grid: RedshiftGrid = STAR_GRID
+    galaxy_grid: RedshiftGrid = GALAXY_GRID
+    qso_grid: RedshiftGrid = QSO_GRID
+
+    def checked(self) -> EngineConfig:
+        """This configuration with absolute paths, after checking every file exists.
+
+        Workers may run in another folder (a Dask worker, a forkserver): paths must not
+        depend on the current directory.
+        """
+        def one(option: str, path: str) -> str:
+            p = Path(path).expanduser()
+            if not p.exists():
+                raise FileNotFoundError(f"{option} {path}: no such file or folder")
+            return str(p.resolve())
+
+        return replace(
+            self,
+            templates=tuple(one("--templates", t) for t in self.templates),
+            continuum=one("--continuum", self.continuum) if self.continuum else None,
+            confidence=one("--confidence", self.confidence) if self.confidence else None)
+
+
+#: The shipped engine.
+DEFAULT_CONFIG = EngineConfig()
