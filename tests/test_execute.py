@@ -294,7 +294,7 @@ def test_no_scheduler_at_the_address_says_so(
 
 #: Each subcommand with --cluster, its other arguments, and the stage function it calls.
 COMMANDS = {
-    "ingest": (["{cat}", "{cat}"], "lamostdb.ingest", "ingest"),
+    "ingest": (["{cat}", "{cat}"], "lamostdb.ingest.stage", "ingest"),
     "classify": (["{cat}"], "lamostdb.classify", "classify"),
     "xmatch": (["{cat}"], "lamostdb.xmatch", "xmatch"),
     "ids": (["{cat}"], "lamostdb.ids", "assign_ids"),
