@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
@@ -28,6 +28,7 @@ from polars.testing import assert_frame_equal
 
 import lamostdb
 from lamostdb.cli.main import main
+from lamostdb.cli.nightly_cmd import format_summary
 from lamostdb.execute import open_executor
 from lamostdb.pipeline import NightlyOptions, run_nightly
 from lamostdb.sim import simulate_night
@@ -54,11 +55,11 @@ class DaskCluster:
 
 
 def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    """SIGTERM every process group, SIGKILL what is left after 10 s; reap them all."""
+    """SIGTERM every process group, SIGKILL what is left after 3 s; reap them all."""
     for p in procs:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(p.pid, signal.SIGTERM)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 3
     for p in procs:
         try:
             p.wait(timeout=max(0.1, deadline - time.monotonic()))
@@ -204,6 +205,13 @@ def test_night_on_a_dask_cluster_gives_the_local_tables(
         assert set(tasks) <= dask_cluster.workers and sum(tasks.values()) >= 1, (name, executor)
         ran |= set(tasks)
     assert ran == dask_cluster.workers
+    # the text summary names the cluster and what each worker ran
+    text = format_summary(replace(local, cluster=dask_cluster.address, stages=[
+        replace(s, executor=executors[s.name]) for s in local.stages]))
+    assert f"cluster: {dask_cluster.address}; tasks per worker:" in text
+    for name in on_cluster:
+        tasks = ", ".join(f"{w} {n}" for w, n in executors[name]["tasks_per_worker"].items())
+        assert f"  {name}: {dask_cluster.address}: {tasks}\n" in text + "\n"
     # the local run used no cluster
     assert all(s.executor is None or not s.executor["cluster"].startswith("tcp://")
                for s in local.stages)
