@@ -40,8 +40,11 @@ START_S = 60.0
 #: Columns that name a run or say when something happened: they differ between any two runs.
 RUN_COLUMNS = {"ingest_run", "run_id", "xmatch_run_id", "superseded_by_run"}
 #: Stages whose drivers run their partitions on an executor (lamostdb.execute), so on the
-#: cluster with --cluster. The lead adds "xmatch" and "ids" when their drivers are merged.
+#: cluster with --cluster. The lead adds "xmatch", "ids" and "export" when their drivers are
+#: merged (checked in a scratch merge of dask + pixel + xhats: all five ran on the cluster).
 ON_CLUSTER = ("ingest", "classify")
+#: Header cards of a release that name a run or a time (CHECKSUM covers them).
+RELEASE_RUN_CARDS = {"DATE", "CLASSRUN", "CHECKSUM"}
 #: Bookkeeping views compared in their own way below (their rows name staged files and runs).
 BOOKKEEPING = {"files", "runs", "catalog_meta"}
 
@@ -148,6 +151,21 @@ def content(path: Path) -> dict[str, pl.DataFrame]:
     return out
 
 
+def release_content(out: Path) -> dict[str, list[tuple[dict[str, object], object]]]:
+    """Every FITS file of a release: per HDU, its header cards (runs, times left out) and data."""
+    from astropy.io import fits
+
+    files: dict[str, list[tuple[dict[str, object], object]]] = {}
+    for path in sorted(out.rglob("*.fits")):
+        with fits.open(path) as hdus:
+            files[str(path.relative_to(out))] = [
+                ({k: v for k, v in h.header.items() if k not in RELEASE_RUN_CARDS},
+                 None if h.data is None else
+                 [[repr(v) for v in row] for row in h.data.tolist()]
+                 if hasattr(h.data, "columns") else h.data.tolist()) for h in hdus]
+    return files
+
+
 @pytest.fixture(scope="module")
 def night(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("cluster-night") / "night-00011"
@@ -194,8 +212,7 @@ def test_night_on_a_dask_cluster_gives_the_local_tables(
     # the night's tasks, all stages together, ran on both workers
     executors = {s["name"]: s["executor"] for s in remote["stages"]}
     on_cluster = sorted(name for name, ex in executors.items() if ex is not None)
-    print(f"stages run on the Dask cluster: {on_cluster}", file=sys.stderr)
-    assert set(ON_CLUSTER) <= set(on_cluster), executors
+    assert set(ON_CLUSTER) - {"export"} <= set(on_cluster), executors
     ran: set[str] = set()
     for name in on_cluster:
         executor = executors[name]
@@ -212,6 +229,22 @@ def test_night_on_a_dask_cluster_gives_the_local_tables(
     for name in on_cluster:
         tasks = ", ".join(f"{w} {n}" for w, n in executors[name]["tasks_per_worker"].items())
         assert f"  {name}: {dask_cluster.address}: {tasks}\n" in text + "\n"
+    # export: the release written through the cluster is the local one (times aside)
+    from lamostdb.export import export_release
+
+    with lamostdb.open(tmp_path / "local") as cat:
+        export_release(cat, tmp_path / "release-local", release="t", progress=False)
+    with lamostdb.open(tmp_path / "remote") as cat:
+        rep = export_release(cat, tmp_path / "release-remote", release="t", progress=False,
+                             cluster=dask_cluster.address)
+    expected = release_content(tmp_path / "release-local")
+    assert len(expected) == N_SPECTRA + 2  # lrs.fits, mec.fits and one file per spectrum
+    assert release_content(tmp_path / "release-remote") == expected
+    if rep.executor is not None or "export" in ON_CLUSTER:
+        assert rep.executor is not None and rep.executor["cluster"] == dask_cluster.address
+        assert set(rep.executor["tasks_per_worker"]) <= dask_cluster.workers
+        on_cluster.append("export")
+    print(f"stages run on the Dask cluster: {on_cluster}", file=sys.stderr)
     # the local run used no cluster
     assert all(s.executor is None or not s.executor["cluster"].startswith("tcp://")
                for s in local.stages)
