@@ -231,6 +231,69 @@ def test_only_the_cli_imports_sim() -> None:
     assert not bad, "\n".join(bad)
 
 
+#: Stage rooms: each has a pure partition module and a driver module.
+STAGE_ROOMS = ("ingest", "classify", "xmatch", "ids", "refcat", "export")
+#: What kernels (the engine, pixel arithmetic, partition functions) must not import: file
+#: formats, databases, the store (its schema contracts aside), executors and the CLI.
+KERNEL_FORBIDDEN = ("lamostdb.io", "lamostdb.catalog", "lamostdb.execute", "lamostdb.cli",
+                    "pyarrow.parquet", "pyarrow.dataset", "duckdb", "astropy.io")
+KERNEL_ALLOWED = ("lamostdb.catalog.schema",  # the tables' contracts (packaged JSON)
+                  "lamostdb.io.record")  # the parsed-spectrum data class, no reading
+
+
+def is_kernel(module: str) -> bool:
+    """The engine (``match``), pixel arithmetic (``healpix``) and the stages' partition
+    functions (``<stage>.partition``) are kernels: arrays and Arrow tables in and out."""
+    parts = module.split(".")
+    return (len(parts) > 1 and parts[1] in ("match", "healpix")) or \
+        (len(parts) > 2 and parts[1] in STAGE_ROOMS and parts[2] == "partition")
+
+
+def kernel_imports(root: Path, package: str = PACKAGE) -> list[str]:
+    """``file:line: module imports name`` for every forbidden import of a kernel."""
+    bad = []
+    for mod, path in package_modules(root, package).items():
+        if not is_kernel(mod):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [f"{node.module}.{a.name}" for a in node.names]
+            else:
+                continue
+            for name in names:
+                if any(name == f or name.startswith(f + ".") for f in KERNEL_FORBIDDEN) and \
+                        not any(name == a or name.startswith(a + ".") for a in KERNEL_ALLOWED):
+                    bad.append(f"{path.relative_to(root).as_posix()}:{node.lineno}: {mod} "
+                               f"imports {name}")
+    return bad
+
+
+def test_kernels_touch_no_files_store_or_cli() -> None:
+    bad = kernel_imports(REPO)
+    assert not bad, "kernels are arrays in, arrays out; move the I/O to the stage driver:\n" + \
+        "\n".join(bad)
+
+
+def test_every_stage_room_has_a_partition_function_and_a_driver() -> None:
+    mods = package_modules(REPO)
+    missing = [f"lamostdb.{room}.{part}" for room in STAGE_ROOMS for part in
+               ("partition", "stage") if f"lamostdb.{room}.{part}" not in mods]
+    assert not missing, f"stage rooms lack {missing}"
+
+
+def test_kernel_check_fails_on_a_kernel_that_reads_parquet(tmp_path: Path) -> None:
+    _write(tmp_path, "pkg/__init__.py", "")
+    _write(tmp_path, "pkg/match/__init__.py", "")
+    _write(tmp_path, "pkg/match/k.py", "import pyarrow.parquet as pq\n")
+    _write(tmp_path, "pkg/ids/__init__.py", "")
+    _write(tmp_path, "pkg/ids/partition.py", "from duckdb import connect\n")
+    _write(tmp_path, "pkg/ids/stage.py", "import duckdb\n")  # a driver may
+    bad = kernel_imports(tmp_path, "pkg")
+    assert [b.split(":")[0] for b in bad] == ["pkg/ids/partition.py", "pkg/match/k.py"]
+
+
 def _write(root: Path, rel: str, text: str) -> None:
     path = root / rel
     path.parent.mkdir(parents=True, exist_ok=True)
