@@ -6,6 +6,8 @@ once on the local executor and once with ``--cluster tcp://...``, and every tabl
 of the two catalogues is compared (run ids and times excluded). Each stage whose driver
 runs its partitions on an executor (its report's ``executor`` is set in the local run too)
 must have run them on the cluster, and the night's tasks must have run on both workers.
+Last, a worker killed mid-task: the scheduler reruns its task on the other worker and the
+executor counts the rerun.
 """
 
 from __future__ import annotations
@@ -123,6 +125,15 @@ def where_am_i(task: tuple[str, int]) -> tuple[int, int]:
     deadline = time.monotonic() + 30
     while len(os.listdir(folder)) < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
+    return os.getpid(), x
+
+
+def kill_first_runner(task: tuple[str, int]) -> tuple[int, int]:
+    """Task 0 SIGKILLs the first worker that runs it (leaving its pid in ``marker``)."""
+    marker, x = task
+    if x == 0 and not os.path.exists(marker):
+        Path(marker).write_text(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)
     return os.getpid(), x
 
 
@@ -248,3 +259,15 @@ def test_night_on_a_dask_cluster_gives_the_local_tables(
     # the local run used no cluster
     assert all(s.executor is None or not s.executor["cluster"].startswith("tcp://")
                for s in local.stages)
+
+    # last (it leaves one worker): a worker killed mid-task; the scheduler reruns the task
+    # on the other worker by itself, and the executor counts that rerun
+    marker = tmp_path / "killed"
+    with open_executor(dask_cluster.address, workers=None, n_tasks=3, root=tmp_path,
+                       staging="_staging", run_id="kill", preload="json") as ex:
+        got = dict(ex.run(kill_first_runner, [(str(marker), x) for x in range(3)]))
+        assert ex.summary().retries >= 1
+    killed = f"{HOST}:{marker.read_text()}"
+    assert killed in dask_cluster.workers
+    assert {x for _, x in got.values()} == {0, 1, 2}
+    assert f"{HOST}:{got[(str(marker), 0)][0]}" in dask_cluster.workers - {killed}
