@@ -59,7 +59,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     with open_for_write(args.catalog, args.order) as cat:
         rep = ingest(cat, args.paths, workers=args.workers, chunk_size=args.chunk_size,
-                     progress=not args.quiet)
+                     progress=not args.quiet, cluster=args.cluster)
     rate = rep.n_ingested / rep.elapsed_s if rep.elapsed_s else 0.0
     restored = f", {rep.n_restored_versions} older versions current again" \
         if rep.n_restored_versions else ""
@@ -163,7 +163,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     config = engine_config(args)
     with Catalog(args.catalog, mode="w") as cat:
         rep = classify(cat, config=config, rerun=args.rerun, workers=args.workers,
-                       progress=not args.quiet)
+                       progress=not args.quiet, cluster=args.cluster)
     print(f"run {rep.run_id}: {rep.n_fitted} spectra classified ({rep.n_todo} to do) in "
           f"{rep.elapsed_s:.1f} s, {rep.spectra_per_s:.0f} spectra/s; classes {rep.counts}")
     for specid, reason in rep.unusable[:20]:

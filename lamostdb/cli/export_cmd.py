@@ -8,6 +8,7 @@ from typing import Any
 
 from lamostdb.catalog.store import Catalog
 from lamostdb.cli.exits import EXIT_INCOMPLETE
+from lamostdb.cli.options import add_cluster_argument
 from lamostdb.export.release import DEFAULT_BATCH_SIZE
 
 
@@ -38,6 +39,7 @@ def add_export_parser(subparsers: Any) -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N",
                    help=f"rows per Arrow batch, i.e. what memory holds at a time "
                    f"(default {DEFAULT_BATCH_SIZE})")
+    add_cluster_argument(s)
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_export)
     return s
@@ -50,7 +52,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     with Catalog(args.catalog) as cat:
         rep = export_release(cat, args.out, release=args.release, where=args.where,
                              spectra=args.spectra, batch_size=args.batch_size, gzip=args.gzip,
-                             progress=not args.quiet)
+                             progress=not args.quiet, cluster=args.cluster)
     n_written = rep.n_spectra - len(rep.not_written)
     spectra = f"{n_written} spectrum files, " if args.spectra else ""
     print(f"release {rep.release!r} in {rep.out}: {spectra}lrs {rep.n_lrs_rows} rows, "

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from lamostdb.catalog.store import Catalog
+from lamostdb.cli.options import add_cluster_argument
 
 
 def add_ids_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -20,6 +21,7 @@ def add_ids_parser(subparsers: Any) -> argparse.ArgumentParser:
     s.add_argument("catalog", help="catalogue folder")
     s.add_argument("--radius-arcsec", type=float, default=3.0,
                    help="friends-of-friends linking length between spectra (default 3)")
+    add_cluster_argument(s)
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_ids)
     return s
@@ -32,7 +34,8 @@ def cmd_ids(args: argparse.Namespace) -> int:
     if not args.radius_arcsec > 0:
         raise ValueError(f"--radius-arcsec must be > 0, got {args.radius_arcsec}")
     with Catalog(args.catalog, mode="w") as cat:
-        rep = assign_ids(cat, radius_arcsec=args.radius_arcsec, progress=not args.quiet)
+        rep = assign_ids(cat, radius_arcsec=args.radius_arcsec, progress=not args.quiet,
+                         cluster=args.cluster)
     types = ", ".join(f"{v} {k}" for k, v in sorted(rep.gp_types.items()))
     state = f"run {rep.run_id}" if rep.committed else "nothing changed, no run written"
     print(f"{state}: {rep.n_spectra} spectra, {rep.n_objects} objects ({types or 'none'}), "

@@ -12,6 +12,8 @@ import duckdb
 from lamostdb import __version__
 from lamostdb.catalog.store import CatalogError
 from lamostdb.cli import commands
+from lamostdb.cli.options import add_cluster_argument
+from lamostdb.execute import ClusterError, WorkerLost
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--chunk-size", type=int, default=500, help="files per work unit (memory)")
     s.add_argument("--order", type=int, default=None,
                    help="HEALPix partition order of a new catalogue (default 4)")
+    add_cluster_argument(s)
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=commands.cmd_ingest)
 
@@ -96,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "2017/PyHammer or STELIB file, or a folder of either): single "
                    "star templates join the star library, a GALAXY/QSO basis replaces the "
                    "default")
+    add_cluster_argument(s)
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=commands.cmd_classify)
 
@@ -173,7 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (CatalogError, FileNotFoundError, KeyError, ValueError) as exc:
+    except (CatalogError, ClusterError, WorkerLost, FileNotFoundError, KeyError,
+            ValueError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"lamostdb {args.command}: error: {msg}", file=sys.stderr)
         return 2

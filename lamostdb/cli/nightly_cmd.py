@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lamostdb.cli.exits import EXIT_INCOMPLETE
+from lamostdb.cli.options import add_cluster_argument
 from lamostdb.pipeline import NightlyOptions, NightlySummary, StageOutcome, run_nightly
 
 #: Quarantined files listed in the text summary (all of them are in the JSON and the table).
@@ -41,6 +42,7 @@ def add_nightly_parser(subparsers: Any) -> argparse.ArgumentParser:
                    "references of a simulated night)")
     s.add_argument("--workers", type=int, default=None,
                    help="processes for ingest and classify (default: cores)")
+    add_cluster_argument(s)
     s.add_argument("--radius-arcsec", type=float, default=3.0,
                    help="cross-match radius and linking length between spectra (default 3)")
     s.add_argument("--chunk-size", type=int, default=500, help="files per ingest work unit")
@@ -60,7 +62,8 @@ def cmd_nightly(args: argparse.Namespace) -> int:
                              gaia_files=tuple(Path(f) for f in args.gaia),
                              ps1_files=tuple(Path(f) for f in args.ps1),
                              refcat_from_night=args.refcat_from_night,
-                             chunk_size=args.chunk_size, progress=not args.quiet)
+                             chunk_size=args.chunk_size, progress=not args.quiet,
+                             cluster=args.cluster)
     summary = run_nightly(args.catalog, args.night_dir, options,
                           on_stage=None if args.quiet else _print_stage)
     if args.json:
@@ -100,6 +103,17 @@ def format_summary(summary: NightlySummary) -> str:
     timings = ", ".join(f"{k} {v:.1f}" for k, v in summary.stage_seconds.items())
     lines.append(f"seconds: {timings}; total {summary.total_s:.1f} "
                  f"({summary.spectra_per_s:.1f} new spectra/s)")
+    if summary.cluster or any(s.executor for s in summary.stages):
+        lines.append(f"cluster: {summary.cluster or 'local process pool'}; tasks per worker:")
+        for s in summary.stages:
+            if s.executor:
+                tasks = ", ".join(f"{w} {n}" for w, n in s.executor["tasks_per_worker"].items())
+                retried = f"; {s.executor['retries']} reruns after a lost worker" \
+                    if s.executor.get("retries") else ""
+                lines.append(f"  {s.name}: {s.executor['cluster']}: {tasks or 'no tasks'}"
+                             f"{retried}")
+            elif s.name != "refcat":
+                lines.append(f"  {s.name}: in this process")
     loc = summary.locations
     tables = ", ".join(k for k in loc if k not in ("catalog", "database", "summary", "views"))
     lines.append(f"where: catalogue {loc['catalog']} (tables {tables or 'none'}; views "

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from lamostdb.catalog.store import Catalog
+from lamostdb.cli.options import add_cluster_argument
 
 
 def add_xmatch_parser(subparsers: Any) -> None:
@@ -23,6 +24,7 @@ def add_xmatch_parser(subparsers: Any) -> None:
                    help="match radius in arcsec (default 3)")
     s.add_argument("--rerun", action="store_true",
                    help="match every current spectrum again (e.g. after new reference rows)")
+    add_cluster_argument(s)
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_xmatch)
 
@@ -32,7 +34,7 @@ def cmd_xmatch(args: argparse.Namespace) -> int:
 
     with Catalog(args.catalog, mode="w") as cat:
         rep = xmatch(cat, radius_arcsec=args.radius_arcsec, rerun=args.rerun,
-                     progress=not args.quiet)
+                     progress=not args.quiet, cluster=args.cluster)
     if rep.n_todo == 0:
         print(f"nothing to do: every current spectrum is matched at {rep.radius_arcsec:g}\" "
               "(use --rerun to match again)")

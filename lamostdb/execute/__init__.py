@@ -14,11 +14,18 @@ Whatever the executor, partition functions only write staged files under the cat
 folder and return descriptions of them; the driver alone commits.
 """
 
-from lamostdb.execute.base import ClusterSpec, Executor, ExecutorSummary, WorkerLost
+from lamostdb.execute.base import (
+    ClusterError,
+    ClusterSpec,
+    Executor,
+    ExecutorSummary,
+    WorkerLost,
+)
 from lamostdb.execute.local import LocalExecutor, SerialExecutor
 from lamostdb.execute.select import open_executor, parse_cluster
 
 __all__ = [
+    "ClusterError",
     "ClusterSpec",
     "Executor",
     "ExecutorSummary",

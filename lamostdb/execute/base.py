@@ -14,6 +14,11 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+class ClusterError(RuntimeError):
+    """The cluster cannot be used: Dask is not installed, no scheduler answers, no worker
+    joins, or the workers do not see the catalogue folder. The message says what to do."""
+
+
 class WorkerLost(RuntimeError):
     """A worker process died (a signal, the OOM killer) while it ran ``task``.
 

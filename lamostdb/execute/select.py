@@ -26,8 +26,9 @@ def parse_cluster(text: str | None) -> ClusterSpec:
                              "workers, e.g. local:4")
         return ClusterSpec("dask-local", n_workers=int(n))
     if "://" in text:
-        scheme = text.partition("://")[0]
-        if scheme not in ("tcp", "tls", "inproc", "ws", "wss"):
+        scheme, _, where = text.partition("://")
+        host, _, port = where.rpartition(":")
+        if scheme not in ("tcp", "tls", "ws", "wss") or not host or not port.isdigit():
             raise ValueError(f"--cluster {text!r}: a scheduler address looks like "
                              "tcp://HOST:PORT")
         return ClusterSpec("dask", address=text)

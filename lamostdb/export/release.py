@@ -29,6 +29,7 @@ from typing import Any
 import duckdb
 
 from lamostdb.catalog.store import Catalog
+from lamostdb.execute import parse_cluster
 from lamostdb.export.errors import ExportError
 from lamostdb.export.header import ReleaseInfo
 from lamostdb.export.manifest import ManifestWriter
@@ -60,6 +61,8 @@ class ExportReport:
     not_written: list[tuple[str, str]] = field(default_factory=list)
     elapsed_s: float = 0.0
     spectra_elapsed_s: float = 0.0
+    #: where the partitions ran (:meth:`ExecutorSummary.as_dict`); None: in this process
+    executor: dict[str, object] | None = None
 
 
 def _check_release_name(name: str) -> None:
@@ -128,7 +131,7 @@ def _check_selection(s: dict[str, Any], where: str | None, catalog: Path) -> Non
 def export_release(catalog: Catalog, out: str | Path, *, release: str,
                    where: str | None = None, spectra: bool = True,
                    batch_size: int = DEFAULT_BATCH_SIZE, gzip: bool = False,
-                   progress: bool = True) -> ExportReport:
+                   progress: bool = True, cluster: str | None = None) -> ExportReport:
     """Write a data release of ``catalog`` into the new folder ``out``.
 
     Parameters
@@ -147,7 +150,11 @@ def export_release(catalog: Catalog, out: str | Path, *, release: str,
         Rows per Arrow batch: what memory holds at a time.
     gzip
         Write the spectrum files gzip-compressed (``.fits.gz``).
+    cluster
+        Where partitions run (``--cluster``: None, ``local:N`` or ``tcp://HOST:PORT``). Not
+        yet used by this driver: it writes from this process (``executor`` None).
     """
+    parse_cluster(cluster)
     t0 = time.perf_counter()
     _check_release_name(release)
     if batch_size < 1:

@@ -23,6 +23,7 @@ from lamostdb.catalog.commit import STAGING, StagedFile, commit_run
 from lamostdb.catalog.hats import leaf_relpath
 from lamostdb.catalog.schema import load_schema
 from lamostdb.catalog.store import Catalog, CatalogError
+from lamostdb.execute import parse_cluster
 from lamostdb.healpix import pixel_at_order
 from lamostdb.ids.assign import compute_ids, uid_aliases
 from lamostdb.io.parquet import write_parquet
@@ -44,6 +45,8 @@ class IdsReport:
     n_aliases: int = 0
     committed: bool = False
     elapsed_s: float = 0.0
+    #: where the partitions ran (:meth:`ExecutorSummary.as_dict`); None: in this process
+    executor: dict[str, object] | None = None
 
     def as_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -81,8 +84,8 @@ def _stage_files(cat: Catalog, table: pa.Table, run_id: str) -> list[StagedFile]
     return staged
 
 
-def assign_ids(cat: Catalog, *, radius_arcsec: float = 3.0, progress: bool = True
-               ) -> IdsReport:
+def assign_ids(cat: Catalog, *, radius_arcsec: float = 3.0, progress: bool = True,
+               cluster: str | None = None) -> IdsReport:
     """Compute UID, LID and GID of every current spectrum and commit what changed.
 
     Parameters
@@ -94,6 +97,9 @@ def assign_ids(cat: Catalog, *, radius_arcsec: float = 3.0, progress: bool = Tru
         Friends-of-friends linking length between spectra.
     progress
         Show a progress bar over the steps.
+    cluster
+        Where partitions run (``--cluster``: None, ``local:N`` or ``tcp://HOST:PORT``). Not
+        yet used by this driver: it runs in this process (``executor`` None).
 
     Returns
     -------
@@ -101,6 +107,7 @@ def assign_ids(cat: Catalog, *, radius_arcsec: float = 3.0, progress: bool = Tru
         Counts, and whether a run was committed (nothing is written when no identifier
         changed).
     """
+    parse_cluster(cluster)
     t0 = time.perf_counter()
     report = IdsReport(_new_run_id())
     con = cat.con

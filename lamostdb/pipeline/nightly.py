@@ -84,6 +84,10 @@ class NightlyOptions:
         quarantined with the reason).
     engine
         The classify engine (templates, continuum, confidence parameters, grids).
+    cluster
+        Where ingest, classify, xmatch and ids run their partitions: None (the local
+        process pool), ``local:N`` (a Dask cluster of N local workers) or
+        ``tcp://HOST:PORT`` (a running Dask scheduler); see :mod:`lamostdb.execute`.
     """
 
     workers: int | None = None
@@ -95,6 +99,7 @@ class NightlyOptions:
     progress: bool = True
     read_limits: ReadLimits = DEFAULT_LIMITS
     engine: EngineConfig = DEFAULT_CONFIG
+    cluster: str | None = None
 
 
 @dataclass
@@ -107,6 +112,9 @@ class StageOutcome:
     run_ids: list[str] = field(default_factory=list)  # committed runs; empty: wrote nothing
     message: str = ""
     peak_worker_rss_mb: float = 0.0  # ingest and classify: largest worker (or this process)
+    #: where the stage's partitions ran: the stage report's ``executor`` (cluster address,
+    #: workers, tasks per worker, retries); None when the stage ran in this process
+    executor: dict[str, Any] | None = None
 
 
 @dataclass
@@ -145,6 +153,8 @@ class NightlySummary:
     locations: dict[str, str]
     #: (folder, reason) of sub-folders of the night that could not be read (exit status 3)
     unreadable_dirs: list[tuple[str, str]] = field(default_factory=list)
+    #: ``--cluster`` as given (None: the local process pool)
+    cluster: str | None = None
 
     @property
     def nothing_new(self) -> bool:
@@ -276,39 +286,49 @@ def _run_stages(cat: Catalog, night: Path, refs: dict[str, list[Path]],
 
     irep, secs = _timed("ingest", lambda: ingest(
         cat, [night], workers=options.workers, chunk_size=options.chunk_size,
-        progress=options.progress, limits=options.read_limits))
+        progress=options.progress, limits=options.read_limits, cluster=options.cluster))
     facts["n_new_spectra"], facts["n_new_quarantined"] = irep.n_ingested, irep.n_quarantined
     facts["unreadable_dirs"] = irep.unreadable_dirs
     done(StageOutcome("ingest", secs, irep.n_ingested,
                       [irep.run_id] if irep.n_ingested or irep.n_quarantined else [],
                       f"{irep.n_ingested} new spectra, {irep.n_quarantined} quarantined, "
                       f"{irep.n_unchanged} of {irep.n_inputs} files already in",
-                      round(irep.peak_worker_rss_mb, 1)))
+                      round(irep.peak_worker_rss_mb, 1), _executor(irep)))
 
     crep, secs = _timed("classify", lambda: classify(cat, config=options.engine,
                                                       workers=options.workers,
-                                                      progress=options.progress))
+                                                      progress=options.progress,
+                                                      cluster=options.cluster))
     facts["n_fitted"] = crep.n_fitted
     done(StageOutcome("classify", secs, crep.n_fitted, [crep.run_id] if crep.n_fitted else [],
                       f"{crep.n_fitted} spectra fitted"
                       + (f" ({crep.spectra_per_s:.0f} spectra/s)" if crep.n_fitted else ""),
-                      round(crep.peak_worker_rss_mb, 1)))
+                      round(crep.peak_worker_rss_mb, 1), _executor(crep)))
 
     xrep, secs = _timed("xmatch", lambda: xmatch(cat, radius_arcsec=options.radius_arcsec,
-                                                 progress=options.progress))
+                                                 progress=options.progress,
+                                                 cluster=options.cluster))
     facts["n_matched"], facts["missing_references"] = xrep.n_todo, xrep.missing_references
     matched = ", ".join(f"{k} {v}" for k, v in xrep.n_matched.items())
     done(StageOutcome("xmatch", secs, xrep.n_todo, [xrep.run_id] if xrep.n_todo else [],
                       f"{xrep.n_todo} spectra matched" + (f" (counterparts: {matched})"
-                                                          if xrep.n_todo else "")))
+                                                          if xrep.n_todo else ""),
+                      executor=_executor(xrep)))
 
     drep, secs = _timed("ids", lambda: assign_ids(cat, radius_arcsec=options.radius_arcsec,
-                                                  progress=options.progress))
+                                                  progress=options.progress,
+                                                  cluster=options.cluster))
     facts["n_ids_written"] = drep.n_written
     done(StageOutcome("ids", secs, drep.n_written, [drep.run_id] if drep.committed else [],
                       f"{drep.n_written} identifier rows written, {drep.n_objects} objects, "
-                      f"{drep.n_aliases} new UID aliases"))
+                      f"{drep.n_aliases} new UID aliases", executor=_executor(drep)))
     return outcomes, facts
+
+
+def _executor(report: object) -> dict[str, Any] | None:
+    """A stage report's ``executor`` summary; None for a stage that ran in this process."""
+    summary = getattr(report, "executor", None)
+    return dict(summary) if summary else None
 
 
 def night_state(cat: Catalog, night: Path, n_files: int) -> NightState:
@@ -386,7 +406,8 @@ def run_nightly(catalog: str | Path, night_dir: str | Path,
             n_reference_rows_added=outcomes[0].n_done,
             spectra_per_s=round(facts["n_new_spectra"] / max(total_s, 1e-9), 1),
             missing_references=missing, notes=notes,
-            locations=_locations(cat, run_id), unreadable_dirs=facts.get("unreadable_dirs", []))
+            locations=_locations(cat, run_id), unreadable_dirs=facts.get("unreadable_dirs", []),
+            cluster=opts.cluster)
         commit.commit_run(cat, run_id, "nightly", [], lambda: None, summary.as_dict())
     return summary
 

@@ -36,6 +36,7 @@ from lamostdb.catalog.commit import STAGING, StagedFile, commit_run, new_run_id
 from lamostdb.catalog.hats import TableFile, leaf_relpath
 from lamostdb.catalog.schema import all_schema_names, load_schema
 from lamostdb.catalog.store import Catalog
+from lamostdb.execute import parse_cluster
 from lamostdb.healpix import SPATIAL_INDEX_ORDER
 from lamostdb.io.parquet import write_parquet
 from lamostdb.io.sqlfiles import statement
@@ -67,6 +68,8 @@ class XmatchReport:
     elapsed_s: float = 0.0
     spectra_per_s: float = 0.0
     peak_rss_mb: float = 0.0
+    #: where the partitions ran (:meth:`ExecutorSummary.as_dict`); None: in this process
+    executor: dict[str, object] | None = None
 
     def as_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -165,7 +168,8 @@ def _stage_partitions(cat: Catalog, table: pa.Table, run_id: str, first_index: i
 
 
 def xmatch(catalog: Catalog, *, radius_arcsec: float = 3.0, rerun: bool = False,
-           progress: bool = True, chunk_spectra: int = CHUNK_SPECTRA) -> XmatchReport:
+           progress: bool = True, chunk_spectra: int = CHUNK_SPECTRA,
+           cluster: str | None = None) -> XmatchReport:
     """Cross-match the current spectra of ``catalog`` (opened ``mode='w'``) with Gaia and PS1.
 
     Parameters
@@ -180,6 +184,9 @@ def xmatch(catalog: Catalog, *, radius_arcsec: float = 3.0, rerun: bool = False,
         Show a progress bar.
     chunk_spectra
         About this many spectra (whole partitions) are matched at a time.
+    cluster
+        Where partitions run (``--cluster``: None, ``local:N`` or ``tcp://HOST:PORT``). Not
+        yet used by this driver: the chunks run in this process (``executor`` None).
 
     Returns
     -------
@@ -189,6 +196,7 @@ def xmatch(catalog: Catalog, *, radius_arcsec: float = 3.0, rerun: bool = False,
     """
     if not (np.isfinite(radius_arcsec) and radius_arcsec > 0):
         raise ValueError(f"radius_arcsec must be a positive number, got {radius_arcsec}")
+    parse_cluster(cluster)
     t0 = time.perf_counter()
     run_id = new_run_id()
     report = XmatchReport(run_id, float(radius_arcsec))
