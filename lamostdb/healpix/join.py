@@ -92,7 +92,7 @@ def _block_table(hp29: np.ndarray, orders: range) -> pa.Table:
 def crossmatch_pairs(con: duckdb.DuckDBPyConnection, left: Source, right: Source, *,
                      radius_arcsec: float, order: int | None = None,
                      proper_motion: bool = False) -> pa.Table:
-    """Every (left, right) pair closer than ``radius_arcsec``, nearest first per left row.
+    """Every (left, right) pair within ``radius_arcsec`` of each other.
 
     Parameters
     ----------
