@@ -215,6 +215,8 @@ def test_astropy_table_reader_gets_units_masks_and_formats(release: Path) -> Non
 
 
 # -- spectrum files ----------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_spectra_read_back_bit_identical_with_our_classification(release: Path,
                                                                  catalog: Path) -> None:
     files = _spectrum_files(release)
@@ -325,6 +327,8 @@ def test_manifest_lists_every_file_with_its_checksum_and_rows(release: Path,
 
 
 # -- subsets, batches, options --------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_where_exports_exactly_the_matching_spectra(catalog: Path, tmp_path: Path) -> None:
     where = "class = 'QSO' OR (class = 'GALAXY' AND snrg > 5)"
     out = tmp_path / "subset"
@@ -452,6 +456,8 @@ def test_cli_reports_errors_with_exit_status_2(catalog: Path, tmp_path: Path) ->
 
 
 # -- partitions on an executor ---------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_release_written_on_a_process_pool_equals_one_process(catalog: Path, release: Path,
                                                               tmp_path: Path) -> None:
     """Spectrum files written partition by partition by 2 worker processes: the same files,

@@ -104,7 +104,8 @@ def _objects_after_ids(root: Path, **kw: object) -> tuple[pl.DataFrame, dict[str
         return cat.sql("SELECT * EXCLUDE (run_id) FROM objects ORDER BY specid"), rep.as_dict()
 
 
-@pytest.mark.slow  # a pool of 2 worker processes starts (~5 s on a busy machine)
+@pytest.mark.timeout(300)
+@pytest.mark.slow
 def test_stage_on_a_process_pool_equals_one_process(ingested: Path, tmp_path: Path) -> None:
     shutil.copytree(ingested, tmp_path / "a")
     shutil.copytree(ingested, tmp_path / "b")
