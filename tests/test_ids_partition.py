@@ -117,3 +117,17 @@ def test_stage_on_a_process_pool_equals_one_process(ingested: Path, tmp_path: Pa
     ex = rep2["executor"]
     assert rep2["n_link_tasks"] > 1 and ex["cluster"] == "local:2"
     assert sum(ex["tasks_per_worker"].values()) == rep2["n_link_tasks"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_stage_on_a_dask_cluster_equals_one_process(ingested: Path, tmp_path: Path) -> None:
+    shutil.copytree(ingested, tmp_path / "a")
+    shutil.copytree(ingested, tmp_path / "b")
+    serial, _ = _objects_after_ids(tmp_path / "a")
+    dask, rep = _objects_after_ids(tmp_path / "b", cluster="local:2", group_rows=1)
+    assert serial.equals(dask)
+    ex = rep["executor"]
+    assert ex["cluster"].startswith("local:2 (tcp://") and ex["n_workers"] == 2
+    assert len(ex["tasks_per_worker"]) == 2  # both workers ran link tasks
+    assert sum(ex["tasks_per_worker"].values()) == rep["n_link_tasks"] > 2
