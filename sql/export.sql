@@ -84,6 +84,20 @@ SELECT source.*, selected.result, selected.uid
 FROM source
 JOIN selected USING (specid, source_sha256);
 
+-- name: selection_pixels
+-- The selection with each spectrum's order-29 pixel: which partition's files hold its row.
+WITH selected AS (
+    SELECT specid, source_sha256, result, uid FROM export_selection
+),
+pixels AS (
+    SELECT specid, source_sha256, _healpix_29 FROM spectra
+)
+SELECT selected.specid, selected.source_sha256, selected.result, selected.uid,
+       pixels._healpix_29
+FROM selected
+JOIN pixels USING (specid, source_sha256)
+ORDER BY pixels._healpix_29, selected.specid;
+
 -- name: drop_selection
 -- Forget the selection once the release is written.
 DROP TABLE IF EXISTS export_selection;

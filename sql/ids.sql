@@ -1,25 +1,5 @@
--- Statements of the ids stage (lamostdb/ids): friends-of-friends pairs, inputs, aliases.
-
--- name: fof_pairs
--- Pairs (i < j) of ids_points within $radius_arcsec: same or neighbouring pixel, then haversine.
-WITH source AS (
-    SELECT idx, ra, dec, pix FROM ids_points
-),
-candidates AS (
-    SELECT a.idx AS i, b.idx AS j,
-           radians(a.dec) AS dec1, radians(b.dec) AS dec2,
-           radians(b.dec - a.dec) AS ddec, radians(b.ra - a.ra) AS dra
-    FROM source AS a
-    JOIN ids_neighbours AS n ON n.pix = a.pix
-    JOIN source AS b ON b.pix = n.nb AND b.idx > a.idx
-),
-separated AS (
-    SELECT i, j,
-           degrees(2 * asin(sqrt(least(1.0, pow(sin(ddec / 2), 2)
-               + cos(dec1) * cos(dec2) * pow(sin(dra / 2), 2))))) * 3600 AS sep_arcsec
-    FROM candidates
-)
-SELECT i, j FROM separated WHERE sep_arcsec <= $radius_arcsec ORDER BY i, j;
+-- Statements of the ids stage (lamostdb/ids): inputs and aliases (the friends-of-friends pairs
+-- come from the pixel join of sql/healpix.sql).
 
 -- name: relation_exists
 -- Whether a table or view of this name is visible to the connection.

@@ -15,12 +15,7 @@ WITH source AS (
     SELECT * FROM cone_source
 ),
 separated AS (
-    SELECT
-        *,
-        degrees(2 * asin(sqrt(
-            sin(radians(dec - $dec_deg) / 2) ^ 2
-            + cos(radians(dec)) * cos(radians($dec_deg)) * sin(radians(ra - $ra_deg) / 2) ^ 2
-        ))) * 3600 AS sep_arcsec
+    SELECT *, sep_arcsec($ra_deg, $dec_deg, ra, dec) AS sep_arcsec
     FROM source
 )
 SELECT * FROM separated

@@ -47,6 +47,8 @@ def _run_ingest(cat: Path, src: Path, fault: str | None) -> subprocess.Completed
                           timeout=120)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 @pytest.mark.parametrize("point", FAULT_POINTS)
 def test_crash_at_each_commit_step_leaves_before_or_after(tmp_path: Path, point: str) -> None:
     cat = tmp_path / "cat"
@@ -69,6 +71,8 @@ def test_crash_at_each_commit_step_leaves_before_or_after(tmp_path: Path, point:
     assert _state(cat) == after
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_sigkill_at_random_moments(tmp_path: Path) -> None:
     """Kill a real multi-process ingest at several delays; every state is before or after."""
     cat = tmp_path / "cat"

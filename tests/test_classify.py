@@ -97,6 +97,8 @@ def test_real_shipped_spectra_agree_with_lamost(classified: tuple[Path, Path]) -
     assert bright.height >= 4 and np.median(np.abs(dv)) < 5 and np.all(np.abs(dv) < 30)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_second_run_does_nothing_and_rerun_supersedes(classified: tuple[Path, Path],
                                                       tmp_path: Path) -> None:
     import shutil
@@ -126,6 +128,8 @@ def test_classify_tables_match_their_schema(classified: tuple[Path, Path], name:
                 assert n == 0, col.name
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_classify_cli_and_templates_list(classified: tuple[Path, Path]) -> None:
     r = subprocess.run([sys.executable, "-m", "lamostdb.cli", "classify", str(classified[0]),
                         "--quiet"], capture_output=True, text=True, timeout=300)
@@ -137,6 +141,8 @@ def test_classify_cli_and_templates_list(classified: tuple[Path, Path]) -> None:
         assert text in r.stdout
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_results_of_an_older_engine_are_upgraded_when_a_new_run_commits(
         tmp_path: Path) -> None:
     """Results written before engine 0.2.0 lack the confidence columns; a rerun still commits."""

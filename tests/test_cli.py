@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import polars as pl
+import pytest
 from conftest import SHIPPED_SPECTRA
 
 
@@ -16,6 +17,8 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=180)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_ingest_then_sql_in_all_formats(tmp_path: Path) -> None:
     cat = tmp_path / "cat"
     r = run("ingest", str(cat), str(SHIPPED_SPECTRA / "cmost"), "--quiet")
@@ -34,6 +37,8 @@ def test_ingest_then_sql_in_all_formats(tmp_path: Path) -> None:
     assert r.returncode == 0 and pl.read_parquet(out).height == 8
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_errors_are_clear_and_exit_nonzero(tmp_path: Path) -> None:
     r = run("sql", str(tmp_path / "nothing"), "SELECT 1")
     assert r.returncode == 2 and "not a lamostdb catalogue" in r.stderr
@@ -46,6 +51,8 @@ def test_errors_are_clear_and_exit_nonzero(tmp_path: Path) -> None:
     assert r.returncode == 2 and "--output" in r.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_ingest_reports_quarantine(tmp_path: Path) -> None:
     r = run("ingest", str(tmp_path / "cat"), str(SHIPPED_SPECTRA / "spectraml"), "--quiet")
     assert r.returncode == 0

@@ -53,6 +53,8 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "lamostdb.cli", *args]
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_nightly_writes_while_readers_read_and_an_idle_reader_waits(tmp_path: Path) -> None:
     night = tmp_path / "night"
     simulate_night(night, n=N_NIGHT, seed=11)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from lamostdb.match.continuum import (
     default_basis,
@@ -67,6 +68,8 @@ def test_shipped_default_is_learned_and_has_the_fallback_inside() -> None:
     assert np.linalg.norm(fallback.vectors[:4].T @ coef - b.vectors[4]) > 0.1
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_calibrate_cli_writes_a_basis_classify_can_use(tmp_path: Path) -> None:
     from conftest import SHIPPED_SPECTRA
 

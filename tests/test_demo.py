@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 import lamostdb
 
@@ -17,6 +18,8 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=300)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_demo_builds_a_catalogue_and_answers_queries(tmp_path: Path) -> None:
     r = run("demo", str(tmp_path / "demo"), "--n", "300", "--quiet")
     assert r.returncode == 0, r.stderr
@@ -41,6 +44,8 @@ def test_demo_builds_a_catalogue_and_answers_queries(tmp_path: Path) -> None:
     assert r.returncode == 0 and r.stdout.count("nothing new: ") == 3
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_simulate_cli_is_deterministic(tmp_path: Path) -> None:
     digests = []
     for name in ("a", "b"):

@@ -215,6 +215,8 @@ def test_astropy_table_reader_gets_units_masks_and_formats(release: Path) -> Non
 
 
 # -- spectrum files ----------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_spectra_read_back_bit_identical_with_our_classification(release: Path,
                                                                  catalog: Path) -> None:
     files = _spectrum_files(release)
@@ -325,6 +327,8 @@ def test_manifest_lists_every_file_with_its_checksum_and_rows(release: Path,
 
 
 # -- subsets, batches, options --------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_where_exports_exactly_the_matching_spectra(catalog: Path, tmp_path: Path) -> None:
     where = "class = 'QSO' OR (class = 'GALAXY' AND snrg > 5)"
     out = tmp_path / "subset"
@@ -449,3 +453,30 @@ def test_cli_reports_errors_with_exit_status_2(catalog: Path, tmp_path: Path) ->
     assert r.stderr.startswith("lamostdb export: error: --where")
     assert not (tmp_path / "out").exists()
 
+
+
+# -- partitions on an executor ---------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_release_written_on_a_process_pool_equals_one_process(catalog: Path, release: Path,
+                                                              tmp_path: Path) -> None:
+    """Spectrum files written partition by partition by 2 worker processes: the same files,
+    byte for byte (but the dates), and the same manifest entries as the one-process run."""
+    out = tmp_path / "pool"
+    with lamostdb.open(catalog) as cat:
+        rep = export_release(cat, out, release=RELEASE, workers=2, batch_size=16,
+                             progress=False)
+    ex = rep.executor
+    assert ex["cluster"] == "local:2" and ex["n_workers"] == 2
+    assert sum(ex["tasks_per_worker"].values()) > 2  # one task per spectra partition
+    one = {p.relative_to(release): p for p in _spectrum_files(release)}
+    two = {p.relative_to(out): p for p in _spectrum_files(out)}
+    assert one.keys() == two.keys() and len(one) == rep.n_spectra - len(rep.not_written)
+    for rel, path in two.items():
+        assert _without_dates(path.read_bytes()) == _without_dates(one[rel].read_bytes())
+    entries = [{f["path"]: (f["kind"], f["bytes"]) for f in
+                json.loads((root / "manifest.json").read_text())["files"]}
+               for root in (release, out)]
+    assert entries[0] == entries[1]
+    assert not (out / ".workers").exists()
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in release.iterdir())

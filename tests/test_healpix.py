@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy_healpix import HEALPix
@@ -46,3 +49,63 @@ def test_neighbours_include_the_pixel_and_wrap_at_ra_zero() -> None:
 def test_partition_dir() -> None:
     assert partition_dir(9999) == 0 and partition_dir(10000) == 10000
     assert partition_dir(123456) == 120000
+
+
+# -- the SQL macros (sql/healpix.sql) --------------------------------------------------------
+def test_sep_arcsec_macro_equals_astropy_separation() -> None:
+    import duckdb
+
+    from lamostdb.healpix.macros import create_macros
+
+    rng = np.random.default_rng(5)
+    ra1, dec1 = rng.uniform(0, 360, 500), rng.uniform(-90, 90, 500)
+    ra2 = (ra1 + rng.normal(0, 0.01, 500)) % 360
+    dec2 = np.clip(dec1 + rng.normal(0, 0.01, 500), -90, 90)
+    ra2[0], dec2[0] = (ra1[0] + 180) % 360, -dec1[0]  # the antipode
+    ra2[2], dec2[2] = ra1[2], dec1[2]  # the same position
+    con = duckdb.connect()
+    create_macros(con)
+    create_macros(con)  # idempotent
+    got = np.array([r[0] for r in con.execute(
+        "SELECT sep_arcsec(a, b, c, d) FROM (SELECT unnest($a) AS a, unnest($b) AS b, "
+        "unnest($c) AS c, unnest($d) AS d)",
+        {"a": ra1.tolist(), "b": dec1.tolist(), "c": ra2.tolist(), "d": dec2.tolist()}
+    ).fetchall()])
+    want = SkyCoord(ra1 * u.deg, dec1 * u.deg).separation(SkyCoord(ra2 * u.deg, dec2 * u.deg))
+    assert np.allclose(got[1:], want.to_value(u.arcsec)[1:], rtol=1e-9, atol=1e-6)
+    # haversine is exact where matches happen (small angles); at the antipode it keeps ~1e-8
+    assert got[2] == 0.0 and abs(got[0] - 180 * 3600) < 0.01
+
+
+def test_pixel_at_order_macro_equals_python_and_from_order() -> None:
+    import duckdb
+
+    from lamostdb.healpix.macros import create_macros
+
+    rng = np.random.default_rng(6)
+    hp = healpix_29(rng.uniform(0, 360, 200), rng.uniform(-90, 90, 200))
+    con = duckdb.connect()
+    create_macros(con)
+    for k in (0, 4, 11, 29):
+        got = [r[0] for r in con.execute("SELECT pixel_at_order(h, $k) FROM "
+                                         "(SELECT unnest($h) AS h)",
+                                         {"h": hp.tolist(), "k": k}).fetchall()]
+        assert got == pixel_at_order(hp, k).tolist()
+    # coarsening from another order goes through order 29 unchanged
+    p7 = pixel_at_order(hp, 7)
+    assert pixel_at_order(p7, 3, from_order=7).tolist() == pixel_at_order(hp, 3).tolist()
+    with pytest.raises(ValueError, match="from_order"):
+        pixel_at_order(p7, 8, from_order=7)
+
+
+def test_catalogue_connections_have_the_macros(tmp_path: Path) -> None:
+    """The writer's, the reader's and the user-query connection all know sep_arcsec."""
+    import lamostdb
+    from lamostdb.catalog.store import Catalog
+
+    sql = "SELECT round(sep_arcsec(10.0, 0.0, 10.0, 0.001), 6) AS s, pixel_at_order(4096, 23) AS p"
+    with Catalog.create(tmp_path / "cat") as cat:
+        assert cat.con.execute(sql).fetchall() == [(3.6, 1)]
+    with lamostdb.open(tmp_path / "cat") as cat:
+        assert cat.con.execute(sql).fetchall() == [(3.6, 1)]
+        assert cat.sql(sql).rows() == [(3.6, 1)]

@@ -236,6 +236,8 @@ SIM = _simulated_set()
 ID_COLUMNS = ["specid", "uid", "lid", "gp_id", "gp_type", "ura", "udec"]
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 @settings(derandomize=True, max_examples=40, deadline=None)
 @given(nights=st.lists(st.integers(0, 3), min_size=SIM.height, max_size=SIM.height),
        order=st.permutations(range(4)), shuffle_seed=st.integers(0, 2**16))

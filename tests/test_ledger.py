@@ -230,6 +230,8 @@ def test_the_night_summary_lists_every_quarantined_path(good: list[Path], tmp_pa
     assert all(reason for _, reason in state.quarantined)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_a_file_that_kills_its_reader_is_quarantined_and_the_night_goes_on(
         good: list[Path], tmp_path: Path) -> None:
     """A worker killed by a signal while reading one file (here SIGKILL, injected at that

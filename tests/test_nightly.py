@@ -167,6 +167,8 @@ def test_second_run_does_nothing_and_says_so(
     assert_same_content(path, reference[2])
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 @pytest.mark.parametrize("stage", STAGES)
 def test_exception_at_every_commit_step_of_a_stage_then_resume(
         stage: str, night: Path,
@@ -200,6 +202,8 @@ def cli(path: Path, night: Path, fault_at: str | None = None, action: str = "exi
                            *extra], env=env, capture_output=True, text=True, timeout=240)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_killed_processes_at_each_stage_boundary_then_resume(
         night: Path, reference: tuple[Path, NightlySummary, dict[str, pl.DataFrame]],
         tmp_path: Path) -> None:
@@ -310,6 +314,8 @@ def _running_in_group(pgid: int) -> list[int]:
     return out
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 @pytest.mark.parametrize("delays", [(2.5, 6.0)])  # in ingest, in classify (roughly)
 def test_sigkill_of_nightly_with_workers_leaves_no_worker_and_no_stray_file(
         night: Path, tmp_path: Path, delays: tuple[float, ...]) -> None:

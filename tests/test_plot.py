@@ -325,6 +325,8 @@ def test_without_matplotlib_the_error_says_how_to_install_it(
 
 # -- the command --------------------------------------------------------------------------------
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_cli_end_to_end(catalog: Path, tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "lamostdb.cli", "plot", str(catalog),
                         str(QSO_OBSID), "--candidates", "2"], cwd=tmp_path,

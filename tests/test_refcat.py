@@ -201,6 +201,8 @@ REAL = [  # file, kind, overrides, (id, ra, dec) source columns for the astropy 
 ]
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 @pytest.mark.skipif(not SHARED.is_dir(), reason="shared real catalogues not present")
 @pytest.mark.parametrize(("rel", "kind", "overrides", "oracle"), REAL,
                          ids=[f"{r[0].split('/')[-1]}-{r[1]}" for r in REAL])

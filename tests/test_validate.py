@@ -311,6 +311,8 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=180)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_cli_against_simulated_truth(classified: tuple[Path, Path], tmp_path: Path) -> None:
     cat, truth_path = classified
     r = run_cli("validate", str(cat), "--truth", str(truth_path), "--out", str(tmp_path / "r"))
@@ -373,6 +375,8 @@ def test_lamost_labels_as_truth(classified: tuple[Path, Path], tmp_path: Path) -
     assert "truth: `lamost`" in res.report.report_md.read_text()
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_cli_errors_say_what_to_do(classified: tuple[Path, Path], shipped_catalog: Path,
                                    tmp_path: Path) -> None:
     cat, truth_path = classified
@@ -409,6 +413,8 @@ def test_cli_without_matplotlib_tells_how_to_get_figures(
     assert not list((tmp_path / "r").glob("*.png"))
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_ablation_reruns_the_steps_and_the_full_method_reproduces_the_catalogue(
         classified: tuple[Path, Path], tmp_path: Path) -> None:
     cat, truth_path = classified

@@ -126,6 +126,8 @@ anywhere = st.tuples(
     st.one_of(st.floats(-90.0, 90.0), st.sampled_from([-90.0, 90.0, -89.9999, 89.9999, 0.0])))
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 @settings(derandomize=True, max_examples=300, deadline=None)
 @given(left=st.lists(anywhere, min_size=1, max_size=12),
        near=st.lists(st.tuples(st.integers(0, 11), st.floats(0.0, 2.0),
@@ -306,6 +308,8 @@ def test_best_gaia_and_ps1_match_are_the_truth(matched: dict[str, object]) -> No
     assert (x["gaia_ambiguous"] <= (x["gaia_n_within"] >= 2)).all()
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_counterparts_in_the_neighbouring_partition_are_found(matched: dict[str, object],
                                                               tmp_path: Path) -> None:
     # 3.4' partitions and a mock Gaia source 2.9" from every spectrum: some cross an edge
@@ -381,6 +385,8 @@ def test_xmatch_view_and_history_follow_the_contract(matched: dict[str, object])
     assert all(v == 0 for v in nulls.row(0))
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_later_runs_match_only_new_spectra(matched: dict[str, object], tmp_path: Path) -> None:
     work = Path(matched["work"])
     simulate_night(tmp_path / "night2", n=40, seed=4)
@@ -398,6 +404,8 @@ def test_later_runs_match_only_new_spectra(matched: dict[str, object], tmp_path:
     assert work.exists()
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_cli_xmatch(matched: dict[str, object], capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser(prog="lamostdb")
     add_xmatch_parser(parser.add_subparsers(dest="command"))

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import duckdb
 
+from lamostdb.healpix.macros import create_macros
+
 #: Statement types a read-only query may have (DESCRIBE, SHOW, SUMMARIZE parse as SELECT).
 ALLOWED = (duckdb.StatementType.SELECT,)
 #: What DuckDB says when a query tries to change a setting after :func:`lock`.
@@ -95,6 +97,7 @@ def restricted_connection(root: Path, allow_files: Sequence[str | Path] = ()
                                              "temp_directory": str(spill)})
     con.execute("SET allowed_directories = $dirs", {"dirs": allowed})
     con.execute("SET enable_external_access = false")
+    create_macros(con)  # sep_arcsec and pixel_at_order, for users' queries too
     return con
 
 

@@ -32,7 +32,8 @@ from lamostdb.catalog.errors import CatalogError
 from lamostdb.catalog.hats import TableFile, write_table_metadata
 from lamostdb.catalog.recovery import recover
 from lamostdb.catalog.schema import all_schema_names, load_schema
-from lamostdb.healpix import cone_pixels
+from lamostdb.healpix import cone_pixels, pixel_at_order
+from lamostdb.healpix.macros import create_macros
 from lamostdb.io.record import SpectrumRecord
 from lamostdb.io.sqlfiles import statement
 from lamostdb.version import VERSION
@@ -108,6 +109,7 @@ class Catalog:
         except duckdb.IOException as exc:
             raise CatalogError(f"cannot open {db}: {exc}. Another process may be writing to "
                                "this catalogue; wait for it to finish.") from None
+        create_macros(self._con)
         self._ensure_tables()
         with self.write_lock():
             recover(self)
@@ -161,6 +163,7 @@ class Catalog:
                 raise CatalogError(f"{self.root}: the catalogue is closed")
             self._con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,
                                                            "autoload_known_extensions": False})
+            create_macros(self._con)
             self._attach_snapshot(self._con)
         return self._con
 
@@ -349,8 +352,9 @@ class Catalog:
             raise ValueError(f"position ({ra_deg}, {dec_deg}) is not in degrees")
         pixels = set(cone_pixels(ra_deg, dec_deg, radius_arcsec, self.partition_order).tolist())
         files = [str(self.root / f.path) for f in self.table_files("spectra")
-                 if f.npix >> (2 * (f.norder - self.partition_order)) in pixels
-                 or f.norder < self.partition_order]
+                 if f.norder < self.partition_order
+                 or int(pixel_at_order(f.npix, self.partition_order, from_order=f.norder))
+                 in pixels]
         schema = load_schema("spectra")
         wanted = list(columns) if columns is not None else [
             c.name for c in schema.columns if not c.type.startswith("list") and c.name != "header"]

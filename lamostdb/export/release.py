@@ -9,7 +9,10 @@ export, trusted like a query of ``lamostdb sql``: it is pasted into the selectio
 statement (the catalogue is open read-only and a single expression is enforced).
 
 The release is written into a hidden sibling folder and renamed into place at the end,
-so OUT never holds half a release; on any error the partial folder is removed.
+so OUT never holds half a release; on any error the partial folder is removed. The
+spectrum files are written partition by partition (:mod:`lamostdb.export.spectra`) on the
+executor chosen by ``cluster`` (or ``workers`` local processes); the tables and the
+manifest are written here.
 
 A spectrum whose file cannot be made is left out and named, with the reason, in the
 report (``not_written``), in ``manifest.json`` (``not_written``) and by the command; the
@@ -56,13 +59,12 @@ class ExportReport:
     nbytes: int = 0
     spectra_bytes: int = 0
     max_batch_rows: int = 0
+    executor: dict[str, object] = field(default_factory=dict)
     unclean_header_cards: dict[str, int] = field(default_factory=dict)
     #: (specid, reason) of the selected spectra whose file could not be made
     not_written: list[tuple[str, str]] = field(default_factory=list)
     elapsed_s: float = 0.0
     spectra_elapsed_s: float = 0.0
-    #: where the partitions ran (:meth:`ExecutorSummary.as_dict`); None: in this process
-    executor: dict[str, object] | None = None
 
 
 def _check_release_name(name: str) -> None:
@@ -131,7 +133,8 @@ def _check_selection(s: dict[str, Any], where: str | None, catalog: Path) -> Non
 def export_release(catalog: Catalog, out: str | Path, *, release: str,
                    where: str | None = None, spectra: bool = True,
                    batch_size: int = DEFAULT_BATCH_SIZE, gzip: bool = False,
-                   progress: bool = True, cluster: str | None = None) -> ExportReport:
+                   progress: bool = True, workers: int | None = 1,
+                   cluster: str | None = None) -> ExportReport:
     """Write a data release of ``catalog`` into the new folder ``out``.
 
     Parameters
@@ -150,9 +153,15 @@ def export_release(catalog: Catalog, out: str | Path, *, release: str,
         Rows per Arrow batch: what memory holds at a time.
     gzip
         Write the spectrum files gzip-compressed (``.fits.gz``).
+    progress
+        Show progress bars.
+    workers
+        Local worker processes writing the spectrum files (default 1: this process;
+        ``None``: one per CPU).
     cluster
-        Where partitions run (``--cluster``: None, ``local:N`` or ``tcp://HOST:PORT``). Not
-        yet used by this driver: it writes from this process (``executor`` None).
+        ``None`` (local), ``"local:N"`` (a Dask LocalCluster) or ``"tcp://HOST:PORT"`` (a
+        running Dask scheduler, whose workers must see ``out``'s folder): where the
+        spectrum files are written (:func:`lamostdb.execute.open_executor`).
     """
     parse_cluster(cluster)
     t0 = time.perf_counter()
@@ -164,7 +173,8 @@ def export_release(catalog: Catalog, out: str | Path, *, release: str,
     con = catalog.con
     try:
         report = _write_release(catalog, out, release=release, where=where, spectra=spectra,
-                                batch_size=batch_size, gzip=gzip, progress=progress)
+                                batch_size=batch_size, gzip=gzip, progress=progress,
+                                workers=workers, cluster=cluster)
     finally:
         con.execute(statement("export.sql", "drop_selection"))
     report.elapsed_s = time.perf_counter() - t0
@@ -172,8 +182,8 @@ def export_release(catalog: Catalog, out: str | Path, *, release: str,
 
 
 def _write_release(catalog: Catalog, out: Path, *, release: str, where: str | None,
-                   spectra: bool, batch_size: int, gzip: bool, progress: bool
-                   ) -> ExportReport:
+                   spectra: bool, batch_size: int, gzip: bool, progress: bool,
+                   workers: int | None, cluster: str | None) -> ExportReport:
     con = catalog.con
     summary = _select(con, where)
     _check_selection(summary, where, catalog.root)
@@ -198,11 +208,12 @@ def _write_release(catalog: Catalog, out: Path, *, release: str, where: str | No
             report.max_batch_rows = max(report.max_batch_rows, tab.max_batch_rows)
         if spectra:
             t1 = time.perf_counter()
-            spec = export_spectra(
-                con, staging, release=info, batch_size=batch_size, gzip=gzip,
+            spec, report.executor = export_spectra(
+                catalog, staging, release=info, batch_size=batch_size, gzip=gzip,
                 total=summary["n_selected"], progress=progress,
                 on_file=lambda rel, n, sha: manifest.add(rel, kind="spectrum", nbytes=n,
-                                                         sha256=sha))
+                                                         sha256=sha),
+                workers=workers, cluster=cluster)
             report.spectra_elapsed_s = time.perf_counter() - t1
             report.not_written = list(spec.failed)
             if spec.n_files + len(spec.failed) != summary["n_selected"]:

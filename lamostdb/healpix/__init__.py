@@ -1,5 +1,11 @@
-"""HEALPix pixel math (nested scheme): spatial index and partition keys."""
+"""HEALPix pixel math (nested scheme): spatial index, partition keys and the pixel join.
 
+:mod:`lamostdb.healpix.pixels` and :mod:`lamostdb.healpix.blocks` are numpy only;
+:mod:`lamostdb.healpix.join` is the DuckDB pixel join (cross-match and friends-of-friends)
+and :mod:`lamostdb.healpix.macros` the SQL macros ``sep_arcsec`` and ``pixel_at_order``.
+"""
+
+from lamostdb.healpix.blocks import PIXEL_MARGIN, RES0_ARCSEC, match_order, pixel_block
 from lamostdb.healpix.pixels import (
     SPATIAL_INDEX_ORDER,
     cone_pixels,
@@ -10,10 +16,14 @@ from lamostdb.healpix.pixels import (
 )
 
 __all__ = [
+    "PIXEL_MARGIN",
+    "RES0_ARCSEC",
     "SPATIAL_INDEX_ORDER",
     "cone_pixels",
     "healpix_29",
+    "match_order",
     "neighbours",
     "partition_dir",
     "pixel_at_order",
+    "pixel_block",
 ]

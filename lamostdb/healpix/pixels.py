@@ -27,11 +27,20 @@ def healpix_29(ra_deg: npt.ArrayLike, dec_deg: npt.ArrayLike) -> npt.NDArray[np.
     return np.asarray(pix, dtype=np.int64)
 
 
-def pixel_at_order(hp29: npt.ArrayLike, order: int) -> npt.NDArray[np.int64]:
-    """The nested pixel at ``order`` containing each order-29 pixel."""
-    if not 0 <= order <= SPATIAL_INDEX_ORDER:
-        raise ValueError(f"HEALPix order must be in 0..29, got {order}")
-    return np.asarray(hp29, dtype=np.int64) >> np.int64(2 * (SPATIAL_INDEX_ORDER - order))
+def pixel_at_order(hp29: npt.ArrayLike, order: int, *, from_order: int = SPATIAL_INDEX_ORDER
+                   ) -> npt.NDArray[np.int64]:
+    """The nested pixel at ``order`` containing each pixel of ``from_order`` (default 29).
+
+    The one place the nested bit shift is written in Python (``sql/healpix.sql`` has the
+    SQL macro of the same name).
+
+    >>> pixel_at_order([1023], 0, from_order=5).tolist()
+    [0]
+    """
+    if not 0 <= order <= from_order <= SPATIAL_INDEX_ORDER:
+        raise ValueError(f"HEALPix orders must satisfy 0 <= order <= from_order <= 29, got "
+                         f"order={order}, from_order={from_order}")
+    return np.asarray(hp29, dtype=np.int64) >> np.int64(2 * (from_order - order))
 
 
 def partition_dir(npix: int) -> int:

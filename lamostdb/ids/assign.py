@@ -90,18 +90,37 @@ def compute_ids(xmatch: pl.DataFrame, *, radius_arcsec: float = 3.0,
         Sorted by specid: specid, source_sha256, obsid, uid, lid, gp_id, gp_type, ura, udec,
         ra, dec, the ``CARRIED_COLUMNS``, xmatch_run_id and _healpix_29 (of ra, dec).
     """
+    df = sorted_xmatch(xmatch)
+    ra = df["ra"].to_numpy().astype(np.float64)
+    dec = df["dec"].to_numpy().astype(np.float64)
+    i, j = fof_pairs(ra, dec, radius_arcsec=radius_arcsec, con=con)
+    return ids_from_links(df, i, j)
+
+
+def sorted_xmatch(xmatch: pl.DataFrame) -> pl.DataFrame:
+    """The cross-match rows in ``specid`` order (the row numbers links refer to), checked."""
     missing = [c for c in REQUIRED_COLUMNS if c not in xmatch.columns]
     if missing:
         raise KeyError(f"cross-match table lacks column(s) {missing}")
     df = xmatch.sort("specid")
     if df["specid"].n_unique() != df.height:
         raise ValueError("cross-match table has more than one row for some specid")
+    return df
+
+
+def ids_from_links(df: pl.DataFrame, i: npt.NDArray[np.int64], j: npt.NDArray[np.int64]
+                   ) -> pl.DataFrame:
+    """Identifiers of the rows of ``df`` (from :func:`sorted_xmatch`) linked by the
+    friends-of-friends pairs ``(i, j)`` (row numbers of ``df``, each pair once or more).
+
+    This is the central step of the ids stage: the pairs may come from one join over all
+    rows (:func:`compute_ids`) or from many partitions (:mod:`lamostdb.ids.partition`);
+    the result depends only on the set of pairs. Returns what :func:`compute_ids` does.
+    """
     n = df.height
     ra = df["ra"].to_numpy().astype(np.float64)
     dec = df["dec"].to_numpy().astype(np.float64)
     hp = healpix_29(ra, dec) if n else np.zeros(0, np.int64)
-
-    i, j = fof_pairs(ra, dec, radius_arcsec=radius_arcsec, con=con)
     comp = components(n, i, j)
     first = np.full(int(comp.max(initial=-1)) + 1, n, dtype=np.int64)
     np.minimum.at(first, comp, np.arange(n, dtype=np.int64))  # rows are in specid order

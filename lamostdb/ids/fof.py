@@ -1,11 +1,12 @@
 """Friends-of-friends linking of positions: pairs within a radius, then components.
 
-Pairs come from DuckDB (``sql/ids.sql``, statement ``fof_pairs``): every point is binned
-into a HEALPix pixel at an order whose pixels are much wider than the radius, so that any
-pair within the radius lies in the same or in neighbouring pixels; the join on pixel and
-neighbour pixel is followed by the exact (haversine) separation. Components are the
-connected components of the pair graph (``scipy.sparse.csgraph``), so linking is
-transitive: A-B and B-C within the radius put A, B and C together even when A-C is not.
+Pairs come from the project's one pixel join, :func:`lamostdb.healpix.join.crossmatch_pairs`,
+run as a self-join: every point is binned into a HEALPix pixel at an order whose pixels are
+much wider than the radius, so that any pair within the radius lies in the same or in
+neighbouring pixels; the join on pixel and neighbour pixel is followed by the exact
+(haversine, ``sep_arcsec``) separation. Components are the connected components of the
+pair graph (``scipy.sparse.csgraph``), so linking is transitive: A-B and B-C within the
+radius put A, B and C together even when A-C is not.
 """
 
 from __future__ import annotations
@@ -14,46 +15,41 @@ import duckdb
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-from astropy import units as u
-from astropy_healpix import core
+import pyarrow.compute as pc
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from lamostdb.healpix import SPATIAL_INDEX_ORDER, healpix_29, pixel_at_order
-from lamostdb.io.sqlfiles import statement
-
-#: Pixels must be this many times wider (in mean resolution) than the linking radius:
-#: HEALPix pixels are not squares, and their narrowest width is well above a quarter of
-#: the mean resolution at every order, so a pair within the radius can never skip a pixel.
-_PIXEL_MARGIN = 4.0
-_POINTS = "ids_points"
-_NEIGHBOURS = "ids_neighbours"
+from lamostdb.healpix import healpix_29, match_order
+from lamostdb.healpix.join import crossmatch_pairs
 
 
 def link_order(radius_arcsec: float) -> int:
-    """Deepest HEALPix order whose pixels are wide enough for ``radius_arcsec``.
+    """Deepest HEALPix order whose pixels are wide enough for ``radius_arcsec``
+    (:func:`lamostdb.healpix.blocks.match_order`).
 
     >>> link_order(3.0)
     14
     """
     if not radius_arcsec > 0:
         raise ValueError(f"radius_arcsec must be > 0, got {radius_arcsec}")
-    for order in range(SPATIAL_INDEX_ORDER, -1, -1):
-        res_arcsec = core.nside_to_pixel_resolution(2**order).to_value(u.arcsec)
-        if res_arcsec >= _PIXEL_MARGIN * radius_arcsec:
-            return order
-    return 0
+    return match_order(radius_arcsec)
 
 
-def _neighbour_table(pixels: npt.NDArray[np.int64], order: int) -> pa.Table:
-    """(pix, nb) for each pixel and each of its neighbours, itself included."""
-    pix = np.unique(pixels)
-    nb = np.asarray(core.neighbours(pix, 2**order, order="nested"), dtype=np.int64)  # (8, n)
-    allnb = np.vstack([pix[None, :], nb])
-    src = np.broadcast_to(pix, allnb.shape).ravel()
-    dst = allnb.ravel()
-    keep = dst >= 0  # -1 marks a missing neighbour (8 corners of the base pixels)
-    return pa.table({"pix": src[keep], "nb": dst[keep]})
+def link_pairs(con: duckdb.DuckDBPyConnection, left: pa.Table, right: pa.Table, *,
+               radius_arcsec: float) -> pa.Table:
+    """Pairs ``(i, j)``, ``i < j``, of a row of ``left`` and a row of ``right`` within
+    ``radius_arcsec``, each found once.
+
+    Both tables have ``id, ra, dec, _healpix_29`` with ``id`` a global row number; a
+    pair is kept when its smaller id is a left row, so running it over partitions (left:
+    a partition's rows; right: those rows plus their margin of neighbours) finds every
+    pair exactly once. Returns ``i, j`` (int64) sorted by ``i, j``.
+    """
+    pairs = crossmatch_pairs(con, left, right, radius_arcsec=radius_arcsec)
+    i = pairs.column("left_id").cast(pa.int64())
+    j = pairs.column("right_id").cast(pa.int64())
+    out = pa.table({"i": i, "j": j}).filter(pc.less(i, j))
+    return out.sort_by([("i", "ascending"), ("j", "ascending")])
 
 
 def fof_pairs(ra_deg: npt.ArrayLike, dec_deg: npt.ArrayLike, *, radius_arcsec: float = 3.0,
@@ -71,20 +67,13 @@ def fof_pairs(ra_deg: npt.ArrayLike, dec_deg: npt.ArrayLike, *, radius_arcsec: f
         raise ValueError("ra_deg and dec_deg must be 1-d arrays of one length")
     if ra.size == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    order = link_order(radius_arcsec)
-    pix = pixel_at_order(healpix_29(ra, dec), order)
-    con = con if con is not None else duckdb.connect()
-    points = pa.table({"idx": np.arange(ra.size, dtype=np.int64), "ra": ra, "dec": dec,
-                       "pix": pix})
-    con.register(_POINTS, points)
-    con.register(_NEIGHBOURS, _neighbour_table(pix, order))
-    try:
-        out = con.execute(statement("ids.sql", "fof_pairs"),
-                          {"radius_arcsec": float(radius_arcsec)}).fetchnumpy()
-    finally:
-        con.unregister(_POINTS)
-        con.unregister(_NEIGHBOURS)
-    return (np.asarray(out["i"], dtype=np.int64), np.asarray(out["j"], dtype=np.int64))
+    link_order(radius_arcsec)  # the radius is checked before any work
+    points = pa.table({"id": np.arange(ra.size, dtype=np.int64), "ra": ra, "dec": dec,
+                       "_healpix_29": healpix_29(ra, dec)})
+    out = link_pairs(con if con is not None else duckdb.connect(), points, points,
+                     radius_arcsec=radius_arcsec)
+    return (out.column("i").to_numpy().astype(np.int64, copy=False),
+            out.column("j").to_numpy().astype(np.int64, copy=False))
 
 
 def components(n: int, i: npt.NDArray[np.int64], j: npt.NDArray[np.int64]

@@ -5,6 +5,11 @@ links any night to any other), and only the rows that changed are written: the
 ``objects`` view shows the latest run of each spectrum, so unchanged rows keep their
 earlier run. A rerun on the same input writes nothing. Files are staged per partition
 and committed atomically with the run record and the new alias rows, like classify.
+
+The friends-of-friends links are found per group of partitions
+(:mod:`lamostdb.ids.partition`, one task each, on the executor chosen by ``cluster``);
+the union of the links (connected components) and the identifiers are computed here,
+centrally, from all links at once, so the answer is the one of a single global join.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 import pyarrow as pa
 from tqdm import tqdm
@@ -23,9 +30,16 @@ from lamostdb.catalog.commit import STAGING, StagedFile, commit_run
 from lamostdb.catalog.hats import leaf_relpath
 from lamostdb.catalog.schema import load_schema
 from lamostdb.catalog.store import Catalog, CatalogError
-from lamostdb.execute import parse_cluster
-from lamostdb.healpix import pixel_at_order
-from lamostdb.ids.assign import compute_ids, uid_aliases
+from lamostdb.execute import open_executor, parse_cluster
+from lamostdb.healpix import healpix_29, pixel_at_order
+from lamostdb.ids.assign import ids_from_links, sorted_xmatch, uid_aliases
+from lamostdb.ids.partition import (
+    GROUP_ROWS,
+    LinkConfig,
+    LinkGroup,
+    link_partition,
+    plan_link_groups,
+)
 from lamostdb.io.parquet import write_parquet
 from lamostdb.io.sqlfiles import statement
 
@@ -45,8 +59,8 @@ class IdsReport:
     n_aliases: int = 0
     committed: bool = False
     elapsed_s: float = 0.0
-    #: where the partitions ran (:meth:`ExecutorSummary.as_dict`); None: in this process
-    executor: dict[str, object] | None = None
+    n_link_tasks: int = 0
+    executor: dict[str, object] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -69,6 +83,52 @@ def _changed_rows(new: pl.DataFrame, previous: pl.DataFrame) -> pl.DataFrame:
     return new.join(prev, on=cols, how="anti", nulls_equal=True, maintain_order="left")
 
 
+@dataclass(frozen=True, eq=False)
+class LinkTask:
+    """A picklable unit of work for the executor: one group of partitions and the radius."""
+
+    group: LinkGroup
+    config: LinkConfig
+
+
+_CON: list[duckdb.DuckDBPyConnection] = []
+
+
+def link_task(task: LinkTask) -> pa.Table:
+    """Run :func:`~lamostdb.ids.partition.link_partition` on one task (module level, so
+    that a worker process can run it); one DuckDB connection per process serves them all."""
+    if not _CON:
+        _CON.append(duckdb.connect())
+    return link_partition(task.group.core, task.group.margin, task.config, con=_CON[0])
+
+
+def _links(cat: Catalog, df: pl.DataFrame, radius_arcsec: float, run_id: str,
+           workers: int | None, cluster: str | None, group_rows: int, report: IdsReport
+           ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """All friends-of-friends pairs of ``df``'s rows, found partition by partition."""
+    ra = df["ra"].to_numpy().astype(np.float64)
+    dec = df["dec"].to_numpy().astype(np.float64)
+    points = pa.table({"id": np.arange(df.height, dtype=np.int64), "ra": ra, "dec": dec,
+                       "_healpix_29": healpix_29(ra, dec) if df.height
+                       else np.zeros(0, np.int64)})
+    config = LinkConfig(float(radius_arcsec))
+    tasks = [LinkTask(g, config) for g in
+             plan_link_groups(points, partition_order=cat.partition_order, config=config,
+                              group_rows=group_rows)]
+    report.n_link_tasks = len(tasks)
+    links: list[pa.Table] = []
+    with open_executor(cluster, workers=workers, n_tasks=max(len(tasks), 1), root=cat.root,
+                       staging=STAGING, run_id=run_id, preload="lamostdb.ids.stage") as ex:
+        for _, result in ex.run(link_task, tasks):
+            links.append(result)
+        report.executor = ex.summary().as_dict()
+    if not links:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    pairs = pa.concat_tables(links)
+    return (pairs.column("i").to_numpy().astype(np.int64, copy=False),
+            pairs.column("j").to_numpy().astype(np.int64, copy=False))
+
+
 def _stage_files(cat: Catalog, table: pa.Table, run_id: str) -> list[StagedFile]:
     norder = cat.partition_order
     npix_all = pixel_at_order(table.column("_healpix_29").to_numpy(), norder)
@@ -85,7 +145,8 @@ def _stage_files(cat: Catalog, table: pa.Table, run_id: str) -> list[StagedFile]
 
 
 def assign_ids(cat: Catalog, *, radius_arcsec: float = 3.0, progress: bool = True,
-               cluster: str | None = None) -> IdsReport:
+               workers: int | None = 1, cluster: str | None = None,
+               group_rows: int = GROUP_ROWS) -> IdsReport:
     """Compute UID, LID and GID of every current spectrum and commit what changed.
 
     Parameters
@@ -97,9 +158,16 @@ def assign_ids(cat: Catalog, *, radius_arcsec: float = 3.0, progress: bool = Tru
         Friends-of-friends linking length between spectra.
     progress
         Show a progress bar over the steps.
+    workers
+        Local worker processes for the link tasks (default 1: in this process; the
+        links of a night take milliseconds, less than starting a pool). ``None``: one per
+        CPU.
     cluster
-        Where partitions run (``--cluster``: None, ``local:N`` or ``tcp://HOST:PORT``). Not
-        yet used by this driver: it runs in this process (``executor`` None).
+        ``None`` (the local pool), ``"local:N"`` (a Dask LocalCluster) or
+        ``"tcp://HOST:PORT"`` (a running Dask scheduler): where the link tasks run
+        (:func:`lamostdb.execute.open_executor`).
+    group_rows
+        About this many spectra (whole partitions) per link task.
 
     Returns
     -------
@@ -119,9 +187,11 @@ def assign_ids(cat: Catalog, *, radius_arcsec: float = 3.0, progress: bool = Tru
         con.execute(statement("ids.sql", "create_uid_aliases"))
         steps = tqdm(total=4, desc="ids", unit="step", disable=not progress)
         try:
-            xm = cat.sql(statement("ids.sql", "current_xmatch"))
+            xm = sorted_xmatch(cat.sql(statement("ids.sql", "current_xmatch")))
             steps.update()
-            ids = compute_ids(xm, radius_arcsec=radius_arcsec, con=con)
+            i, j = _links(cat, xm, radius_arcsec, report.run_id, workers, cluster,
+                          group_rows, report)
+            ids = ids_from_links(xm, i, j)
             ids = ids.with_columns(pl.lit(report.run_id).alias("run_id"))
             steps.update()
             previous = cat.sql(statement("ids.sql", "previous_objects"))

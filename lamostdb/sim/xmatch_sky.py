@@ -17,8 +17,8 @@ from astropy import units as u
 from astropy_healpix import core
 
 from lamostdb.healpix import healpix_29
+from lamostdb.healpix.blocks import match_order
 from lamostdb.sim.refcat import offset
-from lamostdb.xmatch.pixels import match_order
 
 F64 = npt.NDArray[np.float64]
 #: Field centres that every mock sky includes: both poles and both sides of RA = 0.

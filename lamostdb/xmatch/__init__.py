@@ -4,8 +4,8 @@
 proper motion); :func:`xmatch` is the catalogue stage that writes the ``xmatch`` table.
 """
 
-from lamostdb.xmatch.kernel import crossmatch_pairs
-from lamostdb.xmatch.pixels import match_order, pixel_block
+from lamostdb.healpix.blocks import match_order, pixel_block
+from lamostdb.healpix.join import crossmatch_pairs
 from lamostdb.xmatch.stage import (
     AMBIGUOUS_DELTA_ARCSEC,
     AMBIGUOUS_RATIO,
