@@ -75,7 +75,7 @@ def test_partition_links_are_the_global_pairs_each_once(radius_arcsec: float) ->
 
 @pytest.fixture(scope="module")
 def ingested(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    from lamostdb.catalog.ingest import ingest
+    from lamostdb.ingest.stage import ingest
 
     path = tmp_path_factory.mktemp("ids_partition") / "cat"
     with Catalog.create(path) as cat:
