@@ -240,8 +240,9 @@ def _margin_covers(files: Sequence[str], read: RefRead, radius_arcsec: float,
     cols = dict(read.columns or ())
     for f in files:
         md = pq.read_metadata(f)
-        pm = [_stats_max_abs(md, cols[c]) if cols.get(c) else None for c in ("pmra", "pmdec")]
-        if pm[0] is None or pm[1] is None:
+        pmra, pmdec = (_stats_max_abs(md, name) if (name := cols.get(c)) else None
+                       for c in ("pmra", "pmdec"))
+        if pmra is None or pmdec is None:
             return False
         ref = cols.get("ref_epoch")
         lo_hi = (2016.0, 2016.0)
@@ -253,7 +254,7 @@ def _margin_covers(files: Sequence[str], read: RefRead, radius_arcsec: float,
                 return False
             lo_hi = (min(float(st.min) for st in stats), max(float(st.max) for st in stats))
         dt = max(abs(float(epochs.max()) - lo_hi[0]), abs(float(epochs.min()) - lo_hi[1]))
-        if radius_arcsec + float(np.hypot(*pm)) / 1000.0 * dt > threshold:
+        if radius_arcsec + float(np.hypot(pmra, pmdec)) / 1000.0 * dt > threshold:
             return False
     return True
 
