@@ -68,6 +68,8 @@ def partition_rows(rows: pa.Table, config: RefcatConfig) -> dict[int, pa.Table]:
     cols["ingest_run"] = pa.array(np.full(rows.num_rows, config.run_id, dtype=object),
                                   pa.string())
     table = _sorted(pa.table(cols).cast(schema), config.kind)
+    if table.num_rows == 0:
+        return {}
     pix = pixel_at_order(table.column("_healpix_29").to_numpy(), config.partition_order)
     bounds = np.flatnonzero(np.r_[True, pix[1:] != pix[:-1], True])
     return {int(pix[a]): table.slice(int(a), int(b - a))
