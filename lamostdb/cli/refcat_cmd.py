@@ -50,6 +50,8 @@ def add_refcat_parser(subparsers: Any) -> None:
     a.add_argument("path", help="HATS catalogue folder (holds partition_info.csv)")
     a.add_argument("--margin", default=None, metavar="PATH",
                    help="its margin cache (default: a margin catalogue beside PATH, if any)")
+    a.add_argument("--no-margin", action="store_true",
+                   help="do not look for a margin cache (read neighbouring partitions)")
     a.add_argument("--column", action="append", default=[], metavar="TARGET=NAME",
                    help="use catalogue column NAME for stored column TARGET (repeatable)")
     a.set_defaults(func=cmd_refcat_attach)
@@ -89,7 +91,8 @@ def cmd_refcat_attach(args: argparse.Namespace) -> int:
     path = args.catalog
     cat = Catalog(path, mode="w") if (Path(path) / DB_NAME).exists() else Catalog.create(path)
     try:
-        rec = attach_hats(cat, args.kind, args.path, margin=args.margin, columns=columns)
+        rec = attach_hats(cat, args.kind, args.path, margin=args.margin,
+                          find_margin=not args.no_margin, columns=columns)
     except RefcatError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -28,7 +28,14 @@ import pyarrow.parquet as pq
 from lamostdb.catalog.store import Catalog
 from lamostdb.healpix import SPATIAL_INDEX_ORDER, healpix_29, partition_dir
 from lamostdb.io.sqlfiles import statement
-from lamostdb.refcat.readers import KINDS, RefcatError, SourceTable, column_map, resolve_columns
+from lamostdb.refcat.readers import (
+    KINDS,
+    RefcatError,
+    SourceTable,
+    accepted_names,
+    column_map,
+    resolve_columns,
+)
 
 #: Stored columns an attached catalogue must provide (xmatch needs them).
 ATTACH_REQUIRED = {"gaia": ("source_id", "ra", "dec", "pmra", "pmdec", "ref_epoch"),
@@ -191,12 +198,11 @@ def map_hats_columns(cat: HatsCatalog, kind: str,
     def unused(name: str) -> tuple[pa.Array, str | None]:  # pragma: no cover - never read
         raise AssertionError(name)
 
-    src = SourceTable(Path(cat.path), "hats", cat.n_rows, cat.names, unused)
-    sources = dict(resolve_columns(src, kind, overrides).sources)
-    missing = [c for c in ATTACH_REQUIRED[kind] if sources.get(c) is None]
+    given = dict(overrides or {})
+    missing = [c for c in ATTACH_REQUIRED[kind]
+               if given.get(c) is None and not any(n in cat.names
+                                                   for n in accepted_names(kind, c) or [c])]
     if missing:
-        from lamostdb.refcat.readers import accepted_names
-
         c = missing[0]
         raise RefcatError(
             f"{cat.path}: the HATS catalogue has no column for {kind} column {c!r}, which "
@@ -204,19 +210,22 @@ def map_hats_columns(cat: HatsCatalog, kind: str,
             f"{accepted_names(kind, c) or [c]}; the catalogue has {len(cat.names)} columns: "
             f"{', '.join(cat.names[:12])}{', ...' if len(cat.names) > 12 else ''}). Pass "
             f"--column {c}=NAME if it has another name.")
+    src = SourceTable(Path(cat.path), "hats", cat.n_rows, cat.names, unused)
+    sources = dict(resolve_columns(src, kind, overrides).sources)
     # the order-29 pixel column, or None: computed from ra, dec at read time
     sources["_healpix_29"] = next((n for n in HEALPIX_COLUMNS if n in cat.names), None)
     return sources
 
 
 def attach_hats(catalog: Catalog, kind: str, path: str | Path, *,
-                margin: str | Path | None = None,
+                margin: str | Path | None = None, find_margin: bool = True,
                 columns: Mapping[str, str | None] | None = None) -> AttachedRefcat:
     """Register the HATS catalogue at ``path`` as table ``kind`` of ``catalog`` (``mode='w'``).
 
     Nothing is copied: the path, the column mapping and the margin cache (``margin``, else
-    one found beside it) are stored in ``catalog_meta``; :func:`lamostdb.xmatch.xmatch` then
-    reads only the partitions it needs. Attaching again replaces the record.
+    one found beside it unless ``find_margin`` is false) are stored in ``catalog_meta``;
+    :func:`lamostdb.xmatch.xmatch` then reads only the partitions it needs. Attaching again
+    replaces the record.
 
     Raises
     ------
@@ -234,7 +243,8 @@ def attach_hats(catalog: Catalog, kind: str, path: str | Path, *,
     sources = map_hats_columns(cat, kind, columns)
     notes = [f"{t}: absent, read as null" for t, s in sources.items()
              if s is None and t not in ATTACH_REQUIRED[kind] and t != "_healpix_29"]
-    mcat = open_hats(margin) if margin is not None else _find_margin(cat)
+    mcat = (open_hats(margin) if margin is not None
+            else _find_margin(cat) if find_margin else None)
     if mcat is not None and mcat.margin_threshold_arcsec is None:
         raise RefcatError(f"{mcat.path}: margin cache without hats_margin_threshold in its "
                           "properties")
@@ -247,6 +257,7 @@ def attach_hats(catalog: Catalog, kind: str, path: str | Path, *,
         catalog.con.execute(statement("ledger.sql", "set_meta"),
                             {"key": META_KEY.format(kind=kind),
                              "value": json.dumps(rec.as_dict(), sort_keys=True)})
+        catalog.publish()
     return rec
 
 
