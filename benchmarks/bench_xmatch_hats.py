@@ -12,7 +12,8 @@ night's own Gaia table plus uniform background at a fixed density, 10^6 rows in 
 larger sizes add rows around other fields of the simulated survey, so the sky the spectra
 see is the same and only the catalogue grows. Each size is then attached
 (``refcat attach``) and matched (``xmatch --rerun``, in-process) in a fresh child process
-that prints its peak RSS: bounded memory means flat RSS from 10^6 to 10^7 rows, since only
+that prints its resident set before and its peak during the match (sampled every 5 ms
+from ``/proc``): bounded memory means flat RSS from 10^6 to 10^7 rows, since only
 the partitions overlapping the spectra, plus their margin, are read.
 
 ``--refcat-rows N`` also measures ``refcat ingest`` of one Parquet file of N Gaia rows,
@@ -38,44 +39,63 @@ CHUNK = 1_000_000
 NEAR_ROWS = 1_000_000
 MARGIN_ARCSEC = 10.0
 
-_CHILD = r"""
+_SAMPLER = r"""
+import os, threading, time
+class Sampler:
+    # the largest resident set seen while running, sampled every 5 ms from /proc
+    def __init__(self):
+        self.peak, self.stop = 0, False
+        self.t = threading.Thread(target=self.run, daemon=True)
+    def rss(self):
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    def run(self):
+        while not self.stop:
+            self.peak = max(self.peak, self.rss())
+            time.sleep(0.005)
+    def __enter__(self):
+        self.before = self.rss()
+        self.t.start()
+        return self
+    def __exit__(self, *exc):
+        self.stop = True
+        self.t.join()
+"""
+
+_CHILD = _SAMPLER + r"""
 import json, resource, sys, time
 from lamostdb.catalog.store import Catalog
 from lamostdb.refcat.hats import attach_hats
 from lamostdb.xmatch import xmatch
 cat_dir, hats = sys.argv[1], sys.argv[2]
 with Catalog(cat_dir, mode="w") as cat:
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rec = attach_hats(cat, "gaia", hats)
     t0 = time.perf_counter()
-    rep = xmatch(cat, rerun=True, progress=False, workers=1)
+    with Sampler() as s:
+        rep = xmatch(cat, rerun=True, progress=False, workers=1)
     wall = time.perf_counter() - t0
 print(json.dumps({"n_rows": rec.n_rows, "n_partitions": rec.n_partitions,
                   "margin": rec.margin is not None, "wall_s": round(wall, 2),
-                  "base_rss_mb": round(base, 1),
-                  "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-                                       / 1024, 1),
+                  "base_rss_mb": round(s.before, 1), "peak_rss_mb": round(s.peak, 1),
                   "n_spectra": rep.n_todo, "n_tasks": rep.n_tasks,
                   "matched": rep.n_matched["gaia"],
                   "files_read": rep.reference_files_read["gaia"],
                   "margin_files_read": rep.margin_files_read["gaia"]}))
 """
 
-_REFCAT_CHILD = r"""
-import json, resource, sys, time
+_REFCAT_CHILD = _SAMPLER + r"""
+import json, sys, time
 from lamostdb.catalog.store import Catalog
 from lamostdb.refcat import ingest_refcat
 cat_dir, path, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
 cat = Catalog.create(cat_dir)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 t0 = time.perf_counter()
-rep = ingest_refcat(cat, "gaia", [path], progress=False, batch_rows=batch)
+with Sampler() as s:
+    rep = ingest_refcat(cat, "gaia", [path], progress=False, batch_rows=batch)
 wall = time.perf_counter() - t0
 cat.close()
 print(json.dumps({"batch_rows": batch, "n_added": rep.n_added, "wall_s": round(wall, 1),
-                  "base_rss_mb": round(base, 1),
-                  "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-                                       / 1024, 1)}))
+                  "base_rss_mb": round(s.before, 1), "peak_rss_mb": round(s.peak, 1)}))
 """
 
 
@@ -220,11 +240,11 @@ def main() -> None:
         hats = build_hats(cache, n, build_rows(cache, n, night, fields))
         rows.append(_child(_CHILD, str(cat_dir), str(hats)))
     print(f"\n{'gaia rows':>11} {'partitions':>10} {'files read':>10} {'margin':>6} "
-          f"{'matched':>7} {'xmatch s':>8} {'base MB':>7} {'peak RSS MB':>11}")
+          f"{'matched':>7} {'xmatch s':>8} {'RSS before MB':>13} {'peak RSS MB':>11}")
     for r in rows:
         print(f"{r['n_rows']:>11,} {r['n_partitions']:>10} {r['files_read']:>10} "
               f"{r['margin_files_read']:>6} {r['matched']:>7} {r['wall_s']:>8} "
-              f"{r['base_rss_mb']:>7} {r['peak_rss_mb']:>11}")
+              f"{r['base_rss_mb']:>13} {r['peak_rss_mb']:>11}")
     if args.refcat_rows:
         inputs = build_rows(cache, max(args.refcat_rows, CHUNK), night, fields)
         big = cache / f"refcat-{args.refcat_rows}.parquet"
@@ -234,12 +254,13 @@ def main() -> None:
                     w.write_table(pq.read_table(p), row_group_size=200_000)
         print(f"\nrefcat ingest of one {big.stat().st_size / 2**20:.0f} MiB Parquet file "
               f"({args.refcat_rows:,} rows)")
-        print(f"{'batch rows':>12} {'added':>10} {'wall s':>7} {'base MB':>7} {'peak RSS MB':>11}")
+        print(f"{'batch rows':>12} {'added':>10} {'wall s':>7} {'RSS before MB':>13} "
+              f"{'peak RSS MB':>11}")
         for batch in (500_000, 10**12):
             shutil.rmtree(cache / "refcat-cat", ignore_errors=True)
             r = _child(_REFCAT_CHILD, str(cache / "refcat-cat"), str(big), str(batch))
             label = "whole file" if batch == 10**12 else f"{batch:,}"
-            print(f"{label:>12} {r['n_added']:>10,} {r['wall_s']:>7} {r['base_rss_mb']:>7} "
+            print(f"{label:>12} {r['n_added']:>10,} {r['wall_s']:>7} {r['base_rss_mb']:>13} "
                   f"{r['peak_rss_mb']:>11}")
         shutil.rmtree(cache / "refcat-cat", ignore_errors=True)
 
