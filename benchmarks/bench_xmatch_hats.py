@@ -3,7 +3,7 @@
 Usage::
 
     nice python benchmarks/bench_xmatch_hats.py [--sizes 1000000 10000000] [--spectra 1000]
-        [--cache /tmp/lamostdb-bench-hats] [--refcat-rows 3000000]
+        [--cache /tmp/lamostdb-bench-hats] [--refcat-rows 1000000 3000000 ...]
 
 Builds (once, cached under ``--cache``) a simulated night of ``--spectra`` spectra in a
 catalogue, and for each size a Gaia-like HATS catalogue with ``hats-import`` plus its 10"
@@ -16,8 +16,9 @@ that prints its resident set before and its peak during the match (sampled every
 from ``/proc``): bounded memory means flat RSS from 10^6 to 10^7 rows, since only
 the partitions overlapping the spectra, plus their margin, are read.
 
-``--refcat-rows N`` also measures ``refcat ingest`` of one Parquet file of N Gaia rows,
-streamed (500 000-row batches) and read whole (one batch), each in a fresh child.
+``--refcat-rows N...`` also measures ``refcat ingest`` of one Parquet file of N Gaia rows
+(for each N), streamed (500 000-row batches) and read whole (one batch), each in a fresh
+child.
 """
 
 from __future__ import annotations
@@ -226,7 +227,7 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
     ap.add_argument("--spectra", type=int, default=1000)
     ap.add_argument("--cache", type=Path, default=Path("/tmp/lamostdb-bench-hats"))
-    ap.add_argument("--refcat-rows", type=int, default=0)
+    ap.add_argument("--refcat-rows", type=int, nargs="*", default=[])
     args = ap.parse_args()
     cache = args.cache
     cache.mkdir(parents=True, exist_ok=True)
@@ -246,24 +247,23 @@ def main() -> None:
               f"{r['margin_files_read']:>6} {r['matched']:>7} {r['wall_s']:>8} "
               f"{r['base_rss_mb']:>13} {r['peak_rss_mb']:>11}")
     if args.refcat_rows:
-        inputs = build_rows(cache, max(args.refcat_rows, CHUNK), night, fields)
-        big = cache / f"refcat-{args.refcat_rows}.parquet"
+        print(f"\nrefcat ingest of one Parquet file\n{'rows':>11} {'MiB':>5} {'batch rows':>12} "
+              f"{'added':>10} {'wall s':>7} {'RSS before MB':>13} {'peak RSS MB':>11}")
+    for n_ref in args.refcat_rows:
+        inputs = build_rows(cache, max(n_ref, CHUNK), night, fields)
+        big = cache / f"refcat-{n_ref}.parquet"
         if not big.exists():
             with pq.ParquetWriter(big, pq.read_schema(inputs[0])) as w:
-                for p in inputs[: args.refcat_rows // CHUNK]:
+                for p in inputs[: n_ref // CHUNK]:
                     w.write_table(pq.read_table(p), row_group_size=200_000)
-        print(f"\nrefcat ingest of one {big.stat().st_size / 2**20:.0f} MiB Parquet file "
-              f"({args.refcat_rows:,} rows)")
-        print(f"{'batch rows':>12} {'added':>10} {'wall s':>7} {'RSS before MB':>13} "
-              f"{'peak RSS MB':>11}")
         for batch in (500_000, 10**12):
             shutil.rmtree(cache / "refcat-cat", ignore_errors=True)
             r = _child(_REFCAT_CHILD, str(cache / "refcat-cat"), str(big), str(batch))
             label = "whole file" if batch == 10**12 else f"{batch:,}"
-            print(f"{label:>12} {r['n_added']:>10,} {r['wall_s']:>7} {r['base_rss_mb']:>13} "
-                  f"{r['peak_rss_mb']:>11}")
+            print(f"{n_ref:>11,} {big.stat().st_size / 2**20:>5.0f} {label:>12} "
+                  f"{r['n_added']:>10,} {r['wall_s']:>7} {r['base_rss_mb']:>13} "
+                  f"{r['peak_rss_mb']:>11}", flush=True)
         shutil.rmtree(cache / "refcat-cat", ignore_errors=True)
-
 
 if __name__ == "__main__":
     main()

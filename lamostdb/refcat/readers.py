@@ -132,7 +132,9 @@ def iter_batches(path: str | Path, batch_rows: int = BATCH_ROWS) -> Iterator[Sou
     fmt = {".pq": "parquet"}.get(ext, ext.lstrip("."))
     try:
         if fmt == "parquet":
-            pf = pq.ParquetFile(p)
+            # pre-buffering (pyarrow's default) keeps every column chunk read so far: the
+            # memory of iter_batches would grow with the file
+            pf = pq.ParquetFile(p, pre_buffer=False, buffer_size=1 << 22)
             schema = pf.schema_arrow
             batches: Iterator[pa.RecordBatch] = pf.iter_batches(batch_size=batch_rows)
             yield from _batch_sources(p, fmt, schema, batches)
