@@ -217,22 +217,27 @@ def ingest_refcat(cat: Catalog, kind: str, files: Sequence[str | Path], *,
 
 
 class _SeenIds:
-    """Ids met so far in this call (sorted, 8 bytes each) and the file contents read."""
+    """Ids met so far in this call (8 bytes each) and the file contents read.
+
+    One sorted array per batch, never merged: merging would need temporaries of the size of
+    everything seen so far at every batch.
+    """
 
     def __init__(self) -> None:
-        self.ids = np.empty(0, np.int64)
+        self.runs: list[np.ndarray] = []
         self.files: set[str] = set()
 
     def first_here(self, ids: np.ndarray) -> np.ndarray:
         """Mask of the rows of ``ids`` whose id occurs here first (then remember them)."""
-        _, first = np.unique(ids, return_index=True)
+        uniq, first = np.unique(ids, return_index=True)
+        fresh = np.ones(uniq.size, bool)
+        for run in self.runs:
+            pos = np.minimum(np.searchsorted(run, uniq), run.size - 1)
+            fresh &= run[pos] != uniq
         keep = np.zeros(ids.size, bool)
-        keep[first] = True
-        if self.ids.size:
-            pos = np.searchsorted(self.ids, ids)
-            known = (pos < self.ids.size) & (self.ids[np.minimum(pos, self.ids.size - 1)] == ids)
-            keep &= ~known
-        self.ids = np.union1d(self.ids, ids[keep])
+        keep[first[fresh]] = True
+        if fresh.any():
+            self.runs.append(uniq[fresh])
         return keep
 
 
