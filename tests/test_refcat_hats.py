@@ -146,15 +146,12 @@ def test_tasks_on_a_process_pool_give_the_same_rows(sky: dict[str, Path],
                                                    tmp_path: Path) -> None:
     with _spectra_catalog(sky, tmp_path / "cat") as cat:
         attach_hats(cat, "gaia", sky["hats"])
-        one = xmatch(cat, progress=False, workers=1)
-        many = xmatch(cat, rerun=True, progress=False, workers=2, chunk_spectra=40)
+        many = xmatch(cat, progress=False, workers=2, chunk_spectra=40)
         got = _xmatch_rows(cat)
-    assert one.n_tasks == 1 and many.n_tasks > 4
+    assert many.n_tasks > 4
     assert many.executor["n_workers"] == 2 and sum(
         many.executor["tasks_per_worker"].values()) == many.n_tasks  # type: ignore[union-attr]
     assert got.equals(parquet_xmatch)
-    # smaller tasks read fewer rows each, but together at least the partitions of one task
-    assert many.reference_files_read["gaia"] >= one.reference_files_read["gaia"]
 
 
 def test_margin_is_used_only_when_it_holds_every_moving_neighbour(sky: dict[str, Path]) -> None:
