@@ -56,7 +56,7 @@ def partition_rows(rows: pa.Table, config: RefcatConfig) -> dict[int, pa.Table]:
     >>> rows = pa.table({"objID": [2, 1], "raMean": [10.0, 200.0], "decMean": [5.0, -5.0]})
     >>> parts = partition_rows(rows, RefcatConfig("ps1", 0, "r1"))
     >>> sorted((pix, t.column("objID").to_pylist()) for pix, t in parts.items())
-    [(4, [2]), (7, [1])]
+    [(4, [2]), (6, [1])]
     """
     schema = load_schema(config.kind).arrow_schema()
     spec = column_map()[config.kind]
