@@ -44,7 +44,7 @@ RUN_COLUMNS = {"ingest_run", "run_id", "xmatch_run_id", "superseded_by_run"}
 #: Stages whose drivers run their partitions on an executor (lamostdb.execute), so on the
 #: cluster with --cluster. The lead adds "xmatch", "ids" and "export" when their drivers are
 #: merged (checked in a scratch merge of dask + pixel + xhats: all five ran on the cluster).
-ON_CLUSTER = ("ingest", "classify", "ids", "export")
+ON_CLUSTER = ("ingest", "classify", "xmatch", "ids", "export")
 #: Header cards of a release that name a run or a time (CHECKSUM covers them).
 RELEASE_RUN_CARDS = {"DATE", "CLASSRUN", "CHECKSUM"}
 #: Bookkeeping views compared in their own way below (their rows name staged files and runs).

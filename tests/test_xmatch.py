@@ -22,13 +22,13 @@ from lamostdb.catalog.schema import load_schema
 from lamostdb.catalog.store import Catalog
 from lamostdb.cli.xmatch_cmd import add_xmatch_parser
 from lamostdb.healpix import healpix_29, pixel_at_order
+from lamostdb.healpix.blocks import PIXEL_MARGIN, RES0_ARCSEC
 from lamostdb.ingest.stage import ingest
 from lamostdb.refcat import ingest_refcat
 from lamostdb.sim import simulate_night
 from lamostdb.sim.refcat import offset
 from lamostdb.sim.xmatch_sky import mock_sky, position_table
 from lamostdb.xmatch import best_matches, crossmatch_pairs, match_order, pixel_block, xmatch
-from lamostdb.xmatch.pixels import PIXEL_MARGIN, RES0_ARCSEC
 
 # Pairs this close to the radius are float ties: haversine (here) and chord length
 # (astropy's KD-tree) may round them to different sides.

@@ -1,4 +1,5 @@
-"""``lamostdb refcat ingest CATALOG {gaia,ps1} FILE...``: reference catalogues into a catalogue."""
+"""``lamostdb refcat ingest CATALOG {gaia,ps1} FILE...``: reference catalogues into a catalogue;
+``lamostdb refcat attach CATALOG {gaia,ps1} PATH``: use a HATS catalogue where it is."""
 
 from __future__ import annotations
 
@@ -34,6 +35,26 @@ def add_refcat_parser(subparsers: Any) -> None:
                    "Needed for joined tables where a name appears as NAME_1, NAME_x ...")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_refcat_ingest)
+    a = actions.add_parser(
+        "attach", help="use an existing HATS catalogue (hats-import, LSDB) as gaia / ps1",
+        description="Register the HATS catalogue at PATH (as written by hats-import; Gaia DR3 "
+        "and PS1 are distributed so for LSDB) as the catalogue's gaia or ps1 reference, "
+        "without copying it. xmatch then reads, per spectra partition, only the overlapping "
+        "reference partitions plus their margin: the HATS margin cache (found beside PATH, or "
+        "--margin) when there is one, else the neighbouring partitions. Columns are mapped "
+        "like `refcat ingest` (lamostdb/refcat/column_map.json); Gaia needs source_id, ra, dec, "
+        "pmra, pmdec and ref_epoch, PS1 objID, raMean and decMean. Attaching again replaces "
+        "the record; an attached catalogue is used instead of ingested rows.")
+    a.add_argument("catalog", help="catalogue folder (created if missing)")
+    a.add_argument("kind", choices=("gaia", "ps1"), help="reference it stands for")
+    a.add_argument("path", help="HATS catalogue folder (holds partition_info.csv)")
+    a.add_argument("--margin", default=None, metavar="PATH",
+                   help="its margin cache (default: a margin catalogue beside PATH, if any)")
+    a.add_argument("--no-margin", action="store_true",
+                   help="do not look for a margin cache (read neighbouring partitions)")
+    a.add_argument("--column", action="append", default=[], metavar="TARGET=NAME",
+                   help="use catalogue column NAME for stored column TARGET (repeatable)")
+    a.set_defaults(func=cmd_refcat_attach)
 
 
 def parse_columns(items: list[str]) -> dict[str, str | None]:
@@ -60,6 +81,29 @@ def cmd_refcat_ingest(args: argparse.Namespace) -> int:
     finally:
         cat.close()
     print_report(report)
+    return 0
+
+
+def cmd_refcat_attach(args: argparse.Namespace) -> int:
+    from lamostdb.refcat.hats import attach_hats
+
+    columns = parse_columns(args.column)
+    path = args.catalog
+    cat = Catalog(path, mode="w") if (Path(path) / DB_NAME).exists() else Catalog.create(path)
+    try:
+        rec = attach_hats(cat, args.kind, args.path, margin=args.margin,
+                          find_margin=not args.no_margin, columns=columns)
+    except RefcatError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        cat.close()
+    print(f"{rec.kind}: attached {rec.path} ({rec.n_rows} rows in {rec.n_partitions} "
+          "partitions, not copied)")
+    print("  margin cache: " + (f"{rec.margin} ({rec.margin_threshold_arcsec:g}\")"
+                                if rec.margin else "none (neighbouring partitions are read)"))
+    for note in rec.notes:
+        print(f"  note: {note}")
     return 0
 
 

@@ -13,6 +13,7 @@ from lamostdb.healpix.pixels import (
     neighbours,
     partition_dir,
     pixel_at_order,
+    pixel_start,
 )
 
 __all__ = [
@@ -26,4 +27,5 @@ __all__ = [
     "partition_dir",
     "pixel_at_order",
     "pixel_block",
+    "pixel_start",
 ]

@@ -77,3 +77,15 @@ def neighbours(pixels: npt.ArrayLike, order: int) -> npt.NDArray[np.int64]:
         nb = core.neighbours(pix, 2**order, order="nested")
     allp = np.concatenate([pix, np.asarray(nb, dtype=np.int64).ravel()])
     return np.unique(allp[allp >= 0])
+
+
+def pixel_start(pix: npt.ArrayLike, order: int) -> npt.NDArray[np.int64]:
+    """The first order-29 pixel inside each pixel ``pix`` of ``order`` (inverse of
+    :func:`pixel_at_order` for the pixel's first child).
+
+    >>> int(pixel_at_order(pixel_start([7], 3), 3)[0])
+    7
+    """
+    if not 0 <= order <= SPATIAL_INDEX_ORDER:
+        raise ValueError(f"HEALPix order must be in 0..29, got {order}")
+    return np.asarray(pix, dtype=np.int64) << np.int64(2 * (SPATIAL_INDEX_ORDER - order))

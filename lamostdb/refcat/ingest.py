@@ -7,6 +7,13 @@ given, rows in file order) is kept; an id already stored is never replaced. Both
 duplicate are counted per file and reported, never dropped silently. Atomic: rows are
 staged under ``_staging/<run_id>/`` and committed by :func:`lamostdb.catalog.commit.commit_run`
 with the ledger rows in the same DuckDB transaction.
+
+Streaming: files are read in batches (:func:`lamostdb.refcat.readers.iter_batches`); each
+batch is mapped, stripped of duplicate ids and split by partition
+(:func:`lamostdb.refcat.partition.partition_rows`) into pieces spilled under
+``_staging/<run_id>/spill/``; then each partition's pieces are merged into its staged file
+(:func:`merge_task`, on an executor). Memory holds one batch, one partition and the ids
+seen so far (8 bytes each), whatever the file size.
 """
 
 from __future__ import annotations
@@ -20,21 +27,24 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from lamostdb.catalog.commit import STAGING, StagedFile, commit_run, new_run_id
+from lamostdb.catalog.commit import STAGING, StagedFile, commit_run, new_run_id, staging_dir
 from lamostdb.catalog.hats import leaf_relpath
+from lamostdb.catalog.recovery import remove_tree
 from lamostdb.catalog.schema import load_schema
 from lamostdb.catalog.store import Catalog
-from lamostdb.healpix import healpix_29, pixel_at_order
+from lamostdb.execute import open_executor
 from lamostdb.io.parquet import write_parquet
 from lamostdb.io.sqlfiles import statement
+from lamostdb.refcat.partition import RefcatConfig, merge_pieces, partition_rows
 from lamostdb.refcat.readers import (
+    BATCH_ROWS,
     KINDS,
-    Mapped,
     column_map,
+    iter_batches,
     map_rows,
-    read_source,
     resolve_columns,
 )
 
@@ -98,7 +108,8 @@ def file_sha256(path: Path) -> str:
 
 def ingest_refcat(cat: Catalog, kind: str, files: Sequence[str | Path], *,
                   columns: Mapping[str, str | None] | None = None,
-                  progress: bool = True) -> RefcatReport:
+                  progress: bool = True, batch_rows: int = BATCH_ROWS,
+                  workers: int | None = 1, cluster: str | None = None) -> RefcatReport:
     """Ingest reference-catalogue files into table ``kind`` of ``cat`` (opened ``mode='w'``).
 
     Parameters
@@ -114,6 +125,13 @@ def ingest_refcat(cat: Catalog, kind: str, files: Sequence[str | Path], *,
         source column, or ``None`` for "absent" (null, or the column's default).
     progress
         Show a progress bar.
+    batch_rows
+        Rows read at a time from a file that can be streamed (Parquet, CSV, ECSV): memory
+        holds one batch plus 8 bytes per id of the call (duplicate detection), never a
+        whole file. FITS, VOTable and JSON files are read whole.
+    workers, cluster
+        Where the partitions are merged into their stored files
+        (:func:`lamostdb.execute.open_executor`); the default is this process.
 
     Raises
     ------
@@ -135,29 +153,54 @@ def ingest_refcat(cat: Catalog, kind: str, files: Sequence[str | Path], *,
         shas = [file_sha256(p) for p in paths]
         known = {r[0] for r in cat.con.execute(statement("refcat.sql", "known_refcat_files"),
                                                {"shas": shas, "kind": kind}).fetchall()}
-        mapped: list[tuple[FileReport, Mapped]] = []
-        seen: set[str] = set()
-        for p, sha in tqdm(list(zip(paths, shas, strict=True)), unit="file",
-                           desc=f"refcat {kind}", disable=not progress):
-            fr = FileReport(str(p), sha)
-            report.files.append(fr)
-            if sha in known or sha in seen:
-                fr.unchanged = True
-                report.n_unchanged += 1
-                continue
-            seen.add(sha)
-            src = read_source(p)
-            res = resolve_columns(src, kind, columns)
-            m = map_rows(src, kind, res, schema)
-            fr.n_rows, fr.dropped, fr.column_map = m.n_rows, m.dropped, res.sources
-            fr.notes = list(res.notes) + [f"{c}: {n} null value(s) set to the default"
-                                          for c, n in m.filled.items()]
-            mapped.append((fr, m))
-        table = _new_rows(cat, kind, mapped, report.run_id, schema)
-        staged = _stage(cat, kind, table, report.run_id)
-        _summarise(report, [fr for fr, _ in mapped])
+        config = RefcatConfig(kind, cat.partition_order, report.run_id)
+        spill = staging_dir(cat, report.run_id) / "spill"
+        ingested: list[FileReport] = []
+        seen = _SeenIds()
+        n_pieces = 0
+        bar = tqdm(total=sum(p.stat().st_size for p in paths), unit="B", unit_scale=True,
+                   desc=f"refcat {kind}", disable=not progress)
+        try:
+            for p, sha in zip(paths, shas, strict=True):
+                fr = FileReport(str(p), sha)
+                report.files.append(fr)
+                if sha in known or sha in seen.files:
+                    fr.unchanged = True
+                    report.n_unchanged += 1
+                    bar.update(p.stat().st_size)
+                    continue
+                seen.files.add(sha)
+                ingested.append(fr)
+                filled: dict[str, int] = {}
+                res = None
+                for src in iter_batches(p, batch_rows):
+                    res = res or resolve_columns(src, kind, columns)
+                    m = map_rows(src, kind, res, schema)
+                    fr.n_rows += m.n_rows
+                    for reason, n in m.dropped.items():
+                        fr.dropped[reason] = fr.dropped.get(reason, 0) + n
+                    for c, n in m.filled.items():
+                        filled[c] = filled.get(c, 0) + n
+                    rows = _new_rows(cat, kind, m.table, fr, seen)
+                    for npix, piece in partition_rows(rows, config).items():
+                        write_parquet(piece, spill / f"Npix={npix}" / f"{n_pieces:06d}.parquet",
+                                      row_group_size=ROW_GROUP_SIZE)
+                        n_pieces += 1
+                    del m, rows
+                assert res is not None  # iter_batches yields at least one batch
+                fr.column_map = res.sources
+                fr.notes = list(res.notes) + [f"{c}: {n} null value(s) set to the default"
+                                              for c, n in filled.items()]
+                bar.update(p.stat().st_size)
+        except BaseException:
+            remove_tree(staging_dir(cat, report.run_id))
+            raise
+        finally:
+            bar.close()
+        staged = _stage(cat, kind, spill, report.run_id, workers=workers, cluster=cluster)
+        _summarise(report, ingested)
         report.elapsed_s = round(time.perf_counter() - t0, 3)
-        ledger = _ledger_table(kind, [fr for fr, _ in mapped], report.run_id)
+        ledger = _ledger_table(kind, ingested, report.run_id)
 
         def ledger_writes() -> None:
             if ledger.num_rows:
@@ -165,40 +208,51 @@ def ingest_refcat(cat: Catalog, kind: str, files: Sequence[str | Path], *,
                 cat.con.execute(statement("refcat.sql", "insert_refcat_ledger_rows"))
                 cat.con.unregister("staged_refcat_ledger")
 
-        if mapped:
+        if ingested:
             commit_run(cat, report.run_id, "refcat", staged, ledger_writes, report.as_dict())
+        else:
+            remove_tree(staging_dir(cat, report.run_id))
     report.elapsed_s = round(time.perf_counter() - t0, 3)
     return report
 
 
-def _new_rows(cat: Catalog, kind: str, mapped: list[tuple[FileReport, Mapped]], run_id: str,
-              schema: pa.Schema) -> pa.Table:
-    """Concatenate the files' rows, drop repeated and already stored ids, add the index."""
-    if not mapped:
-        return schema.empty_table()
-    id_col, ra_col, dec_col = (column_map()[kind][k] for k in ("id", "ra", "dec"))
-    table = pa.concat_tables([m.table for _, m in mapped])
-    origin = np.repeat(np.arange(len(mapped)), [m.table.num_rows for _, m in mapped])
-    ids = table.column(id_col).to_numpy()
-    # np.unique's index is the first occurrence: files in the order given, rows in file order
-    _, first = np.unique(ids, return_index=True)
-    keep = np.zeros(ids.size, bool)
-    keep[first] = True
-    for i, (fr, _) in enumerate(mapped):
-        fr.n_duplicates_in_input = int(np.sum(~keep & (origin == i)))
+class _SeenIds:
+    """Ids met so far in this call (8 bytes each) and the file contents read.
+
+    One sorted array per batch, never merged: merging would need temporaries of the size of
+    everything seen so far at every batch.
+    """
+
+    def __init__(self) -> None:
+        self.runs: list[np.ndarray] = []
+        self.files: set[str] = set()
+
+    def first_here(self, ids: np.ndarray) -> np.ndarray:
+        """Mask of the rows of ``ids`` whose id occurs here first (then remember them)."""
+        uniq, first = np.unique(ids, return_index=True)
+        fresh = np.ones(uniq.size, bool)
+        for run in self.runs:
+            pos = np.minimum(np.searchsorted(run, uniq), run.size - 1)
+            fresh &= run[pos] != uniq
+        keep = np.zeros(ids.size, bool)
+        keep[first[fresh]] = True
+        if fresh.any():
+            self.runs.append(uniq[fresh])
+        return keep
+
+
+def _new_rows(cat: Catalog, kind: str, rows: pa.Table, fr: FileReport, seen: _SeenIds
+              ) -> pa.Table:
+    """Drop ids met earlier in this call and ids already stored; count both in ``fr``."""
+    ids = rows.column(column_map()[kind]["id"]).to_numpy()
+    keep = seen.first_here(ids)
+    fr.n_duplicates_in_input += int(np.sum(~keep))
     stored = _stored_ids(cat, kind, ids[keep])
     old = keep & np.isin(ids, stored)
-    for i, (fr, _) in enumerate(mapped):
-        fr.n_already_stored = int(np.sum(old & (origin == i)))
+    fr.n_already_stored += int(np.sum(old))
     keep &= ~old
-    for i, (fr, _) in enumerate(mapped):
-        fr.n_added = int(np.sum(keep & (origin == i)))
-    table = table.filter(pa.array(keep))
-    hp = healpix_29(table.column(ra_col).to_numpy(), table.column(dec_col).to_numpy())
-    table = table.append_column("_healpix_29", pa.array(hp, pa.int64()))
-    table = table.append_column("ingest_run", pa.array([run_id] * table.num_rows, pa.string()))
-    order = np.lexsort((table.column(id_col).to_numpy(), hp))
-    return table.take(pa.array(order)).select(schema.names).cast(schema)
+    fr.n_added += int(np.sum(keep))
+    return rows.filter(pa.array(keep))
 
 
 def _stored_ids(cat: Catalog, kind: str, ids: np.ndarray) -> np.ndarray:
@@ -212,25 +266,51 @@ def _stored_ids(cat: Catalog, kind: str, ids: np.ndarray) -> np.ndarray:
     return np.array([r[0] for r in rows], np.int64)
 
 
-def _stage(cat: Catalog, kind: str, table: pa.Table, run_id: str) -> list[StagedFile]:
-    """Write one staged Parquet file per partition pixel (rows already sorted by index)."""
-    if table.num_rows == 0:
+@dataclass(frozen=True)
+class MergeTask:
+    """One partition of a refcat run: its spilled pieces, merged into one staged file."""
+
+    root: str
+    kind: str
+    run_id: str
+    norder: int
+    npix: int
+    index: int
+
+
+def merge_task(task: MergeTask) -> StagedFile:
+    """Merge the spilled pieces of one partition into its staged Parquet file."""
+    root = Path(task.root)
+    folder = root / STAGING / task.run_id / "spill" / f"Npix={task.npix}"
+    pieces = sorted(folder.iterdir())
+    table = merge_pieces([pq.read_table(f) for f in pieces], task.kind)
+    leaf = leaf_relpath(task.kind, task.norder, task.npix)
+    name = f"part-{task.run_id}-{task.index:05d}.parquet"
+    rel = f"{STAGING}/{task.run_id}/{leaf}/{name}"
+    nbytes = write_parquet(table, root / rel, row_group_size=ROW_GROUP_SIZE)
+    for f in pieces:
+        f.unlink()
+    return StagedFile(task.kind, rel, f"{leaf}/{name}", task.norder, task.npix, table.num_rows,
+                      nbytes)
+
+
+def _stage(cat: Catalog, kind: str, spill: Path, run_id: str, *, workers: int | None,
+           cluster: str | None) -> list[StagedFile]:
+    """One staged Parquet file per partition pixel, merged from the spilled pieces."""
+    if not spill.is_dir():
         return []
-    order = cat.partition_order
-    pix = pixel_at_order(table.column("_healpix_29").to_numpy(), order)
-    starts = np.flatnonzero(np.r_[True, pix[1:] != pix[:-1]])
-    bounds = np.r_[starts, pix.size]
+    pixels = sorted(int(d.name.partition("=")[2]) for d in spill.iterdir()
+                    if any(d.iterdir()))
+    tasks = [MergeTask(str(cat.root), kind, run_id, cat.partition_order, npix, i)
+             for i, npix in enumerate(pixels)]
     staged: list[StagedFile] = []
-    for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
-        npix = int(pix[a])
-        leaf = leaf_relpath(kind, order, npix)
-        name = f"part-{run_id}-{i:05d}.parquet"
-        rel = f"{STAGING}/{run_id}/{leaf}/{name}"
-        part = table.slice(int(a), int(b - a))
-        nbytes = write_parquet(part, cat.root / rel, row_group_size=ROW_GROUP_SIZE)
-        staged.append(StagedFile(kind, rel, f"{leaf}/{name}", order, npix, part.num_rows,
-                                 nbytes))
-    return staged
+    with open_executor(cluster, workers=workers, n_tasks=len(tasks), root=cat.root,
+                       staging=STAGING, run_id=run_id, preload="lamostdb.refcat.ingest") as ex:
+        for _, sf in ex.run(merge_task, tasks):
+            if sf.n_rows:
+                staged.append(sf)
+    remove_tree(spill)
+    return sorted(staged, key=lambda f: f.final)
 
 
 def _summarise(report: RefcatReport, files: list[FileReport]) -> None:

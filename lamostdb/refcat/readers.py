@@ -9,10 +9,11 @@ module (see its ``description``); callers may override any entry.
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -101,6 +102,126 @@ def read_source(path: str | Path) -> SourceTable:
                           f"{exc}). Check that the file is complete and of that format.") from exc
     raise RefcatError(f"{p}: unsupported file type {ext or '(no extension)'!r}; supported: "
                       f"{', '.join(SUPPORTED_FORMATS)}. Convert it to one of these first.")
+
+
+#: Formats :func:`iter_batches` reads in batches; the others are read whole (their readers,
+#: astropy's FITS and VOTable parsers and :mod:`json`, build the whole table first).
+STREAMED_FORMATS = ("parquet", "csv", "ecsv")
+#: Rows per batch of a streamed file.
+BATCH_ROWS = 500_000
+
+
+def iter_batches(path: str | Path, batch_rows: int = BATCH_ROWS) -> Iterator[SourceTable]:
+    """Open one reference-catalogue file as consecutive batches of rows (at least one batch).
+
+    Parquet (by row groups, re-cut to ``batch_rows``), CSV and ECSV (pyarrow's streaming
+    CSV reader, ``.gz`` included) are read a batch at a time, so memory holds one batch, not
+    the file. FITS, VOTable and archive JSON cannot be streamed by their parsers: they are
+    read whole (:func:`read_source`) and handed over as one batch.
+
+    Raises
+    ------
+    RefcatError
+        The format is not supported or the file cannot be parsed.
+    """
+    p = Path(path)
+    ext = _suffix(p)
+    if ext not in (".parquet", ".pq", ".csv", ".ecsv"):
+        yield read_source(p)
+        return
+    fmt = {".pq": "parquet"}.get(ext, ext.lstrip("."))
+    try:
+        if fmt == "parquet":
+            # pre-buffering (pyarrow's default) keeps every column chunk read so far: the
+            # memory of iter_batches would grow with the file
+            pf = pq.ParquetFile(p, pre_buffer=False, buffer_size=1 << 22)
+            schema = pf.schema_arrow
+            batches: Iterator[pa.RecordBatch] = pf.iter_batches(batch_size=batch_rows)
+            yield from _batch_sources(p, fmt, schema, batches)
+        elif fmt == "csv":
+            reader = pacsv.open_csv(p, read_options=pacsv.ReadOptions(block_size=_block()))
+            yield from _batch_sources(p, fmt, reader.schema, iter(reader))
+        else:
+            with (gzip.open(p, "rb") if _gzipped(p) else open(p, "rb")) as fh:
+                schema_md, reader = _open_ecsv(p, fh)
+                yield from _batch_sources(p, fmt, schema_md, iter(reader), ecsv=True)
+    except RefcatError:
+        raise
+    except Exception as exc:  # every parser has its own exception types
+        raise RefcatError(f"{p}: cannot read it as {fmt} ({type(exc).__name__}: {exc}). "
+                          "Check that the file is complete and of that format.") from exc
+
+
+def _gzipped(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
+
+
+def _block() -> int:
+    """CSV block size: about ``BATCH_ROWS`` rows of a typical extract, at most 64 MiB."""
+    return min(64 << 20, max(1 << 20, BATCH_ROWS * 64))
+
+
+def _batch_sources(path: Path, fmt: str, schema: pa.Schema,
+                   batches: Iterator[pa.RecordBatch], *, ecsv: bool = False
+                   ) -> Iterator[SourceTable]:
+    """One :class:`SourceTable` per batch (an empty one when there is none)."""
+    any_batch = False
+    for batch in batches:
+        any_batch = True
+        table = pa.Table.from_batches([batch])
+        if ecsv:
+            table = pa.Table.from_arrays(table.columns, schema=schema)
+        yield _arrow_source(path, fmt, table)
+    if not any_batch:
+        yield _arrow_source(path, fmt, schema.empty_table())
+
+
+def _open_ecsv(path: Path, fh: Any) -> tuple[pa.Schema, Any]:
+    """Parse the ECSV header of the open binary file ``fh``; a streaming reader of the body.
+
+    Returns the schema with units (field metadata) and a pyarrow CSV reader positioned on
+    the column-name line.
+    """
+    header: list[str] = []
+    while True:
+        pos = fh.tell()
+        line = fh.readline()
+        if not line.startswith(b"#"):
+            break
+        text = line.decode("utf-8").rstrip("\r\n")
+        header.append(text[2:] if text.startswith("# ") else text[1:])
+    fh.seek(pos)
+    meta, types, delimiter = _ecsv_header(path, header)
+    reader = pacsv.open_csv(
+        fh, read_options=pacsv.ReadOptions(block_size=_block()),
+        parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char='"'),
+        convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=True,
+                                             null_values=["", "nan", "NaN", "--"]))
+    return _ecsv_schema(reader.schema, meta), reader
+
+
+def _ecsv_header(path: Path, header: list[str]
+                 ) -> tuple[list[dict[str, Any]], dict[str, pa.DataType], str]:
+    """``(datatype entries, Arrow types by name, delimiter)`` of an ECSV header."""
+    import yaml
+
+    if not header or not header[0].startswith("%ECSV"):
+        raise RefcatError(f"{path}: not an ECSV file (no '# %ECSV' first line)")
+    meta = yaml.safe_load("\n".join(header[1:])) or {}
+    datatype: list[dict[str, Any]] = meta.get("datatype", [])
+    types = {c["name"]: _ECSV_TYPES.get(c.get("datatype", "string"), pa.string())
+             for c in datatype}
+    return datatype, types, meta.get("delimiter", " ")
+
+
+def _ecsv_schema(schema: pa.Schema, datatype: list[dict[str, Any]]) -> pa.Schema:
+    fields = []
+    for f in schema:
+        spec: dict[str, Any] = next((c for c in datatype if c["name"] == f.name), {})
+        md = {b"unit": str(spec["unit"]).encode()} if spec.get("unit") else None
+        fields.append(pa.field(f.name, f.type, metadata=md))
+    return pa.schema(fields)
 
 
 _ECSV_TYPES = {"int8": pa.int8(), "int16": pa.int16(), "int32": pa.int32(),
