@@ -143,9 +143,8 @@ def _other_fields(night_fields: list[int], n: int) -> tuple[np.ndarray, np.ndarr
 
 
 def build_spectra(cache: Path, n_spectra: int) -> tuple[Path, list[int]]:
-    from lamostdb.catalog.ingest import ingest
-
     from lamostdb.catalog.store import Catalog
+    from lamostdb.ingest.stage import ingest
     from lamostdb.sim import simulate_night
 
     night, cat_dir = cache / f"night-{n_spectra}", cache / f"cat-{n_spectra}"

@@ -233,12 +233,22 @@ def test_only_the_cli_imports_sim() -> None:
 
 #: Stage rooms: each has a pure partition module and a driver module.
 STAGE_ROOMS = ("ingest", "classify", "xmatch", "ids", "refcat", "export")
-#: What kernels (the engine, pixel arithmetic, partition functions) must not import: file
-#: formats, databases, the store (its schema contracts aside), executors and the CLI.
+#: What kernels (the engine, pixel arithmetic, partition functions) must not import: readers
+#: and writers of files, the store (its schema contracts aside), executors and the CLI.
+#: In-memory engines are fine: DuckDB joins Arrow tables (the pixel join), and the FITS
+#: encoders of ``io`` make bytes (a driver writes them).
 KERNEL_FORBIDDEN = ("lamostdb.io", "lamostdb.catalog", "lamostdb.execute", "lamostdb.cli",
-                    "pyarrow.parquet", "pyarrow.dataset", "duckdb", "astropy.io")
+                    "pyarrow.parquet", "pyarrow.dataset", "astropy.io")
 KERNEL_ALLOWED = ("lamostdb.catalog.schema",  # the tables' contracts (packaged JSON)
-                  "lamostdb.io.record")  # the parsed-spectrum data class, no reading
+                  "lamostdb.io.record",  # the parsed-spectrum data class
+                  "lamostdb.io.sqlfiles",  # named SQL statements (packaged text)
+                  "lamostdb.io.fits_bintable", "lamostdb.io.fits_cards",  # bytes encoders
+                  "lamostdb.io.fits_checksum")
+#: Calls that touch files, refused in partition functions and pixel kernels (the ast check
+#: reads every call; ``open`` and the pathlib/pyarrow/duckdb readers and writers).
+FILE_CALLS = frozenset({"open", "read_text", "read_bytes", "write_text", "write_bytes",
+                        "mkdir", "unlink", "rmdir", "read_table", "write_table",
+                        "read_parquet", "write_parquet", "ParquetFile", "iterdir", "glob"})
 
 
 def is_kernel(module: str) -> bool:
@@ -270,6 +280,31 @@ def kernel_imports(root: Path, package: str = PACKAGE) -> list[str]:
     return bad
 
 
+def file_calls(root: Path, package: str = PACKAGE) -> list[str]:
+    """``file:line: module calls name`` for calls in :data:`FILE_CALLS` made by a partition
+    function module or a pixel kernel (``healpix``)."""
+    bad = []
+    for mod, path in package_modules(root, package).items():
+        parts = mod.split(".")
+        if not (is_kernel(mod) and (parts[1] == "healpix" or parts[-1] == "partition")):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Call):
+                f = node.func
+                name = f.id if isinstance(f, ast.Name) else \
+                    f.attr if isinstance(f, ast.Attribute) else None
+                if name in FILE_CALLS:
+                    bad.append(f"{path.relative_to(root).as_posix()}:{node.lineno}: {mod} "
+                               f"calls {name}")
+    return bad
+
+
+def test_partition_functions_and_pixel_kernels_call_no_file_function() -> None:
+    bad = file_calls(REPO)
+    assert not bad, "partition functions get tables and return tables; the driver's task " \
+        "function reads and writes:\n" + "\n".join(bad)
+
+
 def test_kernels_touch_no_files_store_or_cli() -> None:
     bad = kernel_imports(REPO)
     assert not bad, "kernels are arrays in, arrays out; move the I/O to the stage driver:\n" + \
@@ -288,10 +323,12 @@ def test_kernel_check_fails_on_a_kernel_that_reads_parquet(tmp_path: Path) -> No
     _write(tmp_path, "pkg/match/__init__.py", "")
     _write(tmp_path, "pkg/match/k.py", "import pyarrow.parquet as pq\n")
     _write(tmp_path, "pkg/ids/__init__.py", "")
-    _write(tmp_path, "pkg/ids/partition.py", "from duckdb import connect\n")
-    _write(tmp_path, "pkg/ids/stage.py", "import duckdb\n")  # a driver may
+    _write(tmp_path, "pkg/ids/partition.py", "from pyarrow.dataset import dataset\n"
+                                             "def f(p):\n    return open(p).read()\n")
+    _write(tmp_path, "pkg/ids/stage.py", "import pyarrow.parquet\nopen('x')\n")  # a driver may
     bad = kernel_imports(tmp_path, "pkg")
     assert [b.split(":")[0] for b in bad] == ["pkg/ids/partition.py", "pkg/match/k.py"]
+    assert [b.split(":")[0] for b in file_calls(tmp_path, "pkg")] == ["pkg/ids/partition.py"]
 
 
 def _write(root: Path, rel: str, text: str) -> None:

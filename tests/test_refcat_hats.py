@@ -14,11 +14,11 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 from astropy.table import Table
-from lamostdb.catalog.ingest import ingest
 
 from lamostdb.catalog.store import Catalog
 from lamostdb.cli.refcat_cmd import add_refcat_parser
 from lamostdb.healpix import healpix_29
+from lamostdb.ingest.stage import ingest
 from lamostdb.refcat import RefcatError, ingest_refcat
 from lamostdb.refcat.hats import attach_hats, attached, leaf_files, open_hats
 from lamostdb.sim import simulate_night

@@ -9,7 +9,7 @@ from typing import Any
 from lamostdb.catalog.store import Catalog
 from lamostdb.cli.exits import EXIT_INCOMPLETE
 from lamostdb.cli.options import add_cluster_argument
-from lamostdb.export.release import DEFAULT_BATCH_SIZE
+from lamostdb.export.stage import DEFAULT_BATCH_SIZE
 
 
 def add_export_parser(subparsers: Any) -> argparse.ArgumentParser:

@@ -2,7 +2,6 @@
 by ``column_map.json``, store them as the HATS tables ``gaia`` and ``ps1``.
 """
 
-from lamostdb.refcat.ingest import FileReport, RefcatReport, ingest_refcat
 from lamostdb.refcat.readers import (
     KINDS,
     SUPPORTED_FORMATS,
@@ -12,6 +11,7 @@ from lamostdb.refcat.readers import (
     read_source,
     resolve_columns,
 )
+from lamostdb.refcat.stage import FileReport, RefcatReport, ingest_refcat
 
 __all__ = [
     "KINDS",

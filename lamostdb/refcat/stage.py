@@ -305,7 +305,7 @@ def _stage(cat: Catalog, kind: str, spill: Path, run_id: str, *, workers: int | 
              for i, npix in enumerate(pixels)]
     staged: list[StagedFile] = []
     with open_executor(cluster, workers=workers, n_tasks=len(tasks), root=cat.root,
-                       staging=STAGING, run_id=run_id, preload="lamostdb.refcat.ingest") as ex:
+                       staging=STAGING, run_id=run_id, preload="lamostdb.refcat.stage") as ex:
         for _, sf in ex.run(merge_task, tasks):
             if sf.n_rows:
                 staged.append(sf)
