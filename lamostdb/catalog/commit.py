@@ -36,9 +36,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lamostdb.catalog.leaves import LeafSet, align_staged
 from lamostdb.catalog.migrate import upgrade_table_files
 from lamostdb.catalog.recovery import STAGING, recover
 from lamostdb.catalog.recovery import remove_tree as _remove_tree
+from lamostdb.catalog.retire import move_retired, record_retired
 from lamostdb.io.sqlfiles import statement
 from lamostdb.version import VERSION
 
@@ -48,7 +50,7 @@ if TYPE_CHECKING:
 __all__ = ["STAGING", "FaultInjected", "StagedFile", "commit_run", "fault", "new_run_id",
            "recover", "staging_dir"]
 
-FAULT_POINTS = ("staged", "intent", "first_move", "moved", "metadata", "committed")
+FAULT_POINTS = ("staged", "intent", "first_move", "moved", "metadata", "committed", "retiring")
 
 
 def new_run_id() -> str:
@@ -100,9 +102,21 @@ def staging_dir(cat: Catalog, run_id: str) -> Path:
 
 
 def commit_run(cat: Catalog, run_id: str, stage: str, files: Sequence[StagedFile],
-               ledger_writes: Callable[[], None], summary: dict[str, object]) -> None:
-    """Move ``files`` into place and run ``ledger_writes`` in the committing transaction."""
+               ledger_writes: Callable[[], None], summary: dict[str, object], *,
+               replaces: Sequence[str] = ()) -> None:
+    """Move ``files`` into place and run ``ledger_writes`` in the committing transaction.
+
+    ``files`` are first placed in their table's leaves (:func:`~lamostdb.catalog.leaves.
+    align_staged`: a table compacted to leaves of other orders gets no overlapping leaf).
+    ``replaces`` names committed files that ``files`` replace (``compact``): they leave the
+    ``files`` table in the same transaction and are retired after it
+    (:mod:`lamostdb.catalog.retire`).
+    """
     con = cat.con
+    replaced = set(replaces)
+    files = align_staged(cat.root, files, {
+        t: LeafSet((f.norder, f.npix) for f in cat.table_files(t) if f.path not in replaced)
+        for t in sorted({f.table for f in files})})
     moves = [[f.staged, f.final] for f in files]
     for table in sorted({f.table for f in files}):  # older-schema files join the contract
         upgrade_table_files(cat, table)
@@ -127,8 +141,10 @@ def commit_run(cat: Catalog, run_id: str, stage: str, files: Sequence[StagedFile
                         {"table_name": f.table, "path": f.final, "norder": f.norder,
                          "npix": f.npix, "n_rows": f.n_rows, "n_bytes": f.n_bytes,
                          "run_id": run_id})
+        if replaced:
+            record_retired(con, sorted(replaced), run_id)
         # metadata is rewritten from the file list as it will be after the commit
-        for table in sorted({f.table for f in files}):
+        for table in sorted({f.table for f in files} | {p.split("/", 1)[0] for p in replaced}):
             cat.write_hats_metadata(table)
         fault("metadata", stage)
         ledger_writes()
@@ -140,6 +156,8 @@ def commit_run(cat: Catalog, run_id: str, stage: str, files: Sequence[StagedFile
         raise
     cat.publish()  # readers move to the new state: all of it at once
     fault("committed", stage)
+    if replaced:  # out of the leaf folders, where lsdb would read them beside their successors
+        move_retired(cat.root, con, on_first=lambda: fault("retiring", stage))
     _remove_tree(staging_dir(cat, run_id))
     try:  # the staging root too, when no other run is staging
         (cat.root / STAGING).rmdir()
