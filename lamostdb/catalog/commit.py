@@ -50,7 +50,9 @@ if TYPE_CHECKING:
 __all__ = ["STAGING", "FaultInjected", "StagedFile", "commit_run", "fault", "new_run_id",
            "recover", "staging_dir"]
 
-FAULT_POINTS = ("staged", "intent", "first_move", "moved", "metadata", "committed", "retiring")
+FAULT_POINTS = ("staged", "intent", "first_move", "moved", "metadata", "committed")
+#: Only in a run that replaces files (compact): after the first replaced file is retired.
+RETIRE_FAULT_POINT = "retiring"
 
 
 def new_run_id() -> str:
@@ -157,7 +159,7 @@ def commit_run(cat: Catalog, run_id: str, stage: str, files: Sequence[StagedFile
     cat.publish()  # readers move to the new state: all of it at once
     fault("committed", stage)
     if replaced:  # out of the leaf folders, where lsdb would read them beside their successors
-        move_retired(cat.root, con, on_first=lambda: fault("retiring", stage))
+        move_retired(cat.root, con, on_first=lambda: fault(RETIRE_FAULT_POINT, stage))
     _remove_tree(staging_dir(cat, run_id))
     try:  # the staging root too, when no other run is staging
         (cat.root / STAGING).rmdir()

@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 
 from lamostdb.catalog import commit
 from lamostdb.catalog.classify import classify
+from lamostdb.catalog.compact import compact
 from lamostdb.catalog.ingest import SPECTRUM_SUFFIXES, discover, ingest
 from lamostdb.catalog.store import DB_NAME, Catalog, CatalogError
 from lamostdb.ids import assign_ids
@@ -81,6 +82,8 @@ class NightlyOptions:
     read_limits
         Size caps and validation thresholds of the ingest (a file beyond them is
         quarantined with the reason).
+    compact
+        After the stages, compact the catalogue (:mod:`lamostdb.catalog.compact`).
     """
 
     workers: int | None = None
@@ -91,6 +94,7 @@ class NightlyOptions:
     chunk_size: int = 500
     progress: bool = True
     read_limits: ReadLimits = DEFAULT_LIMITS
+    compact: bool = False
 
 
 @dataclass
@@ -358,6 +362,13 @@ def run_nightly(catalog: str | Path, night_dir: str | Path,
     run_id = commit.new_run_id()
     with open_for_nightly(catalog) as cat, cat.write_lock():
         outcomes, facts = _run_stages(cat, night, refs, opts, on_stage)
+        if opts.compact:
+            rep, secs = _timed("compact", lambda: compact(cat))
+            outcomes.append(StageOutcome("compact", secs, rep.files_before - rep.files_after,
+                                         [t.run_id for t in rep.tables if t.run_id],
+                                         f"files {rep.files_before} -> {rep.files_after}"))
+            if on_stage is not None:
+                on_stage(outcomes[-1])
         state = night_state(cat, night, len(files))
         missing = list(facts["missing_references"])
         if missing:
