@@ -115,18 +115,34 @@ def _is_compact(files: list[TableFile], plan: list[PlannedLeaf], threshold: int)
     return have == {(p.norder, p.npix): _files_per_leaf(p, threshold) for p in plan}
 
 
-def _read_leaf(root: Path, sources: list[tuple[TableFile, int, int]], lo: int, hi: int
-               ) -> pa.Table:
-    """The rows of ``[lo, hi)`` from the files whose ``_healpix_29`` range meets it, sorted."""
-    parts = []
-    for f, fmin, fmax in sources:
-        if fmax < lo or fmin >= hi:
-            continue
-        part = pq.read_table(root / f.path, filters=[("_healpix_29", ">=", lo),
-                                                     ("_healpix_29", "<", hi)])
-        if part.num_rows:
-            parts.append(part)
-    table = pa.concat_tables(parts, promote_options="permissive")
+def _groups(files: list[TableFile], plan: list[PlannedLeaf]
+            ) -> list[tuple[list[TableFile], list[PlannedLeaf]]]:
+    """Old files and planned leaves grouped under their coarsest pixel.
+
+    Nested pixels either hold one another or are disjoint, so every old leaf and every
+    planned leaf lies in exactly one *root* (a pixel of either set that no other holds);
+    a root's rows are read once and cut into its planned leaves.
+    """
+    pixels = {(f.norder, f.npix) for f in files} | {(p.norder, p.npix) for p in plan}
+
+    def root_of(o: int, n: int) -> tuple[int, int]:
+        for k in range(o):
+            if (k, n >> 2 * (o - k)) in pixels:
+                return k, n >> 2 * (o - k)
+        return o, n
+
+    groups: dict[tuple[int, int], tuple[list[TableFile], list[PlannedLeaf]]] = {}
+    for f in files:
+        groups.setdefault(root_of(f.norder, f.npix), ([], []))[0].append(f)
+    for p in plan:
+        groups.setdefault(root_of(p.norder, p.npix), ([], []))[1].append(p)
+    return [groups[k] for k in sorted(groups, key=lambda k: pixel_range(*k))]
+
+
+def _read_sorted(root: Path, files: list[TableFile]) -> pa.Table:
+    """Every row of ``files`` (in path order), stably sorted by ``_healpix_29``."""
+    table = pa.concat_tables([pq.read_table(root / f.path) for f in files],
+                             promote_options="permissive")
     # a stable sort: rows of one _healpix_29 keep their order (files in path order)
     return table.take(pa.array(np.argsort(table.column("_healpix_29").to_numpy(),
                                           kind="stable")))
@@ -145,15 +161,9 @@ def compact_table(cat: Catalog, table: str, *, max_rows: int = DEFAULT_MAX_ROWS,
     upgrade_table_files(cat, table)  # one schema for all files, as a commit would
     files = cat.table_files(table)
     root = cat.root
-    sources: list[tuple[TableFile, int, int]] = []
-    hp_parts, sizes = [], []
-    for f in files:
-        hp = pq.read_table(root / f.path, columns=["_healpix_29"]).column("_healpix_29")
-        arr = hp.to_numpy()
-        hp_parts.append(arr)
-        sizes.append((root / f.path).stat().st_size)
-        sources.append((f, int(arr.min()), int(arr.max())) if arr.size else (f, 1, 0))
-    hp29 = np.sort(np.concatenate(hp_parts))
+    hp29 = np.sort(np.concatenate([pq.read_table(root / f.path, columns=["_healpix_29"])
+                                   .column("_healpix_29").to_numpy() for f in files]))
+    sizes = [(root / f.path).stat().st_size for f in files]
     threshold = _threshold(files, sizes, max_rows, max_bytes)
     plan = plan_leaves(hp29, threshold, min_order=min_order, max_order=max_order)
     orders: dict[int, int] = {}
@@ -168,21 +178,23 @@ def compact_table(cat: Catalog, table: str, *, max_rows: int = DEFAULT_MAX_ROWS,
         return out
     run_id = new_run_id()
     staged: list[StagedFile] = []
-    for p in plan:
-        lo, hi = pixel_range(p.norder, p.npix)
-        rows = _read_leaf(root, sources, lo, hi)
-        if rows.num_rows != p.n_rows:
-            raise CatalogError(f"{table}: leaf Norder={p.norder} Npix={p.npix} read "
-                               f"{rows.num_rows} rows, expected {p.n_rows}; the table's "
-                               "files changed while compacting? Nothing was committed")
-        leaf = leaf_relpath(table, p.norder, p.npix)
-        for i in range(_files_per_leaf(p, threshold)):
-            piece = rows.slice(i * threshold, threshold)
-            name = f"part-{run_id}-{len(staged):05d}.parquet"
-            rel = f"{STAGING}/{run_id}/{leaf}/{name}"
-            nbytes = write_parquet(piece, root / rel, **table_encoding(table))
-            staged.append(StagedFile(table, rel, f"{leaf}/{name}", p.norder, p.npix,
-                                     piece.num_rows, nbytes))
+    for group_files, leaves in _groups(files, plan):
+        rows = _read_sorted(root, group_files)
+        hp = rows.column("_healpix_29").to_numpy()
+        for p in leaves:
+            a, b = (int(i) for i in np.searchsorted(hp, pixel_range(p.norder, p.npix)))
+            if b - a != p.n_rows:
+                raise CatalogError(f"{table}: leaf Norder={p.norder} Npix={p.npix} read "
+                                   f"{b - a} rows, expected {p.n_rows}; did the table's files "
+                                   "change while compacting? Nothing was committed")
+            leaf = leaf_relpath(table, p.norder, p.npix)
+            for i in range(_files_per_leaf(p, threshold)):
+                piece = rows.slice(a + i * threshold, min(threshold, b - a - i * threshold))
+                name = f"part-{run_id}-{len(staged):05d}.parquet"
+                rel = f"{STAGING}/{run_id}/{leaf}/{name}"
+                nbytes = write_parquet(piece, root / rel, **table_encoding(table))
+                staged.append(StagedFile(table, rel, f"{leaf}/{name}", p.norder, p.npix,
+                                         piece.num_rows, nbytes))
     if sum(s.n_rows for s in staged) != sum(f.n_rows for f in files):
         raise CatalogError(f"{table}: compaction wrote {sum(s.n_rows for s in staged)} rows "
                            f"for {sum(f.n_rows for f in files)}; nothing was committed")
