@@ -114,9 +114,9 @@ def _print(label: str, m: dict[str, Any]) -> None:
               f"{r['n_rows']:>8} rows {r['n_bytes'] / 2**20:8.1f} MiB")
     print(f"  total files {sum(r['files'] for r in m['tables'].values())} in the registry, "
           f"{m['on_disk_parquet']} Parquet files in the leaf folders")
-    print(f"  open+count {m['open_count_s'] * 1e3:8.1f} ms   cone 1 deg {m['cone_s'] * 1e3:8.1f} ms "
-          f"({m['answers_n_cone']} spectra)   aggregate over lrs {m['aggregate_s'] * 1e3:8.1f} ms"
-          f"   count(*) {m['count_s'] * 1e3:8.1f} ms")
+    print(f"  open+count {m['open_count_s'] * 1e3:8.1f} ms   cone 1 deg "
+          f"{m['cone_s'] * 1e3:8.1f} ms ({m['answers_n_cone']} spectra)   aggregate over lrs "
+          f"{m['aggregate_s'] * 1e3:8.1f} ms   count(*) {m['count_s'] * 1e3:8.1f} ms")
     print(f"  hats.read_hats: {', '.join(f'{t} {p} pixels' for t, (p, _) in m['hats'].items())}")
 
 

@@ -74,6 +74,7 @@ class CompactReport:
     """What one ``compact`` did (each table's part is also its run's summary)."""
 
     tables: list[TableCompaction] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (table, why)
     n_retired_removed: int = 0
     elapsed_s: float = 0.0
 
@@ -88,10 +89,11 @@ class CompactReport:
     def as_dict(self) -> dict[str, object]:
         return {"tables": [dict(t.__dict__) for t in self.tables],
                 "files_before": self.files_before, "files_after": self.files_after,
+                "skipped": [list(x) for x in self.skipped],
                 "n_retired_removed": self.n_retired_removed, "elapsed_s": self.elapsed_s}
 
 
-def _own_files(cat: Catalog, table: str, files: list[TableFile]) -> bool:
+def _own_files(table: str, files: list[TableFile]) -> bool:
     """True when every file of ``table`` lies in the catalogue (attached catalogues are
     registered where they are, and compaction must not move them)."""
     return all(not Path(f.path).is_absolute() and ".." not in Path(f.path).parts
@@ -155,7 +157,7 @@ def compact_table(cat: Catalog, table: str, *, max_rows: int = DEFAULT_MAX_ROWS,
     files = cat.table_files(table)
     if not files:
         return None
-    if not _own_files(cat, table, files):
+    if not _own_files(table, files):
         raise CatalogError(f"{table}: some files lie outside {cat.root / table} (an attached "
                            "catalogue); compact only tables the catalogue wrote itself")
     upgrade_table_files(cat, table)  # one schema for all files, as a commit would
@@ -246,6 +248,9 @@ def compact(catalog: Catalog, *, max_rows: int = DEFAULT_MAX_ROWS,
     report = CompactReport()
     with catalog.write_lock():
         for table in wanted:
+            if not _own_files(table, catalog.table_files(table)):
+                report.skipped.append((table, "files outside the catalogue (attached)"))
+                continue
             done = compact_table(catalog, table, max_rows=max_rows, max_bytes=max_bytes,
                                  min_order=min_order, max_order=max_order)
             if done is not None:

@@ -18,7 +18,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -29,8 +29,26 @@ from lamostdb.catalog.hats import leaf_relpath
 from lamostdb.healpix import SPATIAL_INDEX_ORDER
 from lamostdb.io.parquet import SPECTRA_ENCODING, ParquetEncoding, write_parquet
 
-if TYPE_CHECKING:
-    from lamostdb.catalog.commit import StagedFile
+
+class _Staged(Protocol):
+    """What :func:`align_staged` uses of a :class:`lamostdb.catalog.commit.StagedFile`
+    (a frozen dataclass; not imported here: commit imports this module)."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    @property
+    def table(self) -> str: ...
+    @property
+    def staged(self) -> str: ...
+    @property
+    def final(self) -> str: ...
+    @property
+    def norder(self) -> int: ...
+    @property
+    def npix(self) -> int: ...
+
+
+StagedFile = TypeVar("StagedFile", bound=_Staged)
 
 #: Deepest leaf order the planner makes; a denser leaf is written as several files.
 MAX_LEAF_ORDER = 13
