@@ -19,6 +19,7 @@ from lamostdb.catalog.retire import RETIRED
 from lamostdb.catalog.store import Catalog
 from lamostdb.cli.main import main
 from lamostdb.ids import assign_ids
+from lamostdb.pipeline import NightlyOptions, run_nightly
 from lamostdb.refcat import ingest_refcat
 from lamostdb.sim import simulate_night
 from lamostdb.xmatch import xmatch
@@ -240,3 +241,28 @@ def test_cli_compact_prints_file_counts(cat: Path, capsys: pytest.CaptureFixture
     assert rep["files_after"] == sum(len(v) for v in _files(cat).values()) < n_before
     assert main(["compact", str(cat)]) == 0
     assert "already compact" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_nightly_compact_keeps_results_and_every_view(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    night = tmp_path / "night"
+    simulate_night(night, n=10, seed=17)
+    cat = tmp_path / "cat"
+    run_nightly(cat, night, NightlyOptions(workers=1, refcat_from_night=True, progress=False))
+    queries = {**QUERIES, "results": "SELECT * FROM results_history ORDER BY specid",
+               "candidates": "SELECT * FROM candidates_history ORDER BY specid, rank"}
+    with lamostdb.open(cat) as c:
+        before = {k: c.sql(q).to_dicts() for k, q in queries.items()}
+    assert len(before["results"]) == 10 and len(before["lrs"]) == 10
+    assert main(["nightly", str(cat), str(night), "--workers", "1", "--quiet", "--json",
+                 "--compact"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["stages"][-1]["name"] == "compact" and summary["nothing_new"]
+    assert len(summary["stages"][-1]["run_ids"]) == 7  # every table (gaia, ps1 included)
+    with lamostdb.open(cat) as c:
+        assert {k: c.sql(q).to_dicts() for k, q in queries.items()} == before
+        per_leaf = c.sql("SELECT count(*) AS n FROM files GROUP BY table_name, norder, npix")
+    assert per_leaf["n"].max() == 1
+    for table in ("results", "candidates"):
+        assert hats.read_hats(cat / table).catalog_info.total_rows == len(before[table])
