@@ -12,9 +12,12 @@ Protocol (DESIGN.md section 3, "Writes are atomic"):
 A crash before 2 leaves only staging debris. A crash between 2 and the end of 5 leaves a
 ``committing`` run: :func:`recover` removes its moved files and rewrites the metadata
 from the committed file list, so the catalogue is exactly as before the run. After 5
-the run is in. Readers only ever read files listed in the committed ``files`` table, as the
-last published snapshot lists them; a crash between 5 and 6 leaves readers on the state
-before the run until the next writer opens the catalogue (opening for writing publishes).
+the run is in. A run may also *replace* committed files (``compact``: ``replaces=``): they
+leave the ``files`` table in transaction 2 and are moved out of their leaves after it
+(:mod:`lamostdb.catalog.retire`). Readers only ever read files listed in the committed
+``files`` table, as the last published snapshot lists them; a crash between 5 and 6 leaves
+readers on the state before the run until the next writer opens the catalogue (opening for
+writing publishes).
 
 ``LAMOSTDB_FAULT=<point>`` makes the process die at a named point (``os._exit``), which
 the tests use to check each window; ``LAMOSTDB_FAULT=<stage>:<point>`` (``classify:moved``)
