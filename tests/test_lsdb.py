@@ -41,7 +41,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning"),
 ]
 
-NOTES = Path(__file__).resolve().parents[1] / "NOTES-lsdb.md"
+NOTES = Path(__file__).resolve().parents[1] / "README.md"
 RADIUS_ARCSEC = 3.0
 
 
@@ -173,8 +173,9 @@ def test_refresh_replaces_and_the_catalogue_folder_is_refused(night: dict[str, A
 
 def _readme_example() -> str:
     text = NOTES.read_text()
-    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
-    assert len(blocks) == 1, f"{NOTES}: expected one python example"
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+              if "lsdb.read_hats(current" in b]
+    assert len(blocks) == 1, f"{NOTES}: expected one LSDB cross-match example"
     return blocks[0]
 
 

@@ -12,9 +12,12 @@ Protocol (DESIGN.md section 3, "Writes are atomic"):
 A crash before 2 leaves only staging debris. A crash between 2 and the end of 5 leaves a
 ``committing`` run: :func:`recover` removes its moved files and rewrites the metadata
 from the committed file list, so the catalogue is exactly as before the run. After 5
-the run is in. Readers only ever read files listed in the committed ``files`` table, as the
-last published snapshot lists them; a crash between 5 and 6 leaves readers on the state
-before the run until the next writer opens the catalogue (opening for writing publishes).
+the run is in. A run may also *replace* committed files (``compact``: ``replaces=``): they
+leave the ``files`` table in transaction 2 and are moved out of their leaves after it
+(:mod:`lamostdb.catalog.retire`). Readers only ever read files listed in the committed
+``files`` table, as the last published snapshot lists them; a crash between 5 and 6 leaves
+readers on the state before the run until the next writer opens the catalogue (opening for
+writing publishes).
 
 ``LAMOSTDB_FAULT=<point>`` makes the process die at a named point (``os._exit``), which
 the tests use to check each window; ``LAMOSTDB_FAULT=<stage>:<point>`` (``classify:moved``)
@@ -36,9 +39,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lamostdb.catalog.leaves import LeafSet, align_staged
 from lamostdb.catalog.migrate import upgrade_table_files
 from lamostdb.catalog.recovery import STAGING, recover
 from lamostdb.catalog.recovery import remove_tree as _remove_tree
+from lamostdb.catalog.retire import move_retired, record_retired
 from lamostdb.io.sqlfiles import statement
 from lamostdb.version import VERSION
 
@@ -49,6 +54,8 @@ __all__ = ["STAGING", "FaultInjected", "StagedFile", "commit_run", "fault", "new
            "recover", "staging_dir"]
 
 FAULT_POINTS = ("staged", "intent", "first_move", "moved", "metadata", "committed")
+#: Only in a run that replaces files (compact): after the first replaced file is retired.
+RETIRE_FAULT_POINT = "retiring"
 
 
 def new_run_id() -> str:
@@ -100,9 +107,21 @@ def staging_dir(cat: Catalog, run_id: str) -> Path:
 
 
 def commit_run(cat: Catalog, run_id: str, stage: str, files: Sequence[StagedFile],
-               ledger_writes: Callable[[], None], summary: dict[str, object]) -> None:
-    """Move ``files`` into place and run ``ledger_writes`` in the committing transaction."""
+               ledger_writes: Callable[[], None], summary: dict[str, object], *,
+               replaces: Sequence[str] = ()) -> None:
+    """Move ``files`` into place and run ``ledger_writes`` in the committing transaction.
+
+    ``files`` are first placed in their table's leaves (:func:`~lamostdb.catalog.leaves.
+    align_staged`: a table compacted to leaves of other orders gets no overlapping leaf).
+    ``replaces`` names committed files that ``files`` replace (``compact``): they leave the
+    ``files`` table in the same transaction and are retired after it
+    (:mod:`lamostdb.catalog.retire`).
+    """
     con = cat.con
+    replaced = set(replaces)
+    files = align_staged(cat.root, files, {
+        t: LeafSet((f.norder, f.npix) for f in cat.table_files(t) if f.path not in replaced)
+        for t in sorted({f.table for f in files})})
     moves = [[f.staged, f.final] for f in files]
     for table in sorted({f.table for f in files}):  # older-schema files join the contract
         upgrade_table_files(cat, table)
@@ -127,8 +146,10 @@ def commit_run(cat: Catalog, run_id: str, stage: str, files: Sequence[StagedFile
                         {"table_name": f.table, "path": f.final, "norder": f.norder,
                          "npix": f.npix, "n_rows": f.n_rows, "n_bytes": f.n_bytes,
                          "run_id": run_id})
+        if replaced:
+            record_retired(con, sorted(replaced), run_id)
         # metadata is rewritten from the file list as it will be after the commit
-        for table in sorted({f.table for f in files}):
+        for table in sorted({f.table for f in files} | {p.split("/", 1)[0] for p in replaced}):
             cat.write_hats_metadata(table)
         fault("metadata", stage)
         ledger_writes()
@@ -140,6 +161,8 @@ def commit_run(cat: Catalog, run_id: str, stage: str, files: Sequence[StagedFile
         raise
     cat.publish()  # readers move to the new state: all of it at once
     fault("committed", stage)
+    if replaced:  # out of the leaf folders, where lsdb would read them beside their successors
+        move_retired(cat.root, con, on_first=lambda: fault(RETIRE_FAULT_POINT, stage))
     _remove_tree(staging_dir(cat, run_id))
     try:  # the staging root too, when no other run is staging
         (cat.root / STAGING).rmdir()

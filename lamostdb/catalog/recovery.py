@@ -13,6 +13,7 @@ from typing import Protocol
 
 import duckdb
 
+from lamostdb.catalog.retire import move_retired
 from lamostdb.catalog.workers import end_leftover_workers
 from lamostdb.io.sqlfiles import statement
 
@@ -49,6 +50,8 @@ def recover(cat: WritableCatalog) -> list[str]:
         rolled.append(str(run_id))
     for table in sorted(touched_tables):
         cat.write_hats_metadata(table)
+    # a replacing run (compact) that died after its commit: finish moving out what it retired
+    move_retired(cat.root, con)
     # workers of a killed run may still be writing there: end them first (issue 11)
     end_leftover_workers(cat.root / STAGING)
     remove_tree(cat.root / STAGING)

@@ -17,17 +17,17 @@ import datetime as dt
 import fcntl
 import json
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from lamostdb.catalog import readonly, registry, snapshot
+from lamostdb.catalog import readonly, registry, retire, snapshot
 from lamostdb.catalog.errors import CatalogError
 from lamostdb.catalog.hats import TableFile, write_table_metadata
 from lamostdb.catalog.recovery import recover
@@ -38,6 +38,7 @@ from lamostdb.io.record import SpectrumRecord
 from lamostdb.io.sqlfiles import statement
 from lamostdb.version import VERSION
 
+_T = TypeVar("_T")
 DB_NAME = "catalog.duckdb"
 FORMAT_VERSION = "1"
 DEFAULT_PARTITION_ORDER = 4
@@ -56,7 +57,7 @@ PUBLIC_NAMES = ("spectra", "spectra_history", "quarantine", "results", "results_
 TABLE_NAMES = PUBLIC_NAMES + ("refcat_ledger",)
 #: Bookkeeping tables of later stages, created with the catalogue so they are always queryable.
 _STAGE_DDL = (("refcat.sql", "create_refcat_ledger"), ("ids.sql", "create_uid_aliases"),
-              ("withdraw.sql", "create_withdrawn"))
+              ("withdraw.sql", "create_withdrawn"), ("compact.sql", "create_retired_files"))
 _DDL = ("create_catalog_meta", "create_runs", "create_files", "create_ingest_ledger",
         "create_spectrum_versions", "create_quarantine", "create_ingest_paths")
 _ALL_DDL = tuple(("ledger.sql", n) for n in _DDL) + _STAGE_DDL
@@ -275,9 +276,33 @@ class Catalog:
         committed = self._committed_files()
         for name, schema_name in PARQUET_TABLES.items():
             if schema_name in all_schema_names():
-                files = [str(self.root / p) for p in committed.get(schema_name, [])]
+                files = [self._data_path(p) for p in committed.get(schema_name, [])]
                 registry.register_parquet(con, name, schema_name, files)
         registry.create_views(con)
+
+    def _data_path(self, path: str) -> str:
+        """Where a data file of this catalogue is: in its leaf or, retired by a compaction
+        after this reader's snapshot, under ``_retired/`` (:mod:`lamostdb.catalog.retire`)."""
+        if self.mode == "r" and (self.root / retire.RETIRED).is_dir():
+            return str(retire.resolve(self.root, path))
+        return str(self.root / path)
+
+    def _reattach(self) -> None:
+        """Register the same snapshot again, finding files a compaction has moved since."""
+        for con in (self._con, self._query_con):
+            if con is not None:
+                self._attach_snapshot(con)
+
+    def _retrying(self, run: Callable[[], _T]) -> _T:
+        """``run()``; a reader whose files a compaction moved meanwhile re-registers them
+        (same snapshot, same rows) and runs it once more."""
+        try:
+            return run()
+        except duckdb.IOException:
+            if self.mode != "r" or not (self.root / retire.RETIRED).is_dir():
+                raise
+        self._reattach()
+        return run()
 
     def _register_parquet(self, name: str, schema_name: str, files: Sequence[str]) -> None:
         registry.register_parquet(self.con, name, schema_name, files)
@@ -327,9 +352,13 @@ class Catalog:
         """
         readonly.check_query(query)
         con = self._user_con() if self.mode == "r" else self.con
-        try:
+
+        def run() -> pl.DataFrame:
             res = con.sql(query, params=params) if params is not None else con.sql(query)
             return res.pl() if res is not None else pl.DataFrame()
+
+        try:
+            return self._retrying(run)
         except duckdb.PermissionException as exc:
             raise readonly.explain_permission_error(exc) from None
         except duckdb.InvalidInputException as exc:
@@ -350,11 +379,19 @@ class Catalog:
         """
         if not (0 <= ra_deg <= 360 and -90 <= dec_deg <= 90):
             raise ValueError(f"position ({ra_deg}, {dec_deg}) is not in degrees")
-        pixels = set(cone_pixels(ra_deg, dec_deg, radius_arcsec, self.partition_order).tolist())
-        files = [str(self.root / f.path) for f in self.table_files("spectra")
-                 if f.norder < self.partition_order
-                 or int(pixel_at_order(f.npix, self.partition_order, from_order=f.norder))
-                 in pixels]
+        table_files = self.table_files("spectra")
+        # leaves may be of any order (lamostdb compact): pixels at the deepest one, coarser
+        # when the cone would need more than a few thousand of them
+        k = min(max([self.partition_order, *(f.norder for f in table_files)]), 10)
+        cone_sr = min(np.pi * np.radians(radius_arcsec / 3600.0) ** 2, 4 * np.pi)
+        while k > 0 and cone_sr / (np.pi / (3 * 4**k)) > 4096:
+            k -= 1
+        pixels = cone_pixels(ra_deg, dec_deg, radius_arcsec, k)
+        at_order = {o: set(pixel_at_order(pixels, o, from_order=k).tolist())
+                    for o in range(k + 1)}
+        files = [self._data_path(f.path) for f in table_files
+                 if (int(pixel_at_order(f.npix, k, from_order=f.norder)) in at_order[k]
+                     if f.norder > k else f.npix in at_order[f.norder])]
         schema = load_schema("spectra")
         wanted = list(columns) if columns is not None else [
             c.name for c in schema.columns if not c.type.startswith("list") and c.name != "header"]
@@ -363,9 +400,9 @@ class Catalog:
             raise KeyError(f"spectra has no column(s) {sorted(unknown)}")
         self._register_parquet("cone_history", "spectra", files)
         self.con.execute(statement("query.sql", "cone_source_view"))
-        out = self.con.sql(statement("query.sql", "cone"),
-                           params={"ra_deg": ra_deg, "dec_deg": dec_deg,
-                                   "radius_arcsec": radius_arcsec}).pl()
+        out = self._retrying(lambda: self.con.sql(
+            statement("query.sql", "cone"), params={"ra_deg": ra_deg, "dec_deg": dec_deg,
+                                                    "radius_arcsec": radius_arcsec}).pl())
         return out.select([*wanted, "sep_arcsec"])
 
     def spectrum(self, obsid: int | None = None, *, specid: str | None = None) -> SpectrumRecord:
@@ -373,11 +410,13 @@ class Catalog:
         if (obsid is None) == (specid is None):
             raise ValueError("give exactly one of obsid or specid")
         if obsid is not None:
-            tbl = self.con.sql(statement("query.sql", "spectrum_by_obsid"),
-                               params={"obsid": int(obsid)}).to_arrow_table()
+            tbl = self._retrying(lambda: self.con.sql(
+                statement("query.sql", "spectrum_by_obsid"),
+                params={"obsid": int(obsid)}).to_arrow_table())
         else:
-            tbl = self.con.sql(statement("query.sql", "spectrum_by_specid"),
-                               params={"specid": specid}).to_arrow_table()
+            tbl = self._retrying(lambda: self.con.sql(
+                statement("query.sql", "spectrum_by_specid"),
+                params={"specid": specid}).to_arrow_table())
         if tbl.num_rows == 0:
             what = f"obsid {obsid}" if obsid is not None else f"specid {specid!r}"
             raise KeyError(f"no spectrum with {what} in {self.root}")

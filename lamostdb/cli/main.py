@@ -149,6 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_withdraw_parser(sub)
 
+    from lamostdb.cli.compact_cmd import add_compact_parser
+
+    add_compact_parser(sub)
+
     from lamostdb.cli.confidence_cmd import add_confidence_parser
 
     add_confidence_parser(sub)

@@ -46,6 +46,8 @@ def add_nightly_parser(subparsers: Any) -> argparse.ArgumentParser:
     s.add_argument("--radius-arcsec", type=float, default=3.0,
                    help="cross-match radius and linking length between spectra (default 3)")
     s.add_argument("--chunk-size", type=int, default=500, help="files per ingest work unit")
+    s.add_argument("--compact", action="store_true",
+                   help="compact the catalogue at the end (as `lamostdb compact`)")
     s.add_argument("--json", action="store_true",
                    help="print the summary as JSON on standard output")
     s.add_argument("--quiet", action="store_true",
@@ -63,7 +65,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
                              ps1_files=tuple(Path(f) for f in args.ps1),
                              refcat_from_night=args.refcat_from_night,
                              chunk_size=args.chunk_size, progress=not args.quiet,
-                             cluster=args.cluster)
+                             cluster=args.cluster, compact=args.compact)
     summary = run_nightly(args.catalog, args.night_dir, options,
                           on_stage=None if args.quiet else _print_stage)
     if args.json:

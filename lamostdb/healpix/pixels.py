@@ -89,3 +89,16 @@ def pixel_start(pix: npt.ArrayLike, order: int) -> npt.NDArray[np.int64]:
     if not 0 <= order <= SPATIAL_INDEX_ORDER:
         raise ValueError(f"HEALPix order must be in 0..29, got {order}")
     return np.asarray(pix, dtype=np.int64) << np.int64(2 * (SPATIAL_INDEX_ORDER - order))
+
+
+def parent_pixel(npix: int, order: int, to_order: int) -> int:
+    """The pixel at ``to_order`` (<= ``order``) containing pixel ``npix`` of ``order``: the
+    scalar form of :func:`pixel_at_order`, for loops over leaves.
+
+    >>> parent_pixel(1023, 5, 0)
+    0
+    """
+    if not 0 <= to_order <= order <= SPATIAL_INDEX_ORDER:
+        raise ValueError(f"HEALPix orders must satisfy 0 <= to_order <= order <= 29, got "
+                         f"order={order}, to_order={to_order}")
+    return int(npix) >> (2 * (order - to_order))

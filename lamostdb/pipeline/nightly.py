@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from lamostdb.catalog import commit
+from lamostdb.catalog.compact import compact
 from lamostdb.catalog.store import DB_NAME, Catalog, CatalogError
 from lamostdb.classify.stage import classify
 from lamostdb.ids import assign_ids
@@ -88,6 +89,8 @@ class NightlyOptions:
         Where ingest, classify, xmatch and ids run their partitions: None (the local
         process pool), ``local:N`` (a Dask cluster of N local workers) or
         ``tcp://HOST:PORT`` (a running Dask scheduler); see :mod:`lamostdb.execute`.
+    compact
+        After the stages, compact the catalogue (:mod:`lamostdb.catalog.compact`).
     """
 
     workers: int | None = None
@@ -100,6 +103,7 @@ class NightlyOptions:
     read_limits: ReadLimits = DEFAULT_LIMITS
     engine: EngineConfig = DEFAULT_CONFIG
     cluster: str | None = None
+    compact: bool = False
 
 
 @dataclass
@@ -383,6 +387,13 @@ def run_nightly(catalog: str | Path, night_dir: str | Path,
     run_id = commit.new_run_id()
     with open_for_nightly(catalog) as cat, cat.write_lock():
         outcomes, facts = _run_stages(cat, night, refs, opts, on_stage)
+        if opts.compact:
+            rep, secs = _timed("compact", lambda: compact(cat))
+            outcomes.append(StageOutcome("compact", secs, rep.files_before - rep.files_after,
+                                         [t.run_id for t in rep.tables if t.run_id],
+                                         f"files {rep.files_before} -> {rep.files_after}"))
+            if on_stage is not None:
+                on_stage(outcomes[-1])
         state = night_state(cat, night, len(files))
         missing = list(facts["missing_references"])
         if missing:
