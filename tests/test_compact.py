@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import hats
 import numpy as np
+import pandas as pd
 import pytest
 
 import lamostdb
@@ -23,6 +25,14 @@ from lamostdb.pipeline import NightlyOptions, run_nightly
 from lamostdb.refcat import ingest_refcat
 from lamostdb.sim import simulate_night
 from lamostdb.xmatch import xmatch
+
+with warnings.catch_warnings():
+    # lsdb 0.11 sets a pandas option that pandas 3 deprecates (a warning at import)
+    warnings.simplefilter("ignore", pd.errors.Pandas4Warning)
+    import lsdb
+
+pytestmark = [  # lsdb 0.11 / nested-pandas 0.7 use pandas keywords pandas 3.1 deprecates
+    pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")]
 
 TABLES = ("spectra", "gaia", "ps1", "xmatch", "objects")
 SPECTRUM_TABLES = ["spectra", "xmatch", "objects"]  # ~120 rows: a few rows per leaf
@@ -103,6 +113,9 @@ def _check_hats(path: Path) -> None:
         assert all(a[1] <= b[0] for a, b in zip(ranges, ranges[1:], strict=False)), table
         for p in hc.get_healpix_pixels()[:5]:
             assert len(hc.read_pixel_to_pandas(p)) == per_leaf[(table, p.order, p.pixel)]
+        # and LSDB reads every row, once
+        assert len(lsdb.read_hats(path / table, columns=["_healpix_29"]).compute()) == \
+            n_rows[table], table
 
 
 def test_plan_leaves_splits_dense_pixels_and_merges_sparse_ones() -> None:
