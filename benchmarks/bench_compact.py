@@ -42,9 +42,11 @@ from lamostdb.xmatch import xmatch
 
 TABLES = ("spectra", "results", "candidates", "gaia", "ps1", "xmatch", "objects")
 #: Float sums depend on the order rows are read in (the last bits): rounded to compare.
-AGGREGATE = ("SELECT count(*) AS n, count(DISTINCT uid) AS n_uid, round(avg(snrg), 6) AS "
-             "mean_snrg, count(gaia_source_id) AS n_gaia, round(avg(gaia_sep_arcsec), 6) AS "
-             "mean_sep, sum(obsid) AS sum_obsid FROM lrs")
+AGGREGATE = (
+    "SELECT count(*) AS n, count(DISTINCT uid) AS n_uid, round(avg(snrg), 6) AS "
+    "mean_snrg, count(gaia_source_id) AS n_gaia, round(avg(gaia_sep_arcsec), 6) AS "
+    "mean_sep, sum(obsid) AS sum_obsid FROM lrs"
+)
 
 
 def _build(work: Path, nights: int, n: int, seed: int, with_classify: bool) -> Path:
@@ -80,16 +82,21 @@ def _median_s(fn: Callable[[], object], runs: int) -> float:
 def _measure(cat: Path, runs: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with lamostdb.open(cat) as c:
-        rows = c.sql("SELECT table_name, count(*) AS files, count(DISTINCT (norder, npix)) AS "
-                     "leaves, sum(n_rows)::BIGINT AS n_rows, sum(n_bytes)::BIGINT AS n_bytes "
-                     "FROM files GROUP BY 1 ORDER BY 1").to_dicts()
+        rows = c.sql(
+            "SELECT table_name, count(*) AS files, count(DISTINCT (norder, npix)) AS "
+            "leaves, sum(n_rows)::BIGINT AS n_rows, sum(n_bytes)::BIGINT AS n_bytes "
+            "FROM files GROUP BY 1 ORDER BY 1"
+        ).to_dicts()
         out["tables"] = {r.pop("table_name"): r for r in rows}
-        for t, o, k in c.sql("SELECT table_name, norder, count(DISTINCT npix) FROM files "
-                             "GROUP BY 1, 2 ORDER BY 1, 2").rows():
+        for t, o, k in c.sql(
+            "SELECT table_name, norder, count(DISTINCT npix) FROM files GROUP BY 1, 2 ORDER BY 1, 2"
+        ).rows():
             out["tables"][t].setdefault("leaves_by_order", {})[int(o)] = int(k)
         ra, dec = c.sql("SELECT ra, dec FROM spectra ORDER BY specid LIMIT 1").row(0)
-        answers = {"aggregate": c.sql(AGGREGATE).to_dicts(),
-                   "cone": sorted(c.cone(ra, dec, 3600.0)["specid"].to_list())}
+        answers = {
+            "aggregate": c.sql(AGGREGATE).to_dicts(),
+            "cone": sorted(c.cone(ra, dec, 3600.0)["specid"].to_list()),
+        }
         out["cone_s"] = _median_s(lambda: c.cone(ra, dec, 3600.0), runs)
         out["aggregate_s"] = _median_s(lambda: c.sql(AGGREGATE), runs)
         out["count_s"] = _median_s(lambda: c.sql("SELECT count(*) FROM spectra_history"), runs)
@@ -99,11 +106,15 @@ def _measure(cat: Path, runs: int) -> dict[str, Any]:
             c2.sql("SELECT count(*) FROM spectra")
 
     out["open_count_s"] = _median_s(open_and_count, runs)
-    out["on_disk_parquet"] = sum(1 for t in TABLES if (cat / t).is_dir()
-                                 for _ in (cat / t / "dataset").rglob("*.parquet"))
-    out["hats"] = {t: (len(h.get_healpix_pixels()), h.catalog_info.total_rows)
-                   for t in TABLES if (cat / t / "properties").exists()
-                   for h in [hats.read_hats(cat / t)]}
+    out["on_disk_parquet"] = sum(
+        1 for t in TABLES if (cat / t).is_dir() for _ in (cat / t / "dataset").rglob("*.parquet")
+    )
+    out["hats"] = {
+        t: (len(h.get_healpix_pixels()), h.catalog_info.total_rows)
+        for t in TABLES
+        if (cat / t / "properties").exists()
+        for h in [hats.read_hats(cat / t)]
+    }
     out["answers_n_cone"] = len(answers["cone"])
     return {"m": out, "answers": answers}
 
@@ -112,13 +123,19 @@ def _print(label: str, m: dict[str, Any]) -> None:
     print(f"-- {label}")
     for t, r in m["tables"].items():
         orders = ", ".join(f"{k}@{o}" for o, k in sorted(r["leaves_by_order"].items()))
-        print(f"  {t:<10} {r['files']:>6} files {r['leaves']:>6} leaves ({orders}) "
-              f"{r['n_rows']:>8} rows {r['n_bytes'] / 2**20:8.1f} MiB")
-    print(f"  total files {sum(r['files'] for r in m['tables'].values())} in the registry, "
-          f"{m['on_disk_parquet']} Parquet files in the leaf folders")
-    print(f"  open+count {m['open_count_s'] * 1e3:8.1f} ms   cone 1 deg "
-          f"{m['cone_s'] * 1e3:8.1f} ms ({m['answers_n_cone']} spectra)   aggregate over lrs "
-          f"{m['aggregate_s'] * 1e3:8.1f} ms   count(*) {m['count_s'] * 1e3:8.1f} ms")
+        print(
+            f"  {t:<10} {r['files']:>6} files {r['leaves']:>6} leaves ({orders}) "
+            f"{r['n_rows']:>8} rows {r['n_bytes'] / 2**20:8.1f} MiB"
+        )
+    print(
+        f"  total files {sum(r['files'] for r in m['tables'].values())} in the registry, "
+        f"{m['on_disk_parquet']} Parquet files in the leaf folders"
+    )
+    print(
+        f"  open+count {m['open_count_s'] * 1e3:8.1f} ms   cone 1 deg "
+        f"{m['cone_s'] * 1e3:8.1f} ms ({m['answers_n_cone']} spectra)   aggregate over lrs "
+        f"{m['aggregate_s'] * 1e3:8.1f} ms   count(*) {m['count_s'] * 1e3:8.1f} ms"
+    )
     print(f"  hats.read_hats: {', '.join(f'{t} {p} pixels' for t, (p, _) in m['hats'].items())}")
 
 
@@ -156,9 +173,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  before {before['answers']}\n  after  {after['answers']}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(json.dumps({"nights": args.nights, "n_per_night": args.n, "max_rows": args.max_rows,
-                      "compact_s": compact_s, "before": before["m"], "after": after["m"],
-                      "same_answers": same}, default=str))
+    print(
+        json.dumps(
+            {
+                "nights": args.nights,
+                "n_per_night": args.n,
+                "max_rows": args.max_rows,
+                "compact_s": compact_s,
+                "before": before["m"],
+                "after": after["m"],
+                "same_answers": same,
+            },
+            default=str,
+        )
+    )
     return 0 if same else 1
 
 

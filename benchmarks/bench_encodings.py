@@ -26,12 +26,21 @@ CANDIDATES: dict[str, dict[str, object]] = {
     "zstd-1": {"compression": "zstd", "compression_level": 1},
     "zstd-3": {"compression": "zstd", "compression_level": 3},
     "zstd-9": {"compression": "zstd", "compression_level": 9},
-    "zstd-3 + byte_stream_split": {"compression": "zstd", "compression_level": 3,
-                                   "use_byte_stream_split": BSS},
-    "zstd-1 + byte_stream_split": {"compression": "zstd", "compression_level": 1,
-                                   "use_byte_stream_split": BSS},
-    "zstd-9 + byte_stream_split": {"compression": "zstd", "compression_level": 9,
-                                   "use_byte_stream_split": BSS},
+    "zstd-3 + byte_stream_split": {
+        "compression": "zstd",
+        "compression_level": 3,
+        "use_byte_stream_split": BSS,
+    },
+    "zstd-1 + byte_stream_split": {
+        "compression": "zstd",
+        "compression_level": 1,
+        "use_byte_stream_split": BSS,
+    },
+    "zstd-9 + byte_stream_split": {
+        "compression": "zstd",
+        "compression_level": 9,
+        "use_byte_stream_split": BSS,
+    },
 }
 
 
@@ -54,23 +63,26 @@ def main() -> None:
         fits_bytes = sum(f.stat().st_size for f in files)
         records = [read_spectrum(f) for f in files]
         table = records_to_table(records, ingest_run="bench")
-        print(f"\n{label}: {len(files)} files, {fits_bytes / 1e6:.1f} MB of FITS "
-              f"(gzipped files count compressed)")
+        print(
+            f"\n{label}: {len(files)} files, {fits_bytes / 1e6:.1f} MB of FITS "
+            f"(gzipped files count compressed)"
+        )
         print(f"{'encoding':30s} {'MB':>8s} {'/FITS':>7s} {'write s':>8s} {'read s':>8s}")
         for name, opts in CANDIDATES.items():
             writes, reads, size = [], [], 0
             for _ in range(3):
                 buf = io.BytesIO()
                 t0 = time.perf_counter()
-                pq.write_table(table, buf, row_group_size=512, use_dictionary=False,
-                               **opts)  # type: ignore[arg-type]
+                pq.write_table(table, buf, row_group_size=512, use_dictionary=False, **opts)  # type: ignore[arg-type]
                 writes.append(time.perf_counter() - t0)
                 size = buf.tell()
                 t0 = time.perf_counter()
                 pq.read_table(io.BytesIO(buf.getvalue()))
                 reads.append(time.perf_counter() - t0)
-            print(f"{name:30s} {size / 1e6:8.2f} {size / fits_bytes:7.3f} "
-                  f"{statistics.median(writes):8.3f} {statistics.median(reads):8.3f}")
+            print(
+                f"{name:30s} {size / 1e6:8.2f} {size / fits_bytes:7.3f} "
+                f"{statistics.median(writes):8.3f} {statistics.median(reads):8.3f}"
+            )
 
 
 if __name__ == "__main__":

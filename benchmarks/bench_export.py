@@ -46,8 +46,9 @@ print(json.dumps({"wall_s": rep.elapsed_s, "spectra_s": rep.spectra_elapsed_s,
 def run_export(catalog: Path, out: Path, **options: object) -> dict[str, float]:
     shutil.rmtree(out, ignore_errors=True)
     arg = json.dumps({"catalog": str(catalog), "out": str(out), **options})
-    res = subprocess.run([sys.executable, "-c", _CHILD, arg], check=True, capture_output=True,
-                         text=True)
+    res = subprocess.run(
+        [sys.executable, "-c", _CHILD, arg], check=True, capture_output=True, text=True
+    )
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
@@ -62,8 +63,7 @@ def fitsverify_sample(release: Path, n: int = 50) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawTextHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--n", type=int, default=2000, help="spectra in the simulated night")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--catalog", type=Path, help="export this catalogue instead of building one")
@@ -80,26 +80,36 @@ def main() -> None:
         n, mb = runs[0]["n"], runs[0]["bytes"] / 1e6
         wall = statistics.median(r["wall_s"] for r in runs)
         spec = statistics.median(r["spectra_s"] for r in runs)
-        print(f"cores: {os.cpu_count()}; release: {n} spectra, {mb:.1f} MB "
-              f"({'gzip' if args.gzip else 'plain FITS'}), batch size {args.batch_size}")
+        print(
+            f"cores: {os.cpu_count()}; release: {n} spectra, {mb:.1f} MB "
+            f"({'gzip' if args.gzip else 'plain FITS'}), batch size {args.batch_size}"
+        )
         walls = ", ".join(f"{r['wall_s']:.2f}" for r in runs)
         print(f"export wall time per repeat (s): {walls}")
-        print(f"whole release, median: {n / wall:,.0f} spectra/s, {mb / wall:,.1f} MB/s "
-              "(selection, lrs + mec tables, spectrum files, manifest)")
-        print(f"spectrum files alone, median: {n / spec:,.0f} spectra/s, "
-              f"{runs[0]['spectra_bytes'] / 1e6 / spec:,.1f} MB/s")
+        print(
+            f"whole release, median: {n / wall:,.0f} spectra/s, {mb / wall:,.1f} MB/s "
+            "(selection, lrs + mec tables, spectrum files, manifest)"
+        )
+        print(
+            f"spectrum files alone, median: {n / spec:,.0f} spectra/s, "
+            f"{runs[0]['spectra_bytes'] / 1e6 / spec:,.1f} MB/s"
+        )
         print(fitsverify_sample(work / "release"))
         quarter = run_export(catalog, work / "quarter", where="fiberid <= 62", **opts)
         big = runs[-1]
-        print(f"peak RSS: {big['rss_mb']:.0f} MB for {n} spectra, {quarter['rss_mb']:.0f} MB "
-              f"for {quarter['n']} (ratio {big['rss_mb'] / quarter['rss_mb']:.2f} for "
-              f"{n / quarter['n']:.1f}x the spectra)")
+        print(
+            f"peak RSS: {big['rss_mb']:.0f} MB for {n} spectra, {quarter['rss_mb']:.0f} MB "
+            f"for {quarter['n']} (ratio {big['rss_mb'] / quarter['rss_mb']:.2f} for "
+            f"{n / quarter['n']:.1f}x the spectra)"
+        )
         for size in (32, 1024):
             r = run_export(catalog, work / "batch", gzip=args.gzip, batch_size=size)
             print(f"peak RSS with batch size {size}: {r['rss_mb']:.0f} MB")
         base = run_export(catalog, work / "tables", spectra=False)
-        print(f"catalogue tables only (--no-spectra): {base['wall_s']:.2f} s, peak RSS "
-              f"{base['rss_mb']:.0f} MB (imports and DuckDB included)")
+        print(
+            f"catalogue tables only (--no-spectra): {base['wall_s']:.2f} s, peak RSS "
+            f"{base['rss_mb']:.0f} MB (imports and DuckDB included)"
+        )
     finally:
         if args.keep:
             print(f"kept {work}")

@@ -46,8 +46,12 @@ print(json.dumps({"wall_s": wall, "n": rep.n_ingested, "bytes": rep.bytes_read,
 def run_ingest(catalog: Path, night: Path) -> dict[str, float]:
     if catalog.exists():
         shutil.rmtree(catalog)
-    out = subprocess.run([sys.executable, "-c", _CHILD, str(catalog), str(night)],
-                         check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(catalog), str(night)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -64,13 +68,15 @@ def check_lossless(catalog: Path, night: Path, n_sample: int = 300) -> int:
 
     files = sorted(night.rglob("*.fits"))
     rng = np.random.default_rng(0)
-    sample = [files[i] for i in rng.choice(len(files), size=min(n_sample, len(files)),
-                                           replace=False)]
+    sample = [
+        files[i] for i in rng.choice(len(files), size=min(n_sample, len(files)), replace=False)
+    ]
     with lamostdb.open(catalog) as cat:
         for f in sample:
             want = read_spectrum(f)
-            tbl = cat.con.sql("SELECT * FROM spectra WHERE specid = $s",
-                              params={"s": want.specid}).to_arrow_table()
+            tbl = cat.con.sql(
+                "SELECT * FROM spectra WHERE specid = $s", params={"s": want.specid}
+            ).to_arrow_table()
             got = row_to_record(tbl)
             for name in ("flux", "ivar", "andmask", "ormask"):
                 if getattr(want, name).tobytes() != getattr(got, name).tobytes():
@@ -108,23 +114,33 @@ def main() -> None:
         med = statistics.median(walls)
         rate = n_files / med
         print(f"ingest wall time per repeat (s): {', '.join(f'{w:.2f}' for w in walls)}")
-        print(f"median: {rate:,.0f} spectra/s, {fits_bytes / 1e6 / med:,.0f} MB/s of FITS "
-              "(end to end: discovery, read, checksum, Parquet write, commit)")
+        print(
+            f"median: {rate:,.0f} spectra/s, {fits_bytes / 1e6 / med:,.0f} MB/s of FITS "
+            "(end to end: discovery, read, checksum, Parquet write, commit)"
+        )
         parquet_bytes = dir_bytes(work / "cat" / "spectra" / "dataset", ".parquet")
         checked = check_lossless(work / "cat", night / "spectra")
-        print(f"storage: Parquet {parquet_bytes / 1e6:.1f} MB / FITS {fits_bytes / 1e6:.1f} MB "
-              f"= {parquet_bytes / fits_bytes:.3f} (lossless: {checked} random spectra "
-              "bit-identical)")
+        print(
+            f"storage: Parquet {parquet_bytes / 1e6:.1f} MB / FITS {fits_bytes / 1e6:.1f} MB "
+            f"= {parquet_bytes / fits_bytes:.3f} (lossless: {checked} random spectra "
+            "bit-identical)"
+        )
         big = runs[-1]
         sm = run_ingest(work / "cat_small", small)
         n_small = len(list((small / "spectra").rglob("*.fits")))
-        print(f"peak RSS, {n_files} spectra: main {big['rss_self_mb']:.0f} MB, largest worker "
-              f"{big['rss_child_mb']:.0f} MB")
-        print(f"peak RSS, {n_small} spectra: main {sm['rss_self_mb']:.0f} MB, largest worker "
-              f"{sm['rss_child_mb']:.0f} MB")
-        print(f"RSS ratio (big/small night): main {big['rss_self_mb'] / sm['rss_self_mb']:.2f}, "
-              f"worker {big['rss_child_mb'] / sm['rss_child_mb']:.2f} for "
-              f"{n_files / n_small:.1f}x the spectra")
+        print(
+            f"peak RSS, {n_files} spectra: main {big['rss_self_mb']:.0f} MB, largest worker "
+            f"{big['rss_child_mb']:.0f} MB"
+        )
+        print(
+            f"peak RSS, {n_small} spectra: main {sm['rss_self_mb']:.0f} MB, largest worker "
+            f"{sm['rss_child_mb']:.0f} MB"
+        )
+        print(
+            f"RSS ratio (big/small night): main {big['rss_self_mb'] / sm['rss_self_mb']:.2f}, "
+            f"worker {big['rss_child_mb'] / sm['rss_child_mb']:.2f} for "
+            f"{n_files / n_small:.1f}x the spectra"
+        )
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

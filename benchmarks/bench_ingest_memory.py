@@ -22,8 +22,14 @@ from pathlib import Path
 
 from astropy.io import fits
 
-GOOD = (Path(__file__).resolve().parents[1] / "lamostdb" / "data" / "spectra" / "spectraml"
-        / "spec-55919-B5591903_sp01-005.fits")
+GOOD = (
+    Path(__file__).resolve().parents[1]
+    / "lamostdb"
+    / "data"
+    / "spectra"
+    / "spectraml"
+    / "spec-55919-B5591903_sp01-005.fits"
+)
 _MEMBER = 64 << 20
 
 
@@ -76,8 +82,12 @@ def measure(folder: Path, workers: int) -> dict[str, object]:
     cat = folder.parent / "cat"
     shutil.rmtree(cat, ignore_errors=True)
     t0 = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", _CHILD, str(cat), str(folder), str(workers)],
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(cat), str(folder), str(workers)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     out: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
     out["seconds"] = round(time.perf_counter() - t0, 2)
     return out
@@ -94,14 +104,18 @@ def main() -> None:
         size = write_gzip_bomb(night / "spec-bomb.fits.gz", args.bomb_gib)
         write_sparse(night / "spec-sparse.fits")
         shutil.copyfile(GOOD, night / GOOD.name)
-        print(f"gzip bomb: {size / 1e6:.2f} MB expanding to {args.bomb_gib:g} GiB; "
-              "sparse file: 3 GiB; one good spectrum")
+        print(
+            f"gzip bomb: {size / 1e6:.2f} MB expanding to {args.bomb_gib:g} GiB; "
+            "sparse file: 3 GiB; one good spectrum"
+        )
         res = measure(night, args.workers)
     for path, reason in res["quarantined"]:  # type: ignore[union-attr]
         print(f"quarantined {Path(path).name}: {reason}")
-    print(f"ingested {res['n_ingested']} with {args.workers} worker(s); peak RSS: reported by "
-          f"the ingest workers {res['peak_worker_rss_mb']:.0f} MB, ingest process "
-          f"{res['child_peak_rss_mb']:.0f} MB; {res['seconds']} s")
+    print(
+        f"ingested {res['n_ingested']} with {args.workers} worker(s); peak RSS: reported by "
+        f"the ingest workers {res['peak_worker_rss_mb']:.0f} MB, ingest process "
+        f"{res['child_peak_rss_mb']:.0f} MB; {res['seconds']} s"
+    )
 
 
 if __name__ == "__main__":

@@ -32,11 +32,34 @@ import lamostdb
 from lamostdb.sim import simulate_night
 
 #: Columns that name a run or a time: excluded from the comparison.
-RUN_COLUMNS = {"ingest_run", "run_id", "xmatch_run_id", "superseded_by_run", "ingested_at",
-               "quarantined_at", "checked_at"}
-TABLES = ("spectra_history", "spectra", "quarantine", "ingest_ledger", "ingest_paths",
-          "spectrum_versions", "results_history", "results", "candidates_history", "gaia",
-          "ps1", "xmatch_history", "objects_history", "objects", "uid_aliases", "lrs", "mec")
+RUN_COLUMNS = {
+    "ingest_run",
+    "run_id",
+    "xmatch_run_id",
+    "superseded_by_run",
+    "ingested_at",
+    "quarantined_at",
+    "checked_at",
+}
+TABLES = (
+    "spectra_history",
+    "spectra",
+    "quarantine",
+    "ingest_ledger",
+    "ingest_paths",
+    "spectrum_versions",
+    "results_history",
+    "results",
+    "candidates_history",
+    "gaia",
+    "ps1",
+    "xmatch_history",
+    "objects_history",
+    "objects",
+    "uid_aliases",
+    "lrs",
+    "mec",
+)
 
 
 def snapshot(path: Path) -> dict[str, pl.DataFrame]:
@@ -46,11 +69,16 @@ def snapshot(path: Path) -> dict[str, pl.DataFrame]:
         for name in TABLES:
             df = cat.sql(f"SELECT * FROM {name}")  # names from the fixed list above
             df = df.drop([c for c in df.columns if c in RUN_COLUMNS])
-            keys = [c for c in df.columns if df.schema[c] != pl.Object
-                    and not isinstance(df.schema[c], pl.List | pl.Struct)]
+            keys = [
+                c
+                for c in df.columns
+                if df.schema[c] != pl.Object and not isinstance(df.schema[c], pl.List | pl.Struct)
+            ]
             out[name] = df.sort(keys)
-        out["runs"] = cat.sql("SELECT stage, count(*) AS n FROM runs WHERE state = 'committed' "
-                              "AND stage <> 'nightly' GROUP BY ALL ORDER BY stage")
+        out["runs"] = cat.sql(
+            "SELECT stage, count(*) AS n FROM runs WHERE state = 'committed' "
+            "AND stage <> 'nightly' GROUP BY ALL ORDER BY stage"
+        )
     return out
 
 
@@ -83,9 +111,20 @@ def alive(pids: list[int]) -> list[int]:
 
 
 def nightly(cat: Path, night: Path, workers: int, chunk: int) -> list[str]:
-    return [sys.executable, "-m", "lamostdb.cli", "nightly", str(cat), str(night),
-            "--workers", str(workers), "--chunk-size", str(chunk), "--refcat-from-night",
-            "--quiet"]
+    return [
+        sys.executable,
+        "-m",
+        "lamostdb.cli",
+        "nightly",
+        str(cat),
+        str(night),
+        "--workers",
+        str(workers),
+        "--chunk-size",
+        str(chunk),
+        "--refcat-from-night",
+        "--quiet",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,12 +146,18 @@ def main(argv: list[str] | None = None) -> int:
     ref_cat = work / "reference"
     shutil.rmtree(ref_cat, ignore_errors=True)
     t0 = time.perf_counter()
-    subprocess.run(nightly(ref_cat, night, args.workers, args.chunk_size), env=env,
-                   check=True, capture_output=True)
+    subprocess.run(
+        nightly(ref_cat, night, args.workers, args.chunk_size),
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     t_ref = time.perf_counter() - t0
     reference = snapshot(ref_cat)
-    print(f"reference: {args.n} spectra + 1 damaged file, {args.workers} workers, "
-          f"{t_ref:.1f} s uninterrupted")
+    print(
+        f"reference: {args.n} spectra + 1 damaged file, {args.workers} workers, "
+        f"{t_ref:.1f} s uninterrupted"
+    )
     rng = random.Random(args.seed)
     failures = 0
     gone: list[float] = []
@@ -121,9 +166,13 @@ def main(argv: list[str] | None = None) -> int:
         cat = work / f"trial{trial:02d}"
         shutil.rmtree(cat, ignore_errors=True)
         delay = rng.uniform(0.5, t_ref)
-        proc = subprocess.Popen(nightly(cat, night, args.workers, args.chunk_size), env=env,
-                                start_new_session=True, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            nightly(cat, night, args.workers, args.chunk_size),
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(delay)
         workers = running_in_group(proc.pid, parents=True)
         os.kill(proc.pid, signal.SIGKILL)
@@ -131,10 +180,14 @@ def main(argv: list[str] | None = None) -> int:
         t_kill = time.perf_counter()
         # the rerun starts at once, as an operator's retry would, while we time the old run's
         # processes (the rerun has a new session, so it is not counted)
-        rerun_proc = subprocess.Popen(nightly(cat, night, args.workers, args.chunk_size),
-                                      env=env, start_new_session=True,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                      text=True)
+        rerun_proc = subprocess.Popen(
+            nightly(cat, night, args.workers, args.chunk_size),
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         workers_ms = None
         while time.perf_counter() - t_kill < 30:
             if workers_ms is None and not alive(workers):
@@ -156,20 +209,27 @@ def main(argv: list[str] | None = None) -> int:
         ok = rerun.returncode == 0 and not left and not stray and not differ
         failures += not ok
         gone.append(gone_ms)
-        wtext = f"{len(workers)} workers gone {workers_ms or gone_ms:6.1f} ms after, " \
-            if workers else "no worker running, "
-        print(f"trial {trial:2d}: kill at {delay:5.2f} s, {wtext}all its processes (fork "
-              f"server too) {gone_ms:6.1f} ms; left after the rerun + {args.wait:.0f} s "
-              f"{len(left)}; rerun "
-              f"{t_rerun:5.1f} s rc {rerun.returncode}; stray files {len(stray)}; tables "
-              f"{'identical' if not differ else 'DIFFER: ' + ', '.join(differ)}"
-              + ("" if ok else "  <-- FAILED"))
+        wtext = (
+            f"{len(workers)} workers gone {workers_ms or gone_ms:6.1f} ms after, "
+            if workers
+            else "no worker running, "
+        )
+        print(
+            f"trial {trial:2d}: kill at {delay:5.2f} s, {wtext}all its processes (fork "
+            f"server too) {gone_ms:6.1f} ms; left after the rerun + {args.wait:.0f} s "
+            f"{len(left)}; rerun "
+            f"{t_rerun:5.1f} s rc {rerun.returncode}; stray files {len(stray)}; tables "
+            f"{'identical' if not differ else 'DIFFER: ' + ', '.join(differ)}"
+            + ("" if ok else "  <-- FAILED")
+        )
         shutil.rmtree(cat, ignore_errors=True)
     wg = sorted(worker_gone) or [float("nan")]
-    print(f"{args.trials - failures} of {args.trials} trials passed; in the {len(worker_gone)} "
-          f"trials killed while workers ran, they were gone within {wg[-1]:.0f} ms (median "
-          f"{wg[len(wg) // 2]:.0f} ms); all processes of the killed run within "
-          f"{max(gone):.0f} ms (median {sorted(gone)[len(gone) // 2]:.0f} ms)")
+    print(
+        f"{args.trials - failures} of {args.trials} trials passed; in the {len(worker_gone)} "
+        f"trials killed while workers ran, they were gone within {wg[-1]:.0f} ms (median "
+        f"{wg[len(wg) // 2]:.0f} ms); all processes of the killed run within "
+        f"{max(gone):.0f} ms (median {sorted(gone)[len(gone) // 2]:.0f} ms)"
+    )
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
     return 1 if failures else 0

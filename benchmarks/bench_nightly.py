@@ -44,8 +44,10 @@ def main(argv: list[str] | None = None) -> int:
             night = work / "night"
             t0 = time.perf_counter()
             simulate_night(night, n=args.n, seed=args.seed)
-            print(f"simulated {args.n} spectra (seed {args.seed}) in "
-                  f"{time.perf_counter() - t0:.1f} s (not part of the timings)")
+            print(
+                f"simulated {args.n} spectra (seed {args.seed}) in "
+                f"{time.perf_counter() - t0:.1f} s (not part of the timings)"
+            )
         catalog = args.keep or work / "cat"
         options = NightlyOptions(workers=args.workers, refcat_from_night=True, progress=False)
         first = run_nightly(catalog, night, options)
@@ -56,30 +58,50 @@ def main(argv: list[str] | None = None) -> int:
     load = [round(x, 1) for x in os.getloadavg()]
     stages = {s.name: s for s in first.stages}
     cores = args.workers or os.cpu_count()
-    print(f"nightly on {first.night.n_files} files, {cores} worker(s), "
-          f"{os.cpu_count()} cores visible; load average after the run {load} (1/5/15 min)")
+    print(
+        f"nightly on {first.night.n_files} files, {cores} worker(s), "
+        f"{os.cpu_count()} cores visible; load average after the run {load} (1/5/15 min)"
+    )
     print(f"{'stage':<10}{'seconds':>10}{'share':>8}  what")
     for name, s in stages.items():
-        print(f"{name:<10}{s.seconds:>10.1f}{100 * s.seconds / first.total_s:>7.1f}%  "
-              f"{s.message}")
-    print(f"{'total':<10}{first.total_s:>10.1f}{'':>8}  {first.spectra_per_s:.1f} spectra/s "
-          "end to end")
+        print(f"{name:<10}{s.seconds:>10.1f}{100 * s.seconds / first.total_s:>7.1f}%  {s.message}")
+    print(
+        f"{'total':<10}{first.total_s:>10.1f}{'':>8}  {first.spectra_per_s:.1f} spectra/s "
+        "end to end"
+    )
     classify_rate = first.n_fitted / max(stages["classify"].seconds, 1e-9)
-    print(f"classify alone: {classify_rate:.1f} spectra/s; classes: {first.night.classes}; "
-          f"quarantined: {len(first.night.quarantined)}")
+    print(
+        f"classify alone: {classify_rate:.1f} spectra/s; classes: {first.night.classes}; "
+        f"quarantined: {len(first.night.quarantined)}"
+    )
     rss_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rss_workers = max(s.peak_worker_rss_mb for s in first.stages)
-    print(f"peak RSS: this process {rss_self:.0f} MB, largest ingest/classify worker "
-          f"{rss_workers:.0f} MB")
-    print(f"second run on the same night: {second.total_s:.1f} s, nothing new: "
-          f"{second.nothing_new} ({second.n_new_spectra} new spectra, {second.n_fitted} fitted)")
-    print(json.dumps({"n": first.night.n_spectra, "workers": cores,
-                      "stage_seconds": first.stage_seconds, "total_s": first.total_s,
-                      "spectra_per_s": first.spectra_per_s, "classify_per_s": classify_rate,
-                      "classes": first.night.classes, "peak_rss_mb": rss_self,
-                      "peak_worker_rss_mb": rss_workers, "loadavg_after": load,
-                      "second_run_s": second.total_s,
-                      "second_run_nothing_new": second.nothing_new}))
+    print(
+        f"peak RSS: this process {rss_self:.0f} MB, largest ingest/classify worker "
+        f"{rss_workers:.0f} MB"
+    )
+    print(
+        f"second run on the same night: {second.total_s:.1f} s, nothing new: "
+        f"{second.nothing_new} ({second.n_new_spectra} new spectra, {second.n_fitted} fitted)"
+    )
+    print(
+        json.dumps(
+            {
+                "n": first.night.n_spectra,
+                "workers": cores,
+                "stage_seconds": first.stage_seconds,
+                "total_s": first.total_s,
+                "spectra_per_s": first.spectra_per_s,
+                "classify_per_s": classify_rate,
+                "classes": first.night.classes,
+                "peak_rss_mb": rss_self,
+                "peak_worker_rss_mb": rss_workers,
+                "loadavg_after": load,
+                "second_run_s": second.total_s,
+                "second_run_nothing_new": second.nothing_new,
+            }
+        )
+    )
     return 0 if second.nothing_new else 1
 
 

@@ -82,16 +82,23 @@ def _simulate(folder: Path, n_left: int, n_right: int, seed: int) -> None:
     speed = 10 ** rng.uniform(2.0, 3.0, size=fast.sum())
     ang = rng.uniform(0, 2 * np.pi, size=fast.sum())
     pm[fast] = np.stack([speed * np.sin(ang), speed * np.cos(ang)], axis=1)
-    right = right.append_column("pmra", pa.array(pm[:, 0])).append_column(
-        "pmdec", pa.array(pm[:, 1])).append_column("ref_epoch", pa.array(np.full(n_right, 2016.0)))
+    right = (
+        right.append_column("pmra", pa.array(pm[:, 0]))
+        .append_column("pmdec", pa.array(pm[:, 1]))
+        .append_column("ref_epoch", pa.array(np.full(n_right, 2016.0)))
+    )
     left = left.append_column("epoch_jyear", pa.array(rng.uniform(2011.0, 2031.0, n_left)))
     pq.write_table(left, folder / "left.parquet")
     pq.write_table(right, folder / "right.parquet")
 
 
 def _run(method: str, folder: Path, radius: float) -> dict[str, float]:
-    res = subprocess.run([sys.executable, "-c", _CHILD, method, str(folder), str(radius)],
-                         capture_output=True, text=True, check=False)
+    res = subprocess.run(
+        [sys.executable, "-c", _CHILD, method, str(folder), str(radius)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if res.returncode != 0:
         raise RuntimeError(f"{method} failed:\n{res.stderr}")
     return json.loads(res.stdout.strip().splitlines()[-1])
@@ -109,8 +116,10 @@ def main() -> None:
         folder = Path(tmp)
         t0 = time.perf_counter()
         _simulate(folder, args.n_left, args.n_right, args.seed)
-        print(f"simulated {args.n_left:,} x {args.n_right:,} sources in "
-              f"{time.perf_counter() - t0:.1f} s; radius {args.radius_arcsec:g}\"")
+        print(
+            f"simulated {args.n_left:,} x {args.n_right:,} sources in "
+            f'{time.perf_counter() - t0:.1f} s; radius {args.radius_arcsec:g}"'
+        )
         methods = ("duckdb", "duckdb-parquet", "duckdb-pm", "astropy")
         best: dict[str, dict[str, float]] = {}
         for _ in range(args.repeats):
@@ -119,18 +128,27 @@ def main() -> None:
                 if m not in best or r["wall_s"] < best[m]["wall_s"]:
                     best[m] = r
         ref = np.load(folder / "pairs-astropy.npy")
-        print(f"{'method':16s} {'wall s':>8s} {'pairs':>10s} {'pairs/s':>12s} "
-              f"{'peak RSS MB':>12s} {'+ over inputs':>14s}  same pairs as astropy")
+        print(
+            f"{'method':16s} {'wall s':>8s} {'pairs':>10s} {'pairs/s':>12s} "
+            f"{'peak RSS MB':>12s} {'+ over inputs':>14s}  same pairs as astropy"
+        )
         for m in methods:
             r = best[m]
-            same = ("-" if m == "duckdb-pm" else
-                    str(np.array_equal(np.load(folder / f"pairs-{m}.npy"), ref)))
-            print(f"{m:16s} {r['wall_s']:8.2f} {r['pairs']:10,d} {r['pairs'] / r['wall_s']:12,.0f} "
-                  f"{r['rss_mb']:12,.0f} {r['rss_mb'] - r['base_mb']:14,.0f}  {same}")
+            same = (
+                "-"
+                if m == "duckdb-pm"
+                else str(np.array_equal(np.load(folder / f"pairs-{m}.npy"), ref))
+            )
+            print(
+                f"{m:16s} {r['wall_s']:8.2f} {r['pairs']:10,d} {r['pairs'] / r['wall_s']:12,.0f} "
+                f"{r['rss_mb']:12,.0f} {r['rss_mb'] - r['base_mb']:14,.0f}  {same}"
+            )
         ratio = best["astropy"]["wall_s"] / best["duckdb"]["wall_s"]
         ratio_pq = best["astropy"]["wall_s"] / best["duckdb-parquet"]["wall_s"]
-        print(f"throughput duckdb / astropy: {ratio:.1f}x (in memory), {ratio_pq:.1f}x "
-              f"(right side scanned from Parquet); best of {args.repeats}")
+        print(
+            f"throughput duckdb / astropy: {ratio:.1f}x (in memory), {ratio_pq:.1f}x "
+            f"(right side scanned from Parquet); best of {args.repeats}"
+        )
 
 
 if __name__ == "__main__":

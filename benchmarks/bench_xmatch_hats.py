@@ -63,7 +63,9 @@ class Sampler:
         self.t.join()
 """
 
-_CHILD = _SAMPLER + r"""
+_CHILD = (
+    _SAMPLER
+    + r"""
 import json, resource, sys, time
 from lamostdb.catalog.store import Catalog
 from lamostdb.refcat.hats import attach_hats
@@ -83,8 +85,11 @@ print(json.dumps({"n_rows": rec.n_rows, "n_partitions": rec.n_partitions,
                   "files_read": rep.reference_files_read["gaia"],
                   "margin_files_read": rep.margin_files_read["gaia"]}))
 """
+)
 
-_REFCAT_CHILD = _SAMPLER + r"""
+_REFCAT_CHILD = (
+    _SAMPLER
+    + r"""
 import json, sys, time
 from lamostdb.catalog.store import Catalog
 from lamostdb.refcat import ingest_refcat
@@ -98,10 +103,12 @@ cat.close()
 print(json.dumps({"batch_rows": batch, "n_added": rep.n_added, "wall_s": round(wall, 1),
                   "base_rss_mb": round(s.before, 1), "peak_rss_mb": round(s.peak, 1)}))
 """
+)
 
 
-def _gaia_rows(rng: np.random.Generator, ra0: np.ndarray, dec0: np.ndarray, n: int,
-               first_id: int) -> pa.Table:
+def _gaia_rows(
+    rng: np.random.Generator, ra0: np.ndarray, dec0: np.ndarray, n: int, first_id: int
+) -> pa.Table:
     """``n`` Gaia-like rows uniform in 2.5-degree discs around the centres ``(ra0, dec0)``."""
     from lamostdb.sim.refcat import FIELD_RADIUS_DEG, offset
 
@@ -112,14 +119,20 @@ def _gaia_rows(rng: np.random.Generator, ra0: np.ndarray, dec0: np.ndarray, n: i
     fast = rng.uniform(0, 1, n) < 0.01
     pm_scale = np.where(fast, rng.uniform(100, 500, n), 6.0)
     g = rng.uniform(12, 21, n)
-    return pa.table({
-        "source_id": pa.array(np.arange(first_id, first_id + n), pa.int64()),
-        "ra": np.mod(ra, 360.0), "dec": np.clip(dec, -90.0, 90.0),
-        "pmra": rng.normal(0, 1, n) * pm_scale, "pmdec": rng.normal(0, 1, n) * pm_scale,
-        "parallax": np.abs(rng.normal(1.0, 0.5, n)), "ref_epoch": np.full(n, 2016.0),
-        "phot_g_mean_mag": g.astype(np.float32),
-        "phot_bp_mean_mag": (g + 0.4).astype(np.float32),
-        "phot_rp_mean_mag": (g - 0.5).astype(np.float32)})
+    return pa.table(
+        {
+            "source_id": pa.array(np.arange(first_id, first_id + n), pa.int64()),
+            "ra": np.mod(ra, 360.0),
+            "dec": np.clip(dec, -90.0, 90.0),
+            "pmra": rng.normal(0, 1, n) * pm_scale,
+            "pmdec": rng.normal(0, 1, n) * pm_scale,
+            "parallax": np.abs(rng.normal(1.0, 0.5, n)),
+            "ref_epoch": np.full(n, 2016.0),
+            "phot_g_mean_mag": g.astype(np.float32),
+            "phot_bp_mean_mag": (g + 0.4).astype(np.float32),
+            "phot_rp_mean_mag": (g - 0.5).astype(np.float32),
+        }
+    )
 
 
 def _other_fields(night_fields: list[int], n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -130,10 +143,18 @@ def _other_fields(night_fields: list[int], n: int) -> tuple[np.ndarray, np.ndarr
     out = []
     for i in range(N_FIELDS):
         ra, dec = field_centre(i)
-        d = np.degrees(np.arccos(np.clip(
-            np.sin(np.radians(dec)) * np.sin(np.radians(mine[:, 1]))
-            + np.cos(np.radians(dec)) * np.cos(np.radians(mine[:, 1]))
-            * np.cos(np.radians(ra - mine[:, 0])), -1, 1)))
+        d = np.degrees(
+            np.arccos(
+                np.clip(
+                    np.sin(np.radians(dec)) * np.sin(np.radians(mine[:, 1]))
+                    + np.cos(np.radians(dec))
+                    * np.cos(np.radians(mine[:, 1]))
+                    * np.cos(np.radians(ra - mine[:, 0])),
+                    -1,
+                    1,
+                )
+            )
+        )
         if d.min() > 6.0:
             out.append((ra, dec))
         if len(out) == n:
@@ -198,24 +219,46 @@ def build_hats(cache: Path, n_rows: int, inputs: list[Path]) -> Path:
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with Client(n_workers=2, threads_per_worker=1, dashboard_address=None,
-                    local_directory=str(cache / "dask")) as client:
-            pipeline_with_client(ImportArguments(
-                output_artifact_name="gaia", input_file_list=[str(p) for p in inputs],
-                file_reader="parquet", ra_column="ra", dec_column="dec", output_path=str(out),
-                pixel_threshold=150_000, highest_healpix_order=8, progress_bar=False,
-                tmp_dir=str(cache / "tmp")), client)
-            pipeline_with_client(MarginCacheArguments(
-                input_catalog_path=str(out / "gaia"), output_path=str(out),
-                output_artifact_name="gaia_margin", margin_threshold=MARGIN_ARCSEC,
-                progress_bar=False, tmp_dir=str(cache / "tmp")), client)
+        with Client(
+            n_workers=2,
+            threads_per_worker=1,
+            dashboard_address=None,
+            local_directory=str(cache / "dask"),
+        ) as client:
+            pipeline_with_client(
+                ImportArguments(
+                    output_artifact_name="gaia",
+                    input_file_list=[str(p) for p in inputs],
+                    file_reader="parquet",
+                    ra_column="ra",
+                    dec_column="dec",
+                    output_path=str(out),
+                    pixel_threshold=150_000,
+                    highest_healpix_order=8,
+                    progress_bar=False,
+                    tmp_dir=str(cache / "tmp"),
+                ),
+                client,
+            )
+            pipeline_with_client(
+                MarginCacheArguments(
+                    input_catalog_path=str(out / "gaia"),
+                    output_path=str(out),
+                    output_artifact_name="gaia_margin",
+                    margin_threshold=MARGIN_ARCSEC,
+                    progress_bar=False,
+                    tmp_dir=str(cache / "tmp"),
+                ),
+                client,
+            )
     print(f"  built {out} in {time.perf_counter() - t0:.0f} s", flush=True)
     return out / "gaia"
 
 
 def _child(code: str, *args: str) -> dict[str, object]:
-    res = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                         check=False)
+    res = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, check=False
+    )
     if res.returncode:
         raise RuntimeError(res.stderr[-3000:])
     out: dict[str, object] = json.loads(res.stdout.strip().splitlines()[-1])
@@ -240,15 +283,21 @@ def main() -> None:
             raise SystemExit(f"--sizes: multiples of {CHUNK}")
         hats = build_hats(cache, n, build_rows(cache, n, night, fields))
         rows.append(_child(_CHILD, str(cat_dir), str(hats)))
-    print(f"\n{'gaia rows':>11} {'partitions':>10} {'files read':>10} {'margin':>6} "
-          f"{'matched':>7} {'xmatch s':>8} {'RSS before MB':>13} {'peak RSS MB':>11}")
+    print(
+        f"\n{'gaia rows':>11} {'partitions':>10} {'files read':>10} {'margin':>6} "
+        f"{'matched':>7} {'xmatch s':>8} {'RSS before MB':>13} {'peak RSS MB':>11}"
+    )
     for r in rows:
-        print(f"{r['n_rows']:>11,} {r['n_partitions']:>10} {r['files_read']:>10} "
-              f"{r['margin_files_read']:>6} {r['matched']:>7} {r['wall_s']:>8} "
-              f"{r['base_rss_mb']:>13} {r['peak_rss_mb']:>11}")
+        print(
+            f"{r['n_rows']:>11,} {r['n_partitions']:>10} {r['files_read']:>10} "
+            f"{r['margin_files_read']:>6} {r['matched']:>7} {r['wall_s']:>8} "
+            f"{r['base_rss_mb']:>13} {r['peak_rss_mb']:>11}"
+        )
     if args.refcat_rows:
-        print(f"\nrefcat ingest of one Parquet file\n{'rows':>11} {'MiB':>5} {'batch rows':>12} "
-              f"{'added':>10} {'wall s':>7} {'RSS before MB':>13} {'peak RSS MB':>11}")
+        print(
+            f"\nrefcat ingest of one Parquet file\n{'rows':>11} {'MiB':>5} {'batch rows':>12} "
+            f"{'added':>10} {'wall s':>7} {'RSS before MB':>13} {'peak RSS MB':>11}"
+        )
     for n_ref in args.refcat_rows:
         inputs = build_rows(cache, max(n_ref, CHUNK), night, fields)
         big = cache / f"refcat-{n_ref}.parquet"
@@ -260,10 +309,14 @@ def main() -> None:
             shutil.rmtree(cache / "refcat-cat", ignore_errors=True)
             r = _child(_REFCAT_CHILD, str(cache / "refcat-cat"), str(big), str(batch))
             label = "whole file" if batch == 10**12 else f"{batch:,}"
-            print(f"{n_ref:>11,} {big.stat().st_size / 2**20:>5.0f} {label:>12} "
-                  f"{r['n_added']:>10,} {r['wall_s']:>7} {r['base_rss_mb']:>13} "
-                  f"{r['peak_rss_mb']:>11}", flush=True)
+            print(
+                f"{n_ref:>11,} {big.stat().st_size / 2**20:>5.0f} {label:>12} "
+                f"{r['n_added']:>10,} {r['wall_s']:>7} {r['base_rss_mb']:>13} "
+                f"{r['peak_rss_mb']:>11}",
+                flush=True,
+            )
         shutil.rmtree(cache / "refcat-cat", ignore_errors=True)
+
 
 if __name__ == "__main__":
     main()

@@ -38,14 +38,15 @@ def build(work: Path, name: str, paths: list[Path]) -> Path:
     with Catalog.create(cat) as c:
         ingest(c, paths, progress=False)
         rep = classify(c, progress=False)
-    print(f"{name}: {rep.n_fitted} spectra classified in {rep.elapsed_s:.0f} s "
-          f"({rep.spectra_per_s:.0f} spectra/s)")
+    print(
+        f"{name}: {rep.n_fitted} spectra classified in {rep.elapsed_s:.0f} s "
+        f"({rep.spectra_per_s:.0f} spectra/s)"
+    )
     return cat
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawTextHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--n", type=int, default=3000, help="spectra per simulated night")
     ap.add_argument("--work", help="work folder (default: a new temporary one)")
     ap.add_argument("--out", default=str(default_params_path()))
@@ -61,8 +62,12 @@ def main() -> None:
         sets.append((build(work, "lamost", [SHARED_LAMOST]), "lamost"))
     else:
         print(f"{SHARED_LAMOST} absent: the real LAMOST spectra are not used")
-    params = calibrate(sets, args.out, label="benchmarks/make_confidence.py --n "
-                       f"{args.n} (sim seeds {[s for s, _, _ in TRAINING]} + real LAMOST)")
+    params = calibrate(
+        sets,
+        args.out,
+        label="benchmarks/make_confidence.py --n "
+        f"{args.n} (sim seeds {[s for s, _, _ in TRAINING]} + real LAMOST)",
+    )
     print(f"{params.provenance['n_spectra']} spectra, {params.provenance['n_correct']} right")
     print("f(B) params", [round(v, 3) for v in params.blue])
     print("f(R) params", [round(v, 3) for v in params.red])

@@ -67,8 +67,7 @@ def lamost_star_files() -> list[Path]:
     return sorted(p for g in ("*.fits", "*.fits.gz") for p in root.rglob(g))
 
 
-def read_lamost_stars(files: Iterable[Path] | None = None, exclude: Iterable[int] = ()
-                      ) -> list:
+def read_lamost_stars(files: Iterable[Path] | None = None, exclude: Iterable[int] = ()) -> list:
     """Readable LAMOST records labelled STAR with a subclass (unreadable files are skipped)."""
     from lamostdb.io import SpectrumReadError, read_spectrum
 
@@ -79,8 +78,11 @@ def read_lamost_stars(files: Iterable[Path] | None = None, exclude: Iterable[int
             r = read_spectrum(f)
         except SpectrumReadError:
             continue
-        if (r.lasp_class or "").strip().upper() == "STAR" and r.lasp_subclass \
-                and r.obsid not in skip:
+        if (
+            (r.lasp_class or "").strip().upper() == "STAR"
+            and r.lasp_subclass
+            and r.obsid not in skip
+        ):
             recs.append(r)
     return recs
 
@@ -88,18 +90,29 @@ def read_lamost_stars(files: Iterable[Path] | None = None, exclude: Iterable[int
 def subset(ts: TemplateSet, keep: np.ndarray, source: str) -> TemplateSet:
     idx = np.flatnonzero(keep)
     subs = ts.subclasses or tuple(ts.names)
-    return TemplateSet("STAR", "single", tuple(ts.names[i] for i in idx), ts.loglam0, ts.dloglam,
-                       ts.vectors[idx], source,
-                       subclasses=tuple(subs[i] for i in idx),
-                       notes=tuple((ts.notes or ("",) * len(ts.names))[i] for i in idx))
+    return TemplateSet(
+        "STAR",
+        "single",
+        tuple(ts.names[i] for i in idx),
+        ts.loglam0,
+        ts.dloglam,
+        ts.vectors[idx],
+        source,
+        subclasses=tuple(subs[i] for i in idx),
+        notes=tuple((ts.notes or ("",) * len(ts.names))[i] for i in idx),
+    )
 
 
 def kesseli_members() -> TemplateSet:
     ts = load_kesseli_dir(KESSELI_DIR).templates
     assert ts.subclasses is not None
-    keep = np.array([(spectral_letter(s) in ("O", "B", "L"))
-                     or (spectral_letter(s) in ("K", "M") and "_+0.0_" in n)
-                     for n, s in zip(ts.names, ts.subclasses, strict=True)])
+    keep = np.array(
+        [
+            (spectral_letter(s) in ("O", "B", "L"))
+            or (spectral_letter(s) in ("K", "M") and "_+0.0_" in n)
+            for n, s in zip(ts.names, ts.subclasses, strict=True)
+        ]
+    )
     return subset(ts, keep, "Kesseli et al. 2017 (PyHammer), MIT")
 
 
@@ -107,16 +120,30 @@ def sdss_members() -> TemplateSet:
     ts = load_default_templates()["STAR"]
     rows = {r.template_name: r for r in load_subclass_table()}
     subs = tuple(rows[n].subclass for n in ts.names)
-    keep = np.array([rows[n].letter in ("WD", "Carbon")
-                     or (rows[n].letter in ("K", "M") and "I" in rows[n].luminosity_class)
-                     for n in ts.names])
-    ts = TemplateSet("STAR", "single", ts.names, ts.loglam0, ts.dloglam, ts.vectors, ts.source,
-                     subclasses=subs, notes=tuple("SDSS spEigenStar-55734" for _ in ts.names))
+    keep = np.array(
+        [
+            rows[n].letter in ("WD", "Carbon")
+            or (rows[n].letter in ("K", "M") and "I" in rows[n].luminosity_class)
+            for n in ts.names
+        ]
+    )
+    ts = TemplateSet(
+        "STAR",
+        "single",
+        ts.names,
+        ts.loglam0,
+        ts.dloglam,
+        ts.vectors,
+        ts.source,
+        subclasses=subs,
+        notes=tuple("SDSS spEigenStar-55734" for _ in ts.names),
+    )
     return subset(ts, keep, "SDSS spEigenStar-55734 (idlspec2d), SDSS public data")
 
 
-def on_lamost_scale(sets: list[TemplateSet], records: list, *, min_wins: int = 3,
-                    min_snr: float = 10.0) -> tuple[TemplateSet, int]:
+def on_lamost_scale(
+    sets: list[TemplateSet], records: list, *, min_wins: int = 3, min_snr: float = 10.0
+) -> tuple[TemplateSet, int]:
     """The sets as one library whose normal-type templates carry LAMOST's subclass scale.
 
     Each template that is the best star fit of at least ``min_wins`` of the labelled
@@ -137,11 +164,16 @@ def on_lamost_scale(sets: list[TemplateSet], records: list, *, min_wins: int = 3
     templates = load_default_templates()
     templates["STAR"] = lib
     engine = prepare_engine(templates)
-    use = [r for r in records if r.snrg is not None and r.snrg >= min_snr
-           and parse_subclass(r.lasp_subclass)[1] is not None]
+    use = [
+        r
+        for r in records
+        if r.snrg is not None
+        and r.snrg >= min_snr
+        and parse_subclass(r.lasp_subclass)[1] is not None
+    ]
     wins: dict[int, list[int]] = {}
     for a in range(0, len(use), 64):
-        batch = use[a:a + 64]
+        batch = use[a : a + 64]
         flux, ivar = batch_to_working_grid(batch, grid=engine.grid)
         f, w = weighted_inputs(engine, flux, ivar)
         fit = fit_spectra(f, w, engine=engine)
@@ -171,8 +203,11 @@ def build_library_sets(records: list) -> tuple[list[TemplateSet], list, list[str
     assert built.subclasses is not None
     keep = np.array([spectral_letter(s) in BUILT_LETTERS for s in built.subclasses])
     built = subset(built, keep, built.source)
-    stats_built = [TemplateStats(t.n_spectra, t.median_snr, t.scatter)
-                   for t in result.templates if spectral_letter(t.label) in BUILT_LETTERS]
+    stats_built = [
+        TemplateStats(t.n_spectra, t.median_snr, t.scatter)
+        for t in result.templates
+        if spectral_letter(t.label) in BUILT_LETTERS
+    ]
     kes = kesseli_members()
     sdss = sdss_members()
     sets = [built, kes, sdss]
@@ -183,16 +218,21 @@ def build_library_sets(records: list) -> tuple[list[TemplateSet], list, list[str
     start, scaled = 0, []
     for ts in sets:  # the library file keeps each member's source and licence
         n = len(ts.names)
-        scaled.append(replace(ts, subclasses=lib.subclasses[start:start + n],
-                              notes=lib.notes[start:start + n]))
+        scaled.append(
+            replace(
+                ts, subclasses=lib.subclasses[start : start + n], notes=lib.notes[start : start + n]
+            )
+        )
         start += n
     reported = "; ".join(f"{r.label}: {r.reason}" for r in result.reported)
-    prov = (f"lamostdb default star library, made {dt.date.today().isoformat()} by "
-            f"benchmarks/make_default_library.py: {len(built.names)} LAMOST A/F/G stacks from "
-            f"{len(records)} labelled LAMOST stars (labels not stacked: {reported or 'none'}); "
-            f"{len(kes.names)} Kesseli 2017 O/B/L and solar-[Fe/H] K/M dwarfs; "
-            f"{len(sdss.names)} SDSS spEigenStar K/M giants, white dwarfs and carbon stars; "
-            f"{changed} templates relabelled onto LAMOST's subclass scale.")
+    prov = (
+        f"lamostdb default star library, made {dt.date.today().isoformat()} by "
+        f"benchmarks/make_default_library.py: {len(built.names)} LAMOST A/F/G stacks from "
+        f"{len(records)} labelled LAMOST stars (labels not stacked: {reported or 'none'}); "
+        f"{len(kes.names)} Kesseli 2017 O/B/L and solar-[Fe/H] K/M dwarfs; "
+        f"{len(sdss.names)} SDSS spEigenStar K/M giants, white dwarfs and carbon stars; "
+        f"{changed} templates relabelled onto LAMOST's subclass scale."
+    )
     return scaled, stats, licences, prov
 
 
@@ -206,20 +246,25 @@ def build_typing_set(records: list) -> TypingSet:
     from lamostdb.match.indices import INDEX_NAMES, line_indices
     from lamostdb.templates.grid import WORKING_GRID, batch_to_working_grid
 
-    use = [r for r in records if r.lasp_z is not None
-           and (parse_subclass(r.lasp_subclass)[1] or 999) < 100]
+    use = [
+        r
+        for r in records
+        if r.lasp_z is not None and (parse_subclass(r.lasp_subclass)[1] or 999) < 100
+    ]
     pixel_weight = mask_weight(WORKING_GRID, SKY_TELLURIC_MASK_ANGSTROM)
     parts = []
     for a in range(0, len(use), 256):  # ~16 MB of pixels a chunk
-        flux, ivar = batch_to_working_grid(use[a:a + 256], grid=WORKING_GRID)
+        flux, ivar = batch_to_working_grid(use[a : a + 256], grid=WORKING_GRID)
         good = np.isfinite(flux) & np.isfinite(ivar) & (ivar > 0)
         w = np.where(good, ivar, 0.0) * pixel_weight
-        z = np.array([r.lasp_z for r in use[a:a + 256]], dtype=np.float64)
+        z = np.array([r.lasp_z for r in use[a : a + 256]], dtype=np.float64)
         parts.append(line_indices(WORKING_GRID.wave_angstrom, np.where(good, flux, 0.0), w, z))
-    prov = (f"lamostdb typing table, made {dt.date.today().isoformat()} by "
-            f"benchmarks/make_default_library.py: line indices (lamostdb.match.indices) of "
-            f"{len(use)} labelled LAMOST stars of ../shared/data/spectra/lamost at their "
-            "LAMOST redshift, with LAMOST's SUBCLASS (LAMOST public data; acknowledge LAMOST).")
+    prov = (
+        f"lamostdb typing table, made {dt.date.today().isoformat()} by "
+        f"benchmarks/make_default_library.py: line indices (lamostdb.match.indices) of "
+        f"{len(use)} labelled LAMOST stars of ../shared/data/spectra/lamost at their "
+        "LAMOST redshift, with LAMOST's SUBCLASS (LAMOST public data; acknowledge LAMOST)."
+    )
     return TypingSet(
         index_names=INDEX_NAMES,
         indices=np.concatenate(parts) if parts else np.zeros((0, len(INDEX_NAMES))),
@@ -227,31 +272,39 @@ def build_typing_set(records: list) -> TypingSet:
         ordinals=np.array([parse_subclass(r.lasp_subclass)[1] for r in use], dtype=np.int64),
         obsids=np.array([r.obsid if r.obsid is not None else -1 for r in use], dtype=np.int64),
         snrg=np.array([np.nan if r.snrg is None else r.snrg for r in use], dtype=np.float64),
-        provenance=prov)
+        provenance=prov,
+    )
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawTextHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--typing-out", type=Path, default=TYPING_OUT)
-    ap.add_argument("--exclude-obsids", type=Path,
-                    help="text file of LAMOST obsids to leave out of the stacks")
+    ap.add_argument(
+        "--exclude-obsids", type=Path, help="text file of LAMOST obsids to leave out of the stacks"
+    )
     args = ap.parse_args()
     exclude = []
     if args.exclude_obsids:
         exclude = [int(x) for x in args.exclude_obsids.read_text().split()]
     records = read_lamost_stars(exclude=exclude)
     sets, stats, licences, prov = build_library_sets(records)
-    write_library(args.out, sets, name="lamostdb-default-stars", provenance=prov, stats=stats,
-                  licences=licences)
+    write_library(
+        args.out,
+        sets,
+        name="lamostdb-default-stars",
+        provenance=prov,
+        stats=stats,
+        licences=licences,
+    )
     print(prov)
     print(f"wrote {args.out} ({sum(len(s.names) for s in sets)} templates)")
     typing = build_typing_set(records)
     write_typing_set(args.typing_out, typing)
     print(typing.provenance)
-    print(f"wrote {args.typing_out} ({len(typing.labels)} stars x {len(typing.index_names)} "
-          "indices)")
+    print(
+        f"wrote {args.typing_out} ({len(typing.labels)} stars x {len(typing.index_names)} indices)"
+    )
 
 
 if __name__ == "__main__":

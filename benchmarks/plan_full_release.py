@@ -69,8 +69,10 @@ TABLES = ("spectra", "results", "candidates", "xmatch", "objects", "gaia")
 CONE = "gaia__cone_search.json"
 HERE = Path(__file__).resolve().parent
 #: the project's shared data folder beside the checkout, else the copy in the tests
-CONE_PLACES = (HERE.parents[1] / "shared/data/catalogs/astroquery_testdata" / CONE,
-               HERE.parent / "tests/data/catalogs/astroquery" / CONE)
+CONE_PLACES = (
+    HERE.parents[1] / "shared/data/catalogs/astroquery_testdata" / CONE,
+    HERE.parent / "tests/data/catalogs/astroquery" / CONE,
+)
 
 
 @dataclass
@@ -116,15 +118,23 @@ class DriverTimer:
     def install(self) -> None:
         original = commit_module.commit_run
 
-        def timed_commit(cat: Catalog, run_id: str, stage: str, files: Any, *args: Any,
-                         **kwargs: Any) -> None:
+        def timed_commit(
+            cat: Catalog, run_id: str, stage: str, files: Any, *args: Any, **kwargs: Any
+        ) -> None:
             self._meta_in_commit = 0.0
             t0, c0 = time.perf_counter(), time.process_time()
             try:
                 original(cat, run_id, stage, files, *args, **kwargs)
             finally:
-                self.commits.append((stage, len(files), time.perf_counter() - t0,
-                                     self._meta_in_commit, time.process_time() - c0))
+                self.commits.append(
+                    (
+                        stage,
+                        len(files),
+                        time.perf_counter() - t0,
+                        self._meta_in_commit,
+                        time.process_time() - c0,
+                    )
+                )
 
         for module in list(sys.modules.values()):
             if vars(module).get("commit_run") is original:
@@ -153,8 +163,15 @@ class DriverTimer:
 
         Catalog.write_hats_metadata = timed_meta  # type: ignore[method-assign]
 
-    def run(self, stage: str, fn: Callable[..., Any], n_of: Callable[[Any], int], cat: Catalog,
-            workers: int | None = None, **kwargs: Any) -> tuple[StageRun, Any]:
+    def run(
+        self,
+        stage: str,
+        fn: Callable[..., Any],
+        n_of: Callable[[Any], int],
+        cat: Catalog,
+        workers: int | None = None,
+        **kwargs: Any,
+    ) -> tuple[StageRun, Any]:
         """Call stage ``fn(cat, **kwargs)`` (with ``workers`` when it takes it), timed; the
         run and the stage's report."""
         if workers is not None and accepts(fn, "workers"):
@@ -169,9 +186,17 @@ class DriverTimer:
             report = fn(cat, progress=False, **kwargs)
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         mine = self.commits[k:]
-        return StageRun(stage, workers, n_of(report), wall, cpu, sum(c[2] for c in mine),
-                        sum(c[4] for c in mine), sum(c[3] for c in mine),
-                        sum(c[1] for c in mine)), report
+        return StageRun(
+            stage,
+            workers,
+            n_of(report),
+            wall,
+            cpu,
+            sum(c[2] for c in mine),
+            sum(c[4] for c in mine),
+            sum(c[3] for c in mine),
+            sum(c[1] for c in mine),
+        ), report
 
 
 def linear_fit(x: list[float], y: list[float]) -> tuple[float, float]:
@@ -194,13 +219,19 @@ def table_bytes(cat: Catalog, table: str) -> dict[str, float]:
     sizes = [float((cat.root / f.path).stat().st_size) for f in files]
     rows = [float(f.n_rows) for f in files]
     per_file, per_row = linear_fit(rows, sizes)
-    return {"files": len(files), "rows": sum(rows), "bytes": sum(sizes),
-            "per_row": per_row, "per_file": per_file,
-            "as_stored_per_row": sum(sizes) / max(sum(rows), 1.0)}
+    return {
+        "files": len(files),
+        "rows": sum(rows),
+        "bytes": sum(sizes),
+        "per_row": per_row,
+        "per_file": per_file,
+        "as_stored_per_row": sum(sizes) / max(sum(rows), 1.0),
+    }
 
 
-def metadata_cost(source: Path, n_rows: int, sizes: tuple[int, ...], work: Path
-                  ) -> list[tuple[int, float]]:
+def metadata_cost(
+    source: Path, n_rows: int, sizes: tuple[int, ...], work: Path
+) -> list[tuple[int, float]]:
     """Seconds of one ``spectra`` metadata rewrite listing F files (hard links of one
     committed file), best of two, for each F in ``sizes``."""
     schema = load_schema("spectra")
@@ -217,8 +248,14 @@ def metadata_cost(source: Path, n_rows: int, sizes: tuple[int, ...], work: Path
         best = math.inf
         for _ in range(2):
             t0 = time.perf_counter()
-            write_table_metadata(root, "spectra", files, schema.arrow_schema(),
-                                 ra_column=schema.ra_column, dec_column=schema.dec_column)
+            write_table_metadata(
+                root,
+                "spectra",
+                files,
+                schema.arrow_schema(),
+                ra_column=schema.ra_column,
+                dec_column=schema.dec_column,
+            )
             best = min(best, time.perf_counter() - t0)
         out.append((n_files, best))
         shutil.rmtree(root)
@@ -236,10 +273,17 @@ def commit_cost(cat: Catalog, source: Path, n_rows: int, sizes: tuple[int, ...])
         for i in range(k):
             (staging / f"{i}.parquet").hardlink_to(source)
             npix = (7 * i) % 3072
-            files.append(commit_module.StagedFile(
-                "spectra", str((staging / f"{i}.parquet").relative_to(cat.root)),
-                f"{leaf_relpath('spectra', 4, npix)}/plan-{run_id}-{i}.parquet", 4, npix,
-                n_rows, source.stat().st_size))
+            files.append(
+                commit_module.StagedFile(
+                    "spectra",
+                    str((staging / f"{i}.parquet").relative_to(cat.root)),
+                    f"{leaf_relpath('spectra', 4, npix)}/plan-{run_id}-{i}.parquet",
+                    4,
+                    npix,
+                    n_rows,
+                    source.stat().st_size,
+                )
+            )
         commit_module.commit_run(cat, run_id, "plan", files, lambda: None, {})
 
 
@@ -256,9 +300,14 @@ def cone_density(path: Path) -> dict[str, float]:
     dec = np.array([r[names.index("dec")] for r in rows], float)
     radius = float(dist.max())
     b = SkyCoord(ra.mean(), dec.mean(), unit="deg").galactic.b.deg
-    return {"k": len(rows), "radius_deg": radius, "ra": float(ra.mean()),
-            "dec": float(dec.mean()), "gal_b": float(b),
-            "per_deg2": (len(rows) - 1) / (math.pi * radius ** 2)}
+    return {
+        "k": len(rows),
+        "radius_deg": radius,
+        "ra": float(ra.mean()),
+        "dec": float(dec.mean()),
+        "gal_b": float(b),
+        "per_deg2": (len(rows) - 1) / (math.pi * radius**2),
+    }
 
 
 def join_rate(n_left: int, n_right: int, density: float, work: Path) -> dict[str, float]:
@@ -292,8 +341,9 @@ def machine() -> str:
     model = platform.processor() or platform.machine()
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        model = next(ln.split(":", 1)[1].strip() for ln in out.splitlines()
-                     if ln.startswith("Model name"))
+        model = next(
+            ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")
+        )
     except (OSError, subprocess.CalledProcessError, StopIteration):
         pass
     return f"{model}, {os.cpu_count()} cores visible, load {os.getloadavg()[0]:.1f}"
@@ -304,23 +354,33 @@ def measure(args: argparse.Namespace, work: Path, timer: DriverTimer) -> dict[st
     night = work / "night"
     t0 = time.perf_counter()
     sim = simulate_night(night, n=args.n, seed=args.seed)
-    print(f"simulated {args.n} spectra on {len(sim['fields'])} plate(s) in "
-          f"{time.perf_counter() - t0:.1f} s (not timed below)", flush=True)
+    print(
+        f"simulated {args.n} spectra on {len(sim['fields'])} plate(s) in "
+        f"{time.perf_counter() - t0:.1f} s (not timed below)",
+        flush=True,
+    )
     a, b = work / "a", work / "b"
     spectra = [night / "spectra"]
     runs: dict[str, StageRun] = {}
     with Catalog.create(a) as cat:
-        runs["ingest"], rep = timer.run("ingest", ingest, lambda r: r.n_ingested, cat,
-                                        workers=1, inputs=spectra)
+        runs["ingest"], rep = timer.run(
+            "ingest", ingest, lambda r: r.n_ingested, cat, workers=1, inputs=spectra
+        )
         fits_bytes = rep.bytes_read / max(rep.n_ingested, 1)
-        runs["ledger"], _ = timer.run("ledger", ingest, lambda r: r.n_inputs, cat,
-                                      workers=1, inputs=spectra)
+        runs["ledger"], _ = timer.run(
+            "ledger", ingest, lambda r: r.n_inputs, cat, workers=1, inputs=spectra
+        )
     shutil.copytree(a, b)  # ingested, not classified: the 2-worker runs start from here
     with Catalog(a, mode="w") as cat:
-        runs["classify"], _ = timer.run("classify", classify, lambda r: r.n_fitted, cat,
-                                        workers=1)
-        runs["refcat"], _ = timer.run("refcat", ingest_refcat, lambda r: r.n_added, cat,
-                                      kind="gaia", files=[night / "gaia.parquet"])
+        runs["classify"], _ = timer.run("classify", classify, lambda r: r.n_fitted, cat, workers=1)
+        runs["refcat"], _ = timer.run(
+            "refcat",
+            ingest_refcat,
+            lambda r: r.n_added,
+            cat,
+            kind="gaia",
+            files=[night / "gaia.parquet"],
+        )
         ingest_refcat(cat, kind="ps1", files=[night / "ps1.parquet"], progress=False)
         runs["xmatch"], _ = timer.run("xmatch", xmatch, lambda r: r.n_todo, cat, workers=1)
         runs["ids"], _ = timer.run("ids", assign_ids, lambda r: r.n_spectra, cat, workers=1)
@@ -329,14 +389,20 @@ def measure(args: argparse.Namespace, work: Path, timer: DriverTimer) -> dict[st
         biggest = max(cat.table_files("spectra"), key=lambda f: f.n_rows)
         source, source_rows = cat.root / biggest.path, biggest.n_rows
     with Catalog(a) as cat:
-        runs["export"], rep = timer.run("export", export_release, lambda r: r.n_spectra, cat,
-                                        workers=1, out=work / "release", release="plan")
+        runs["export"], rep = timer.run(
+            "export",
+            export_release,
+            lambda r: r.n_spectra,
+            cat,
+            workers=1,
+            out=work / "release",
+            release="plan",
+        )
         export_bytes = rep.nbytes / max(rep.n_spectra, 1)
     with Catalog(a, mode="w") as cat:
         commit_cost(cat, source, source_rows, (2, 16) if args.quick else (10, 100, 400))
     with Catalog(b, mode="w") as cat:
-        runs["classify2"], _ = timer.run("classify", classify, lambda r: r.n_fitted, cat,
-                                         workers=2)
+        runs["classify2"], _ = timer.run("classify", classify, lambda r: r.n_fitted, cat, workers=2)
         ingest_refcat(cat, kind="gaia", files=[night / "gaia.parquet"], progress=False)
         ingest_refcat(cat, kind="ps1", files=[night / "ps1.parquet"], progress=False)
         runs["xmatch2"], _ = timer.run("xmatch", xmatch, lambda r: r.n_todo, cat, workers=2)
@@ -346,86 +412,124 @@ def measure(args: argparse.Namespace, work: Path, timer: DriverTimer) -> dict[st
     cone = cone_density(args.cone)
     n_right = 20_000 if args.quick else 1_000_000
     join = join_rate(n_right // 50, n_right, cone["per_deg2"], work)
-    return {"n": args.n, "plates": len(sim["fields"]), "partition_order": order,
-            "runs": runs, "tables": tables,
-            "fits_bytes": fits_bytes, "export_bytes": export_bytes, "metadata": meta,
-            "cone": cone, "join": join, "commits": timer.commits,
-            "metadata_in_commits": timer.metadata, "schema_checks": timer.schema_checks}
+    return {
+        "n": args.n,
+        "plates": len(sim["fields"]),
+        "partition_order": order,
+        "runs": runs,
+        "tables": tables,
+        "fits_bytes": fits_bytes,
+        "export_bytes": export_bytes,
+        "metadata": meta,
+        "cone": cone,
+        "join": join,
+        "commits": timer.commits,
+        "metadata_in_commits": timer.metadata,
+        "schema_checks": timer.schema_checks,
+    }
 
 
 def to_measured(raw: dict[str, Any]) -> Measured:
     """The model's inputs from the raw figures (fits of the driver costs)."""
     runs, tables = raw["runs"], raw["tables"]
-    commit_a, commit_b = linear_fit([c[1] for c in raw["commits"]],
-                                    [c[2] - c[3] for c in raw["commits"]])
-    meta_a, meta_b = linear_fit([m[0] for m in raw["metadata"]],
-                                [m[1] for m in raw["metadata"]])
-    schema_a, schema_b = linear_fit([m[0] for m in raw["schema_checks"]],
-                                    [m[1] for m in raw["schema_checks"]])
+    commit_a, commit_b = linear_fit(
+        [c[1] for c in raw["commits"]], [c[2] - c[3] for c in raw["commits"]]
+    )
+    meta_a, meta_b = linear_fit([m[0] for m in raw["metadata"]], [m[1] for m in raw["metadata"]])
+    schema_a, schema_b = linear_fit(
+        [m[0] for m in raw["schema_checks"]], [m[1] for m in raw["schema_checks"]]
+    )
     ledger = runs["ledger"]
     return Measured(
         rate={s: runs[s].per_core for s in ("ingest", "classify", "xmatch", "ids", "export")},
-        join_rows_per_s=raw["join"]["rows_per_s"], refcat_rows_per_s=runs["refcat"].per_core,
+        join_rows_per_s=raw["join"]["rows_per_s"],
+        refcat_rows_per_s=runs["refcat"].per_core,
         bytes_per_row={t: v["per_row"] for t, v in tables.items()},
         bytes_per_file={t: v["per_file"] for t, v in tables.items()},
         files_per_spectrum={t: v["files"] / raw["n"] for t, v in tables.items()},
         files_per_plate={t: v["files"] / raw["plates"] for t, v in tables.items()},
-        fits_bytes=raw["fits_bytes"], export_bytes=raw["export_bytes"],
-        commit_per_run_s=commit_a, commit_per_file_s=commit_b, meta_per_file_s=meta_b + schema_b,
-        meta_per_table_s=meta_a + schema_a, ledger_per_file_s=ledger.wall_s / max(ledger.n, 1))
+        fits_bytes=raw["fits_bytes"],
+        export_bytes=raw["export_bytes"],
+        commit_per_run_s=commit_a,
+        commit_per_file_s=commit_b,
+        meta_per_file_s=meta_b + schema_b,
+        meta_per_table_s=meta_a + schema_a,
+        ledger_per_file_s=ledger.wall_s / max(ledger.n, 1),
+    )
 
 
 def report(raw: dict[str, Any], m: Measured, a: Assumptions) -> dict[str, Any]:
     """Print the measured inputs, the scaling, the model and the projection."""
     runs = raw["runs"]
     print(f"\nmeasured on {machine()}; simulated night of {raw['n']} spectra")
-    print("one worker, in this process; per core = n / CPU seconds, commit excluded "
-          "(wall clock: shared machine)")
-    print(f"{'stage':<10}{'workers':>8}{'n':>7}{'wall s':>9}{'CPU s':>8}{'commit s':>10}"
-          f"{'files':>7}{'per core /s':>13}")
+    print(
+        "one worker, in this process; per core = n / CPU seconds, commit excluded "
+        "(wall clock: shared machine)"
+    )
+    print(
+        f"{'stage':<10}{'workers':>8}{'n':>7}{'wall s':>9}{'CPU s':>8}{'commit s':>10}"
+        f"{'files':>7}{'per core /s':>13}"
+    )
     for key in ("ingest", "classify", "refcat", "xmatch", "ids", "export"):
         r = runs[key]
         unit = "rows" if key == "refcat" else "spectra"
-        print(f"{key:<10}{r.workers or '-':>8}{r.n:>7}{r.wall_s:>9.2f}{r.cpu_s:>8.2f}"
-              f"{r.commit_s:>10.3f}{r.n_files:>7}{r.per_core:>13.1f}  {unit}/s")
+        print(
+            f"{key:<10}{r.workers or '-':>8}{r.n:>7}{r.wall_s:>9.2f}{r.cpu_s:>8.2f}"
+            f"{r.commit_s:>10.3f}{r.n_files:>7}{r.per_core:>13.1f}  {unit}/s"
+        )
     j = raw["join"]
-    print(f"pixel join, 1 DuckDB thread: {j['n_right']:,} Gaia-density rows x {j['n_left']:,} "
-          f"positions in {j['seconds_1']:.2f} s: {j['rows_per_s']:,.0f} reference rows/s")
-    print("\nbytes per spectrum (per Gaia row for gaia), from the Parquet files: "
-          "size = per file + per row x rows")
+    print(
+        f"pixel join, 1 DuckDB thread: {j['n_right']:,} Gaia-density rows x {j['n_left']:,} "
+        f"positions in {j['seconds_1']:.2f} s: {j['rows_per_s']:,.0f} reference rows/s"
+    )
+    print(
+        "\nbytes per spectrum (per Gaia row for gaia), from the Parquet files: "
+        "size = per file + per row x rows"
+    )
     for t, v in raw["tables"].items():
-        print(f"  {t:<11}{v['per_row']:>10,.0f} B/row marginal, {v['per_file']:>8,.0f} B per "
-              f"file; as stored {v['as_stored_per_row']:>9,.0f} B/row ({v['files']} files, "
-              f"{v['rows']:,.0f} rows)")
-    print(f"  input FITS {m.fits_bytes:,.0f} B/spectrum; exported release "
-          f"{m.export_bytes:,.0f} B/spectrum")
+        print(
+            f"  {t:<11}{v['per_row']:>10,.0f} B/row marginal, {v['per_file']:>8,.0f} B per "
+            f"file; as stored {v['as_stored_per_row']:>9,.0f} B/row ({v['files']} files, "
+            f"{v['rows']:,.0f} rows)"
+        )
+    print(
+        f"  input FITS {m.fits_bytes:,.0f} B/spectrum; exported release "
+        f"{m.export_bytes:,.0f} B/spectrum"
+    )
     c = raw["cone"]
-    print(f"\nGaia density: the real DR3 cone ({c['k']} sources within "
-          f"{c['radius_deg'] * 3600:.1f}\" of RA {c['ra']:.2f}, Dec {c['dec']:.2f}, "
-          f"b = {c['gal_b']:.1f} deg) holds "
-          f"{c['per_deg2']:,.0f} sources/deg^2; the all-sky mean of {a.n_reference:.2g} is "
-          f"{a.n_reference / SKY_DEG2:,.0f}/deg^2")
+    print(
+        f"\nGaia density: the real DR3 cone ({c['k']} sources within "
+        f'{c["radius_deg"] * 3600:.1f}" of RA {c["ra"]:.2f}, Dec {c["dec"]:.2f}, '
+        f"b = {c['gal_b']:.1f} deg) holds "
+        f"{c['per_deg2']:,.0f} sources/deg^2; the all-sky mean of {a.n_reference:.2g} is "
+        f"{a.n_reference / SKY_DEG2:,.0f}/deg^2"
+    )
     leaf_deg2 = SKY_DEG2 / (12 * 4 ** raw["partition_order"])
     per_leaf = a.n_reference / SKY_DEG2 * leaf_deg2
-    print(f"  an order-{raw['partition_order']} partition ({leaf_deg2:.1f} deg^2) holds "
-          f"{per_leaf:.3g} Gaia rows on average ({per_leaf * m.bytes_per_row['gaia'] / 1e6:.0f}"
-          f" MB at {m.bytes_per_row['gaia']:.0f} B/row): what one xmatch task reads, plus "
-          "its margin")
+    print(
+        f"  an order-{raw['partition_order']} partition ({leaf_deg2:.1f} deg^2) holds "
+        f"{per_leaf:.3g} Gaia rows on average ({per_leaf * m.bytes_per_row['gaia'] / 1e6:.0f}"
+        f" MB at {m.bytes_per_row['gaia']:.0f} B/row): what one xmatch task reads, plus "
+        "its margin"
+    )
     meta_a, meta_b = linear_fit([x[0] for x in raw["metadata"]], [x[1] for x in raw["metadata"]])
-    check_a, check_b = linear_fit([x[0] for x in raw["schema_checks"]],
-                                  [x[1] for x in raw["schema_checks"]])
+    check_a, check_b = linear_fit(
+        [x[0] for x in raw["schema_checks"]], [x[1] for x in raw["schema_checks"]]
+    )
     big = max(raw["commits"], key=lambda c: c[1])
-    print(f"driver, serial: commit {m.commit_per_run_s * 1e3:.0f} ms per run + "
-          f"{m.commit_per_file_s * 1e3:.2f} ms per file committed (fit over "
-          f"{len(raw['commits'])} commits, the largest {big[1]} files in {big[2]:.2f} s);\n"
-          f"  at every commit, per file already in the table: HATS _metadata rewrite "
-          f"{meta_b * 1e3:.3f} ms (+ {meta_a * 1e3:.0f} ms; "
-          + ", ".join(f"{n} files {t:.3f} s" for n, t in raw["metadata"])
-          + f"), schema check {check_b * 1e3:.3f} ms (+ {check_a * 1e3:.0f} ms, "
-          f"{len(raw['schema_checks'])} commits up to "
-          f"{max(x[0] for x in raw['schema_checks'])} files);\n"
-          f"  ledger {m.ledger_per_file_s * 1e3:.2f} ms per input file (ingest of the same "
-          f"{runs['ledger'].n} files again, nothing new: {runs['ledger'].wall_s:.2f} s)")
+    print(
+        f"driver, serial: commit {m.commit_per_run_s * 1e3:.0f} ms per run + "
+        f"{m.commit_per_file_s * 1e3:.2f} ms per file committed (fit over "
+        f"{len(raw['commits'])} commits, the largest {big[1]} files in {big[2]:.2f} s);\n"
+        f"  at every commit, per file already in the table: HATS _metadata rewrite "
+        f"{meta_b * 1e3:.3f} ms (+ {meta_a * 1e3:.0f} ms; "
+        + ", ".join(f"{n} files {t:.3f} s" for n, t in raw["metadata"])
+        + f"), schema check {check_b * 1e3:.3f} ms (+ {check_a * 1e3:.0f} ms, "
+        f"{len(raw['schema_checks'])} commits up to "
+        f"{max(x[0] for x in raw['schema_checks'])} files);\n"
+        f"  ledger {m.ledger_per_file_s * 1e3:.2f} ms per input file (ingest of the same "
+        f"{runs['ledger'].n} files again, nothing new: {runs['ledger'].wall_s:.2f} s)"
+    )
     scaling: dict[str, float | None] = {}
     print("\nscaling measured on this machine, 1 vs 2 local workers (commit excluded):")
     for key in ("classify", "xmatch"):
@@ -436,39 +540,58 @@ def report(raw: dict[str, Any], m: Measured, a: Assumptions) -> dict[str, Any]:
             continue
         speed = two.per_wall / one.per_wall
         scaling[key] = speed
-        print(f"  {key}: {one.wall_s - one.commit_s:.1f} s on 1 worker, "
-              f"{two.wall_s - two.commit_s:.1f} s on 2 (wall, commit excluded): speed-up "
-              f"{speed:.2f} (ideal 2; {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f})")
+        print(
+            f"  {key}: {one.wall_s - one.commit_s:.1f} s on 1 worker, "
+            f"{two.wall_s - two.commit_s:.1f} s on 2 (wall, commit excluded): speed-up "
+            f"{speed:.2f} (ideal 2; {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f})"
+        )
     scaling["pixel_join_threads"] = j["speedup_2"]
-    print(f"  pixel join (the xmatch kernel), DuckDB threads 1 vs 2: {j['seconds_1']:.2f} vs "
-          f"{j['seconds_2']:.2f} s: speed-up {j['speedup_2']:.2f}")
-    print("\nmodel (benchmarks/plan_model.py): wall = max(compute / N, FS) + commit + "
-          "metadata + ledger;\n  compute = S x sum(1 / per-core rate) + G / join rate; "
-          f"FS = bytes moved / {a.fs_gb_per_s:g} GB/s (assumed, not measured);\n"
-          "  commit, metadata (_metadata rewrite + schema check) and ledger are serial on the "
-          "driver;\n"
-          f"  nightly: {a.nights} runs of today's files (as many per spectrum or per plate of "
-          f"{a.fibres_per_plate} fibres as measured),\n  every file of a table listed again "
-          f"at each of its commits; compacted: one run per stage, one file per "
-          f"{a.target_mb:g} MB partition")
+    print(
+        f"  pixel join (the xmatch kernel), DuckDB threads 1 vs 2: {j['seconds_1']:.2f} vs "
+        f"{j['seconds_2']:.2f} s: speed-up {j['speedup_2']:.2f}"
+    )
+    print(
+        "\nmodel (benchmarks/plan_model.py): wall = max(compute / N, FS) + commit + "
+        "metadata + ledger;\n  compute = S x sum(1 / per-core rate) + G / join rate; "
+        f"FS = bytes moved / {a.fs_gb_per_s:g} GB/s (assumed, not measured);\n"
+        "  commit, metadata (_metadata rewrite + schema check) and ledger are serial on the "
+        "driver;\n"
+        f"  nightly: {a.nights} runs of today's files (as many per spectrum or per plate of "
+        f"{a.fibres_per_plate} fibres as measured),\n  every file of a table listed again "
+        f"at each of its commits; compacted: one run per stage, one file per "
+        f"{a.target_mb:g} MB partition"
+    )
     rows = projection(m, a)
-    print(f"\nprojection: {a.n_spectra:.2g} spectra against {a.n_reference:.2g} Gaia rows "
-          f"(attached as HATS{'' if not a.gaia_ingested else ', and ingested'}); hours")
+    print(
+        f"\nprojection: {a.n_spectra:.2g} spectra against {a.n_reference:.2g} Gaia rows "
+        f"(attached as HATS{'' if not a.gaia_ingested else ', and ingested'}); hours"
+    )
     print(format_table(rows, a))
-    print(f"storage: catalogue tables {rows[0].storage_tb:.2f} TB as written nightly, "
-          f"{rows[-1].storage_tb:.2f} TB compacted; Gaia ingested would add "
-          f"{a.n_reference * m.bytes_per_row['gaia'] / 1e12:.2f} TB (attached: 0); the "
-          f"exported release {a.n_spectra * m.export_bytes / 1e12:.2f} TB; input FITS "
-          f"{a.n_spectra * m.fits_bytes / 1e12:.2f} TB")
+    print(
+        f"storage: catalogue tables {rows[0].storage_tb:.2f} TB as written nightly, "
+        f"{rows[-1].storage_tb:.2f} TB compacted; Gaia ingested would add "
+        f"{a.n_reference * m.bytes_per_row['gaia'] / 1e12:.2f} TB (attached: 0); the "
+        f"exported release {a.n_spectra * m.export_bytes / 1e12:.2f} TB; input FITS "
+        f"{a.n_spectra * m.fits_bytes / 1e12:.2f} TB"
+    )
     print("\nfirst bottleneck and the design's answer:")
     for name in dict.fromkeys(n for r in rows for n in (r.bottleneck, r.then)):
         print(f"  {name}: {ANSWERS[name]}")
-    return {"machine": machine(), "measured": asdict(m), "assumptions": asdict(a),
-            "scaling_2_workers": scaling, "rows": [r.as_dict() for r in rows],
-            "runs": {k: asdict(v) | {"per_core": v.per_core, "per_wall": v.per_wall}
-                     for k, v in runs.items()},
-            "tables": raw["tables"], "cone": raw["cone"], "join": raw["join"],
-            "metadata": raw["metadata"], "commits": raw["commits"]}
+    return {
+        "machine": machine(),
+        "measured": asdict(m),
+        "assumptions": asdict(a),
+        "scaling_2_workers": scaling,
+        "rows": [r.as_dict() for r in rows],
+        "runs": {
+            k: asdict(v) | {"per_core": v.per_core, "per_wall": v.per_wall} for k, v in runs.items()
+        },
+        "tables": raw["tables"],
+        "cone": raw["cone"],
+        "join": raw["join"],
+        "metadata": raw["metadata"],
+        "commits": raw["commits"],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -477,19 +600,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--quick", action="store_true", help="tiny sizes (a test runs it)")
     ap.add_argument("--json", type=Path, help="write every figure to this file")
-    ap.add_argument("--cone", type=Path, default=next((p for p in CONE_PLACES if p.exists()),
-                                                      CONE_PLACES[-1]),
-                    help="Gaia archive cone-search JSON (the density of real Gaia)")
+    ap.add_argument(
+        "--cone",
+        type=Path,
+        default=next((p for p in CONE_PLACES if p.exists()), CONE_PLACES[-1]),
+        help="Gaia archive cone-search JSON (the density of real Gaia)",
+    )
     ap.add_argument("--nights", type=int, default=Assumptions.nights)
     ap.add_argument("--fs-gb-per-s", type=float, default=Assumptions.fs_gb_per_s)
     ap.add_argument("--target-mb", type=float, default=Assumptions.target_mb)
-    ap.add_argument("--gaia-ingested", action="store_true",
-                    help="count Gaia ingested into the catalogue (default: attached as HATS)")
+    ap.add_argument(
+        "--gaia-ingested",
+        action="store_true",
+        help="count Gaia ingested into the catalogue (default: attached as HATS)",
+    )
     args = ap.parse_args(argv)
     if args.quick:
         args.n = min(args.n, 30)
-    assumptions = Assumptions(nights=args.nights, fs_gb_per_s=args.fs_gb_per_s,
-                              target_mb=args.target_mb, gaia_ingested=args.gaia_ingested)
+    assumptions = Assumptions(
+        nights=args.nights,
+        fs_gb_per_s=args.fs_gb_per_s,
+        target_mb=args.target_mb,
+        gaia_ingested=args.gaia_ingested,
+    )
     timer = DriverTimer()
     timer.install()
     work = Path(tempfile.mkdtemp(prefix="plan-release-"))

@@ -34,6 +34,7 @@ def _timed(table: dict[str, float], name: str, fn: Callable[..., Any]) -> Callab
             return fn(*args, **kwargs)
         finally:
             table[name] += time.perf_counter() - t0
+
     return wrapper
 
 
@@ -47,14 +48,13 @@ def load_batches(night: Path) -> list[tuple[Any, Any]]:
     files = sorted((night / "spectra").glob("*.fits*"))
     out = []
     for a in range(0, len(files) - BATCH + 1, BATCH):
-        recs = [read_spectrum(f) for f in files[a:a + BATCH]]
+        recs = [read_spectrum(f) for f in files[a : a + BATCH]]
         out.append(batch_to_matrices(records_frame(recs)))
     return out
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawTextHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--n", type=int, default=320)
     ap.add_argument("--seed", type=int, default=21)
     ap.add_argument("--night", type=Path)
@@ -77,11 +77,20 @@ def main() -> None:
     acc: dict[str, float] = defaultdict(float)
     fit._star_candidates = _timed(acc, "  star kernel", fit._star_candidates)
     fit._eigen_candidates = _timed(acc, "  eigen kernels (GALAXY+QSO)", fit._eigen_candidates)
-    steps = ("fit_spectra", "reorder", "decide_class", "fit_models", "confidence", "rematch",
-             "refine_best_star")
+    steps = (
+        "fit_spectra",
+        "reorder",
+        "decide_class",
+        "fit_models",
+        "confidence",
+        "rematch",
+        "refine_best_star",
+    )
     for name in steps:
-        label = {"refine_best_star": "velocity (refine_best_star)",
-                 "fit_models": "fit_models (best model)"}.get(name, name)
+        label = {
+            "refine_best_star": "velocity (refine_best_star)",
+            "fit_models": "fit_models (best model)",
+        }.get(name, name)
         setattr(pipeline, name, _timed(acc, label, getattr(pipeline, name)))
     import lamostdb.match.decide as decide
 
@@ -102,14 +111,27 @@ def main() -> None:
                     per_batch[k].append(v)
     total = statistics.median(per_batch["TOTAL classify_arrays"])
     print(f"{len(batches)} batches of {BATCH} x {args.rounds} rounds; median ms per batch")
-    order = ["fit_spectra", "  star kernel", "  eigen kernels (GALAXY+QSO)", "reorder",
-             "decide_class", "  decide: fit_models x3", "fit_models (best model)", "confidence",
-             "rematch", "velocity (refine_best_star)", "rest (zwarning, subclasses, ...)",
-             "TOTAL classify_arrays"]
+    order = [
+        "fit_spectra",
+        "  star kernel",
+        "  eigen kernels (GALAXY+QSO)",
+        "reorder",
+        "decide_class",
+        "  decide: fit_models x3",
+        "fit_models (best model)",
+        "confidence",
+        "rematch",
+        "velocity (refine_best_star)",
+        "rest (zwarning, subclasses, ...)",
+        "TOTAL classify_arrays",
+    ]
     for k in order:
         vals = per_batch.get(k)
-        med = statistics.median(vals + [0.0] * (len(per_batch["TOTAL classify_arrays"])
-                                                - len(vals))) if vals else 0.0
+        med = (
+            statistics.median(vals + [0.0] * (len(per_batch["TOTAL classify_arrays"]) - len(vals)))
+            if vals
+            else 0.0
+        )
         print(f"{k:36s} {med * 1e3:8.1f} ms  {100 * med / total:5.1f} %")
     print(f"-> {BATCH / total:.0f} spectra/s on one core")
 

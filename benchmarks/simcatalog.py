@@ -22,8 +22,19 @@ from lamostdb.refcat import ingest_refcat
 from lamostdb.sim import simulate_night
 from lamostdb.xmatch import crossmatch_pairs, xmatch
 
-__all__ = ["Catalog", "accepts", "assign_ids", "build_catalog", "classify", "crossmatch_pairs",
-           "export_release", "ingest", "ingest_refcat", "simulate_night", "xmatch"]
+__all__ = [
+    "Catalog",
+    "accepts",
+    "assign_ids",
+    "build_catalog",
+    "classify",
+    "crossmatch_pairs",
+    "export_release",
+    "ingest",
+    "ingest_refcat",
+    "simulate_night",
+    "xmatch",
+]
 
 
 def accepts(fn: Callable[..., Any], name: str) -> bool:
@@ -48,6 +59,8 @@ def build_catalog(work: Path, n: int, *, seed: int = 9) -> Path:
         ingest_refcat(cat, kind="ps1", files=[night / "ps1.parquet"], progress=False)
         xmatch(cat, progress=False)
         assign_ids(cat, progress=False)
-    print(f"built a catalogue of {n} simulated spectra (simulate, ingest, classify, xmatch, "
-          f"ids) in {time.perf_counter() - t0:.0f} s")
+    print(
+        f"built a catalogue of {n} simulated spectra (simulate, ingest, classify, xmatch, "
+        f"ids) in {time.perf_counter() - t0:.0f} s"
+    )
     return catalog

@@ -41,23 +41,28 @@ def headline(name: str, summary: dict[str, Any]) -> None:
     auc = summary["auc"] or {}
     cat = summary["catastrophic"]
     print(f"\n== {name}: {summary['n_labelled']} labelled spectra")
-    print(f"class accuracy {summary['class_accuracy']:.4f}; catastrophic rate "
-          f"{cat['rate']:.4f} ({cat['n_catastrophic']})")
+    print(
+        f"class accuracy {summary['class_accuracy']:.4f}; catastrophic rate "
+        f"{cat['rate']:.4f} ({cat['n_catastrophic']})"
+    )
     if acc:
-        print(f"Conf >= {acc['threshold']}: {acc['n']} spectra (coverage {acc['coverage']:.4f}), "
-              f"class accuracy {acc['accuracy']:.4f}")
+        print(
+            f"Conf >= {acc['threshold']}: {acc['n']} spectra (coverage {acc['coverage']:.4f}), "
+            f"class accuracy {acc['accuracy']:.4f}"
+        )
     if auc:
         shown = "undefined" if auc["auc"] is None else f"{auc['auc']:.4f}"
-        print(f"ROC AUC of Conf (right vs wrong class): {shown} "
-              f"({auc['n_correct']} right, {auc['n_wrong']} wrong)")
+        print(
+            f"ROC AUC of Conf (right vs wrong class): {shown} "
+            f"({auc['n_correct']} right, {auc['n_wrong']} wrong)"
+        )
     zw = (summary.get("zwarning") or {}).get("bits", {})
     if zw:
         print("ZWARNING bits set: " + ", ".join(f"{k} {v}" for k, v in zw.items() if v))
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawTextHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--n-severe", type=int, default=3000)
     ap.add_argument("--n-clean", type=int, default=1500)
     ap.add_argument("--work", help="work folder (default: a new temporary one)")
@@ -77,8 +82,10 @@ def main() -> None:
         rows += run_ablation(cat, joined, dataset=name, progress=False)
     for name, (cat, truth) in built.items():
         v = validate_catalog(cat, truth, work / f"report-{name}", ablation=rows)
-        headline(f"simulated night, {name} ({nights[name][1]} spectra, seed {nights[name][0]})",
-                 v.summary)
+        headline(
+            f"simulated night, {name} ({nights[name][1]} spectra, seed {nights[name][0]})",
+            v.summary,
+        )
         print(f"report: {v.report.report_md}")
     if SHARED_LAMOST.is_dir():
         cat = build(work, "cat-lamost", [SHARED_LAMOST])

@@ -78,10 +78,10 @@ def records_frame(records: list) -> pl.DataFrame:
     """The engine columns of ``spectra`` rows for in-memory records (same code as ingest)."""
     from lamostdb.ingest.table import records_to_table
 
-    table = records_to_table(records, ingest_run="validate",
-                             hp=np.zeros(len(records), dtype=np.int64))
-    df = pl.from_arrow(table.select(["coeff0", "coeff1", "wavelength", "flux", "ivar",
-                                     "andmask"]))
+    table = records_to_table(
+        records, ingest_run="validate", hp=np.zeros(len(records), dtype=np.int64)
+    )
+    df = pl.from_arrow(table.select(["coeff0", "coeff1", "wavelength", "flux", "ivar", "andmask"]))
     assert isinstance(df, pl.DataFrame)
     return df
 
@@ -99,8 +99,11 @@ def _sdss_zwarning(path: Path) -> int:
         for name in ("SPECOBJ", "SPALL"):
             if name in hdul and "ZWARNING" in [c.upper() for c in hdul[name].columns.names]:
                 return int(hdul[name].data["ZWARNING"][0])
-        if len(hdul) > 2 and hasattr(hdul[2], "columns") and "ZWARNING" in [
-                c.upper() for c in hdul[2].columns.names]:
+        if (
+            len(hdul) > 2
+            and hasattr(hdul[2], "columns")
+            and "ZWARNING" in [c.upper() for c in hdul[2].columns.names]
+        ):
             return int(hdul[2].data["ZWARNING"][0])
     return -1
 
@@ -108,7 +111,7 @@ def _sdss_zwarning(path: Path) -> int:
 def _header_float(header: str, key: str) -> float:
     """A numeric card of a header string (NaN when absent or not a number)."""
     for k in range(0, len(header), 80):
-        card = header[k:k + 80]
+        card = header[k : k + 80]
         if card[:8].strip() == key and card[8:10] == "= ":
             try:
                 return float(card[10:].split("/")[0].strip().strip("'"))
@@ -119,9 +122,21 @@ def _header_float(header: str, key: str) -> float:
 
 def read_real(files: list[Path], engine: Engine) -> dict[str, Any]:
     """Matrices and labels of every readable file; ``unreadable`` lists the others."""
-    meta: dict[str, list[Any]] = {k: [] for k in (
-        "file", "survey", "specid", "label", "label_subclass", "label_z", "label_z_err",
-        "snrg", "fibertype", "sdss_zwarning")}
+    meta: dict[str, list[Any]] = {
+        k: []
+        for k in (
+            "file",
+            "survey",
+            "specid",
+            "label",
+            "label_subclass",
+            "label_z",
+            "label_z_err",
+            "snrg",
+            "fibertype",
+            "sdss_zwarning",
+        )
+    }
     unreadable: list[tuple[str, str]] = []
     good = []
     for f in files:
@@ -149,8 +164,9 @@ def read_real(files: list[Path], engine: Engine) -> dict[str, Any]:
     flux = np.zeros((len(good), engine.grid.npix))
     ivar = np.zeros_like(flux)
     for a in range(0, len(good), 256):
-        flux[a:a + 256], ivar[a:a + 256] = batch_to_matrices(records_frame(good[a:a + 256]),
-                                                             engine.grid)
+        flux[a : a + 256], ivar[a : a + 256] = batch_to_matrices(
+            records_frame(good[a : a + 256]), engine.grid
+        )
     out: dict[str, Any] = {k: np.array(v) for k, v in meta.items()}
     out.update(flux=flux, ivar=ivar, unreadable=unreadable)
     return out
@@ -160,8 +176,9 @@ def load_real(engine: Engine) -> dict[str, Any]:
     """:func:`read_real` through a temp-folder cache keyed by the file list and the grid."""
     files = list_files(SHARED)
     key = hashlib.sha256()
-    key.update(f"{CACHE_VERSION}|{engine.grid.loglam0}|{engine.grid.dloglam}|"
-               f"{engine.grid.npix}\n".encode())
+    key.update(
+        f"{CACHE_VERSION}|{engine.grid.loglam0}|{engine.grid.dloglam}|{engine.grid.npix}\n".encode()
+    )
     for f in files:
         st = f.stat()
         key.update(f"{f.relative_to(SHARED)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
@@ -176,8 +193,7 @@ def load_real(engine: Engine) -> dict[str, Any]:
     arr = np.array(data["unreadable"], dtype=str).reshape(-1, 2)
     tmp = cache.with_suffix(".tmp.npz")
     # Prefixed keys: "file" is a column here and savez's own first argument.
-    np.savez(tmp, m_unreadable=arr, **{f"m_{k}": v for k, v in data.items()
-                                       if k != "unreadable"})
+    np.savez(tmp, m_unreadable=arr, **{f"m_{k}": v for k, v in data.items() if k != "unreadable"})
     tmp.replace(cache)
     data["n_files"] = len(files)
     return data
@@ -186,21 +202,35 @@ def load_real(engine: Engine) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- classifying
 
 
-def classify(flux: F64, ivar: F64, fibertype: npt.ArrayLike, engine: Engine,
-             options: PipelineOptions) -> dict[str, np.ndarray]:
+def classify(
+    flux: F64, ivar: F64, fibertype: npt.ArrayLike, engine: Engine, options: PipelineOptions
+) -> dict[str, np.ndarray]:
     """The whole per-spectrum method in batches of :data:`BATCH`; best answer per spectrum."""
     parts: list[dict[str, np.ndarray]] = []
     ft = np.asarray(fibertype, dtype=object)
     for a in range(0, flux.shape[0], BATCH):
-        out = classify_arrays(flux[a:a + BATCH], ivar[a:a + BATCH], engine=engine,
-                              options=options, fibertype=ft[a:a + BATCH])
+        out = classify_arrays(
+            flux[a : a + BATCH],
+            ivar[a : a + BATCH],
+            engine=engine,
+            options=options,
+            fibertype=ft[a : a + BATCH],
+        )
         fit = out.fit
         per_class = best_rchi2_by_class(fit.objclass, fit.rchi2, len(CLASSES))
-        parts.append({
-            "class": np.array(CLASSES)[fit.objclass[:, 0]], "subclass": out.subclass[:, 0],
-            "z": fit.z[:, 0], "z_err": fit.z_err[:, 0], "rchi2": fit.rchi2[:, 0],
-            "conf": out.conf, "zwarning": out.zwarning, "refined": out.refined,
-            **{f"rchi2_{c.lower()}": per_class[:, i] for i, c in enumerate(CLASSES)}})
+        parts.append(
+            {
+                "class": np.array(CLASSES)[fit.objclass[:, 0]],
+                "subclass": out.subclass[:, 0],
+                "z": fit.z[:, 0],
+                "z_err": fit.z_err[:, 0],
+                "rchi2": fit.rchi2[:, 0],
+                "conf": out.conf,
+                "zwarning": out.zwarning,
+                "refined": out.refined,
+                **{f"rchi2_{c.lower()}": per_class[:, i] for i, c in enumerate(CLASSES)},
+            }
+        )
     if not parts:
         return {}
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
@@ -213,8 +243,9 @@ def _pct(k: int, n: int) -> str:
     return f"{k}/{n}"
 
 
-def real_figures(d: dict[str, Any], res: dict[str, np.ndarray]) -> tuple[list[Figure],
-                                                                          dict[str, Any]]:
+def real_figures(
+    d: dict[str, Any], res: dict[str, np.ndarray]
+) -> tuple[list[Figure], dict[str, Any]]:
     """Acceptance rows and details of the real LAMOST and SDSS spectra."""
     figs: list[Figure] = []
     info: dict[str, Any] = {}
@@ -222,63 +253,127 @@ def real_figures(d: dict[str, Any], res: dict[str, np.ndarray]) -> tuple[list[Fi
     lam = survey == "LAMOST"
     known = lam & np.isin(label, CLASSES)
     v, k, n = fraction(ours[known] == label[known])
-    figs.append(Figure("LAMOST: class agreement (Unknown excluded)", v, Target(low=0.995),
-                       _pct(k, n), ".2f", True))
+    figs.append(
+        Figure(
+            "LAMOST: class agreement (Unknown excluded)",
+            v,
+            Target(low=0.995),
+            _pct(k, n),
+            ".2f",
+            True,
+        )
+    )
     lost = known & (label == "STAR") & (d["snrg"] >= 10) & np.isin(ours, ["GALAXY", "QSO"])
-    figs.append(Figure("LAMOST stars S/N_g >= 10 answered GALAXY/QSO", float(lost.sum()),
-                       Target(low=0.0, high=0.0),
-                       f"of {int((known & (label == 'STAR') & (d['snrg'] >= 10)).sum())}", ".0f"))
-    info["lost_stars"] = [f"{d['specid'][i]} {d['file'][i]} -> {ours[i]} z={res['z'][i]:.4f}"
-                          for i in np.flatnonzero(lost)]
+    figs.append(
+        Figure(
+            "LAMOST stars S/N_g >= 10 answered GALAXY/QSO",
+            float(lost.sum()),
+            Target(low=0.0, high=0.0),
+            f"of {int((known & (label == 'STAR') & (d['snrg'] >= 10)).sum())}",
+            ".0f",
+        )
+    )
+    info["lost_stars"] = [
+        f"{d['specid'][i]} {d['file'][i]} -> {ours[i]} z={res['z'][i]:.4f}"
+        for i in np.flatnonzero(lost)
+    ]
     both = known & (label == "STAR") & (ours == "STAR")
     lab_letter = np.array([spectral_letter(s) or "" for s in d["label_subclass"]])
     our_letter = np.array([spectral_letter(s) or "" for s in res["subclass"]])
     sel = both & (lab_letter != "")
     v, k, n = fraction(lab_letter[sel] == our_letter[sel])
-    figs.append(Figure("LAMOST stars: same spectral letter", v, Target(low=0.85), _pct(k, n),
-                       ".2f", True))
-    dist = np.array([subclass_distance(a, b) if m else None for a, b, m in
-                     zip(res["subclass"], d["label_subclass"], both, strict=True)], dtype=object)
+    figs.append(
+        Figure("LAMOST stars: same spectral letter", v, Target(low=0.85), _pct(k, n), ".2f", True)
+    )
+    dist = np.array(
+        [
+            subclass_distance(a, b) if m else None
+            for a, b, m in zip(res["subclass"], d["label_subclass"], both, strict=True)
+        ],
+        dtype=object,
+    )
     has = both & np.array([x is not None for x in dist])
     v, k, n = fraction(np.array([x <= 2 for x in dist[has]], dtype=bool))
-    figs.append(Figure("LAMOST stars: subclass within 2 steps", v, Target(low=0.75),
-                       _pct(k, n), ".2f", True))
+    figs.append(
+        Figure(
+            "LAMOST stars: subclass within 2 steps", v, Target(low=0.75), _pct(k, n), ".2f", True
+        )
+    )
     lz, lze = d["label_z"], d["label_z_err"]
     okz = both & np.isfinite(lz) & (lz > -1)
     dv = (res["z"] - lz) * C_KMS
-    figs.append(Figure("LAMOST stars: median |dv| vs LAMOST Z [km/s]",
-                       float(np.median(np.abs(dv[okz]))) if okz.any() else None,
-                       Target(high=3.0), f"median dv {np.median(dv[okz]):+.2f} km/s, "
-                       f"{int(okz.sum())} stars", ".2f"))
+    figs.append(
+        Figure(
+            "LAMOST stars: median |dv| vs LAMOST Z [km/s]",
+            float(np.median(np.abs(dv[okz]))) if okz.any() else None,
+            Target(high=3.0),
+            f"median dv {np.median(dv[okz]):+.2f} km/s, {int(okz.sum())} stars",
+            ".2f",
+        )
+    )
     oke = okz & np.isfinite(lze) & (lze > 0) & np.isfinite(res["z_err"]) & (res["z_err"] > 0)
     pull = (res["z"] - lz)[oke] / np.sqrt(res["z_err"][oke] ** 2 + lze[oke] ** 2)
-    figs.append(Figure("LAMOST stars: robust sigma of dv/sqrt(err^2+Z_ERR^2)",
-                       robust_scatter(pull), Target(low=0.8, high=1.25),
-                       f"{pull.size} stars; median pull {np.median(pull):+.2f}", ".3f"))
+    figs.append(
+        Figure(
+            "LAMOST stars: robust sigma of dv/sqrt(err^2+Z_ERR^2)",
+            robust_scatter(pull),
+            Target(low=0.8, high=1.25),
+            f"{pull.size} stars; median pull {np.median(pull):+.2f}",
+            ".3f",
+        )
+    )
     # the ceiling of that figure: with our z_err = 0 the pull is dv / Z_ERR alone
     ceiling = (res["z"] - lz)[oke] / lze[oke]
-    figs.append(Figure("LAMOST stars: robust sigma of dv/Z_ERR (our z_err = 0)",
-                       robust_scatter(ceiling), Target(),
-                       "no z_err of ours can raise the figure above beyond this", ".3f"))
+    figs.append(
+        Figure(
+            "LAMOST stars: robust sigma of dv/Z_ERR (our z_err = 0)",
+            robust_scatter(ceiling),
+            Target(),
+            "no z_err of ours can raise the figure above beyond this",
+            ".3f",
+        )
+    )
     sd = survey == "SDSS"
     clean = sd & (d["sdss_zwarning"] == 0) & np.isin(label, CLASSES)
     v, k, n = fraction(ours[clean] == label[clean])
-    figs.append(Figure("SDSS (ZWARNING=0): same class", v, Target(low=0.95),
-                       f"{_pct(k, n)}; {int((sd & (d['sdss_zwarning'] != 0)).sum())} "
-                       "with ZWARNING != 0 left out", ".2f", True))
+    figs.append(
+        Figure(
+            "SDSS (ZWARNING=0): same class",
+            v,
+            Target(low=0.95),
+            f"{_pct(k, n)}; {int((sd & (d['sdss_zwarning'] != 0)).sum())} "
+            "with ZWARNING != 0 left out",
+            ".2f",
+            True,
+        )
+    )
     dz = np.abs(res["z"] - d["label_z"]) / (1 + d["label_z"])
     for cls in ("QSO", "GALAXY"):
         sel = clean & (label == cls)
         v, k, n = fraction((ours[sel] == cls) & (dz[sel] < 3e-3))
-        figs.append(Figure(f"SDSS {cls}: same class and |dz|/(1+z) < 3e-3", v, Target(low=0.93),
-                           _pct(k, n), ".2f", True))
+        figs.append(
+            Figure(
+                f"SDSS {cls}: same class and |dz|/(1+z) < 3e-3",
+                v,
+                Target(low=0.93),
+                _pct(k, n),
+                ".2f",
+                True,
+            )
+        )
     scored = known | clean
     wrong = scored & (ours != label)
     conf = res["conf"]
     sure = wrong & (conf >= 0.8)
-    figs.append(Figure("real (LAMOST + SDSS ZWARNING=0): wrong class with conf >= 0.8",
-                       float(sure.sum()), Target(low=0.0, high=0.0),
-                       f"of {int(wrong.sum())} wrong, {int(scored.sum())} scored", ".0f"))
+    figs.append(
+        Figure(
+            "real (LAMOST + SDSS ZWARNING=0): wrong class with conf >= 0.8",
+            float(sure.sum()),
+            Target(low=0.0, high=0.0),
+            f"of {int(wrong.sum())} wrong, {int(scored.sum())} scored",
+            ".0f",
+        )
+    )
     info["confident_wrong"] = [d["file"][i] for i in np.flatnonzero(sure)]
     info["wrong_rows"] = np.flatnonzero(wrong)
     # Letter breakdown: LAMOST letter -> our letter (or our class when not a star).
@@ -291,8 +386,7 @@ def real_figures(d: dict[str, Any], res: dict[str, np.ndarray]) -> tuple[list[Fi
     return figs, info
 
 
-def print_real_details(d: dict[str, Any], res: dict[str, np.ndarray],
-                       info: dict[str, Any]) -> None:
+def print_real_details(d: dict[str, Any], res: dict[str, np.ndarray], info: dict[str, Any]) -> None:
     """Confusion matrices, wrong-class list, letter breakdown."""
     label, ours = d["label"], res["class"]
     for survey, extra in (("LAMOST", None), ("SDSS", "ZWARNING=0")):
@@ -300,21 +394,28 @@ def print_real_details(d: dict[str, Any], res: dict[str, np.ndarray],
         if extra:
             sel &= d["sdss_zwarning"] == 0
         rows = [c for c in (*CLASSES, "UNKNOWN", "NONE") if np.any(label[sel] == c)]
-        print(f"\n== confusion matrix, {survey}{' ' + extra if extra else ''} "
-              f"({int(sel.sum())} spectra)")
-        print(format_confusion(confusion_counts(label[sel], ours[sel], rows, CLASSES), rows,
-                               CLASSES))
+        print(
+            f"\n== confusion matrix, {survey}{' ' + extra if extra else ''} "
+            f"({int(sel.sum())} spectra)"
+        )
+        print(
+            format_confusion(confusion_counts(label[sel], ours[sel], rows, CLASSES), rows, CLASSES)
+        )
     wrong = info["wrong_rows"]
     print(f"\n== every wrong-class real spectrum ({wrong.size})")
-    print("file | label subclass z | ours subclass z | conf | zwarning | rchi2 best | "
-          "rchi2 best of labelled class | S/N_g")
+    print(
+        "file | label subclass z | ours subclass z | conf | zwarning | rchi2 best | "
+        "rchi2 best of labelled class | S/N_g"
+    )
     for i in wrong:
         lab_r = res.get(f"rchi2_{label[i].lower()}")
         lr = np.nan if lab_r is None else lab_r[i]
-        print(f"{d['file'][i]} | {label[i]} {d['label_subclass'][i] or '-'} "
-              f"{d['label_z'][i]:.5f} | {ours[i]} {res['subclass'][i]} {res['z'][i]:.5f} | "
-              f"{res['conf'][i]:.3f} | {int(res['zwarning'][i])} | {res['rchi2'][i]:.4f} | "
-              f"{lr:.4f} | {d['snrg'][i]:.1f}")
+        print(
+            f"{d['file'][i]} | {label[i]} {d['label_subclass'][i] or '-'} "
+            f"{d['label_z'][i]:.5f} | {ours[i]} {res['subclass'][i]} {res['z'][i]:.5f} | "
+            f"{res['conf'][i]:.3f} | {int(res['zwarning'][i])} | {res['rchi2'][i]:.4f} | "
+            f"{lr:.4f} | {d['snrg'][i]:.1f}"
+        )
     print("\n== LAMOST stars: LAMOST letter -> our letter (our class when not STAR)")
     for k, v in info["letters"].items():
         print(f"{k:>7}: " + ", ".join(f"{a} {n}" for a, n in v.items()))
@@ -335,13 +436,15 @@ def _night_matrices(folder: Path, engine: Engine) -> tuple[pl.DataFrame, F64, F6
     flux = np.zeros((len(recs), engine.grid.npix))
     ivar = np.zeros_like(flux)
     for a in range(0, len(recs), 256):
-        flux[a:a + 256], ivar[a:a + 256] = batch_to_matrices(records_frame(recs[a:a + 256]),
-                                                             engine.grid)
+        flux[a : a + 256], ivar[a : a + 256] = batch_to_matrices(
+            records_frame(recs[a : a + 256]), engine.grid
+        )
     return truth, flux, ivar
 
 
-def simulated(n: int, seed: int, rate: float, engine: Engine, options: PipelineOptions
-              ) -> tuple[list[Figure], dict[str, Any]]:
+def simulated(
+    n: int, seed: int, rate: float, engine: Engine, options: PipelineOptions
+) -> tuple[list[Figure], dict[str, Any]]:
     """Figures of the clean night and class accuracy by artefact of the artefact night."""
     from lamostdb.sim import Artefacts, simulate_night
 
@@ -366,46 +469,105 @@ def simulated(n: int, seed: int, rate: float, engine: Engine, options: PipelineO
     for lo, hi, goal in ((10, np.inf, 0.99), (5, 10, 0.95), (2, 5, None)):
         sel = real & (snr >= lo) & (snr < hi)
         v, k, m = fraction(res["class"][sel] == tc[sel])
-        figs.append(Figure(f"sim clean: class accuracy {lo} <= S/N_g < {hi}", v,
-                           Target(low=goal), _pct(k, m), ".2f", True))
+        figs.append(
+            Figure(
+                f"sim clean: class accuracy {lo} <= S/N_g < {hi}",
+                v,
+                Target(low=goal),
+                _pct(k, m),
+                ".2f",
+                True,
+            )
+        )
     dz = np.abs(res["z"] - tz) / (1 + tz)
     for cls in ("GALAXY", "QSO"):
         sel = real & (snr >= 10) & (tc == cls) & (res["class"] == cls)
         v, k, m = fraction(dz[sel] < 1e-3)
-        figs.append(Figure(f"sim clean: {cls} S/N_g >= 10 |dz|/(1+z) < 1e-3", v,
-                           Target(low=0.99), f"{_pct(k, m)} correct-class", ".2f", True))
+        figs.append(
+            Figure(
+                f"sim clean: {cls} S/N_g >= 10 |dz|/(1+z) < 1e-3",
+                v,
+                Target(low=0.99),
+                f"{_pct(k, m)} correct-class",
+                ".2f",
+                True,
+            )
+        )
     sel = real & (snr >= 20) & (tc == "STAR") & (res["class"] == "STAR")
     dv = (res["z"][sel] - tz[sel]) * C_KMS
     med = float(np.median(dv)) if dv.size else None
-    figs.append(Figure("sim clean: star RV bias S/N_g >= 20 [km/s]", med,
-                       Target(low=-5.0, high=5.0), f"{dv.size} stars", "+.2f"))
-    figs.append(Figure("sim clean: star RV robust scatter [km/s]", robust_scatter(dv),
-                       Target(high=15.0), f"{dv.size} stars", ".2f"))
+    figs.append(
+        Figure(
+            "sim clean: star RV bias S/N_g >= 20 [km/s]",
+            med,
+            Target(low=-5.0, high=5.0),
+            f"{dv.size} stars",
+            "+.2f",
+        )
+    )
+    figs.append(
+        Figure(
+            "sim clean: star RV robust scatter [km/s]",
+            robust_scatter(dv),
+            Target(high=15.0),
+            f"{dv.size} stars",
+            ".2f",
+        )
+    )
     tsub = truth["subclass"].to_numpy()
     sel = real & (snr >= 10) & (tc == "STAR") & (res["class"] == "STAR")
-    v, k, m = fraction([spectral_letter(a) == spectral_letter(b)
-                        for a, b in zip(res["subclass"][sel], tsub[sel], strict=True)])
-    figs.append(Figure("sim clean: stars S/N_g >= 10 same letter as truth", v, Target(),
-                       _pct(k, m), ".2f", True))
+    v, k, m = fraction(
+        [
+            spectral_letter(a) == spectral_letter(b)
+            for a, b in zip(res["subclass"][sel], tsub[sel], strict=True)
+        ]
+    )
+    figs.append(
+        Figure(
+            "sim clean: stars S/N_g >= 10 same letter as truth",
+            v,
+            Target(),
+            _pct(k, m),
+            ".2f",
+            True,
+        )
+    )
     # The artefact night, by artefact.
     tca = truth_a["class"].to_numpy()
     step = truth_a["art_join_step"].to_numpy() != 1.0
     spike = truth_a["art_join_spike"].to_numpy() != 1.0
     bump = truth_a["art_red_bump"].to_numpy() != 0.0
-    slices = {"no artefact": ~(step | spike | bump), "join step": step, "join spike/dip": spike,
-              "red bump": bump}
+    slices = {
+        "no artefact": ~(step | spike | bump),
+        "join step": step,
+        "join spike/dip": spike,
+        "red bump": bump,
+    }
     by_art = {}
     for name, mask in slices.items():
         for lo, hi in ((10, np.inf), (5, 10)):
             sel = real & mask & (snr >= lo) & (snr < hi)
             v, k, m = fraction(res_a["class"][sel] == tca[sel])
             by_art[f"{name}, {lo} <= S/N_g < {hi}"] = (v, k, m)
-            figs.append(Figure(f"sim artefacts {rate:g}: accuracy, {name}, S/N_g {lo}-{hi}", v,
-                               Target(), _pct(k, m), ".2f", True))
+            figs.append(
+                Figure(
+                    f"sim artefacts {rate:g}: accuracy, {name}, S/N_g {lo}-{hi}",
+                    v,
+                    Target(),
+                    _pct(k, m),
+                    ".2f",
+                    True,
+                )
+            )
     lost = real & step & (tca == "STAR") & np.isin(res_a["class"], ["GALAXY", "QSO"])
-    info = {"changed": int(changed.size), "by_artefact": by_art,
-            "steps_lost": np.sort(truth_a["art_join_step"].to_numpy()[lost]).round(2).tolist(),
-            "n": n, "seed": seed, "rate": rate}
+    info = {
+        "changed": int(changed.size),
+        "by_artefact": by_art,
+        "steps_lost": np.sort(truth_a["art_join_step"].to_numpy()[lost]).round(2).tolist(),
+        "n": n,
+        "seed": seed,
+        "rate": rate,
+    }
     return figs, info
 
 
@@ -413,8 +575,9 @@ def simulated(n: int, seed: int, rate: float, engine: Engine, options: PipelineO
 
 
 def _options(args: argparse.Namespace) -> PipelineOptions:
-    opt = PipelineOptions(reorder=not args.no_reorder, confidence=not args.no_confidence,
-                          refine=not args.no_refine)
+    opt = PipelineOptions(
+        reorder=not args.no_reorder, confidence=not args.no_confidence, refine=not args.no_refine
+    )
     fields = {f.name: f for f in dataclasses.fields(PipelineOptions)}
     for item in args.option:
         name, _, raw = item.partition("=")
@@ -430,13 +593,29 @@ def _options(args: argparse.Namespace) -> PipelineOptions:
     return opt
 
 
-def write_outputs(out: Path, figs: list[Figure], extra: dict[str, Any], d: dict[str, Any],
-                  res: dict[str, np.ndarray]) -> None:
+def write_outputs(
+    out: Path,
+    figs: list[Figure],
+    extra: dict[str, Any],
+    d: dict[str, Any],
+    res: dict[str, np.ndarray],
+) -> None:
     """``OUT`` (JSON figures) plus ``OUT-stem.files.csv`` and ``OUT-stem.spectra.csv``."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"figures": [{"name": f.name, "value": f.value, "target_low": f.target.low,
-                        "target_high": f.target.high, "verdict": f.verdict,
-                        "detail": f.detail} for f in figs], **extra}
+    doc = {
+        "figures": [
+            {
+                "name": f.name,
+                "value": f.value,
+                "target_low": f.target.low,
+                "target_high": f.target.high,
+                "verdict": f.verdict,
+                "detail": f.detail,
+            }
+            for f in figs
+        ],
+        **extra,
+    }
     out.write_text(json.dumps(doc, indent=1, default=str) + "\n")
     stem = out.with_suffix("")
     with open(f"{stem}.files.csv", "w", newline="") as fh:
@@ -444,8 +623,17 @@ def write_outputs(out: Path, figs: list[Figure], extra: dict[str, Any], d: dict[
         w.writerow(["file", "status", "reason"])
         w.writerows([f, "read", ""] for f in d["file"])
         w.writerows([f, "unreadable", why] for f, why in d["unreadable"])
-    cols = ["file", "survey", "specid", "label", "label_subclass", "label_z", "label_z_err",
-            "snrg", "sdss_zwarning"]
+    cols = [
+        "file",
+        "survey",
+        "specid",
+        "label",
+        "label_subclass",
+        "label_z",
+        "label_z_err",
+        "snrg",
+        "sdss_zwarning",
+    ]
     rcols = list(res)
     with open(f"{stem}.spectra.csv", "w", newline="") as fh:
         w = csv.writer(fh)
@@ -454,8 +642,9 @@ def write_outputs(out: Path, figs: list[Figure], extra: dict[str, Any], d: dict[
             w.writerow([d[c][i] for c in cols] + [res[c][i] for c in rcols])
 
 
-def cross_validate(d: dict[str, Any], res: dict[str, np.ndarray], k: int,
-                   options: PipelineOptions) -> None:
+def cross_validate(
+    d: dict[str, Any], res: dict[str, np.ndarray], k: int, options: PipelineOptions
+) -> None:
     """Replace the results of the labelled LAMOST stars by K-fold out-of-sample ones (in place).
 
     The default library is learned from the labelled LAMOST stars of ../shared (A/F/G stacks,
@@ -485,8 +674,11 @@ def cross_validate(d: dict[str, Any], res: dict[str, np.ndarray], k: int,
         part = classify(d["flux"][rows], d["ivar"][rows], d["fibertype"][rows], eng, options)
         for key, val in part.items():
             res[key][rows] = val
-        print(f"cross-validation fold {j + 1}/{k}: {rows.size} LAMOST stars scored with a "
-              f"library made from the {len(train)} others", flush=True)
+        print(
+            f"cross-validation fold {j + 1}/{k}: {rows.size} LAMOST stars scored with a "
+            f"library made from the {len(train)} others",
+            flush=True,
+        )
 
 
 def _one_set(sets: list[Any]) -> Any:
@@ -500,37 +692,60 @@ def _one_set(sets: list[Any]) -> Any:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawTextHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--n", type=int, default=2000, help="spectra per simulated night")
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--continuum", help="continuum vectors file (default: shipped)")
-    ap.add_argument("--templates", nargs="+", default=None, metavar="FILE",
-                    help="template files added to the library (as `lamostdb classify`)")
+    ap.add_argument(
+        "--templates",
+        nargs="+",
+        default=None,
+        metavar="FILE",
+        help="template files added to the library (as `lamostdb classify`)",
+    )
     ap.add_argument("--skip-sim", action="store_true")
-    ap.add_argument("--artefact-rate", type=float, default=0.2,
-                    help="rate of each artefact in the artefact night (default 0.2)")
+    ap.add_argument(
+        "--artefact-rate",
+        type=float,
+        default=0.2,
+        help="rate of each artefact in the artefact night (default 0.2)",
+    )
     ap.add_argument("--no-reorder", action="store_true")
     ap.add_argument("--no-confidence", action="store_true")
     ap.add_argument("--no-refine", action="store_true")
-    ap.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
-                    help="any other PipelineOptions field (repeatable)")
+    ap.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="any other PipelineOptions field (repeatable)",
+    )
     ap.add_argument("--json", type=Path, help="save the figures here (and CSVs beside it)")
-    ap.add_argument("--cv", type=int, default=5, metavar="K",
-                    help="K-fold cross-validation of the LAMOST-built templates: the dr10_afg "
-                    "spectra of each fold are classified with a default library built without "
-                    "them (default 5; 0: no cross-validation, in-sample)")
+    ap.add_argument(
+        "--cv",
+        type=int,
+        default=5,
+        metavar="K",
+        help="K-fold cross-validation of the LAMOST-built templates: the dr10_afg "
+        "spectra of each fold are classified with a default library built without "
+        "them (default 5; 0: no cross-validation, in-sample)",
+    )
     args = ap.parse_args()
     t0 = time.perf_counter()
-    engine = get_engine(EngineConfig(templates=tuple(args.templates or ()),
-                                     continuum=args.continuum).checked())
+    engine = get_engine(
+        EngineConfig(templates=tuple(args.templates or ()), continuum=args.continuum).checked()
+    )
     options = _options(args)
-    print(f"engine {engine.version}; star continuum: {', '.join(engine.basis.names)} "
-          f"({engine.basis.source}); options {options}")
+    print(
+        f"engine {engine.version}; star continuum: {', '.join(engine.basis.names)} "
+        f"({engine.basis.source}); options {options}"
+    )
     d = load_real(engine)
-    print(f"real spectra: {d['n_files']} files, {len(d['file'])} read "
-          f"({int(np.sum(d['survey'] == 'LAMOST'))} LAMOST, {int(np.sum(d['survey'] == 'SDSS'))} "
-          f"SDSS), {len(d['unreadable'])} unreadable [{time.perf_counter() - t0:.0f} s]")
+    print(
+        f"real spectra: {d['n_files']} files, {len(d['file'])} read "
+        f"({int(np.sum(d['survey'] == 'LAMOST'))} LAMOST, {int(np.sum(d['survey'] == 'SDSS'))} "
+        f"SDSS), {len(d['unreadable'])} unreadable [{time.perf_counter() - t0:.0f} s]"
+    )
     for f, why in d["unreadable"]:
         print(f"  unreadable: {f}: {why}")
     res = classify(d["flux"], d["ivar"], d["fibertype"], engine, options)
@@ -545,14 +760,19 @@ def main() -> None:
         print(f"simulated nights classified [{time.perf_counter() - t0:.0f} s]")
     print_real_details(d, res, info)
     if sim_info:
-        print(f"\n== artefact night: {sim_info['changed']} of {sim_info['n']} spectra changed "
-              "by artefacts (only those classified again)")
+        print(
+            f"\n== artefact night: {sim_info['changed']} of {sim_info['n']} spectra changed "
+            "by artefacts (only those classified again)"
+        )
         print(f"join-step stars answered GALAXY/QSO, their steps: {sim_info['steps_lost']}")
     print(f"\n== ACCEPTANCE ({time.perf_counter() - t0:.0f} s)")
     print(format_table(figs))
     if args.json:
-        extra = {"real": {k: v for k, v in info.items() if k != "wrong_rows"},
-                 "sim": sim_info, "unreadable": d["unreadable"]}
+        extra = {
+            "real": {k: v for k, v in info.items() if k != "wrong_rows"},
+            "sim": sim_info,
+            "unreadable": d["unreadable"],
+        }
         write_outputs(args.json, figs, extra, d, res)
 
 

@@ -57,7 +57,7 @@ def classify_before_after(records: list, engine, vel: VelocityOptions) -> dict[s
     t_cls = t_vel = 0.0
     n_batches = 0
     for a in range(0, len(records), BATCH):
-        flux, ivar = batch_to_matrices(records_frame(records[a:a + BATCH]), engine.grid)
+        flux, ivar = batch_to_matrices(records_frame(records[a : a + BATCH]), engine.grid)
         t0 = time.perf_counter()
         c = classify_arrays(flux, ivar, engine=engine, options=opt)
         t1 = time.perf_counter()
@@ -73,9 +73,11 @@ def classify_before_after(records: list, engine, vel: VelocityOptions) -> dict[s
         out["z1"].append(fit.z[:, 0])
         out["e1"].append(fit.z_err[:, 0])
     res = {k: np.concatenate(v) for k, v in out.items()}
-    print(f"cost: classify_arrays without the velocity step {1e3 * t_cls / n_batches:.0f} ms, "
-          f"velocity step {1e3 * t_vel / n_batches:.0f} ms per {BATCH}-spectrum batch "
-          f"({100 * t_vel / (t_cls + t_vel):.0f} % of the whole)")
+    print(
+        f"cost: classify_arrays without the velocity step {1e3 * t_cls / n_batches:.0f} ms, "
+        f"velocity step {1e3 * t_vel / n_batches:.0f} ms per {BATCH}-spectrum batch "
+        f"({100 * t_vel / (t_cls + t_vel):.0f} % of the whole)"
+    )
     return res
 
 
@@ -86,19 +88,28 @@ def simulated(n: int, engine, vel: VelocityOptions) -> None:
     frames = []
     for seed in DEMO_SEEDS:
         simulate_night(work / f"night{seed}", n=n, seed=seed)
-        frames.append(pl.read_parquet(work / f"night{seed}" / "truth.parquet")
-                      .with_columns(night=pl.lit(seed)))
+        frames.append(
+            pl.read_parquet(work / f"night{seed}" / "truth.parquet").with_columns(
+                night=pl.lit(seed)
+            )
+        )
     truth = pl.concat(frames).filter((pl.col("class") == "STAR") & (pl.col("snr_g") >= 20))
-    recs = [read_spectrum(work / f"night{s}" / "spectra" / f)
-            for s, f in zip(truth["night"], truth["filename"], strict=True)]
-    print(f"\n== simulated: nights {DEMO_SEEDS} of {n} spectra, {truth.height} star spectra "
-          f"at S/N_g >= 20 ({truth['object_id'].n_unique()} stars)")
+    recs = [
+        read_spectrum(work / f"night{s}" / "spectra" / f)
+        for s, f in zip(truth["night"], truth["filename"], strict=True)
+    ]
+    print(
+        f"\n== simulated: nights {DEMO_SEEDS} of {n} spectra, {truth.height} star spectra "
+        f"at S/N_g >= 20 ({truth['object_id'].n_unique()} stars)"
+    )
     r = classify_before_after(recs, engine, vel)
     v_true = truth["v_kms"].to_numpy()
     obj = truth["object_id"].to_numpy()
     single = ~truth["is_binary"].to_numpy()
-    for name, z, e in (("before (kernel)", r["z0"], r["e0"]), ("after (full res)", r["z1"],
-                                                                r["e1"])):
+    for name, z, e in (
+        ("before (kernel)", r["z0"], r["e0"]),
+        ("after (full res)", r["z1"], r["e1"]),
+    ):
         ok = r["star"]
         v = z * C_KMS
         dv = (v - v_true)[ok]
@@ -108,10 +119,12 @@ def simulated(n: int, engine, vel: VelocityOptions) -> None:
         mean = np.bincount(inv, v[sel]) / cnt
         rep = cnt[inv] >= 2
         resid = (v[sel] - mean[inv])[rep] * np.sqrt(cnt[inv][rep] / (cnt[inv][rep] - 1))
-        print(f"{name}: (a) per-epoch RV scatter {robust_sigma(resid):.2f} km/s "
-              f"({rep.sum()} epochs of {(cnt >= 2).sum()} non-binary stars); "
-              f"(b) bias {np.median(dv):+.2f} km/s, robust scatter {robust_sigma(dv):.2f} "
-              f"km/s, robust sigma of pulls {robust_sigma(pull):.3f} ({ok.sum()} spectra)")
+        print(
+            f"{name}: (a) per-epoch RV scatter {robust_sigma(resid):.2f} km/s "
+            f"({rep.sum()} epochs of {(cnt >= 2).sum()} non-binary stars); "
+            f"(b) bias {np.median(dv):+.2f} km/s, robust scatter {robust_sigma(dv):.2f} "
+            f"km/s, robust sigma of pulls {robust_sigma(pull):.3f} ({ok.sum()} spectra)"
+        )
 
 
 def real_lamost(engine, vel: VelocityOptions) -> None:
@@ -131,21 +144,26 @@ def real_lamost(engine, vel: VelocityOptions) -> None:
     lz = np.array([np.nan if x.lasp_z is None else x.lasp_z for x in recs])
     lze = np.array([np.nan if x.lasp_z_err is None else x.lasp_z_err for x in recs])
     stars = r["star"] & (lc == "STAR") & np.isfinite(lz)
-    print(f"{stars.sum()} stars for both; LAMOST's median Z_ERR "
-          f"{np.nanmedian(lze[stars]) * C_KMS:.2f} km/s")
-    for name, z, e in (("before (kernel)", r["z0"], r["e0"]), ("after (full res)", r["z1"],
-                                                                r["e1"])):
+    print(
+        f"{stars.sum()} stars for both; LAMOST's median Z_ERR "
+        f"{np.nanmedian(lze[stars]) * C_KMS:.2f} km/s"
+    )
+    for name, z, e in (
+        ("before (kernel)", r["z0"], r["e0"]),
+        ("after (full res)", r["z1"], r["e1"]),
+    ):
         dv = (z - lz)[stars] * C_KMS
         pull = dv / (np.hypot(e[stars], lze[stars]) * C_KMS)
-        print(f"{name}: median |dv| {np.median(np.abs(dv)):.2f} km/s, median dv "
-              f"{np.median(dv):+.2f} km/s, robust sigma of dv {robust_sigma(dv):.2f} km/s, "
-              f"robust sigma of dv/sqrt(err^2 + Z_ERR^2) {robust_sigma(pull):.3f}, "
-              f"median rv_err {np.nanmedian(e[stars]) * C_KMS:.2f} km/s")
+        print(
+            f"{name}: median |dv| {np.median(np.abs(dv)):.2f} km/s, median dv "
+            f"{np.median(dv):+.2f} km/s, robust sigma of dv {robust_sigma(dv):.2f} km/s, "
+            f"robust sigma of dv/sqrt(err^2 + Z_ERR^2) {robust_sigma(pull):.3f}, "
+            f"median rv_err {np.nanmedian(e[stars]) * C_KMS:.2f} km/s"
+        )
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawTextHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--n", type=int, default=1000, help="spectra per simulated night")
     ap.add_argument("--skip-sim", action="store_true")
     ap.add_argument("--skip-real", action="store_true")

@@ -28,10 +28,14 @@ NOT_LAMOST = {"oe270005.fits"}  # a 1-D spectrum from another telescope, in both
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     if SHARED_FILES:
-        return [f"real spectra: {len(SHIPPED_FILES)} shipped + {len(SHARED_FILES)} from "
-                f"{SHARED_SPECTRA}"]
-    return [f"real spectra: {len(SHIPPED_FILES)} shipped; {SHARED_SPECTRA} is absent, so the "
-            "larger real-data set is NOT tested in this run"]
+        return [
+            f"real spectra: {len(SHIPPED_FILES)} shipped + {len(SHARED_FILES)} from "
+            f"{SHARED_SPECTRA}"
+        ]
+    return [
+        f"real spectra: {len(SHIPPED_FILES)} shipped; {SHARED_SPECTRA} is absent, so the "
+        "larger real-data set is NOT tested in this run"
+    ]
 
 
 @pytest.fixture(scope="session")

@@ -48,15 +48,16 @@ def _header_end(data: bytes, start: int = 0) -> int:
     """Offset of the END card of the header starting at ``start``."""
     pos = start
     while True:
-        block = data[pos:pos + BLOCK]
+        block = data[pos : pos + BLOCK]
         for j in range(0, BLOCK, CARD):
-            if block[j:j + 8] == b"END     ":
+            if block[j : j + 8] == b"END     ":
                 return pos + j
         pos += BLOCK
 
 
-def set_card(data: bytes, key: str, value: str, *, hdu_start: int = 0,
-             insert: bool = False) -> bytes | None:
+def set_card(
+    data: bytes, key: str, value: str, *, hdu_start: int = 0, insert: bool = False
+) -> bytes | None:
     """``data`` with card ``key`` of the header at ``hdu_start`` set to the raw ``value``.
 
     ``value`` is written verbatim in columns 11-30 (right-aligned, like a number).
@@ -65,11 +66,11 @@ def set_card(data: bytes, key: str, value: str, *, hdu_start: int = 0,
     end = _header_end(data, hdu_start)
     card = f"{key:<8}= {value:>20}".ljust(CARD).encode("latin-1")[:CARD]
     for pos in range(hdu_start, end, CARD):
-        if data[pos:pos + 8] == f"{key:<8}".encode():
-            return data[:pos] + card + data[pos + CARD:]
+        if data[pos : pos + 8] == f"{key:<8}".encode():
+            return data[:pos] + card + data[pos + CARD :]
     if not insert or (end + CARD) % BLOCK == 0:
         return None
-    return data[:end] + card + b"END".ljust(CARD) + data[end + 2 * CARD:]
+    return data[:end] + card + b"END".ljust(CARD) + data[end + 2 * CARD :]
 
 
 def _hdul(data: bytes) -> fits.HDUList:
@@ -85,11 +86,12 @@ def _write(hdul: fits.HDUList) -> bytes:
 
 
 def _is_coadd(data: bytes) -> bool:
-    return b"XTENSION" in data[BLOCK:BLOCK * 40]
+    return b"XTENSION" in data[BLOCK : BLOCK * 40]
 
 
-def pixels_edited(data: bytes, edit: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray] | None]
-            ) -> bytes | None:
+def pixels_edited(
+    data: bytes, edit: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray] | None]
+) -> bytes | None:
     """Apply ``edit`` to the pixel arrays (flux, ivar, wave, andmask, ormask) and rewrite.
 
     ``edit`` gets copies and returns the arrays to write (any lengths for a COADD table;
@@ -100,25 +102,34 @@ def pixels_edited(data: bytes, edit: Callable[[dict[str, np.ndarray]], dict[str,
         hdul = _hdul(data)
         if _is_coadd(data):
             names = {n.upper(): n for n in hdul[1].columns.names}
-            row = {k.lower(): np.array(hdul[1].data[names[k]][0], dtype=np.float32)
-                   for k in ("FLUX", "IVAR", "WAVELENGTH", "ANDMASK", "ORMASK")}
+            row = {
+                k.lower(): np.array(hdul[1].data[names[k]][0], dtype=np.float32)
+                for k in ("FLUX", "IVAR", "WAVELENGTH", "ANDMASK", "ORMASK")
+            }
             row["wave"] = row.pop("wavelength")
             new = edit(row)
             if new is None:
                 return None
-            cols = [fits.Column(name=k, format=f"{len(new[v])}E", array=[new[v]])
-                    for k, v in (("FLUX", "flux"), ("IVAR", "ivar"), ("WAVELENGTH", "wave"),
-                                 ("ANDMASK", "andmask"), ("ORMASK", "ormask"))]
+            cols = [
+                fits.Column(name=k, format=f"{len(new[v])}E", array=[new[v]])
+                for k, v in (
+                    ("FLUX", "flux"),
+                    ("IVAR", "ivar"),
+                    ("WAVELENGTH", "wave"),
+                    ("ANDMASK", "andmask"),
+                    ("ORMASK", "ormask"),
+                )
+            ]
             table = fits.BinTableHDU.from_columns(cols, name="COADD")
             return _write(fits.HDUList([hdul[0], table]))
         img = np.array(hdul[0].data, dtype=np.float32)
-        row = dict(zip(("flux", "ivar", "wave", "andmask", "ormask"), img[:5].copy(),
-                       strict=True))
+        row = dict(zip(("flux", "ivar", "wave", "andmask", "ormask"), img[:5].copy(), strict=True))
         new = edit(row)
         if new is None:
             return None
-        hdul[0].data = np.stack([new[k] for k in ("flux", "ivar", "wave", "andmask",
-                                                  "ormask")]).astype(np.float32)
+        hdul[0].data = np.stack(
+            [new[k] for k in ("flux", "ivar", "wave", "andmask", "ormask")]
+        ).astype(np.float32)
         return _write(hdul)
 
 
@@ -126,21 +137,25 @@ def _some(rng: np.random.Generator, n: int, frac: float) -> np.ndarray:
     return rng.choice(n, size=max(1, int(frac * n)), replace=False)
 
 
-def _pixel_kinds(rng: np.random.Generator
-                 ) -> list[tuple[str, str, str | None, Callable[[dict[str, np.ndarray]],
-                                                                 dict[str, np.ndarray] | None]]]:
+def _pixel_kinds(
+    rng: np.random.Generator,
+) -> list[
+    tuple[str, str, str | None, Callable[[dict[str, np.ndarray]], dict[str, np.ndarray] | None]]
+]:
     """(kind, expect, mention, edit) of every pixel-level damage."""
 
     def at(key: str, frac: float, value: float) -> Callable[..., dict[str, np.ndarray]]:
         def edit(a: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             a[key][_some(rng, a[key].size, frac)] = value
             return a
+
         return edit
 
     def whole(key: str, value: float) -> Callable[..., dict[str, np.ndarray]]:
         def edit(a: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             a[key][:] = value
             return a
+
         return edit
 
     def shorten(n: int) -> Callable[..., dict[str, np.ndarray]]:
@@ -150,6 +165,7 @@ def _pixel_kinds(rng: np.random.Generator
         def edit(a: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             a[key] = a[key][:-7]
             return a
+
         return edit
 
     def reverse_wave(a: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -239,8 +255,14 @@ def build_corpus(bases: list[Path], out: Path, *, seed: int = 11) -> list[Case]:
     seen: set[str] = {hashlib.sha256(p.read_bytes()).hexdigest() for p in bases}
     datas = [fits_bytes(p) for p in bases]
 
-    def add(kind: str, data: bytes | None, expect: str, mention: str | None,
-            name: str | bytes | None = None, compress: bool = False) -> None:
+    def add(
+        kind: str,
+        data: bytes | None,
+        expect: str,
+        mention: str | None,
+        name: str | bytes | None = None,
+        compress: bool = False,
+    ) -> None:
         if data is None:
             return
         if compress:
@@ -284,7 +306,7 @@ def build_corpus(bases: list[Path], out: Path, *, seed: int = 11) -> list[Case]:
             add("duplicated_coadd", dup, "quarantine", "ambiguous")
         # bytes: truncations, header and data bit flips
         for cut in sorted(rng.choice(np.arange(1, len(data)), size=4, replace=False)):
-            add("truncated", data[:int(cut)], "quarantine", None)
+            add("truncated", data[: int(cut)], "quarantine", None)
         hdr_end = _header_end(data)
         for _ in range(3):
             flipped = bytearray(data)
@@ -308,8 +330,7 @@ def build_corpus(bases: list[Path], out: Path, *, seed: int = 11) -> list[Case]:
         add("random_bytes", (b"SIMPLE  =" if k % 2 else b"") + junk, "quarantine", None)
     head_only = fits.PrimaryHDU().header.tostring().encode()
     add("header_only", head_only, "quarantine", None)
-    add("gzip_bomb", _gzip_bomb(80 << 20), "quarantine", "max_fits_bytes",
-        name="dmg-bomb.fits.gz")
+    add("gzip_bomb", _gzip_bomb(80 << 20), "quarantine", "max_fits_bytes", name="dmg-bomb.fits.gz")
     sparse = out / "dmg-sparse.fits"
     with open(sparse, "wb") as fh:
         fh.write(datas[0][:BLOCK])
@@ -320,6 +341,11 @@ def build_corpus(bases: list[Path], out: Path, *, seed: int = 11) -> list[Case]:
     add("name_not_utf8", renamed, "good", None, name=b"spec-\xff\xfe-odd.fits")
     renamed2 = set_card(datas[1], "OBJNAME", "'renamed 2'", insert=True)
     add("name_shell_chars", renamed2, "good", None, name="spec a;b'$(c).fits")
-    add("name_not_utf8_damaged", b"junk, not a spectrum", "quarantine", "FITS",
-        name=b"spec-\xc3\x28-bad.fits")
+    add(
+        "name_not_utf8_damaged",
+        b"junk, not a spectrum",
+        "quarantine",
+        "FITS",
+        name=b"spec-\xc3\x28-bad.fits",
+    )
     return cases

@@ -25,9 +25,11 @@ SECOND = SHIPPED_SPECTRA / "spectraml"
 def _state(path: Path) -> tuple[int, int, int, int]:
     """(rows in spectra_history, ledger rows, quarantine rows, parquet files on disk)."""
     with Catalog(path, mode="w") as cat:  # opening for write runs recovery
-        n = cat.sql("SELECT (SELECT count(*) FROM spectra_history) AS h, "
-                    "(SELECT count(*) FROM ingest_ledger) AS l, "
-                    "(SELECT count(*) FROM quarantine) AS q").row(0)
+        n = cat.sql(
+            "SELECT (SELECT count(*) FROM spectra_history) AS h, "
+            "(SELECT count(*) FROM ingest_ledger) AS l, "
+            "(SELECT count(*) FROM quarantine) AS q"
+        ).row(0)
         n_files = cat.sql("SELECT count(*) AS n FROM files")["n"][0]
     on_disk = len(list((path / "spectra" / "dataset").rglob("*.parquet")))
     assert on_disk == n_files, "files on disk that the catalogue does not list"
@@ -42,9 +44,23 @@ def _run_ingest(cat: Path, src: Path, fault: str | None) -> subprocess.Completed
     env.pop("LAMOSTDB_FAULT", None)
     if fault:
         env["LAMOSTDB_FAULT"] = fault
-    return subprocess.run([sys.executable, "-m", "lamostdb.cli", "ingest", str(cat), str(src),
-                           "--workers", "1", "--quiet"], env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lamostdb.cli",
+            "ingest",
+            str(cat),
+            str(src),
+            "--workers",
+            "1",
+            "--quiet",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.slow
@@ -81,9 +97,20 @@ def test_sigkill_at_random_moments(tmp_path: Path) -> None:
     before = _state(cat)
     seen = set()
     for delay in (0.3, 0.8, 1.3, 1.8, 2.5):
-        proc = subprocess.Popen([sys.executable, "-m", "lamostdb.cli", "ingest", str(cat),
-                                 str(SHIPPED_SPECTRA), "--quiet"], start_new_session=True,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "lamostdb.cli",
+                "ingest",
+                str(cat),
+                str(SHIPPED_SPECTRA),
+                "--quiet",
+            ],
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(delay)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()

@@ -29,15 +29,21 @@ def _model() -> ModuleType:
 def _measured(model: ModuleType, **changes: object) -> object:
     tables = ("spectra", "results", "candidates", "xmatch", "objects")
     base = model.Measured(
-        rate={"ingest": 1000.0, "classify": 50.0, "xmatch": 500.0, "ids": 2000.0,
-              "export": 300.0},
-        join_rows_per_s=1e6, refcat_rows_per_s=1e5,
+        rate={"ingest": 1000.0, "classify": 50.0, "xmatch": 500.0, "ids": 2000.0, "export": 300.0},
+        join_rows_per_s=1e6,
+        refcat_rows_per_s=1e5,
         bytes_per_row={**dict.fromkeys(tables, 200.0), "spectra": 20_000.0, "gaia": 60.0},
         bytes_per_file=dict.fromkeys((*tables, "gaia"), 10_000.0),
         files_per_spectrum=dict.fromkeys(tables, 0.008),
-        files_per_plate=dict.fromkeys(tables, 4.0), fits_bytes=90_000.0,
-        export_bytes=90_000.0, commit_per_run_s=0.25, commit_per_file_s=0.005,
-        meta_per_file_s=0.002, meta_per_table_s=0.03, ledger_per_file_s=2e-4)
+        files_per_plate=dict.fromkeys(tables, 4.0),
+        fits_bytes=90_000.0,
+        export_bytes=90_000.0,
+        commit_per_run_s=0.25,
+        commit_per_file_s=0.005,
+        meta_per_file_s=0.002,
+        meta_per_table_s=0.03,
+        ledger_per_file_s=2e-4,
+    )
     return dataclasses.replace(base, **changes)
 
 
@@ -57,10 +63,10 @@ def test_model_terms_by_hand() -> None:
     night = rows[("nightly", 1)]
     n_files = 3 * 0.008 * 2e7 + 2 * 4 * 5000
     assert night.files == pytest.approx(n_files)
-    assert night.metadata_h == pytest.approx(
-        (0.002 * n_files * 1001 / 2 + 1000 * 5 * 0.03) / 3600)
-    assert night.wall_h == pytest.approx(max(night.compute_h, night.fs_h) + night.commit_h
-                                         + night.metadata_h + night.ledger_h)
+    assert night.metadata_h == pytest.approx((0.002 * n_files * 1001 / 2 + 1000 * 5 * 0.03) / 3600)
+    assert night.wall_h == pytest.approx(
+        max(night.compute_h, night.fs_h) + night.commit_h + night.metadata_h + night.ledger_h
+    )
 
 
 def test_model_bottleneck_moves_off_compute() -> None:
@@ -86,9 +92,13 @@ def test_model_bottleneck_moves_off_compute() -> None:
 @pytest.mark.slow
 def test_quick_run_prints_the_plan(tmp_path: Path) -> None:
     out = tmp_path / "plan.json"
-    res = subprocess.run([sys.executable, str(BENCH / "plan_full_release.py"), "--quick",
-                          "--json", str(out)], capture_output=True, text=True, timeout=600,
-                         check=False)
+    res = subprocess.run(
+        [sys.executable, str(BENCH / "plan_full_release.py"), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     plan = json.loads(out.read_text())
     for layout in ("nightly", "compacted"):
@@ -114,6 +124,5 @@ def test_quick_run_prints_the_plan(tmp_path: Path) -> None:
     # the real Gaia cone near b = -22 deg: within a factor 3 of the all-sky mean
     assert 43_633 / 3 < plan["cone"]["per_deg2"] < 3 * 43_633
     for layout in ("nightly (", "compacted ("):  # the printed table: name, then N
-        printed = [line.split()[3] for line in res.stdout.splitlines()
-                   if line.startswith(layout)]
+        printed = [line.split()[3] for line in res.stdout.splitlines() if line.startswith(layout)]
         assert printed == [str(n) for n in WORKERS]

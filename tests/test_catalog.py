@@ -46,18 +46,22 @@ def test_counts_quarantine_and_versions(shipped_catalog: Path) -> None:
         n_hist = cat.sql("SELECT count(*) AS n FROM spectra_history")["n"][0]
         n_cur = cat.sql("SELECT count(*) AS n FROM spectra")["n"][0]
         quarantine = cat.sql("SELECT path, reason FROM quarantine")
-        versions = cat.sql("SELECT specid, data_v, current FROM spectrum_versions "
-                           "WHERE specid IN ('55859-F5902_sp01-001', '55859-F5902_sp01-005') "
-                           "ORDER BY specid, data_v")
+        versions = cat.sql(
+            "SELECT specid, data_v, current FROM spectrum_versions "
+            "WHERE specid IN ('55859-F5902_sp01-001', '55859-F5902_sp01-005') "
+            "ORDER BY specid, data_v"
+        )
     assert n_hist == N_SHIPPED_OK
     assert n_cur == N_SHIPPED_OK - 2  # two obsids delivered in two releases each
     assert quarantine.height == 1 and quarantine["path"][0].endswith("oe270005.fits")
     assert "5 rows" in quarantine["reason"][0]
     # the newer data release is the current version, whatever the order of delivery
-    assert versions.rows() == [("55859-F5902_sp01-001", "LAMOST DR7", False),
-                               ("55859-F5902_sp01-001", "LAMOST DR9", True),
-                               ("55859-F5902_sp01-005", "LAMOST DR5", False),
-                               ("55859-F5902_sp01-005", "LAMOST DR9", True)]
+    assert versions.rows() == [
+        ("55859-F5902_sp01-001", "LAMOST DR7", False),
+        ("55859-F5902_sp01-001", "LAMOST DR9", True),
+        ("55859-F5902_sp01-005", "LAMOST DR5", False),
+        ("55859-F5902_sp01-005", "LAMOST DR9", True),
+    ]
 
 
 def test_reingest_adds_nothing_even_from_a_copy(shipped_catalog: Path, tmp_path: Path) -> None:
@@ -99,11 +103,15 @@ def test_newer_release_delivered_later_supersedes(catalog_path: Path) -> None:
     with Catalog.create(catalog_path) as cat:
         r1 = ingest(cat, [dr5], workers=1, progress=False)
         r2 = ingest(cat, [dr9], workers=1, progress=False)
-        rows = cat.sql("SELECT version, data_v, current, ingest_run, superseded_by_run "
-                       "FROM spectrum_versions ORDER BY version").rows()
+        rows = cat.sql(
+            "SELECT version, data_v, current, ingest_run, superseded_by_run "
+            "FROM spectrum_versions ORDER BY version"
+        ).rows()
         spec = cat.spectrum(101005)
-    assert rows == [(1, "LAMOST DR5", False, r1.run_id, r2.run_id),
-                    (2, "LAMOST DR9", True, r2.run_id, None)]
+    assert rows == [
+        (1, "LAMOST DR5", False, r1.run_id, r2.run_id),
+        (2, "LAMOST DR9", True, r2.run_id, None),
+    ]
     assert spec.data_v == "LAMOST DR9"
 
 
@@ -132,8 +140,9 @@ def test_cone_search_matches_astropy_brute_force(shipped_catalog: Path) -> None:
         centre = SkyCoord(332.3 * u.deg, -2.1 * u.deg)
         for radius in (60.0, 600.0, 3600.0 * 20, 3600.0 * 180):
             got = cat.cone(332.3, -2.1, radius)
-            sep = centre.separation(SkyCoord(allpos["ra"].to_numpy() * u.deg,
-                                             allpos["dec"].to_numpy() * u.deg)).arcsec
+            sep = centre.separation(
+                SkyCoord(allpos["ra"].to_numpy() * u.deg, allpos["dec"].to_numpy() * u.deg)
+            ).arcsec
             want = set(allpos["specid"].filter(sep <= radius).to_list())
             assert set(got["specid"].to_list()) == want
             assert np.all(np.diff(got["sep_arcsec"].to_numpy()) >= 0)
@@ -142,10 +151,13 @@ def test_cone_search_matches_astropy_brute_force(shipped_catalog: Path) -> None:
 
 def test_sql_binds_parameters(shipped_catalog: Path) -> None:
     with lamostdb.open(shipped_catalog) as cat:
-        df = cat.sql("SELECT specid FROM spectra WHERE lasp_class = $cls AND snrg > $snr",
-                     {"cls": "STAR", "snr": 20.0})
-        injected = cat.sql("SELECT count(*) AS n FROM spectra WHERE specid = $s",
-                           {"s": "x' OR '1'='1"})
+        df = cat.sql(
+            "SELECT specid FROM spectra WHERE lasp_class = $cls AND snrg > $snr",
+            {"cls": "STAR", "snr": 20.0},
+        )
+        injected = cat.sql(
+            "SELECT count(*) AS n FROM spectra WHERE specid = $s", {"s": "x' OR '1'='1"}
+        )
     assert df.height > 0 and injected["n"][0] == 0
 
 
@@ -154,29 +166,48 @@ def _duck_columns(cat: Catalog, name: str) -> list[tuple[str, str]]:
     return [(r[0], r[1]) for r in rows]
 
 
-@pytest.mark.parametrize("name", ["spectra", "spectra_history", "quarantine", "ingest_ledger",
-                                  "spectrum_versions", "runs", "files", "catalog_meta",
-                                  "ingest_paths", "withdrawn"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "spectra",
+        "spectra_history",
+        "quarantine",
+        "ingest_ledger",
+        "spectrum_versions",
+        "runs",
+        "files",
+        "catalog_meta",
+        "ingest_paths",
+        "withdrawn",
+    ],
+)
 def test_tables_and_views_match_their_schema_files(shipped_catalog: Path, name: str) -> None:
     schema = load_schema("spectra" if name == "spectra_history" else name)
     with lamostdb.open(shipped_catalog) as cat:
         assert _duck_columns(cat, name) == [(c.name, c.duckdb_type) for c in schema.columns]
         for c in schema.columns:
             if not c.nullable:
-                n_null = cat.con.sql(f"SELECT count(*) FROM {name} WHERE {c.name} IS NULL"
-                                     ).fetchall()[0][0]
+                n_null = cat.con.sql(
+                    f"SELECT count(*) FROM {name} WHERE {c.name} IS NULL"
+                ).fetchall()[0][0]
                 assert n_null == 0, (name, c.name)
         if schema.primary_key and name != "spectra_history":
             key = ", ".join(schema.primary_key)
-            dup = cat.con.sql(f"SELECT count(*) FROM (SELECT {key} FROM {name} GROUP BY {key} "
-                              "HAVING count(*) > 1)").fetchall()[0][0]
+            dup = cat.con.sql(
+                f"SELECT count(*) FROM (SELECT {key} FROM {name} GROUP BY {key} "
+                "HAVING count(*) > 1)"
+            ).fetchall()[0][0]
             assert dup == 0
 
 
 def test_public_names_are_registered(shipped_catalog: Path) -> None:
     with lamostdb.open(shipped_catalog) as cat:
-        names = {r[0] for r in cat.con.sql("SELECT table_name FROM duckdb_tables() UNION "
-                                           "SELECT view_name FROM duckdb_views()").fetchall()}
+        names = {
+            r[0]
+            for r in cat.con.sql(
+                "SELECT table_name FROM duckdb_tables() UNION SELECT view_name FROM duckdb_views()"
+            ).fetchall()
+        }
     assert set(PUBLIC_NAMES) <= names
 
 

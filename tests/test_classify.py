@@ -49,10 +49,14 @@ def test_every_current_spectrum_gets_one_result(classified: tuple[Path, Path]) -
     # One exception: the class decision may promote a candidate over better-fitting ones; when
     # the re-match then replaces that answer, the decision's answer stays at rank 1, ahead of
     # candidates with a lower reduced chi-square (seen once in this night: a faint O9 star).
-    refined = dict(zip(res["specid"], (res["zwarning"] & int(ZWarning.POLY_REFINED)) > 0,
-                       strict=True))
-    ordered = cand.sort(["specid", "rank"]).group_by("specid", maintain_order=True).agg(
-        pl.col("rchi2"), pl.col("degenerate"))
+    refined = dict(
+        zip(res["specid"], (res["zwarning"] & int(ZWarning.POLY_REFINED)) > 0, strict=True)
+    )
+    ordered = (
+        cand.sort(["specid", "rank"])
+        .group_by("specid", maintain_order=True)
+        .agg(pl.col("rchi2"), pl.col("degenerate"))
+    )
     n_displaced = 0
     for sid, r, deg in ordered.select("specid", "rchi2", "degenerate").iter_rows():
         deg = np.array(deg)
@@ -84,10 +88,12 @@ def test_simulated_classes_and_redshifts_are_recovered(classified: tuple[Path, P
 def test_real_shipped_spectra_agree_with_lamost(classified: tuple[Path, Path]) -> None:
     cat, _ = classified
     with lamostdb.open(cat) as c:
-        j = c.sql("SELECT s.lasp_class, s.lasp_z, r.class, r.z, s.snrg FROM spectra s "
-                  "JOIN results r USING (specid, source_sha256) WHERE s.survey = 'LAMOST' "
-                  "AND s.lasp_class IN ('STAR', 'GALAXY', 'QSO') "
-                  "AND s.tsource IS DISTINCT FROM 'SIMULATED'")
+        j = c.sql(
+            "SELECT s.lasp_class, s.lasp_z, r.class, r.z, s.snrg FROM spectra s "
+            "JOIN results r USING (specid, source_sha256) WHERE s.survey = 'LAMOST' "
+            "AND s.lasp_class IN ('STAR', 'GALAXY', 'QSO') "
+            "AND s.tsource IS DISTINCT FROM 'SIMULATED'"
+        )
     assert j.height == 17
     # 15 of 17 agree; the two known disagreements are a star at S/N_g 0.67 (noise) and the
     # K5 star 55862-B6212_sp06-007 that the galaxy eigen-basis at z ~ 0 fits better
@@ -99,8 +105,9 @@ def test_real_shipped_spectra_agree_with_lamost(classified: tuple[Path, Path]) -
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_second_run_does_nothing_and_rerun_supersedes(classified: tuple[Path, Path],
-                                                      tmp_path: Path) -> None:
+def test_second_run_does_nothing_and_rerun_supersedes(
+    classified: tuple[Path, Path], tmp_path: Path
+) -> None:
     import shutil
 
     cat = tmp_path / "cat"
@@ -114,8 +121,7 @@ def test_second_run_does_nothing_and_rerun_supersedes(classified: tuple[Path, Pa
     assert after == 2 * before and shown == [rep.run_id]
 
 
-@pytest.mark.parametrize("name", ["results", "results_history", "candidates",
-                                  "candidates_history"])
+@pytest.mark.parametrize("name", ["results", "results_history", "candidates", "candidates_history"])
 def test_classify_tables_match_their_schema(classified: tuple[Path, Path], name: str) -> None:
     schema = load_schema(name.replace("_history", ""))
     with lamostdb.open(classified[0]) as c:
@@ -123,19 +129,28 @@ def test_classify_tables_match_their_schema(classified: tuple[Path, Path], name:
         assert cols == [(col.name, col.duckdb_type) for col in schema.columns]
         for col in schema.columns:
             if not col.nullable:
-                n = c.con.sql(f"SELECT count(*) FROM {name} WHERE {col.name} IS NULL"
-                              ).fetchall()[0][0]
+                n = c.con.sql(f"SELECT count(*) FROM {name} WHERE {col.name} IS NULL").fetchall()[
+                    0
+                ][0]
                 assert n == 0, col.name
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_classify_cli_and_templates_list(classified: tuple[Path, Path]) -> None:
-    r = subprocess.run([sys.executable, "-m", "lamostdb.cli", "classify", str(classified[0]),
-                        "--quiet"], capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "lamostdb.cli", "classify", str(classified[0]), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0 and "0 spectra classified" in r.stdout
-    r = subprocess.run([sys.executable, "-m", "lamostdb.cli", "templates", "list", "--stars"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "lamostdb.cli", "templates", "list", "--stars"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0
     for text in ("spEigenStar-55734.fits", "GALAXY", "QSO", "K3V (32147)", "red_arm"):
         assert text in r.stdout
@@ -143,8 +158,7 @@ def test_classify_cli_and_templates_list(classified: tuple[Path, Path]) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_results_of_an_older_engine_are_upgraded_when_a_new_run_commits(
-        tmp_path: Path) -> None:
+def test_results_of_an_older_engine_are_upgraded_when_a_new_run_commits(tmp_path: Path) -> None:
     """Results written before engine 0.2.0 lack the confidence columns; a rerun still commits."""
     import hats
     import pyarrow.parquet as pq
@@ -152,10 +166,21 @@ def test_results_of_an_older_engine_are_upgraded_when_a_new_run_commits(
     with Catalog.create(tmp_path / "cat") as c:
         ingest(c, [SHIPPED_SPECTRA], workers=1, progress=False)
         classify(c, workers=1, progress=False)
-        new_cols = {"results": ["conf", "conf_blue", "conf_red", "resid_blue_mu",
-                                "resid_blue_sigma", "resid_red_mu", "resid_red_sigma",
-                                "conf_group", "refined", "zwarning"],
-                    "candidates": ["degenerate"]}
+        new_cols = {
+            "results": [
+                "conf",
+                "conf_blue",
+                "conf_red",
+                "resid_blue_mu",
+                "resid_blue_sigma",
+                "resid_red_mu",
+                "resid_red_sigma",
+                "conf_group",
+                "refined",
+                "zwarning",
+            ],
+            "candidates": ["degenerate"],
+        }
         for table, cols in new_cols.items():  # make the files look like engine 0.1.0 output
             for f in c.table_files(table):
                 path = c.root / f.path
@@ -191,8 +216,9 @@ def test_rv_columns_are_for_stars_only(classified: tuple[Path, Path]) -> None:
         assert not t["rv_kms"].is_null().to_numpy()[star].any()
     stars = res.filter(pl.col("class") == "STAR").drop_nulls("z_err")
     np.testing.assert_allclose(stars["rv_kms"].to_numpy(), stars["z"].to_numpy() * 299792.458)
-    np.testing.assert_allclose(stars["rv_err_kms"].to_numpy(),
-                               stars["z_err"].to_numpy() * 299792.458)
+    np.testing.assert_allclose(
+        stars["rv_err_kms"].to_numpy(), stars["z_err"].to_numpy() * 299792.458
+    )
     assert (stars["rv_err_kms"] > 0).all()
 
 
@@ -208,14 +234,23 @@ def test_batch_to_matrices_reads_each_list_column_with_its_own_offsets() -> None
     n, p = 3, WORKING_GRID.npix
     flux = [rng.normal(1.0, 0.1, p).astype(np.float32) for _ in range(n)]
     ivar = [rng.uniform(1.0, 4.0, p).astype(np.float32) for _ in range(n)]
-    base = {"coeff0": [WORKING_GRID.loglam0] * n, "coeff1": [WORKING_GRID.dloglam] * n,
-            "wavelength": pl.Series([None] * n, dtype=pl.List(pl.Float32)),
-            "andmask": pl.Series([[0] * p] * n, dtype=pl.List(pl.Int32))}
+    base = {
+        "coeff0": [WORKING_GRID.loglam0] * n,
+        "coeff1": [WORKING_GRID.dloglam] * n,
+        "wavelength": pl.Series([None] * n, dtype=pl.List(pl.Float32)),
+        "andmask": pl.Series([[0] * p] * n, dtype=pl.List(pl.Int32)),
+    }
     f32 = pl.List(pl.Float32)
-    fresh = pl.DataFrame({**base, "flux": pl.Series([f.tolist() for f in flux], dtype=f32),
-                          "ivar": pl.Series([v.tolist() for v in ivar], dtype=f32)})
-    longer = pl.Series("ivar", [rng.uniform(1, 4, p).tolist()] + [v.tolist() for v in ivar],
-                       dtype=f32)
+    fresh = pl.DataFrame(
+        {
+            **base,
+            "flux": pl.Series([f.tolist() for f in flux], dtype=f32),
+            "ivar": pl.Series([v.tolist() for v in ivar], dtype=f32),
+        }
+    )
+    longer = pl.Series(
+        "ivar", [rng.uniform(1, 4, p).tolist()] + [v.tolist() for v in ivar], dtype=f32
+    )
     shifted = fresh.with_columns(longer.slice(1, n))
     assert shifted["ivar"].to_arrow().offsets.to_numpy()[0] == p  # the case under test
     f0, i0 = batch_to_matrices(fresh)

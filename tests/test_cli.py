@@ -13,8 +13,9 @@ from conftest import SHIPPED_SPECTRA
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "lamostdb.cli", *args], capture_output=True,
-                          text=True, timeout=180)
+    return subprocess.run(
+        [sys.executable, "-m", "lamostdb.cli", *args], capture_output=True, text=True, timeout=180
+    )
 
 
 @pytest.mark.slow
@@ -32,8 +33,9 @@ def test_ingest_then_sql_in_all_formats(tmp_path: Path) -> None:
     r = run("sql", str(cat), q, "--param", "o=1247301005", "--format", "json")
     assert json.loads(r.stdout) == [{"obsid": 1247301005, "lasp_class": "QSO"}]
     out = tmp_path / "o.parquet"
-    r = run("sql", str(cat), "SELECT specid FROM spectra", "--format", "parquet",
-            "--output", str(out))
+    r = run(
+        "sql", str(cat), "SELECT specid FROM spectra", "--format", "parquet", "--output", str(out)
+    )
     assert r.returncode == 0 and pl.read_parquet(out).height == 8
 
 
@@ -67,10 +69,20 @@ def test_help_explains_subcommands() -> None:
 
 def test_sql_piped_into_a_reader_that_stops_early_exits_quietly(shipped_catalog: Path) -> None:
     """`lamostdb sql ... | head -1`: no BrokenPipeError traceback, exit status 0."""
-    proc = subprocess.Popen([sys.executable, "-m", "lamostdb.cli", "sql", str(shipped_catalog),
-                             "SELECT specid, snrg FROM spectra_history, range(2000)", "--max-rows",
-                             "100000"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lamostdb.cli",
+            "sql",
+            str(shipped_catalog),
+            "SELECT specid, snrg FROM spectra_history, range(2000)",
+            "--max-rows",
+            "100000",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     assert proc.stdout is not None and proc.stderr is not None
     proc.stdout.readline()
     proc.stdout.close()  # the reader goes away

@@ -53,6 +53,7 @@ BOOKKEEPING = {"files", "runs", "catalog_meta"}
 
 # --- the cluster --------------------------------------------------------------------------
 
+
 @dataclass
 class DaskCluster:
     address: str
@@ -74,8 +75,7 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
             p.wait(timeout=10)
 
 
-def _wait_for(what: str, ready: object, procs: list[subprocess.Popen[bytes]],
-              logs: Path) -> None:
+def _wait_for(what: str, ready: object, procs: list[subprocess.Popen[bytes]], logs: Path) -> None:
     deadline = time.monotonic() + START_S
     while not ready():  # type: ignore[operator]
         dead = [p.args for p in procs if p.poll() is not None]
@@ -91,27 +91,64 @@ def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskClust
     logs = tmp_path_factory.mktemp("dask-logs")
     sched_file = logs / "scheduler.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LAMOSTDB_", "DASK_"))}
-    env |= {"PYTHONPATH": os.pathsep.join([str(Path(__file__).parent),
-                                           env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-            "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env |= {
+        "PYTHONPATH": os.pathsep.join(
+            [str(Path(__file__).parent), env.get("PYTHONPATH", "")]
+        ).rstrip(os.pathsep),
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
     dask = [sys.executable, "-m", "dask"]
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(name: str, args: list[str]) -> subprocess.Popen[bytes]:
         with open(logs / f"{name}.log", "wb") as log:
-            p = subprocess.Popen([*dask, *args], stdout=log, stderr=subprocess.STDOUT, env=env,
-                                 cwd=logs, start_new_session=True)
+            p = subprocess.Popen(
+                [*dask, *args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=logs,
+                start_new_session=True,
+            )
         procs.append(p)
         return p
 
     try:
-        start("scheduler", ["scheduler", "--host", "127.0.0.1", "--port", "0",
-                            "--no-dashboard", "--scheduler-file", str(sched_file)])
+        start(
+            "scheduler",
+            [
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--no-dashboard",
+                "--scheduler-file",
+                str(sched_file),
+            ],
+        )
         _wait_for("dask scheduler", sched_file.exists, procs, logs)
         address = json.loads(sched_file.read_text())["address"]
-        workers = [start(f"worker{i}", ["worker", address, "--nthreads", "1", "--no-nanny",
-                                        "--host", "127.0.0.1", "--no-dashboard",
-                                        "--name", f"w{i}"]) for i in (1, 2)]
+        workers = [
+            start(
+                f"worker{i}",
+                [
+                    "worker",
+                    address,
+                    "--nthreads",
+                    "1",
+                    "--no-nanny",
+                    "--host",
+                    "127.0.0.1",
+                    "--no-dashboard",
+                    "--name",
+                    f"w{i}",
+                ],
+            )
+            for i in (1, 2)
+        ]
         yield DaskCluster(address, {f"{HOST}:{p.pid}" for p in workers})
     finally:
         _stop(procs)
@@ -139,12 +176,17 @@ def kill_first_runner(task: tuple[str, int]) -> tuple[int, int]:
 
 # --- the comparison -----------------------------------------------------------------------
 
+
 def content(path: Path) -> dict[str, pl.DataFrame]:
     """Every table and view of the catalogue, run ids and times left out, rows sorted."""
     out: dict[str, pl.DataFrame] = {}
     with lamostdb.open(path) as cat:
-        names = [n for (n,) in cat.con.execute(
-            "SELECT table_name FROM information_schema.tables ORDER BY table_name").fetchall()]
+        names = [
+            n
+            for (n,) in cat.con.execute(
+                "SELECT table_name FROM information_schema.tables ORDER BY table_name"
+            ).fetchall()
+        ]
         for name in names:
             if name in BOOKKEEPING:
                 continue
@@ -152,12 +194,15 @@ def content(path: Path) -> dict[str, pl.DataFrame]:
             df = df.drop([c for c in df.columns if c in RUN_COLUMNS or c.endswith("_at")])
             flat = [c for c, t in df.schema.items() if not t.is_nested()]
             out[name] = df.sort(flat)
-        out["files"] = cat.sql("SELECT table_name, sum(n_rows) AS n_rows FROM files "
-                               "GROUP BY ALL ORDER BY table_name")
-        out["runs"] = cat.sql("SELECT stage, state, count(*) AS n FROM runs "
-                              "GROUP BY ALL ORDER BY ALL")
-        out["catalog_meta"] = cat.sql("SELECT * FROM catalog_meta WHERE key <> 'created_at' "
-                                      "ORDER BY key")
+        out["files"] = cat.sql(
+            "SELECT table_name, sum(n_rows) AS n_rows FROM files GROUP BY ALL ORDER BY table_name"
+        )
+        out["runs"] = cat.sql(
+            "SELECT stage, state, count(*) AS n FROM runs GROUP BY ALL ORDER BY ALL"
+        )
+        out["catalog_meta"] = cat.sql(
+            "SELECT * FROM catalog_meta WHERE key <> 'created_at' ORDER BY key"
+        )
     assert [p for p in (path / "_staging").rglob("*") if p.is_file()] == []
     return out
 
@@ -170,10 +215,16 @@ def release_content(out: Path) -> dict[str, list[tuple[dict[str, object], object
     for path in sorted(out.rglob("*.fits")):
         with fits.open(path) as hdus:
             files[str(path.relative_to(out))] = [
-                ({k: v for k, v in h.header.items() if k not in RELEASE_RUN_CARDS},
-                 None if h.data is None else
-                 [[repr(v) for v in row] for row in h.data.tolist()]
-                 if hasattr(h.data, "columns") else h.data.tolist()) for h in hdus]
+                (
+                    {k: v for k, v in h.header.items() if k not in RELEASE_RUN_CARDS},
+                    None
+                    if h.data is None
+                    else [[repr(v) for v in row] for row in h.data.tolist()]
+                    if hasattr(h.data, "columns")
+                    else h.data.tolist(),
+                )
+                for h in hdus
+            ]
     return files
 
 
@@ -187,27 +238,48 @@ def night(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.slow
 def test_night_on_a_dask_cluster_gives_the_local_tables(
-        night: Path, tmp_path: Path, dask_cluster: DaskCluster,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    local = run_nightly(tmp_path / "local", night, NightlyOptions(
-        workers=1, chunk_size=CHUNK, refcat_from_night=True, progress=False))
+    night: Path, tmp_path: Path, dask_cluster: DaskCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    local = run_nightly(
+        tmp_path / "local",
+        night,
+        NightlyOptions(workers=1, chunk_size=CHUNK, refcat_from_night=True, progress=False),
+    )
     reference = content(tmp_path / "local")
     assert reference["spectra"].height == N_SPECTRA and reference["quarantine"].height == 1
 
     # the cluster itself: both workers take tasks and are named as the executors name them
     meet = tmp_path / "meet"
     meet.mkdir()
-    with open_executor(dask_cluster.address, workers=None, n_tasks=6, root=tmp_path,
-                       staging="_staging", run_id="probe", preload="json") as ex:
+    with open_executor(
+        dask_cluster.address,
+        workers=None,
+        n_tasks=6,
+        root=tmp_path,
+        staging="_staging",
+        run_id="probe",
+        preload="json",
+    ) as ex:
         got = dict(ex.run(where_am_i, [(str(meet), x) for x in range(6)]))
         summary = ex.summary().as_dict()
     assert sorted(x for _, x in got.values()) == list(range(6))
     assert summary["cluster"] == dask_cluster.address and summary["n_workers"] == 2
     assert set(summary["tasks_per_worker"]) == dask_cluster.workers  # type: ignore[arg-type]
 
-    rc = main(["nightly", str(tmp_path / "remote"), str(night), "--refcat-from-night",
-               "--chunk-size", str(CHUNK), "--cluster", dask_cluster.address, "--quiet",
-               "--json"])
+    rc = main(
+        [
+            "nightly",
+            str(tmp_path / "remote"),
+            str(night),
+            "--refcat-from-night",
+            "--chunk-size",
+            str(CHUNK),
+            "--cluster",
+            dask_cluster.address,
+            "--quiet",
+            "--json",
+        ]
+    )
     remote = json.loads(capsys.readouterr().out)
     assert rc == 0 and remote["cluster"] == dask_cluster.address
     got_content = content(tmp_path / "remote")
@@ -216,8 +288,9 @@ def test_night_on_a_dask_cluster_gives_the_local_tables(
         try:
             assert_frame_equal(got_content[name], ref, check_exact=True)
         except AssertionError as exc:
-            raise AssertionError(f"{name} differs between the local and the Dask run: {exc}"
-                                 ) from None
+            raise AssertionError(
+                f"{name} differs between the local and the Dask run: {exc}"
+            ) from None
 
     # the stages that run partitions on an executor ran them on the cluster's workers, and
     # the night's tasks, all stages together, ran on both workers
@@ -234,8 +307,13 @@ def test_night_on_a_dask_cluster_gives_the_local_tables(
         ran |= set(tasks)
     assert ran == dask_cluster.workers
     # the text summary names the cluster and what each worker ran
-    text = format_summary(replace(local, cluster=dask_cluster.address, stages=[
-        replace(s, executor=executors[s.name]) for s in local.stages]))
+    text = format_summary(
+        replace(
+            local,
+            cluster=dask_cluster.address,
+            stages=[replace(s, executor=executors[s.name]) for s in local.stages],
+        )
+    )
     assert f"cluster: {dask_cluster.address}; tasks per worker:" in text
     for name in on_cluster:
         tasks = ", ".join(f"{w} {n}" for w, n in executors[name]["tasks_per_worker"].items())
@@ -246,8 +324,13 @@ def test_night_on_a_dask_cluster_gives_the_local_tables(
     with lamostdb.open(tmp_path / "local") as cat:
         export_release(cat, tmp_path / "release-local", release="t", progress=False)
     with lamostdb.open(tmp_path / "remote") as cat:
-        rep = export_release(cat, tmp_path / "release-remote", release="t", progress=False,
-                             cluster=dask_cluster.address)
+        rep = export_release(
+            cat,
+            tmp_path / "release-remote",
+            release="t",
+            progress=False,
+            cluster=dask_cluster.address,
+        )
     expected = release_content(tmp_path / "release-local")
     assert len(expected) == N_SPECTRA + 2  # lrs.fits, mec.fits and one file per spectrum
     assert release_content(tmp_path / "release-remote") == expected
@@ -257,14 +340,22 @@ def test_night_on_a_dask_cluster_gives_the_local_tables(
         on_cluster.append("export")
     print(f"stages run on the Dask cluster: {on_cluster}", file=sys.stderr)
     # the local run used no cluster
-    assert all(s.executor is None or not s.executor["cluster"].startswith("tcp://")
-               for s in local.stages)
+    assert all(
+        s.executor is None or not s.executor["cluster"].startswith("tcp://") for s in local.stages
+    )
 
     # last (it leaves one worker): a worker killed mid-task; the scheduler reruns the task
     # on the other worker by itself, and the executor counts that rerun
     marker = tmp_path / "killed"
-    with open_executor(dask_cluster.address, workers=None, n_tasks=3, root=tmp_path,
-                       staging="_staging", run_id="kill", preload="json") as ex:
+    with open_executor(
+        dask_cluster.address,
+        workers=None,
+        n_tasks=3,
+        root=tmp_path,
+        staging="_staging",
+        run_id="kill",
+        preload="json",
+    ) as ex:
         got = dict(ex.run(kill_first_runner, [(str(marker), x) for x in range(3)]))
         assert ex.summary().retries >= 1
     killed = f"{HOST}:{marker.read_text()}"

@@ -32,7 +32,8 @@ with warnings.catch_warnings():
     import lsdb
 
 pytestmark = [  # lsdb 0.11 / nested-pandas 0.7 use pandas keywords pandas 3.1 deprecates
-    pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")]
+    pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")
+]
 
 TABLES = ("spectra", "gaia", "ps1", "xmatch", "objects")
 SPECTRUM_TABLES = ["spectra", "xmatch", "objects"]  # ~120 rows: a few rows per leaf
@@ -102,8 +103,12 @@ def _check_hats(path: Path) -> None:
     files = _files(path)
     with lamostdb.open(path) as c:
         n_rows = dict(c.sql("SELECT table_name, sum(n_rows)::BIGINT FROM files GROUP BY 1").rows())
-        per_leaf = {(t, int(o), int(n)): int(r) for t, o, n, r in c.sql(
-            "SELECT table_name, norder, npix, sum(n_rows)::BIGINT FROM files GROUP BY ALL").rows()}
+        per_leaf = {
+            (t, int(o), int(n)): int(r)
+            for t, o, n, r in c.sql(
+                "SELECT table_name, norder, npix, sum(n_rows)::BIGINT FROM files GROUP BY ALL"
+            ).rows()
+        }
     for table in TABLES:
         hc = hats.read_hats(path / table)
         pixels = {(p.order, p.pixel) for p in hc.get_healpix_pixels()}
@@ -114,8 +119,9 @@ def _check_hats(path: Path) -> None:
         for p in hc.get_healpix_pixels()[:5]:
             assert len(hc.read_pixel_to_pandas(p)) == per_leaf[(table, p.order, p.pixel)]
         # and LSDB reads every row, once
-        assert len(lsdb.read_hats(path / table, columns=["_healpix_29"]).compute()) == \
-            n_rows[table], table
+        assert (
+            len(lsdb.read_hats(path / table, columns=["_healpix_29"]).compute()) == n_rows[table]
+        ), table
 
 
 def test_plan_leaves_splits_dense_pixels_and_merges_sparse_ones() -> None:
@@ -171,8 +177,9 @@ def _split(w: Catalog) -> None:
 
 
 @pytest.mark.slow
-def test_split_gives_mixed_orders_and_later_nights_keep_leaves_disjoint(cat: Path,
-                                                                        tmp_path: Path) -> None:
+def test_split_gives_mixed_orders_and_later_nights_keep_leaves_disjoint(
+    cat: Path, tmp_path: Path
+) -> None:
     before = _answers(cat)
     with Catalog(cat, mode="w") as w:
         _split(w)
@@ -213,14 +220,17 @@ def test_reader_opened_before_compact_keeps_reading(cat: Path) -> None:
 
 def _paths(cat: Path, table: str) -> list[str]:
     with lamostdb.open(cat) as c:
-        return [str(p) for p in c.sql("SELECT path FROM files WHERE table_name = $t",
-                                      {"t": table})["path"]]
+        return [
+            str(p)
+            for p in c.sql("SELECT path FROM files WHERE table_name = $t", {"t": table})["path"]
+        ]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("point", ["metadata", RETIRE_FAULT_POINT])  # before / after commit
 def test_crash_mid_compact_leaves_before_or_after_and_a_rerun_finishes(
-        cat: Path, point: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    cat: Path, point: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     before, files_before = _answers(cat), _files(cat)
     monkeypatch.setenv("LAMOSTDB_FAULT", f"compact:{point}")
     monkeypatch.setenv("LAMOSTDB_FAULT_ACTION", "raise")
@@ -257,19 +267,25 @@ def test_cli_compact_prints_file_counts(cat: Path, capsys: pytest.CaptureFixture
 
 
 @pytest.mark.slow
-def test_nightly_compact_keeps_results_and_every_view(tmp_path: Path,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_nightly_compact_keeps_results_and_every_view(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     night = tmp_path / "night"
     simulate_night(night, n=10, seed=17)
     cat = tmp_path / "cat"
     run_nightly(cat, night, NightlyOptions(workers=1, refcat_from_night=True, progress=False))
-    queries = {**QUERIES, "results": "SELECT * FROM results_history ORDER BY specid",
-               "candidates": "SELECT * FROM candidates_history ORDER BY specid, rank"}
+    queries = {
+        **QUERIES,
+        "results": "SELECT * FROM results_history ORDER BY specid",
+        "candidates": "SELECT * FROM candidates_history ORDER BY specid, rank",
+    }
     with lamostdb.open(cat) as c:
         before = {k: c.sql(q).to_dicts() for k, q in queries.items()}
     assert len(before["results"]) == 10 and len(before["lrs"]) == 10
-    assert main(["nightly", str(cat), str(night), "--workers", "1", "--quiet", "--json",
-                 "--compact"]) == 0
+    assert (
+        main(["nightly", str(cat), str(night), "--workers", "1", "--quiet", "--json", "--compact"])
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out)
     assert summary["stages"][-1]["name"] == "compact" and summary["nothing_new"]
     assert len(summary["stages"][-1]["run_ids"]) == 7  # every table (gaia, ps1 included)

@@ -64,16 +64,25 @@ def test_nightly_writes_while_readers_read_and_an_idle_reader_waits(tmp_path: Pa
     assert idle.sql("SELECT count(*) AS n FROM spectra")["n"][0] == 0
     assert not _reads_db(os.getpid(), cat_path / DB_NAME)
 
-    writer = subprocess.Popen(_cli("nightly", str(cat_path), str(night), "--refcat-from-night",
-                                   "--quiet", "--workers", "2"),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    writer = subprocess.Popen(
+        _cli(
+            "nightly", str(cat_path), str(night), "--refcat-from-night", "--quiet", "--workers", "2"
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     answers: list[dict[str, int]] = []
     failures: list[str] = []
     t0 = time.perf_counter()
     while True:
         running = writer.poll() is None
-        r = subprocess.run(_cli("sql", str(cat_path), CONSISTENCY, "--format", "csv"),
-                           capture_output=True, text=True, timeout=120)
+        r = subprocess.run(
+            _cli("sql", str(cat_path), CONSISTENCY, "--format", "csv"),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if r.returncode != 0:
             failures.append(r.stderr)
         else:
@@ -88,10 +97,21 @@ def test_nightly_writes_while_readers_read_and_an_idle_reader_waits(tmp_path: Pa
     print(f"{len(answers)} reads in {wall:.1f} s while nightly wrote {N_NIGHT} spectra")
     assert len(answers) >= 3
     for a in answers:  # every answer is one committed state
-        assert a["n_spectra"] == a["n_current"] == a["n_history"] == a["n_listed"] \
-            == a["n_ledger"] == a["n_lrs"], a
-        assert a["n_results"] == a["n_results_history"] == a["n_results_listed"] \
-            <= a["n_spectra"] <= N_NIGHT, a
+        assert (
+            a["n_spectra"]
+            == a["n_current"]
+            == a["n_history"]
+            == a["n_listed"]
+            == a["n_ledger"]
+            == a["n_lrs"]
+        ), a
+        assert (
+            a["n_results"]
+            == a["n_results_history"]
+            == a["n_results_listed"]
+            <= a["n_spectra"]
+            <= N_NIGHT
+        ), a
         assert a["n_orphan_results"] == 0 and a["n_committing"] == 0, a
     for before, after in zip(answers, answers[1:], strict=False):  # never back in time
         assert after["n_spectra"] >= before["n_spectra"], (before, after)
@@ -118,8 +138,10 @@ def test_a_reader_works_while_a_writer_holds_the_catalogue(tmp_path: Path) -> No
         assert reader.sql("SELECT count(*) AS n FROM spectra")["n"][0] == 0
         with lamostdb.open(path) as fresh:
             assert fresh.sql("SELECT count(*) AS n FROM spectra")["n"][0] == n
-            assert fresh.sql("SELECT count(*) AS n FROM quarantine")["n"][0] \
+            assert (
+                fresh.sql("SELECT count(*) AS n FROM quarantine")["n"][0]
                 == writer.sql("SELECT count(*) AS n FROM quarantine")["n"][0]
+            )
             one = fresh.sql("SELECT obsid FROM spectra WHERE obsid IS NOT NULL LIMIT 1")
             assert fresh.spectrum(int(one["obsid"][0])).obsid == one["obsid"][0]
             assert fresh.partition_order == writer.partition_order
@@ -152,19 +174,29 @@ def test_old_snapshots_are_removed_but_never_the_current_or_the_newest(tmp_path:
         ingest(cat, [SHIPPED_SPECTRA], workers=1, progress=False)
         after = snapshot.load_current(path)
         assert before is not None and after is not None
-        for name, changed in (("catalog_meta", False), ("uid_aliases", False),
-                              ("spectrum_versions", True), ("runs", True)):
+        for name, changed in (
+            ("catalog_meta", False),
+            ("uid_aliases", False),
+            ("spectrum_versions", True),
+            ("runs", True),
+        ):
             same = before.tables[name].stat().st_ino == after.tables[name].stat().st_ino
             assert same is not changed, name
     manifest = snapshot.load_current(path)
     assert manifest is not None and set(manifest.tables) >= {
-        "files", "runs", "quarantine", "spectrum_versions", "ingest_ledger", "catalog_meta",
-        "uid_aliases", "refcat_ledger"}
+        "files",
+        "runs",
+        "quarantine",
+        "spectrum_versions",
+        "ingest_ledger",
+        "catalog_meta",
+        "uid_aliases",
+        "refcat_ledger",
+    }
 
 
 @pytest.mark.parametrize("published", [True, False])
-def test_a_catalogue_without_a_snapshot_is_still_readable(tmp_path: Path,
-                                                          published: bool) -> None:
+def test_a_catalogue_without_a_snapshot_is_still_readable(tmp_path: Path, published: bool) -> None:
     """A catalogue written before snapshots existed reads from catalog.duckdb, briefly."""
     path = tmp_path / "cat"
     with Catalog.create(path) as cat:
@@ -189,8 +221,7 @@ def test_a_snapshot_older_than_a_bookkeeping_table_reads_it_as_empty(tmp_path: P
     (snap.folder / snapshot.MANIFEST).write_text(json.dumps(manifest))
     with lamostdb.open(path) as cat:
         assert cat.sql("SELECT count(*) AS n FROM uid_aliases")["n"][0] == 0
-        assert cat.sql("SELECT * FROM quarantine").columns[:3] == ["path", "sha256",
-                                                                   "size_bytes"]
+        assert cat.sql("SELECT * FROM quarantine").columns[:3] == ["path", "sha256", "size_bytes"]
 
 
 def test_a_writer_leaving_its_with_block_publishes_what_it_committed(tmp_path: Path) -> None:

@@ -41,13 +41,14 @@ def test_svd_recovers_the_injected_calibration_modes() -> None:
     starts = uniform_bins()
     j = starts.size
     x = np.linspace(-1, 1, j)
-    mode1 = np.exp(-((x - 0.7) / 0.2) ** 2)  # a bump no low-order polynomial has
+    mode1 = np.exp(-(((x - 0.7) / 0.2) ** 2))  # a bump no low-order polynomial has
     mode2 = np.sin(3 * x)
     amp = rng.normal(size=(300, 2))
     curves = amp[:, :1] * mode1 + amp[:, 1:] * mode2 + 0.3 * rng.normal(size=(300, 1))
     curves += rng.normal(scale=0.01, size=curves.shape)
-    b = learn_basis(curves, np.ones_like(curves), starts, n_vectors=2, legendre_order=-1,
-                    arm_vector=False)
+    b = learn_basis(
+        curves, np.ones_like(curves), starts, n_vectors=2, legendre_order=-1, arm_vector=False
+    )
     assert b.names == ("const", "svd1", "svd2")
     span = b.vectors.T  # (J, 3)
     for mode in (mode1, mode2):
@@ -75,15 +76,39 @@ def test_calibrate_cli_writes_a_basis_classify_can_use(tmp_path: Path) -> None:
 
     cat = tmp_path / "cat"
     run = [sys.executable, "-m", "lamostdb.cli"]
-    assert subprocess.run([*run, "ingest", str(cat), str(SHIPPED_SPECTRA), "--quiet"],
-                          capture_output=True, timeout=120).returncode == 0
+    assert (
+        subprocess.run(
+            [*run, "ingest", str(cat), str(SHIPPED_SPECTRA), "--quiet"],
+            capture_output=True,
+            timeout=120,
+        ).returncode
+        == 0
+    )
     out = tmp_path / "cv.npz"
-    r = subprocess.run([*run, "templates", "calibrate", str(cat), "--output", str(out),
-                        "--min-snr", "5", "--n-vectors", "1"], capture_output=True, text=True,
-                       timeout=300)
+    r = subprocess.run(
+        [
+            *run,
+            "templates",
+            "calibrate",
+            str(cat),
+            "--output",
+            str(out),
+            "--min-snr",
+            "5",
+            "--n-vectors",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     b = load_basis(out)
     assert b.names == ("P0", "P1", "P2", "P3", "svd1", "red_arm")
-    r = subprocess.run([*run, "classify", str(cat), "--continuum", str(out), "--quiet"],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [*run, "classify", str(cat), "--continuum", str(out), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0 and "18 spectra classified" in r.stdout

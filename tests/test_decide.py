@@ -30,15 +30,27 @@ def engine() -> Engine:
     return get_engine()
 
 
-def sdss_star(engine: Engine, name: str, snr: float, rng: np.random.Generator,
-              step: float = 1.0, bump: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def sdss_star(
+    engine: Engine,
+    name: str,
+    snr: float,
+    rng: np.random.Generator,
+    step: float = 1.0,
+    bump: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
     """An SDSS template star (not in the default library: template mismatch) with a join
     step of ``step`` at 5800 A and a red-arm bump of relative height ``bump``."""
     ts = load_default_templates()["STAR"]
     grid = engine.grid
     obs = grid.loglam0 + grid.dloglam * np.arange(grid.npix)
-    model = shift_rows(ts.vectors, ts.loglam0, ts.dloglam, np.array([ts.names.index(name)]),
-                       obs, np.array([20.0 / C_KMS]))[0]
+    model = shift_rows(
+        ts.vectors,
+        ts.loglam0,
+        ts.dloglam,
+        np.array([ts.names.index(name)]),
+        obs,
+        np.array([20.0 / C_KMS]),
+    )[0]
     model = model / np.median(model[model > 0])
     wave = grid.wave_angstrom
     model = model * np.where(wave >= 5800.0, step, 1.0)
@@ -47,8 +59,9 @@ def sdss_star(engine: Engine, name: str, snr: float, rng: np.random.Generator,
     return model + rng.normal(size=wave.size) * sigma, 1.0 / sigma**2
 
 
-def eigen_object(engine: Engine, objclass: str, z: float, snr: float,
-                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def eigen_object(
+    engine: Engine, objclass: str, z: float, snr: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     ts = load_default_templates()[objclass]
     coeffs = np.zeros((1, ts.vectors.shape[0]))
     coeffs[0, 0] = 1.0
@@ -58,11 +71,13 @@ def eigen_object(engine: Engine, objclass: str, z: float, snr: float,
     return model + rng.normal(size=model.size) * sigma, 1.0 / sigma**2
 
 
-@pytest.mark.parametrize(("step", "bump"), [(1.0, 0.0), (3.0, 0.0), (0.3, 0.0), (1.0, 0.35),
-                                           (4.0, -0.3)])
+@pytest.mark.parametrize(
+    ("step", "bump"), [(1.0, 0.0), (3.0, 0.0), (0.3, 0.0), (1.0, 0.35), (4.0, -0.3)]
+)
 @pytest.mark.parametrize("name", ["F5Ib... (17463)", "A0 (19510)", "G0Va (143761)"])
-def test_stars_with_join_steps_and_red_bumps_stay_stars(engine: Engine, name: str, step: float,
-                                                        bump: float) -> None:
+def test_stars_with_join_steps_and_red_bumps_stay_stars(
+    engine: Engine, name: str, step: float, bump: float
+) -> None:
     rng = np.random.default_rng(7)
     flux, ivar = sdss_star(engine, name, 30.0, rng, step, bump)
     out = classify_arrays(flux[None], ivar[None], engine=engine)

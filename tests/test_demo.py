@@ -14,8 +14,9 @@ import lamostdb
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "lamostdb.cli", *args], capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "lamostdb.cli", *args], capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.mark.slow
@@ -23,10 +24,20 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 def test_demo_builds_a_catalogue_and_answers_queries(tmp_path: Path) -> None:
     r = run("demo", str(tmp_path / "demo"), "--n", "300", "--quiet")
     assert r.returncode == 0, r.stderr
-    for text in ("All QSOs with z > $zmin", "RV scatter > $rv km/s", "no Gaia counterpart",
-                 "ZWARNING", "oe270005.fits", "lamostdb nightly", "classes: ", "seconds: ",
-                 "against the LAMOST pipeline", "Cone search", "55859-F5902_sp01-001",
-                 "lamostdb plot"):
+    for text in (
+        "All QSOs with z > $zmin",
+        "RV scatter > $rv km/s",
+        "no Gaia counterpart",
+        "ZWARNING",
+        "oe270005.fits",
+        "lamostdb nightly",
+        "classes: ",
+        "seconds: ",
+        "against the LAMOST pipeline",
+        "Cone search",
+        "55859-F5902_sp01-001",
+        "lamostdb plot",
+    ):
         assert text in r.stdout
     nights = sorted((tmp_path / "demo").glob("night-sim-*/truth.parquet"))
     truths = [pl.read_parquet(p) for p in nights]

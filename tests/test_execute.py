@@ -37,6 +37,7 @@ BARRIER_S = 30.0
 
 # --- task functions (module level: pickled by reference into the workers) -------------
 
+
 def square(x: int) -> int:
     return x * x
 
@@ -91,28 +92,39 @@ def workers_of(summary: dict[str, object]) -> dict[str, int]:
 
 # --- --cluster strings ------------------------------------------------------------------
 
-@pytest.mark.parametrize(("text", "spec"), [
-    (None, ClusterSpec("pool")), ("", ClusterSpec("pool")),
-    ("local:1", ClusterSpec("dask-local", n_workers=1)),
-    ("local:16", ClusterSpec("dask-local", n_workers=16)),
-    ("tcp://10.0.0.5:8786", ClusterSpec("dask", address="tcp://10.0.0.5:8786")),
-    ("tls://sched.example.org:8786", ClusterSpec("dask", address="tls://sched.example.org:8786")),
-])
+
+@pytest.mark.parametrize(
+    ("text", "spec"),
+    [
+        (None, ClusterSpec("pool")),
+        ("", ClusterSpec("pool")),
+        ("local:1", ClusterSpec("dask-local", n_workers=1)),
+        ("local:16", ClusterSpec("dask-local", n_workers=16)),
+        ("tcp://10.0.0.5:8786", ClusterSpec("dask", address="tcp://10.0.0.5:8786")),
+        (
+            "tls://sched.example.org:8786",
+            ClusterSpec("dask", address="tls://sched.example.org:8786"),
+        ),
+    ],
+)
 def test_parse_cluster_reads_the_three_forms(text: str | None, spec: ClusterSpec) -> None:
     assert parse_cluster(text) == spec
 
 
-@pytest.mark.parametrize(("text", "says"), [
-    ("local:0", "after 'local:' give the number of Dask workers, e.g. local:4"),
-    ("local:", "after 'local:' give the number"),
-    ("local:two", "after 'local:' give the number"),
-    ("local:-2", "after 'local:' give the number"),
-    ("http://10.0.0.5:8786", "a scheduler address looks like tcp://HOST:PORT"),
-    ("tcp://", "a scheduler address looks like tcp://HOST:PORT"),
-    ("tcp://10.0.0.5", "a scheduler address looks like tcp://HOST:PORT"),
-    ("10.0.0.5:8786", "use local:N (a local Dask cluster of N workers) or tcp://HOST:PORT"),
-    ("4", "leave it out for the local process pool"),
-])
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("local:0", "after 'local:' give the number of Dask workers, e.g. local:4"),
+        ("local:", "after 'local:' give the number"),
+        ("local:two", "after 'local:' give the number"),
+        ("local:-2", "after 'local:' give the number"),
+        ("http://10.0.0.5:8786", "a scheduler address looks like tcp://HOST:PORT"),
+        ("tcp://", "a scheduler address looks like tcp://HOST:PORT"),
+        ("tcp://10.0.0.5", "a scheduler address looks like tcp://HOST:PORT"),
+        ("10.0.0.5:8786", "use local:N (a local Dask cluster of N workers) or tcp://HOST:PORT"),
+        ("4", "leave it out for the local process pool"),
+    ],
+)
 def test_bad_cluster_strings_say_what_to_write(text: str, says: str) -> None:
     with pytest.raises(ValueError) as info:
         parse_cluster(text)
@@ -121,33 +133,56 @@ def test_bad_cluster_strings_say_what_to_write(text: str, says: str) -> None:
 
 
 def test_without_dask_the_error_says_how_to_install_it(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed -> ImportError
     for cluster in ("local:2", "tcp://127.0.0.1:8786"):
         with pytest.raises(ClusterError, match=r"pip install 'lamostdb\[dask\]'") as info:
-            open_executor(cluster, workers=None, n_tasks=4, root=tmp_path, staging="_staging",
-                          run_id="r", preload="json")
+            open_executor(
+                cluster,
+                workers=None,
+                n_tasks=4,
+                root=tmp_path,
+                staging="_staging",
+                run_id="r",
+                preload="json",
+            )
         assert "leave --cluster out" in str(info.value)
         assert isinstance(info.value.__cause__, ImportError)
     # the local pool does not need Dask
-    with open_executor(None, workers=1, n_tasks=4, root=tmp_path, staging="_staging",
-                       run_id="r", preload="json") as ex:
+    with open_executor(
+        None, workers=1, n_tasks=4, root=tmp_path, staging="_staging", run_id="r", preload="json"
+    ) as ex:
         assert dict(ex.run(square, [1, 2])) == {1: 1, 2: 4}
 
 
 # --- serial and local pool ----------------------------------------------------------------
 
+
 def open_pool(tmp_path: Path, workers: int | None, n_tasks: int) -> Executor:
-    return open_executor(None, workers=workers, n_tasks=n_tasks, root=tmp_path,
-                         staging="_staging", run_id="run1", preload="json")
+    return open_executor(
+        None,
+        workers=workers,
+        n_tasks=n_tasks,
+        root=tmp_path,
+        staging="_staging",
+        run_id="run1",
+        preload="json",
+    )
 
 
-@pytest.mark.parametrize(("workers", "n_tasks", "kind", "n"), [
-    (1, 10, SerialExecutor, 1), (4, 1, SerialExecutor, 1), (2, 10, LocalExecutor, 2),
-    (8, 3, LocalExecutor, 3),
-])
+@pytest.mark.parametrize(
+    ("workers", "n_tasks", "kind", "n"),
+    [
+        (1, 10, SerialExecutor, 1),
+        (4, 1, SerialExecutor, 1),
+        (2, 10, LocalExecutor, 2),
+        (8, 3, LocalExecutor, 3),
+    ],
+)
 def test_open_executor_picks_serial_or_a_pool_no_larger_than_the_work(
-        tmp_path: Path, workers: int, n_tasks: int, kind: type, n: int) -> None:
+    tmp_path: Path, workers: int, n_tasks: int, kind: type, n: int
+) -> None:
     with open_pool(tmp_path, workers, n_tasks) as ex:
         assert type(ex) is kind and ex.n_workers == n
         assert ex.address == ("serial" if n == 1 else f"local:{n}")
@@ -156,8 +191,12 @@ def test_open_executor_picks_serial_or_a_pool_no_larger_than_the_work(
 def test_serial_runs_in_order_here_and_counts_its_tasks(tmp_path: Path) -> None:
     with open_pool(tmp_path, 1, 5) as ex:
         assert list(ex.run(square, range(5))) == [(i, i * i) for i in range(5)]
-        assert ex.summary().as_dict() == {"cluster": "serial", "n_workers": 1,
-                                          "tasks_per_worker": {worker_name(): 5}, "retries": 0}
+        assert ex.summary().as_dict() == {
+            "cluster": "serial",
+            "n_workers": 1,
+            "tasks_per_worker": {worker_name(): 5},
+            "retries": 0,
+        }
         with pytest.raises(ValueError, match="bad partition 3"):
             list(ex.run(fails_on_three, range(5)))
 
@@ -179,8 +218,12 @@ def test_local_pool_spreads_tasks_over_its_workers_and_records_them(tmp_path: Pa
     assert {x: sq for x, (_, sq) in got.items()} == {x: x * x for x in range(8)}
     ran = Counter(f"{HOST}:{pid}" for pid, _ in got.values())
     assert len(ran) == 2 and os.getpid() not in {pid for pid, _ in got.values()}
-    assert summary == {"cluster": "local:2", "n_workers": 2, "tasks_per_worker": dict(ran),
-                       "retries": 0}
+    assert summary == {
+        "cluster": "local:2",
+        "n_workers": 2,
+        "tasks_per_worker": dict(ran),
+        "retries": 0,
+    }
     assert listed == sorted({pid for pid, _ in got.values()})
     assert not (tmp_path / "_staging" / "run1").exists()  # the trace goes with the pool
 
@@ -201,12 +244,20 @@ def test_local_pool_worker_that_dies_raises_worker_lost(tmp_path: Path) -> None:
 
 # --- Dask ----------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Executor]:
     """A Dask LocalCluster of two single-threaded workers (``--cluster local:2``)."""
     root = tmp_path_factory.mktemp("dask-root")
-    with open_executor("local:2", workers=None, n_tasks=8, root=root, staging="_staging",
-                       run_id="run1", preload="json") as ex:
+    with open_executor(
+        "local:2",
+        workers=None,
+        n_tasks=8,
+        root=root,
+        staging="_staging",
+        run_id="run1",
+        preload="json",
+    ) as ex:
         yield ex
 
 
@@ -223,7 +274,8 @@ def scheduler_of(ex: Executor) -> str:
 
 @pytest.mark.slow
 def test_dask_local_cluster_spreads_tasks_over_both_workers(
-        dask2: Executor, tmp_path: Path) -> None:
+    dask2: Executor, tmp_path: Path
+) -> None:
     assert dask2.n_workers == 2 and dask2.address.startswith("local:2 (tcp://127.0.0.1:")
     before = Counter(workers_of(dask2.summary().as_dict()))
     tasks = [(str(tmp_path), 2, x) for x in range(8)]
@@ -241,7 +293,8 @@ def test_dask_local_cluster_spreads_tasks_over_both_workers(
 
 @pytest.mark.slow
 def test_dask_task_of_a_killed_worker_is_retried_on_another(
-        dask2: Executor, tmp_path: Path) -> None:
+    dask2: Executor, tmp_path: Path
+) -> None:
     marker = tmp_path / "killed"
     retries0 = dask2.summary().retries
     tasks = [(x, str(marker)) for x in range(6)]
@@ -257,7 +310,8 @@ def test_dask_task_of_a_killed_worker_is_retried_on_another(
 
 @pytest.mark.slow
 def test_dask_task_that_kills_every_worker_raises_worker_lost(
-        dask2: Executor, monkeypatch: pytest.MonkeyPatch) -> None:
+    dask2: Executor, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(dask_exec, "RETRIES", 1)
     with pytest.raises(WorkerLost, match="Dask workers died 2 times running this task") as info:
         list(dask2.run(always_dies, [7]))
@@ -266,30 +320,53 @@ def test_dask_task_that_kills_every_worker_raises_worker_lost(
 
 @pytest.mark.slow
 def test_dask_scheduler_address_connects_and_checks_the_folder(
-        dask2: Executor, tmp_path: Path) -> None:
+    dask2: Executor, tmp_path: Path
+) -> None:
     address = scheduler_of(dask2)
-    with open_executor(address, workers=None, n_tasks=3, root=tmp_path, staging="_staging",
-                       run_id="r", preload="json") as ex:
+    with open_executor(
+        address,
+        workers=None,
+        n_tasks=3,
+        root=tmp_path,
+        staging="_staging",
+        run_id="r",
+        preload="json",
+    ) as ex:
         assert ex.address == address and ex.n_workers == 2
         assert dict(ex.run(square, range(3))) == {0: 0, 1: 1, 2: 4}
         assert sum(workers_of(ex.summary().as_dict()).values()) == 3
         assert ex.summary().retries == 0
     missing = tmp_path / "not-shared"
     with pytest.raises(ClusterError, match="do not see the catalogue folder") as info:
-        open_executor(address, workers=None, n_tasks=3, root=missing, staging="_staging",
-                      run_id="r", preload="json")
+        open_executor(
+            address,
+            workers=None,
+            n_tasks=3,
+            root=missing,
+            staging="_staging",
+            run_id="r",
+            preload="json",
+        )
     assert str(missing) in str(info.value) and "shared filesystem" in str(info.value)
 
 
 def test_no_scheduler_at_the_address_says_so(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(dask_exec, "CONNECT_S", 1)
     with socket.socket() as s:  # a free port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(ClusterError, match="no Dask scheduler answers there"):
-        open_executor(f"tcp://127.0.0.1:{port}", workers=None, n_tasks=1, root=tmp_path,
-                      staging="_staging", run_id="r", preload="json")
+        open_executor(
+            f"tcp://127.0.0.1:{port}",
+            workers=None,
+            n_tasks=1,
+            root=tmp_path,
+            staging="_staging",
+            run_id="r",
+            preload="json",
+        )
 
 
 # --- --cluster on the command line --------------------------------------------------------
@@ -311,8 +388,11 @@ class Called(Exception):
 
 @pytest.mark.parametrize("command", list(COMMANDS))
 def test_cli_cluster_reaches_the_stage(
-        command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    command: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     import importlib
 
     from lamostdb.catalog.store import Catalog

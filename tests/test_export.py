@@ -52,8 +52,7 @@ def _build(work: Path) -> tuple[Path, Path]:
         simulate_night(night, n=N_PER_NIGHT, seed=seed)
     full = work / "cat"
     with Catalog.create(full) as cat:
-        ingest(cat, [n / "spectra" for n in nights] + [SHIPPED_SPECTRA], workers=2,
-               progress=False)
+        ingest(cat, [n / "spectra" for n in nights] + [SHIPPED_SPECTRA], workers=2, progress=False)
         classify(cat, workers=2, progress=False)
     classified_only = work / "classified-only"
     shutil.copytree(full, classified_only)
@@ -101,31 +100,35 @@ def _sql(catalog: Path, query: str) -> pl.DataFrame:
 def _fitsverify(files: list[Path], tmp_path: Path) -> None:
     listing = tmp_path / "files.txt"
     listing.write_text("".join(f"{p}\n" for p in files))
-    r = subprocess.run(["fitsverify", "-q", f"@{listing}"], capture_output=True, text=True,
-                       timeout=600)
+    r = subprocess.run(
+        ["fitsverify", "-q", f"@{listing}"], capture_output=True, text=True, timeout=600
+    )
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("verification")]
     bad = [ln for ln in lines if not ln.startswith("verification OK")]
     assert not bad, bad[:5]
     assert len(lines) == len(files) and r.returncode == 0, r.stdout[-2000:] + r.stderr
 
 
-def test_fitsverify_finds_no_error_and_no_warning_in_any_file(release: Path,
-                                                               tmp_path: Path) -> None:
+def test_fitsverify_finds_no_error_and_no_warning_in_any_file(
+    release: Path, tmp_path: Path
+) -> None:
     files = _fits_files(release)
     assert len(files) > 150
     _fitsverify(files, tmp_path)
 
 
 def _stilts_meta(path: Path) -> str:
-    r = subprocess.run(["stilts", "tpipe", f"in={path}", "omode=meta"], capture_output=True,
-                       text=True, timeout=300)
+    r = subprocess.run(
+        ["stilts", "tpipe", f"in={path}", "omode=meta"], capture_output=True, text=True, timeout=300
+    )
     assert r.returncode == 0, r.stderr
     return r.stdout
 
 
 @pytest.mark.parametrize("view", ["lrs", "mec"])
 def test_stilts_reads_the_tables_with_units_descriptions_and_row_counts(
-        release: Path, catalog: Path, view: str) -> None:
+    release: Path, catalog: Path, view: str
+) -> None:
     meta = _stilts_meta(release / f"{view}.fits")
     n = _sql(catalog, f"SELECT count(*) AS n FROM {view}")["n"][0]  # view from the list above
     assert re.search(rf"^Rows:\s+{n}$", meta, re.M), meta[:500]
@@ -173,8 +176,9 @@ def _fits_values(col: Any, data: Any) -> list[Any]:
 
 
 @pytest.mark.parametrize(("view", "key"), [("lrs", "specid"), ("mec", "uid")])
-def test_tables_hold_the_views_values_and_contracts(release: Path, catalog: Path, view: str,
-                                                    key: str) -> None:
+def test_tables_hold_the_views_values_and_contracts(
+    release: Path, catalog: Path, view: str, key: str
+) -> None:
     schema = load_schema(view)
     expected = _sql(catalog, f"SELECT * FROM {view} ORDER BY {key}")  # names from the list
     with fits.open(release / f"{view}.fits") as hdul:
@@ -193,10 +197,12 @@ def test_tables_hold_the_views_values_and_contracts(release: Path, catalog: Path
             want = _as_fits(col, expected[col.name].to_list())
             got = _fits_values(col, data)
             if col.type.startswith("float") or col.type == "list<float64>":
-                flat_w = np.array([x for v in want for x in (v if isinstance(v, list) else [v])],
-                                  dtype=float)
-                flat_g = np.array([x for v in got for x in (v if isinstance(v, list) else [v])],
-                                  dtype=float)
+                flat_w = np.array(
+                    [x for v in want for x in (v if isinstance(v, list) else [v])], dtype=float
+                )
+                flat_g = np.array(
+                    [x for v in got for x in (v if isinstance(v, list) else [v])], dtype=float
+                )
                 np.testing.assert_array_equal(flat_g, flat_w, err_msg=col.name)
             else:
                 assert got == want, col.name
@@ -217,8 +223,9 @@ def test_astropy_table_reader_gets_units_masks_and_formats(release: Path) -> Non
 # -- spectrum files ----------------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_spectra_read_back_bit_identical_with_our_classification(release: Path,
-                                                                 catalog: Path) -> None:
+def test_spectra_read_back_bit_identical_with_our_classification(
+    release: Path, catalog: Path
+) -> None:
     files = _spectrum_files(release)
     results = {r["specid"]: r for r in _sql(catalog, "SELECT * FROM results").to_dicts()}
     uids = dict(_sql(catalog, "SELECT specid, uid FROM objects").rows())
@@ -236,22 +243,44 @@ def test_spectra_read_back_bit_identical_with_our_classification(release: Path,
                 if stored.wavelength is not None:
                     assert rec.wavelength.tobytes() == stored.wavelength.tobytes()
                 np.testing.assert_array_equal(rec.wave_angstrom(), stored.wave_angstrom())
-                for name in ("obsid", "lmjd", "mjd", "planid", "spid", "fiberid", "ra", "dec",
-                             "coeff0", "coeff1", "fibermask", "fibertype", "data_v",
-                             "verspipe", "designation", "objname", "helio_rv"):
+                for name in (
+                    "obsid",
+                    "lmjd",
+                    "mjd",
+                    "planid",
+                    "spid",
+                    "fiberid",
+                    "ra",
+                    "dec",
+                    "coeff0",
+                    "coeff1",
+                    "fibermask",
+                    "fibertype",
+                    "data_v",
+                    "verspipe",
+                    "designation",
+                    "objname",
+                    "helio_rv",
+                ):
                     assert getattr(rec, name) == getattr(stored, name), (path, name)
                 for name in ("snru", "snrg", "snrr", "snri", "snrz"):
                     a, b = getattr(rec, name), getattr(stored, name)
                     assert (a is None and b is None) or np.float32(a) == np.float32(b)
             res = results[fast.specid]
             header = fits.getheader(path)
-            assert (header["CLASS"], header["SUBCLASS"], header["Z"]) == \
-                (res["class"], res["subclass"], res["z"])
+            assert (header["CLASS"], header["SUBCLASS"], header["Z"]) == (
+                res["class"],
+                res["subclass"],
+                res["z"],
+            )
             assert header["Z_ERR"] == (-9999.0 if res["z_err"] is None else res["z_err"])
             assert header["UID"] == uids[fast.specid]
             assert fast.lasp_class == res["class"]  # CLASS now holds our class
-            for key, name in (("LASPCLS", "lasp_class"), ("LASPSUBC", "lasp_subclass"),
-                              ("LASP_Z", "lasp_z")):
+            for key, name in (
+                ("LASPCLS", "lasp_class"),
+                ("LASPSUBC", "lasp_subclass"),
+                ("LASP_Z", "lasp_z"),
+            ):
                 assert header.get(key) == getattr(stored, name), (path, key)
             for name in ("conf", "zwarning"):  # written when the result has them
                 if res.get(name) is None:
@@ -263,7 +292,8 @@ def test_spectra_read_back_bit_identical_with_our_classification(release: Path,
 
 
 def test_spectrum_header_keeps_the_other_original_keys_and_drops_the_image_wcs(
-        release: Path) -> None:
+    release: Path,
+) -> None:
     name = "spec-55862-B6212_sp06-003.fits"
     path = next(p for p in _spectrum_files(release) if p.name == name)
     header = fits.getheader(path)
@@ -302,8 +332,7 @@ def test_original_cards_drop_damaged_ones_and_keep_long_strings() -> None:
 
 
 # -- manifest --------------------------------------------------------------------------
-def test_manifest_lists_every_file_with_its_checksum_and_rows(release: Path,
-                                                             catalog: Path) -> None:
+def test_manifest_lists_every_file_with_its_checksum_and_rows(release: Path, catalog: Path) -> None:
     manifest = json.loads((release / "manifest.json").read_text())
     on_disk = {p.relative_to(release).as_posix() for p in release.rglob("*") if p.is_file()}
     listed = {f["path"]: f for f in manifest["files"]}
@@ -317,11 +346,17 @@ def test_manifest_lists_every_file_with_its_checksum_and_rows(release: Path,
             assert listed[f"{view}.fits"]["rows"] == hdul[1].header["NAXIS2"]
     assert manifest["release"] == RELEASE and manifest["lamostdb_version"] == lamostdb.__version__
     assert manifest["engine_versions"] == sorted(
-        _sql(catalog, "SELECT DISTINCT engine_version FROM results")["engine_version"])
+        _sql(catalog, "SELECT DISTINCT engine_version FROM results")["engine_version"]
+    )
     assert manifest["counts"]["spectra"] == len(_spectrum_files(release))
     assert "FROM lrs WHERE (TRUE)" in manifest["selection"]["statement"]
-    r = subprocess.run(["sha256sum", "--check", "--quiet", "SHA256SUMS"], cwd=release,
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        ["sha256sum", "--check", "--quiet", "SHA256SUMS"],
+        cwd=release,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert len((release / "SHA256SUMS").read_text().splitlines()) == len(on_disk) - 1
 
@@ -332,9 +367,25 @@ def test_manifest_lists_every_file_with_its_checksum_and_rows(release: Path,
 def test_where_exports_exactly_the_matching_spectra(catalog: Path, tmp_path: Path) -> None:
     where = "class = 'QSO' OR (class = 'GALAXY' AND snrg > 5)"
     out = tmp_path / "subset"
-    r = subprocess.run([sys.executable, "-m", "lamostdb.cli", "export", str(catalog), str(out),
-                        "--release", "subset", "--where", where, "--gzip", "--quiet"],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lamostdb.cli",
+            "export",
+            str(catalog),
+            str(out),
+            "--release",
+            "subset",
+            "--where",
+            where,
+            "--gzip",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     want = set(_sql(catalog, f"SELECT specid FROM lrs WHERE {where}")["specid"])
     assert 0 < len(want) < 40
@@ -349,14 +400,15 @@ def test_where_exports_exactly_the_matching_spectra(catalog: Path, tmp_path: Pat
     _fitsverify(_fits_files(out), tmp_path)
 
 
-def test_batch_size_is_honoured_and_does_not_change_the_data(catalog: Path, release: Path,
-                                                             tmp_path: Path) -> None:
+def test_batch_size_is_honoured_and_does_not_change_the_data(
+    catalog: Path, release: Path, tmp_path: Path
+) -> None:
     with lamostdb.open(catalog) as cat:
-        rep = export_release(cat, tmp_path / "b7", release=RELEASE, batch_size=7,
-                             progress=False)
+        rep = export_release(cat, tmp_path / "b7", release=RELEASE, batch_size=7, progress=False)
         # the selection is dropped afterwards: the catalogue connection is as before
-        left = cat.con.sql("SELECT count(*) FROM duckdb_tables() WHERE table_name = "
-                           "'export_selection'").fetchall()
+        left = cat.con.sql(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'export_selection'"
+        ).fetchall()
     assert left == [(0,)]
     assert rep.max_batch_rows == 7
     for view in ("lrs.fits", "mec.fits"):
@@ -377,8 +429,12 @@ def test_catalog_only_writes_tables_and_manifest(catalog: Path, tmp_path: Path) 
     out.mkdir()  # an empty folder is accepted
     with lamostdb.open(catalog) as cat:
         rep = export_release(cat, out, release="tables only", spectra=False, progress=False)
-    assert sorted(p.name for p in out.iterdir()) == ["SHA256SUMS", "lrs.fits", "manifest.json",
-                                                     "mec.fits"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "SHA256SUMS",
+        "lrs.fits",
+        "manifest.json",
+        "mec.fits",
+    ]
     assert rep.n_files == 2
     assert json.loads((out / "manifest.json").read_text())["counts"]["spectra"] == 0
 
@@ -413,8 +469,11 @@ def test_error_when_nothing_is_classified(tmp_path: Path) -> None:
 
 def test_error_when_ids_are_missing(catalogs: tuple[Path, Path], tmp_path: Path) -> None:
     msg = _export_error(catalogs[0], tmp_path / "out")
-    assert re.search(r"\d+ of the \d+ spectra to export have no object identifiers "
-                     r"\(e\.g\. \S+\): run `lamostdb xmatch .*` and `lamostdb ids", msg), msg
+    assert re.search(
+        r"\d+ of the \d+ spectra to export have no object identifiers "
+        r"\(e\.g\. \S+\): run `lamostdb xmatch .*` and `lamostdb ids",
+        msg,
+    ), msg
 
 
 def test_error_when_new_spectra_are_not_classified(catalog: Path, tmp_path: Path) -> None:
@@ -427,45 +486,65 @@ def test_error_when_new_spectra_are_not_classified(catalog: Path, tmp_path: Path
     with Catalog(copy, mode="w") as cat:
         ingest(cat, [tmp_path / "late" / "spectra"], workers=1, progress=False)
     msg = _export_error(copy, tmp_path / "out")
-    assert re.search(r"3 of the \d+ spectra to export have no classification "
-                     r"\(e\.g\. 57004-\S+\): run `lamostdb classify", msg), msg
+    assert re.search(
+        r"3 of the \d+ spectra to export have no classification "
+        r"\(e\.g\. 57004-\S+\): run `lamostdb classify",
+        msg,
+    ), msg
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [
-    ({"where": "class = 'NOPE'"}, "--where \"class = 'NOPE'\" matches no current LAMOST"),
-    ({"where": "no_such_column > 1"}, "failed over the lrs view"),
-    ({"where": "TRUE; DROP TABLE runs"}, "not a SQL condition|not several statements"),
-    ({"where": "  "}, "--where is empty"),
-    ({"release": ""}, "--release NAME is empty"),
-    ({"release": "caf\u00e9"}, "must be printable ASCII"),
-    ({"batch_size": 0}, "--batch-size must be >= 1"),
-])
-def test_errors_say_what_is_wrong(catalog: Path, tmp_path: Path, kwargs: dict[str, Any],
-                                  match: str) -> None:
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"where": "class = 'NOPE'"}, "--where \"class = 'NOPE'\" matches no current LAMOST"),
+        ({"where": "no_such_column > 1"}, "failed over the lrs view"),
+        ({"where": "TRUE; DROP TABLE runs"}, "not a SQL condition|not several statements"),
+        ({"where": "  "}, "--where is empty"),
+        ({"release": ""}, "--release NAME is empty"),
+        ({"release": "caf\u00e9"}, "must be printable ASCII"),
+        ({"batch_size": 0}, "--batch-size must be >= 1"),
+    ],
+)
+def test_errors_say_what_is_wrong(
+    catalog: Path, tmp_path: Path, kwargs: dict[str, Any], match: str
+) -> None:
     assert re.search(match, _export_error(catalog, tmp_path / "out", **kwargs))
 
 
 def test_cli_reports_errors_with_exit_status_2(catalog: Path, tmp_path: Path) -> None:
-    r = subprocess.run([sys.executable, "-m", "lamostdb.cli", "export", str(catalog),
-                        str(tmp_path / "out"), "--release", "r", "--where", "class = 'NOPE'"],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lamostdb.cli",
+            "export",
+            str(catalog),
+            str(tmp_path / "out"),
+            "--release",
+            "r",
+            "--where",
+            "class = 'NOPE'",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 2
     assert r.stderr.startswith("lamostdb export: error: --where")
     assert not (tmp_path / "out").exists()
 
 
-
 # -- partitions on an executor ---------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_release_written_on_a_process_pool_equals_one_process(catalog: Path, release: Path,
-                                                              tmp_path: Path) -> None:
+def test_release_written_on_a_process_pool_equals_one_process(
+    catalog: Path, release: Path, tmp_path: Path
+) -> None:
     """Spectrum files written partition by partition by 2 worker processes: the same files,
     byte for byte (but the dates), and the same manifest entries as the one-process run."""
     out = tmp_path / "pool"
     with lamostdb.open(catalog) as cat:
-        rep = export_release(cat, out, release=RELEASE, workers=2, batch_size=16,
-                             progress=False)
+        rep = export_release(cat, out, release=RELEASE, workers=2, batch_size=16, progress=False)
     ex = rep.executor
     assert ex["cluster"] == "local:2" and ex["n_workers"] == 2
     assert sum(ex["tasks_per_worker"].values()) > 2  # one task per spectra partition
@@ -474,9 +553,13 @@ def test_release_written_on_a_process_pool_equals_one_process(catalog: Path, rel
     assert one.keys() == two.keys() and len(one) == rep.n_spectra - len(rep.not_written)
     for rel, path in two.items():
         assert _without_dates(path.read_bytes()) == _without_dates(one[rel].read_bytes())
-    entries = [{f["path"]: (f["kind"], f["bytes"]) for f in
-                json.loads((root / "manifest.json").read_text())["files"]}
-               for root in (release, out)]
+    entries = [
+        {
+            f["path"]: (f["kind"], f["bytes"])
+            for f in json.loads((root / "manifest.json").read_text())["files"]
+        }
+        for root in (release, out)
+    ]
     assert entries[0] == entries[1]
     assert not (out / ".workers").exists()
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in release.iterdir())

@@ -38,8 +38,7 @@ def _open(data: bytes) -> fits.HDUList:
 # -- checksums --------------------------------------------------------------------------
 @settings(derandomize=True, max_examples=60, deadline=None)
 @given(st.binary(min_size=0, max_size=200), st.lists(st.integers(0, 200), max_size=6))
-def test_running_sum_does_not_depend_on_how_the_stream_is_cut(data: bytes, cuts: list[int]
-                                                             ) -> None:
+def test_running_sum_does_not_depend_on_how_the_stream_is_cut(data: bytes, cuts: list[int]) -> None:
     s = RunningSum()
     start = 0
     for cut in sorted(cuts):
@@ -50,12 +49,17 @@ def test_running_sum_does_not_depend_on_how_the_stream_is_cut(data: bytes, cuts:
 
 
 @settings(derandomize=True, max_examples=40, deadline=None)
-@given(st.lists(st.floats(width=32, allow_nan=False), min_size=1, max_size=50),
-       st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=60))
+@given(
+    st.lists(st.floats(width=32, allow_nan=False), min_size=1, max_size=50),
+    st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=60),
+)
 def test_checksums_equal_astropys(values: list[float], text: str) -> None:
     arr = np.asarray(values, dtype=np.float32)
-    data = one_row_table_bytes([(FitsColumn("X", "E", repeat=arr.size), arr)], extname="T",
-                               cards=[("NOTE", text, "free text")])
+    data = one_row_table_bytes(
+        [(FitsColumn("X", "E", repeat=arr.size), arr)],
+        extname="T",
+        cards=[("NOTE", text, "free text")],
+    )
     with _open(primary_hdu_bytes([("K", 1, "")]) + data) as hdul:
         for hdu in hdul:
             datasum = hdu._calculate_datasum()  # astropy's own computation, as the reference
@@ -64,8 +68,9 @@ def test_checksums_equal_astropys(values: list[float], text: str) -> None:
 
 
 def test_checksum_of_a_whole_hdu_is_minus_zero_and_a_changed_byte_is_caught() -> None:
-    data = hdu_bytes([("SIMPLE", True, ""), ("BITPIX", 8, ""), ("NAXIS", 0, ""),
-                      ("OBJECT", "test", "")])
+    data = hdu_bytes(
+        [("SIMPLE", True, ""), ("BITPIX", 8, ""), ("NAXIS", 0, ""), ("OBJECT", "test", "")]
+    )
     assert checksum_of(data) == 0xFFFFFFFF
     assert encode_checksum(0) == "orrrrooooooooooo"
     damaged = data.replace(b"'test", b"'tesT")
@@ -87,23 +92,26 @@ COLUMNS = [
 
 
 def _batch() -> pa.RecordBatch:
-    return pa.record_batch({
-        "name": ["a", "bcdef", None, "x y"],
-        "n64": pa.array([2**62, None, -5, 0], pa.int64()),
-        "n16": pa.array([1, 2, None, -3], pa.int16()),
-        "x": [1.5, None, -2.25, 359.999999],
-        "flag": [True, False, True, False],
-        "ids": pa.array([[1, 2, 3], [None], [], None], pa.list_(pa.int64())),
-        "zs": pa.array([[0.5], [None, 2.0], None, []], pa.list_(pa.float64())),
-        "words": ["a,b", "", None, "long,er,list"],
-    })
+    return pa.record_batch(
+        {
+            "name": ["a", "bcdef", None, "x y"],
+            "n64": pa.array([2**62, None, -5, 0], pa.int64()),
+            "n16": pa.array([1, 2, None, -3], pa.int16()),
+            "x": [1.5, None, -2.25, 359.999999],
+            "flag": [True, False, True, False],
+            "ids": pa.array([[1, 2, 3], [None], [], None], pa.list_(pa.int64())),
+            "zs": pa.array([[0.5], [None, 2.0], None, []], pa.list_(pa.float64())),
+            "words": ["a,b", "", None, "long,er,list"],
+        }
+    )
 
 
 def _write(path: Path, batch_rows: int) -> bytes:
     batch = _batch()
     parts = [batch.slice(i, batch_rows) for i in range(0, batch.num_rows, batch_rows)]
-    n = write_table_file(path, primary_cards=[("RELEASE", "t", "")], columns=COLUMNS,
-                         batches=parts, extname="DEMO")
+    n = write_table_file(
+        path, primary_cards=[("RELEASE", "t", "")], columns=COLUMNS, batches=parts, extname="DEMO"
+    )
     assert n == batch.num_rows
     return path.read_bytes()
 
@@ -134,20 +142,26 @@ def test_streamed_table_reads_back_with_nulls_units_and_formats(tmp_path: Path) 
 
 def test_null_logical_is_a_zero_byte() -> None:
     col = FitsColumn("flag", "L")
-    rows, _, _ = encode_batch([col], pa.record_batch({"flag": [True, None, False]}),
-                              heap_offset=0)
+    rows, _, _ = encode_batch([col], pa.record_batch({"flag": [True, None, False]}), heap_offset=0)
     assert rows == b"T\0F"
 
 
-@pytest.mark.parametrize(("column", "values", "match"), [
-    (FitsColumn("n", "K", tnull=INT64_NULL), pa.array([INT64_NULL], pa.int64()),
-     "column n: a value equals its null marker"),
-    (FitsColumn("n", "J"), pa.array([None, 1], pa.int32()), "column n has nulls"),
-    (FitsColumn("s", "A", repeat=3), pa.array(["abcd"]), "column s: a value of 4 characters"),
-    (FitsColumn("s", "A", repeat=9), pa.array(["caf\u00e9"]), "column s: value 'caf\u00e9'"),
-])
-def test_values_a_column_cannot_hold_are_refused(column: FitsColumn, values: pa.Array,
-                                                 match: str) -> None:
+@pytest.mark.parametrize(
+    ("column", "values", "match"),
+    [
+        (
+            FitsColumn("n", "K", tnull=INT64_NULL),
+            pa.array([INT64_NULL], pa.int64()),
+            "column n: a value equals its null marker",
+        ),
+        (FitsColumn("n", "J"), pa.array([None, 1], pa.int32()), "column n has nulls"),
+        (FitsColumn("s", "A", repeat=3), pa.array(["abcd"]), "column s: a value of 4 characters"),
+        (FitsColumn("s", "A", repeat=9), pa.array(["caf\u00e9"]), "column s: value 'caf\u00e9'"),
+    ],
+)
+def test_values_a_column_cannot_hold_are_refused(
+    column: FitsColumn, values: pa.Array, match: str
+) -> None:
     with pytest.raises(FitsTableError, match=match):
         encode_batch([column], pa.record_batch({column.name: values}), heap_offset=0)
 

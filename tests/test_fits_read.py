@@ -19,12 +19,14 @@ STRUCTURAL = {"SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "EXTEND"}
 
 
 @settings(derandomize=True, max_examples=300, deadline=None)
-@given(st.one_of(
-    st.text(alphabet=string.printable.strip("\t\n\r\x0b\x0c"), max_size=60),
-    st.integers(min_value=-(2**62), max_value=2**62),
-    st.floats(allow_nan=False, allow_infinity=False, width=64),
-    st.booleans(),
-))
+@given(
+    st.one_of(
+        st.text(alphabet=string.printable.strip("\t\n\r\x0b\x0c"), max_size=60),
+        st.integers(min_value=-(2**62), max_value=2**62),
+        st.floats(allow_nan=False, allow_infinity=False, width=64),
+        st.booleans(),
+    )
+)
 def test_parse_value_matches_astropy(value: object) -> None:
     card = fits.Card("KEY", value)
     image = card.image
@@ -49,15 +51,22 @@ def test_fast_reader_agrees_with_astropy(path: Path) -> None:
             # astropy drops NAXISn cards that contradict NAXIS=0; the fast path keeps
             # the header verbatim. Every other card must be identical.
             def cards(text: str) -> list[str]:
-                return [text[i:i + 80] for i in range(0, len(text), 80)
-                        if text[i:i + 8].strip() not in STRUCTURAL]
+                return [
+                    text[i : i + 80]
+                    for i in range(0, len(text), 80)
+                    if text[i : i + 8].strip() not in STRUCTURAL
+                ]
+
             assert cards(a) == cards(b)
         else:
             assert a == b, name
 
 
-@pytest.mark.parametrize("path", [p for p in REAL_FILES if p.name not in NOT_LAMOST and
-                                  "sdss" not in p.parts][:14], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path",
+    [p for p in REAL_FILES if p.name not in NOT_LAMOST and "sdss" not in p.parts][:14],
+    ids=lambda p: p.name,
+)
 def test_header_text_is_verbatim(path: Path) -> None:
     _raw, data = read_file_bytes(path)
     rec = read_spectrum(path)

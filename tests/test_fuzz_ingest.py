@@ -48,27 +48,42 @@ def fuzz_night(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Cas
         shutil.copyfile(src, dst)
         real.append(dst)
     cases = [Case(p, "good", "good") for p in sim]
-    cases += [Case(p, "not_lamost", "quarantine", "LAMOST") if p.name.endswith(
-        tuple(NOT_LAMOST)) else Case(p, "good", "good") for p in real]
+    cases += [
+        Case(p, "not_lamost", "quarantine", "LAMOST")
+        if p.name.endswith(tuple(NOT_LAMOST))
+        else Case(p, "good", "good")
+        for p in real
+    ]
     # damage both layouts of both origins: simulated DR9 (COADD) and DR5 (image) files,
     # real DR9+ COADD (cmost) and real DR2-8 image files (spectraml, learninglamost)
-    bases = [sim[0], sim[1], sim[2], sim[3]] + [p for p in real if any(
-        s in p.name for s in ("sp01-001__blobafc78e0", "sp01-002__blob1202620",
-                              "spectraml-spec-55919-B5591903_sp01-005",
-                              "learninglamost-spec-55862-B6212_sp06-003"))]
+    bases = [sim[0], sim[1], sim[2], sim[3]] + [
+        p
+        for p in real
+        if any(
+            s in p.name
+            for s in (
+                "sp01-001__blobafc78e0",
+                "sp01-002__blob1202620",
+                "spectraml-spec-55919-B5591903_sp01-005",
+                "learninglamost-spec-55862-B6212_sp06-003",
+            )
+        )
+    ]
     assert len(bases) == 8
     cases += build_corpus(bases, night / "spectra" / "damaged", seed=11)
     return night, cases
 
 
 @pytest.fixture(scope="module")
-def fuzz_catalog(fuzz_night: tuple[Path, list[Case]], tmp_path_factory: pytest.TempPathFactory
-                 ) -> tuple[Path, int, Path]:
+def fuzz_catalog(
+    fuzz_night: tuple[Path, list[Case]], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, int, Path]:
     """The catalogue after ``nightly`` and ``export``: (path, nightly exit, release folder)."""
     night, _ = fuzz_night
     cat = tmp_path_factory.mktemp("fuzzcat") / "cat"
-    code = main(["nightly", str(cat), str(night), "--refcat-from-night", "--workers", "1",
-                 "--quiet"])
+    code = main(
+        ["nightly", str(cat), str(night), "--refcat-from-night", "--workers", "1", "--quiet"]
+    )
     out = cat.parent / "release"
     exported = main(["export", str(cat), str(out), "--release", "fuzz", "--quiet"])
     assert exported == 0
@@ -80,14 +95,44 @@ def test_corpus_is_big_and_covers_every_kind(fuzz_night: tuple[Path, list[Case]]
     damaged = [c for c in cases if c.kind not in ("good", "not_lamost")]
     assert len(damaged) >= 300
     kinds = {c.kind for c in damaged}
-    for kind in ("naxis_3", "naxis_999", "naxis_negative", "naxis_4", "bitpix_7",
-                 "bitpix_text", "fiberid_int64", "spid_big", "obsid_int128", "name_not_utf8",
-                 "ivar_short", "andmask_short", "nan_flux_some", "neg_ivar_all",
-                 "zero_ivar_all", "zero_flux_all", "pixels_1", "pixels_10", "decreasing_wave",
-                 "nan_wave_some", "duplicated_coadd", "planid_dotdot", "planid_semicolon",
-                 "planid_subshell", "lmjd_negative", "obsid_negative", "obsid_bitflip",
-                 "snrg_bitflip", "empty", "truncated", "random_bytes", "gzip_bomb",
-                 "sparse_100MiB", "header_bitflip", "data_bitflip", "gzip_corrupt"):
+    for kind in (
+        "naxis_3",
+        "naxis_999",
+        "naxis_negative",
+        "naxis_4",
+        "bitpix_7",
+        "bitpix_text",
+        "fiberid_int64",
+        "spid_big",
+        "obsid_int128",
+        "name_not_utf8",
+        "ivar_short",
+        "andmask_short",
+        "nan_flux_some",
+        "neg_ivar_all",
+        "zero_ivar_all",
+        "zero_flux_all",
+        "pixels_1",
+        "pixels_10",
+        "decreasing_wave",
+        "nan_wave_some",
+        "duplicated_coadd",
+        "planid_dotdot",
+        "planid_semicolon",
+        "planid_subshell",
+        "lmjd_negative",
+        "obsid_negative",
+        "obsid_bitflip",
+        "snrg_bitflip",
+        "empty",
+        "truncated",
+        "random_bytes",
+        "gzip_bomb",
+        "sparse_100MiB",
+        "header_bitflip",
+        "data_bitflip",
+        "gzip_corrupt",
+    ):
         assert kind in kinds, kind
 
 
@@ -99,7 +144,8 @@ def _outcomes(cat: Path) -> tuple[dict[str, str], set[str]]:
 
 
 def test_nightly_finishes_every_good_file_is_in_every_damaged_one_accounted_for(
-        fuzz_night: tuple[Path, list[Case]], fuzz_catalog: tuple[Path, int, Path]) -> None:
+    fuzz_night: tuple[Path, list[Case]], fuzz_catalog: tuple[Path, int, Path]
+) -> None:
     _, cases = fuzz_night
     cat, code, _ = fuzz_catalog
     assert code == 0
@@ -128,13 +174,14 @@ def test_nightly_finishes_every_good_file_is_in_every_damaged_one_accounted_for(
     assert all(len(r) > 20 and "Traceback" not in r for r in quarantine.values())
 
 
-def test_no_stored_row_breaks_the_validation_rules(fuzz_catalog: tuple[Path, int, Path]
-                                                   ) -> None:
+def test_no_stored_row_breaks_the_validation_rules(fuzz_catalog: tuple[Path, int, Path]) -> None:
     cat, _, _ = fuzz_catalog
     with lamostdb.open(cat) as c:
-        rows = c.sql("SELECT specid, survey, npix, lmjd, mjd, spid, fiberid, obsid, planid, "
-                     "ra, dec, coeff0, coeff1, wavelength, flux, ivar, andmask, ormask "
-                     "FROM spectra_history").to_dicts()
+        rows = c.sql(
+            "SELECT specid, survey, npix, lmjd, mjd, spid, fiberid, obsid, planid, "
+            "ra, dec, coeff0, coeff1, wavelength, flux, ivar, andmask, ormask "
+            "FROM spectra_history"
+        ).to_dicts()
     assert len(rows) > 100
     masked = 0
     for r in rows:
@@ -151,8 +198,9 @@ def test_no_stored_row_breaks_the_validation_rules(fuzz_catalog: tuple[Path, int
         assert np.all(np.isfinite(ivar)) and np.all(ivar >= 0), r["specid"]
         assert np.all(np.isfinite(flux[ivar > 0])), r["specid"]
         usable = int(np.sum(ivar > 0))
-        assert usable >= max(DEFAULT_LIMITS.min_usable_pixels,
-                             math.ceil(DEFAULT_LIMITS.min_usable_fraction * n)), r["specid"]
+        assert usable >= max(
+            DEFAULT_LIMITS.min_usable_pixels, math.ceil(DEFAULT_LIMITS.min_usable_fraction * n)
+        ), r["specid"]
         assert np.any(flux[ivar > 0] != 0), r["specid"]
         bad = (andmask & BADPIX_BIT) != 0
         assert np.all(ivar[bad] == 0) and np.array_equal(bad, (ormask & BADPIX_BIT) != 0)
@@ -166,15 +214,18 @@ def test_no_stored_row_breaks_the_validation_rules(fuzz_catalog: tuple[Path, int
 
 
 def test_every_stage_finished_and_export_wrote_every_current_spectrum(
-        fuzz_catalog: tuple[Path, int, Path]) -> None:
+    fuzz_catalog: tuple[Path, int, Path],
+) -> None:
     cat, code, out = fuzz_catalog
     assert code == 0
     with lamostdb.open(cat) as c:
-        stages = set(c.sql("SELECT DISTINCT stage FROM runs WHERE state = 'committed'")
-                     ["stage"].to_list())
+        stages = set(
+            c.sql("SELECT DISTINCT stage FROM runs WHERE state = 'committed'")["stage"].to_list()
+        )
         n_current, n_results, n_objects = (
             c.sql(f"SELECT count(*) AS n FROM {t}")["n"][0]  # names from this fixed list
-            for t in ("spectra", "results", "objects"))
+            for t in ("spectra", "results", "objects")
+        )
     assert {"ingest", "classify", "xmatch", "ids"} <= stages
     assert n_results == n_current and n_objects == n_current
     exported = [p for p in out.rglob("*.fits*") if p.is_file()]
@@ -209,7 +260,8 @@ def test_bad_pixels_are_masked_by_the_documented_rule(tmp_path: Path) -> None:
 
 
 def test_an_unexpected_error_in_one_file_quarantines_that_file_only(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A reader bug (any exception type) and a row the table cannot hold stay per file."""
     import lamostdb.ingest.partition as part
     import lamostdb.ingest.stage as ing

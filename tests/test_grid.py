@@ -39,11 +39,15 @@ LAMOST_DR1 = SHIPPED_SPECTRA / "learninglamost" / "spec-55862-B6212_sp06-003.fit
 ALIGNED_FILES = [p for p in REAL_FILES if p.name not in NOT_LAMOST]
 
 
-def _oracle(src: np.ndarray, flux: np.ndarray, ivar: np.ndarray, dst: np.ndarray
-            ) -> tuple[np.ndarray, np.ndarray]:
+def _oracle(
+    src: np.ndarray, flux: np.ndarray, ivar: np.ndarray, dst: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """The rebin written out as a dense (m, n) overlap matrix: slow, obvious."""
-    overlap = np.clip(np.minimum(dst[1:, None], src[None, 1:])
-                      - np.maximum(dst[:-1, None], src[None, :-1]), 0.0, None)
+    overlap = np.clip(
+        np.minimum(dst[1:, None], src[None, 1:]) - np.maximum(dst[:-1, None], src[None, :-1]),
+        0.0,
+        None,
+    )
     valid = np.isfinite(flux) & np.isfinite(ivar) & (ivar > 0)
     w = overlap * valid
     den = w.sum(axis=1)
@@ -115,15 +119,17 @@ def test_integral_conserved_over_full_output_pixels() -> None:
 
 def test_merging_two_equal_pixels_halves_the_variance() -> None:
     sigma2 = 0.36
-    flux, ivar = rebin_flux_conserving([10.0, 11.0, 12.0], np.array([4.0, 6.0]),
-                                       np.full(2, 1 / sigma2), [10.0, 12.0])
+    flux, ivar = rebin_flux_conserving(
+        [10.0, 11.0, 12.0], np.array([4.0, 6.0]), np.full(2, 1 / sigma2), [10.0, 12.0]
+    )
     assert flux[0] == pytest.approx(5.0, rel=1e-15)
     assert 1.0 / ivar[0] == pytest.approx(sigma2 / 2, rel=1e-12)
 
 
 def test_splitting_a_pixel_keeps_its_value_and_variance() -> None:
-    flux, ivar = rebin_flux_conserving([0.0, 4.0], np.array([3.0]), np.array([2.0]),
-                                       [0.0, 1.0, 2.5, 4.0])
+    flux, ivar = rebin_flux_conserving(
+        [0.0, 4.0], np.array([3.0]), np.array([2.0]), [0.0, 1.0, 2.5, 4.0]
+    )
     assert flux.tolist() == [3.0, 3.0, 3.0]
     np.testing.assert_allclose(ivar, 2.0, rtol=1e-15)
 
@@ -139,8 +145,9 @@ def test_masked_and_bad_pixels_carry_no_flux_and_no_weight() -> None:
 
 
 def test_output_pixels_outside_the_source_get_zero() -> None:
-    out_f, out_iv = rebin_flux_conserving([10.0, 11.0], np.array([2.0]), np.array([1.0]),
-                                          [0.0, 5.0, 9.5, 10.5, 20.0, 30.0])
+    out_f, out_iv = rebin_flux_conserving(
+        [10.0, 11.0], np.array([2.0]), np.array([1.0]), [0.0, 5.0, 9.5, 10.5, 20.0, 30.0]
+    )
     assert out_f.tolist() == [0.0, 0.0, 2.0, 2.0, 0.0]
     assert out_iv.tolist() == [0.0, 0.0, 1.0, 1.0, 0.0]
 
@@ -168,10 +175,16 @@ widths = st.lists(st.floats(0.01, 5.0), min_size=1, max_size=60)
 
 
 @settings(derandomize=True, max_examples=300, deadline=None)
-@given(src_w=widths, dst_w=widths, offset=st.floats(-20.0, 20.0),
-       value=st.floats(-1e3, 1e3), seed=st.integers(0, 2**32 - 1))
+@given(
+    src_w=widths,
+    dst_w=widths,
+    offset=st.floats(-20.0, 20.0),
+    value=st.floats(-1e3, 1e3),
+    seed=st.integers(0, 2**32 - 1),
+)
 def test_property_constant_and_integral_on_random_grids(
-        src_w: list[float], dst_w: list[float], offset: float, value: float, seed: int) -> None:
+    src_w: list[float], dst_w: list[float], offset: float, value: float, seed: int
+) -> None:
     src = 100.0 + np.concatenate(([0.0], np.cumsum(src_w)))
     dst = 100.0 + offset + np.concatenate(([0.0], np.cumsum(dst_w)))
     n = src.size - 1
@@ -188,8 +201,9 @@ def test_property_constant_and_integral_on_random_grids(
 
 
 def test_edges_from_centers_log_are_exact_on_a_log_grid() -> None:
-    np.testing.assert_allclose(edges_from_centers_log(WORKING_GRID.wave_angstrom),
-                               WORKING_GRID.edges_angstrom, rtol=1e-13)
+    np.testing.assert_allclose(
+        edges_from_centers_log(WORKING_GRID.wave_angstrom), WORKING_GRID.edges_angstrom, rtol=1e-13
+    )
 
 
 # --- the working grid ------------------------------------------------------------------------
@@ -198,10 +212,12 @@ def test_edges_from_centers_log_are_exact_on_a_log_grid() -> None:
 def test_working_grid_is_lamost_grid() -> None:
     g = WORKING_GRID
     assert (g.loglam0, g.dloglam, g.npix) == (3.5682, 1e-4, 3909)
-    np.testing.assert_allclose(np.log10(g.wave_angstrom), 3.5682 + 1e-4 * np.arange(3909),
-                               rtol=0, atol=1e-12)
-    np.testing.assert_allclose(g.wave_angstrom, np.sqrt(g.edges_angstrom[:-1]
-                                                        * g.edges_angstrom[1:]), rtol=1e-13)
+    np.testing.assert_allclose(
+        np.log10(g.wave_angstrom), 3.5682 + 1e-4 * np.arange(3909), rtol=0, atol=1e-12
+    )
+    np.testing.assert_allclose(
+        g.wave_angstrom, np.sqrt(g.edges_angstrom[:-1] * g.edges_angstrom[1:]), rtol=1e-13
+    )
     assert 3699 < g.wave_angstrom[0] < 3700 and 9099 < g.wave_angstrom[-1] < 9100
     with pytest.raises(ValueError):
         g.wave_angstrom[0] = 1.0  # the cached array is shared, so it is read-only
@@ -215,8 +231,10 @@ def test_pixel_offset_accepts_float32_rendering_of_an_aligned_start() -> None:
     assert g.pixel_offset(3.5682 + 0.37e-4, 1e-4) is None
     assert g.pixel_offset(3.5682, 1.01e-4) is None
     assert g.pixel_offset(None, 1e-4) is None
-    k, ok = g.pixel_offsets([3.5529, float(np.float32(3.5529)), 3.5682 + 0.37e-4, np.nan, 1e300],
-                            [1e-4, 1e-4, 1e-4, 1e-4, 1e-4])
+    k, ok = g.pixel_offsets(
+        [3.5529, float(np.float32(3.5529)), 3.5682 + 0.37e-4, np.nan, 1e300],
+        [1e-4, 1e-4, 1e-4, 1e-4, 1e-4],
+    )
     assert k.tolist() == [-153, -153, 0, 0, 0] and ok.tolist() == [True, True, False, False, False]
 
 
@@ -225,8 +243,9 @@ def test_real_file_fast_path_is_an_exact_copy(path: Path) -> None:
     rec = read_spectrum(path)
     k = WORKING_GRID.pixel_offset(rec.coeff0, rec.coeff1)
     assert k is not None
-    flux, ivar = to_working_grid(rec.wave_angstrom(), rec.flux, rec.ivar, rec.andmask,
-                                 coeff0=rec.coeff0, coeff1=rec.coeff1)
+    flux, ivar = to_working_grid(
+        rec.wave_angstrom(), rec.flux, rec.ivar, rec.andmask, coeff0=rec.coeff0, coeff1=rec.coeff1
+    )
     assert flux.dtype == ivar.dtype == np.float32 and flux.shape == (WORKING_GRID.npix,)
     src = np.arange(rec.npix)
     on_grid = (src + k >= 0) & (src + k < WORKING_GRID.npix)
@@ -246,20 +265,23 @@ def test_andmask_zeroes_pixels_with_positive_ivar_on_both_paths() -> None:
     assert np.all(rec.ivar[masked] > 0)
     andmask = rec.andmask.copy()
     andmask[masked] = 1 << 23
-    flux, ivar = to_working_grid(None, rec.flux, rec.ivar, andmask,
-                                 coeff0=rec.coeff0, coeff1=rec.coeff1)
+    flux, ivar = to_working_grid(
+        None, rec.flux, rec.ivar, andmask, coeff0=rec.coeff0, coeff1=rec.coeff1
+    )
     assert np.all(flux[masked] == 0) and np.all(ivar[masked] == 0)
     assert np.array_equal(flux[99], rec.flux[99])
     # Half a pixel off: working pixels 100..102 touch only masked 100, 101 and good 99, 102.
-    flux, ivar = to_working_grid(None, rec.flux, rec.ivar, andmask,
-                                 coeff0=rec.coeff0 + 0.5e-4, coeff1=rec.coeff1)
+    flux, ivar = to_working_grid(
+        None, rec.flux, rec.ivar, andmask, coeff0=rec.coeff0 + 0.5e-4, coeff1=rec.coeff1
+    )
     assert float(flux[100]) == pytest.approx(float(rec.flux[99]), rel=1e-6)
     assert flux[101] == 0 and ivar[101] == 0
     assert float(flux[102]) == pytest.approx(float(rec.flux[102]), rel=1e-6)
 
 
-def _log_spectrum(rng: np.random.Generator, loglam0: float, npix: int
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _log_spectrum(
+    rng: np.random.Generator, loglam0: float, npix: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     wave = 10 ** (loglam0 + 1e-4 * np.arange(npix))
     flux = rng.normal(10.0, 3.0, npix).astype(np.float32)
     ivar = rng.uniform(0.5, 2.0, npix).astype(np.float32)
@@ -281,8 +303,11 @@ def _working_integral(out: np.ndarray, lo: float, hi: float) -> tuple[float, flo
     """Integral of the working-grid spectrum over its pixels fully inside [lo, hi]."""
     edges = WORKING_GRID.edges_angstrom
     full = (edges[:-1] >= lo) & (edges[1:] <= hi)
-    return (float(np.sum(out[full] * np.diff(edges)[full])), float(edges[:-1][full][0]),
-            float(edges[1:][full][-1]))
+    return (
+        float(np.sum(out[full] * np.diff(edges)[full])),
+        float(edges[:-1][full][0]),
+        float(edges[1:][full][-1]),
+    )
 
 
 def test_non_aligned_log_grid_is_rebinned_and_conserves_flux() -> None:
@@ -316,8 +341,9 @@ def test_linear_wavelength_grid_is_rebinned_and_conserves_flux() -> None:
 
 
 def test_shift_beyond_the_grid_gives_an_empty_spectrum() -> None:
-    flux, ivar = to_working_grid(None, np.ones(10), np.ones(10), None,
-                                 coeff0=3.5682 + 5000e-4, coeff1=1e-4)
+    flux, ivar = to_working_grid(
+        None, np.ones(10), np.ones(10), None, coeff0=3.5682 + 5000e-4, coeff1=1e-4
+    )
     assert not flux.any() and not ivar.any()
 
 
@@ -331,19 +357,37 @@ def _mixed_records() -> list[SpectrumRecord]:
     records = [lamost, dr1]
     for coeff0 in (3.5682 + 0.37e-4, 3.5682 + 0.37e-4, 3.5529, 3.5700 + 0.5e-4):
         _, flux, ivar, andmask = _log_spectrum(rng, coeff0, 3000)
-        records.append(dataclasses.replace(lamost, coeff0=coeff0, npix=3000, wavelength=None,
-                                           flux=flux, ivar=ivar, andmask=andmask))
+        records.append(
+            dataclasses.replace(
+                lamost,
+                coeff0=coeff0,
+                npix=3000,
+                wavelength=None,
+                flux=flux,
+                ivar=ivar,
+                andmask=andmask,
+            )
+        )
     wave = np.linspace(3800.0, 9000.0, 2600)
-    records.append(dataclasses.replace(
-        lamost, coeff0=None, coeff1=None, npix=wave.size, wavelength=wave,
-        flux=rng.normal(size=wave.size).astype(np.float32),
-        ivar=np.ones(wave.size, np.float32), andmask=np.zeros(wave.size, np.int32)))
+    records.append(
+        dataclasses.replace(
+            lamost,
+            coeff0=None,
+            coeff1=None,
+            npix=wave.size,
+            wavelength=wave,
+            flux=rng.normal(size=wave.size).astype(np.float32),
+            ivar=np.ones(wave.size, np.float32),
+            andmask=np.zeros(wave.size, np.int32),
+        )
+    )
     return records
 
 
 def _single(rec: SpectrumRecord) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-    return to_working_grid(rec.wave_angstrom(), rec.flux, rec.ivar, rec.andmask,
-                           coeff0=rec.coeff0, coeff1=rec.coeff1)
+    return to_working_grid(
+        rec.wave_angstrom(), rec.flux, rec.ivar, rec.andmask, coeff0=rec.coeff0, coeff1=rec.coeff1
+    )
 
 
 def test_batch_equals_single_spectrum_path_bit_for_bit() -> None:
@@ -359,29 +403,36 @@ def test_batch_equals_single_spectrum_path_bit_for_bit() -> None:
 
 def test_arrays_from_arrow_lists_equal_records() -> None:
     records = _mixed_records()[:6]  # all with coeff0/coeff1, as in the spectra table
-    cols = {name: pa.array([getattr(r, name) for r in records], type=pa.list_(typ))
-            for name, typ in (("flux", pa.float32()), ("ivar", pa.float32()),
-                              ("andmask", pa.int32()))}
+    cols = {
+        name: pa.array([getattr(r, name) for r in records], type=pa.list_(typ))
+        for name, typ in (("flux", pa.float32()), ("ivar", pa.float32()), ("andmask", pa.int32()))
+    }
 
     def split(arr: pa.ListArray) -> list[np.ndarray]:
         offsets = arr.offsets.to_numpy()
         return np.split(arr.values.to_numpy(), offsets[1:-1])
 
     flux, ivar = arrays_to_working_grid(
-        split(cols["flux"]), split(cols["ivar"]), split(cols["andmask"]),
-        np.array([r.coeff0 for r in records]), np.array([r.coeff1 for r in records]))
+        split(cols["flux"]),
+        split(cols["ivar"]),
+        split(cols["andmask"]),
+        np.array([r.coeff0 for r in records]),
+        np.array([r.coeff1 for r in records]),
+    )
     want_f, want_i = batch_to_working_grid(records)
     assert np.array_equal(flux, want_f) and np.array_equal(ivar, want_i)
 
 
 def test_custom_grid_is_honoured() -> None:
     grid = LogGrid(3.6, 2e-4, 50)
-    f, i = to_working_grid(None, np.full(500, 4.0), np.ones(500), None,
-                           coeff0=3.59005, coeff1=1e-4, grid=grid)
+    f, i = to_working_grid(
+        None, np.full(500, 4.0), np.ones(500), None, coeff0=3.59005, coeff1=1e-4, grid=grid
+    )
     assert f.shape == (50,)
     np.testing.assert_allclose(f, 4.0, rtol=1e-6)
     np.testing.assert_allclose(i, 2.0, rtol=1e-6)  # two whole input pixels per output pixel
     # Centred instead: weights 1/2, 1, 1/2, so ivar = (sum w)**2 / sum w**2 = 4 / 1.5.
-    f, i = to_working_grid(None, np.full(500, 4.0), np.ones(500), None,
-                           coeff0=3.59, coeff1=1e-4, grid=grid)
+    f, i = to_working_grid(
+        None, np.full(500, 4.0), np.ones(500), None, coeff0=3.59, coeff1=1e-4, grid=grid
+    )
     np.testing.assert_allclose(i, 8 / 3, rtol=1e-6)

@@ -26,14 +26,20 @@ def test_pixel_at_order_equals_direct_computation(ra: float, dec: float, order: 
 
 
 @settings(derandomize=True, max_examples=60, deadline=None)
-@given(ra=ra_st, dec=dec_st, radius=st.floats(min_value=0.1, max_value=20000),
-       order=st.integers(min_value=2, max_value=7))
-def test_cone_pixels_cover_every_point_in_the_cone(ra: float, dec: float, radius: float,
-                                                   order: int) -> None:
+@given(
+    ra=ra_st,
+    dec=dec_st,
+    radius=st.floats(min_value=0.1, max_value=20000),
+    order=st.integers(min_value=2, max_value=7),
+)
+def test_cone_pixels_cover_every_point_in_the_cone(
+    ra: float, dec: float, radius: float, order: int
+) -> None:
     rng = np.random.default_rng(1)
     centre = SkyCoord(ra * u.deg, dec * u.deg)
-    pts = centre.directional_offset_by(rng.uniform(0, 360, 300) * u.deg,
-                                       rng.uniform(0, radius, 300) * u.arcsec)
+    pts = centre.directional_offset_by(
+        rng.uniform(0, 360, 300) * u.deg, rng.uniform(0, radius, 300) * u.arcsec
+    )
     pix = pixel_at_order(healpix_29(pts.ra.deg, pts.dec.deg), order)
     assert set(pix.tolist()) <= set(cone_pixels(ra, dec, radius, order).tolist())
 
@@ -66,11 +72,16 @@ def test_sep_arcsec_macro_equals_astropy_separation() -> None:
     con = duckdb.connect()
     create_macros(con)
     create_macros(con)  # idempotent
-    got = np.array([r[0] for r in con.execute(
-        "SELECT sep_arcsec(a, b, c, d) FROM (SELECT unnest($a) AS a, unnest($b) AS b, "
-        "unnest($c) AS c, unnest($d) AS d)",
-        {"a": ra1.tolist(), "b": dec1.tolist(), "c": ra2.tolist(), "d": dec2.tolist()}
-    ).fetchall()])
+    got = np.array(
+        [
+            r[0]
+            for r in con.execute(
+                "SELECT sep_arcsec(a, b, c, d) FROM (SELECT unnest($a) AS a, unnest($b) AS b, "
+                "unnest($c) AS c, unnest($d) AS d)",
+                {"a": ra1.tolist(), "b": dec1.tolist(), "c": ra2.tolist(), "d": dec2.tolist()},
+            ).fetchall()
+        ]
+    )
     want = SkyCoord(ra1 * u.deg, dec1 * u.deg).separation(SkyCoord(ra2 * u.deg, dec2 * u.deg))
     assert np.allclose(got[1:], want.to_value(u.arcsec)[1:], rtol=1e-9, atol=1e-6)
     # haversine is exact where matches happen (small angles); at the antipode it keeps ~1e-8
@@ -87,9 +98,13 @@ def test_pixel_at_order_macro_equals_python_and_from_order() -> None:
     con = duckdb.connect()
     create_macros(con)
     for k in (0, 4, 11, 29):
-        got = [r[0] for r in con.execute("SELECT pixel_at_order(h, $k) FROM "
-                                         "(SELECT unnest($h) AS h)",
-                                         {"h": hp.tolist(), "k": k}).fetchall()]
+        got = [
+            r[0]
+            for r in con.execute(
+                "SELECT pixel_at_order(h, $k) FROM (SELECT unnest($h) AS h)",
+                {"h": hp.tolist(), "k": k},
+            ).fetchall()
+        ]
         assert got == pixel_at_order(hp, k).tolist()
     # coarsening from another order goes through order 29 unchanged
     p7 = pixel_at_order(hp, 7)

@@ -37,16 +37,23 @@ def _points(radius_arcsec: float, order: int) -> pa.Table:
     scale = radius_arcsec * ARCSEC
     dec = np.clip(dec_c[k] + rng.normal(0, scale, k.size), -90, 90)
     ra = (ra_c[k] + rng.normal(0, scale, k.size) / np.cos(np.radians(dec))) % 360
-    return pa.table({"id": np.arange(ra.size, dtype=np.int64), "ra": ra, "dec": dec,
-                     "_healpix_29": healpix_29(ra, dec)})
+    return pa.table(
+        {
+            "id": np.arange(ra.size, dtype=np.int64),
+            "ra": ra,
+            "dec": dec,
+            "_healpix_29": healpix_29(ra, dec),
+        }
+    )
 
 
 @pytest.mark.parametrize("radius_arcsec", [3.0, 40.0])
 def test_partition_links_are_the_global_pairs_each_once(radius_arcsec: float) -> None:
     order = 6
     points = _points(radius_arcsec, order)
-    i, j = fof_pairs(points.column("ra").to_numpy(), points.column("dec").to_numpy(),
-                     radius_arcsec=radius_arcsec)
+    i, j = fof_pairs(
+        points.column("ra").to_numpy(), points.column("dec").to_numpy(), radius_arcsec=radius_arcsec
+    )
     want = set(zip(i.tolist(), j.tolist(), strict=True))
     assert len(want) > 2000
     config = LinkConfig(radius_arcsec)
@@ -61,8 +68,11 @@ def test_partition_links_are_the_global_pairs_each_once(radius_arcsec: float) ->
         assert not set(pixel_at_order(g.margin.column("_healpix_29").to_numpy(), order)) & own
     con = duckdb.connect()
     got = [link_partition(g.core, g.margin, config, con=con) for g in groups]
-    pairs = [(a, b) for t in got for a, b in zip(t.column("i").to_pylist(),
-                                                 t.column("j").to_pylist(), strict=True)]
+    pairs = [
+        (a, b)
+        for t in got
+        for a, b in zip(t.column("i").to_pylist(), t.column("j").to_pylist(), strict=True)
+    ]
     assert len(pairs) == len(set(pairs))  # each pair once
     assert set(pairs) == want
     # the margins matter: without them the links across partition edges are lost
@@ -90,10 +100,15 @@ def _objects_after_ids(root: Path, **kw: object) -> tuple[pl.DataFrame, dict[str
         # two spectra 2" apart become one group: move the second next to the first
         xm = _catalogue_xmatch(cat, {})
         xm = xm.with_columns(
-            pl.when(pl.int_range(pl.len()) == 1).then(xm["ra"][0]).otherwise(pl.col("ra"))
+            pl.when(pl.int_range(pl.len()) == 1)
+            .then(xm["ra"][0])
+            .otherwise(pl.col("ra"))
             .alias("ra"),
-            pl.when(pl.int_range(pl.len()) == 1).then(xm["dec"][0] + 2 * ARCSEC)
-            .otherwise(pl.col("dec")).alias("dec"))
+            pl.when(pl.int_range(pl.len()) == 1)
+            .then(xm["dec"][0] + 2 * ARCSEC)
+            .otherwise(pl.col("dec"))
+            .alias("dec"),
+        )
         cat.con.register("ids_test_xmatch", xm.to_arrow())
         cat.con.execute("CREATE OR REPLACE TEMP VIEW xmatch AS SELECT * FROM ids_test_xmatch")
         try:

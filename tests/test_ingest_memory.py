@@ -32,8 +32,9 @@ def _bench() -> ModuleType:
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_gzip_bomb_and_sparse_file_are_quarantined_within_500_mb(tmp_path: Path,
-                                                                 workers: int) -> None:
+def test_gzip_bomb_and_sparse_file_are_quarantined_within_500_mb(
+    tmp_path: Path, workers: int
+) -> None:
     bench = _bench()
     night = tmp_path / "night"
     night.mkdir()

@@ -91,11 +91,13 @@ def import_arrows(root: Path, package: str = PACKAGE) -> list[Arrow]:
             elif isinstance(node, ast.ImportFrom):
                 base = node.module or ""
                 if node.level:
-                    anchor = mod.split(".")[: len(mod.split(".")) - node.level + (1 if is_pkg
-                                                                                     else 0)]
+                    anchor = mod.split(".")[
+                        : len(mod.split(".")) - node.level + (1 if is_pkg else 0)
+                    ]
                     base = ".".join(anchor + ([base] if base else []))
-                names = [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base
-                         for a in node.names]
+                names = [
+                    f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base for a in node.names
+                ]
             for name in names:
                 if name.split(".")[0] != package:
                     continue
@@ -120,20 +122,23 @@ def layer_of(name: str, layers: tuple[tuple[str, ...], ...] = LAYERS) -> int | N
     return None
 
 
-def back_arrows(arrows: list[Arrow], layers: tuple[tuple[str, ...], ...] = LAYERS
-                ) -> list[str]:
+def back_arrows(arrows: list[Arrow], layers: tuple[tuple[str, ...], ...] = LAYERS) -> list[str]:
     """A line per import of a higher layer's module, and per module of a unit in no layer."""
     problems = []
     for a in arrows:
         src, dst = layer_of(unit(a.source), layers), layer_of(unit(a.target), layers)
         for mod, lay in ((a.source, src), (a.target, dst)):
             if lay is None:
-                problems.append(f"{a.where}: {mod} is in no layer; add its unit "
-                                f"{unit(mod)!r} to LAYERS in tests/test_layers.py")
+                problems.append(
+                    f"{a.where}: {mod} is in no layer; add its unit "
+                    f"{unit(mod)!r} to LAYERS in tests/test_layers.py"
+                )
         if src is not None and dst is not None and dst > src:
-            problems.append(f"{a.where}: {a.source} (layer {src}, {unit(a.source)}) imports "
-                            f"{a.target} (layer {dst}, {unit(a.target)}), a layer above it; "
-                            "move the shared code down or the importer up")
+            problems.append(
+                f"{a.where}: {a.source} (layer {src}, {unit(a.source)}) imports "
+                f"{a.target} (layer {dst}, {unit(a.target)}), a layer above it; "
+                "move the shared code down or the importer up"
+            )
     return sorted(set(problems))
 
 
@@ -186,8 +191,12 @@ def cycle_report(arrows: list[Arrow], key=lambda m: m) -> list[str]:
             edges.setdefault(s, {}).setdefault(t, a.where)
     lines = []
     for comp in cycles(edges):
-        ties = [f"{s} -> {t} ({w})" for s in comp for t, w in sorted(edges.get(s, {}).items())
-                if t in comp]
+        ties = [
+            f"{s} -> {t} ({w})"
+            for s in comp
+            for t, w in sorted(edges.get(s, {}).items())
+            if t in comp
+        ]
         lines.append(f"import cycle {' <-> '.join(comp)}: " + "; ".join(ties))
     return lines
 
@@ -224,10 +233,12 @@ def test_no_import_cycles_between_units() -> None:
 
 
 def test_only_the_cli_imports_sim() -> None:
-    bad = [f"{a.where}: {a.source} imports {a.target}; the simulator is for the CLI, tests "
-           "and benchmarks (move a mock into lamostdb/sim/)"
-           for a in import_arrows(REPO)
-           if unit(a.target) == "sim" and unit(a.source) not in ("sim", *SIM_USERS)]
+    bad = [
+        f"{a.where}: {a.source} imports {a.target}; the simulator is for the CLI, tests "
+        "and benchmarks (move a mock into lamostdb/sim/)"
+        for a in import_arrows(REPO)
+        if unit(a.target) == "sim" and unit(a.source) not in ("sim", *SIM_USERS)
+    ]
     assert not bad, "\n".join(bad)
 
 
@@ -237,26 +248,53 @@ STAGE_ROOMS = ("ingest", "classify", "xmatch", "ids", "refcat", "export")
 #: and writers of files, the store (its schema contracts aside), executors and the CLI.
 #: In-memory engines are fine: DuckDB joins Arrow tables (the pixel join), and the FITS
 #: encoders of ``io`` make bytes (a driver writes them).
-KERNEL_FORBIDDEN = ("lamostdb.io", "lamostdb.catalog", "lamostdb.execute", "lamostdb.cli",
-                    "pyarrow.parquet", "pyarrow.dataset", "astropy.io")
-KERNEL_ALLOWED = ("lamostdb.catalog.schema",  # the tables' contracts (packaged JSON)
-                  "lamostdb.io.record",  # the parsed-spectrum data class
-                  "lamostdb.io.sqlfiles",  # named SQL statements (packaged text)
-                  "lamostdb.io.fits_bintable", "lamostdb.io.fits_cards",  # bytes encoders
-                  "lamostdb.io.fits_checksum")
+KERNEL_FORBIDDEN = (
+    "lamostdb.io",
+    "lamostdb.catalog",
+    "lamostdb.execute",
+    "lamostdb.cli",
+    "pyarrow.parquet",
+    "pyarrow.dataset",
+    "astropy.io",
+)
+KERNEL_ALLOWED = (
+    "lamostdb.catalog.schema",  # the tables' contracts (packaged JSON)
+    "lamostdb.io.record",  # the parsed-spectrum data class
+    "lamostdb.io.sqlfiles",  # named SQL statements (packaged text)
+    "lamostdb.io.fits_bintable",
+    "lamostdb.io.fits_cards",  # bytes encoders
+    "lamostdb.io.fits_checksum",
+)
 #: Calls that touch files, refused in partition functions and pixel kernels (the ast check
 #: reads every call; ``open`` and the pathlib/pyarrow/duckdb readers and writers).
-FILE_CALLS = frozenset({"open", "read_text", "read_bytes", "write_text", "write_bytes",
-                        "mkdir", "unlink", "rmdir", "read_table", "write_table",
-                        "read_parquet", "write_parquet", "ParquetFile", "iterdir", "glob"})
+FILE_CALLS = frozenset(
+    {
+        "open",
+        "read_text",
+        "read_bytes",
+        "write_text",
+        "write_bytes",
+        "mkdir",
+        "unlink",
+        "rmdir",
+        "read_table",
+        "write_table",
+        "read_parquet",
+        "write_parquet",
+        "ParquetFile",
+        "iterdir",
+        "glob",
+    }
+)
 
 
 def is_kernel(module: str) -> bool:
     """The engine (``match``), pixel arithmetic (``healpix``) and the stages' partition
     functions (``<stage>.partition``) are kernels: arrays and Arrow tables in and out."""
     parts = module.split(".")
-    return (len(parts) > 1 and parts[1] in ("match", "healpix")) or \
-        (len(parts) > 2 and parts[1] in STAGE_ROOMS and parts[2] == "partition")
+    return (len(parts) > 1 and parts[1] in ("match", "healpix")) or (
+        len(parts) > 2 and parts[1] in STAGE_ROOMS and parts[2] == "partition"
+    )
 
 
 def kernel_imports(root: Path, package: str = PACKAGE) -> list[str]:
@@ -273,10 +311,12 @@ def kernel_imports(root: Path, package: str = PACKAGE) -> list[str]:
             else:
                 continue
             for name in names:
-                if any(name == f or name.startswith(f + ".") for f in KERNEL_FORBIDDEN) and \
-                        not any(name == a or name.startswith(a + ".") for a in KERNEL_ALLOWED):
-                    bad.append(f"{path.relative_to(root).as_posix()}:{node.lineno}: {mod} "
-                               f"imports {name}")
+                if any(name == f or name.startswith(f + ".") for f in KERNEL_FORBIDDEN) and not any(
+                    name == a or name.startswith(a + ".") for a in KERNEL_ALLOWED
+                ):
+                    bad.append(
+                        f"{path.relative_to(root).as_posix()}:{node.lineno}: {mod} imports {name}"
+                    )
     return bad
 
 
@@ -291,30 +331,43 @@ def file_calls(root: Path, package: str = PACKAGE) -> list[str]:
         for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
             if isinstance(node, ast.Call):
                 f = node.func
-                name = f.id if isinstance(f, ast.Name) else \
-                    f.attr if isinstance(f, ast.Attribute) else None
+                name = (
+                    f.id
+                    if isinstance(f, ast.Name)
+                    else f.attr
+                    if isinstance(f, ast.Attribute)
+                    else None
+                )
                 if name in FILE_CALLS:
-                    bad.append(f"{path.relative_to(root).as_posix()}:{node.lineno}: {mod} "
-                               f"calls {name}")
+                    bad.append(
+                        f"{path.relative_to(root).as_posix()}:{node.lineno}: {mod} calls {name}"
+                    )
     return bad
 
 
 def test_partition_functions_and_pixel_kernels_call_no_file_function() -> None:
     bad = file_calls(REPO)
-    assert not bad, "partition functions get tables and return tables; the driver's task " \
+    assert not bad, (
+        "partition functions get tables and return tables; the driver's task "
         "function reads and writes:\n" + "\n".join(bad)
+    )
 
 
 def test_kernels_touch_no_files_store_or_cli() -> None:
     bad = kernel_imports(REPO)
-    assert not bad, "kernels are arrays in, arrays out; move the I/O to the stage driver:\n" + \
-        "\n".join(bad)
+    assert not bad, (
+        "kernels are arrays in, arrays out; move the I/O to the stage driver:\n" + "\n".join(bad)
+    )
 
 
 def test_every_stage_room_has_a_partition_function_and_a_driver() -> None:
     mods = package_modules(REPO)
-    missing = [f"lamostdb.{room}.{part}" for room in STAGE_ROOMS for part in
-               ("partition", "stage") if f"lamostdb.{room}.{part}" not in mods]
+    missing = [
+        f"lamostdb.{room}.{part}"
+        for room in STAGE_ROOMS
+        for part in ("partition", "stage")
+        if f"lamostdb.{room}.{part}" not in mods
+    ]
     assert not missing, f"stage rooms lack {missing}"
 
 
@@ -323,8 +376,11 @@ def test_kernel_check_fails_on_a_kernel_that_reads_parquet(tmp_path: Path) -> No
     _write(tmp_path, "pkg/match/__init__.py", "")
     _write(tmp_path, "pkg/match/k.py", "import pyarrow.parquet as pq\n")
     _write(tmp_path, "pkg/ids/__init__.py", "")
-    _write(tmp_path, "pkg/ids/partition.py", "from pyarrow.dataset import dataset\n"
-                                             "def f(p):\n    return open(p).read()\n")
+    _write(
+        tmp_path,
+        "pkg/ids/partition.py",
+        "from pyarrow.dataset import dataset\ndef f(p):\n    return open(p).read()\n",
+    )
     _write(tmp_path, "pkg/ids/stage.py", "import pyarrow.parquet\nopen('x')\n")  # a driver may
     bad = kernel_imports(tmp_path, "pkg")
     assert [b.split(":")[0] for b in bad] == ["pkg/ids/partition.py", "pkg/match/k.py"]
@@ -341,26 +397,35 @@ def test_checks_fail_on_a_back_arrow_and_a_cycle(tmp_path: Path) -> None:
     """A planted lazy back-arrow, TYPE_CHECKING cycle and relative-import cycle are all named."""
     _write(tmp_path, "lamostdb/__init__.py", "")
     _write(tmp_path, "lamostdb/io/__init__.py", "")
-    _write(tmp_path, "lamostdb/io/a.py",
-           "import os\n\n\ndef f():\n    from lamostdb.catalog.store import g\n    return g\n")
+    _write(
+        tmp_path,
+        "lamostdb/io/a.py",
+        "import os\n\n\ndef f():\n    from lamostdb.catalog.store import g\n    return g\n",
+    )
     _write(tmp_path, "lamostdb/catalog/__init__.py", "")
-    _write(tmp_path, "lamostdb/catalog/store.py",
-           "from typing import TYPE_CHECKING\nfrom lamostdb.io import a\n"
-           "if TYPE_CHECKING:\n    from lamostdb.catalog.commit import h\n")
+    _write(
+        tmp_path,
+        "lamostdb/catalog/store.py",
+        "from typing import TYPE_CHECKING\nfrom lamostdb.io import a\n"
+        "if TYPE_CHECKING:\n    from lamostdb.catalog.commit import h\n",
+    )
     _write(tmp_path, "lamostdb/catalog/commit.py", "from . import store\nfrom .store import x\n")
     arrows = import_arrows(tmp_path)
     assert back_arrows(arrows) == [
         "lamostdb/io/a.py:5: lamostdb.io.a (layer 1, io) imports lamostdb.catalog.store "
-        "(layer 4, catalog), a layer above it; move the shared code down or the importer up"]
+        "(layer 4, catalog), a layer above it; move the shared code down or the importer up"
+    ]
     # the back-arrow closes a second loop through io.a: one cycle of three modules
     assert cycle_report(arrows) == [
         "import cycle lamostdb.catalog.commit <-> lamostdb.catalog.store <-> lamostdb.io.a: "
         "lamostdb.catalog.commit -> lamostdb.catalog.store (lamostdb/catalog/commit.py:1); "
         "lamostdb.catalog.store -> lamostdb.catalog.commit (lamostdb/catalog/store.py:4); "
         "lamostdb.catalog.store -> lamostdb.io.a (lamostdb/catalog/store.py:2); "
-        "lamostdb.io.a -> lamostdb.catalog.store (lamostdb/io/a.py:5)"]
+        "lamostdb.io.a -> lamostdb.catalog.store (lamostdb/io/a.py:5)"
+    ]
     assert cycle_report(arrows, key=unit) == [
         "import cycle catalog <-> io: catalog -> io (lamostdb/catalog/store.py:2); "
-        "io -> catalog (lamostdb/io/a.py:5)"]
+        "io -> catalog (lamostdb/io/a.py:5)"
+    ]
     _write(tmp_path, "lamostdb/newroom/__init__.py", "import lamostdb.io.a\n")
     assert any("lamostdb.newroom is in no layer" in p for p in back_arrows(import_arrows(tmp_path)))

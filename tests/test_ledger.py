@@ -49,8 +49,9 @@ def _count(cat: Path, query: str) -> int:
         return int(c.sql(query).row(0)[0])
 
 
-def test_every_path_ends_in_one_outcome_and_the_counts_add_up(good: list[Path],
-                                                              tmp_path: Path) -> None:
+def test_every_path_ends_in_one_outcome_and_the_counts_add_up(
+    good: list[Path], tmp_path: Path
+) -> None:
     src = tmp_path / "in"
     src.mkdir()
     for f in good:
@@ -64,17 +65,27 @@ def test_every_path_ends_in_one_outcome_and_the_counts_add_up(good: list[Path],
     rep = _ingest(cat, src)
     assert rep.n_inputs == 10 == rep.n_accounted
     assert (rep.n_ingested, rep.n_duplicate_content, rep.n_quarantined, rep.n_skipped) == (
-        4, 1, 5, 0)
+        4,
+        1,
+        5,
+        0,
+    )
     got = _paths(cat)
     assert len(got) == 10
     assert {n for n, (o, _) in got.items() if o == "quarantined"} == {
-        "empty0.fits", "empty1.fits", "empty2.fits", "junk0.fits", "junk1.fits"}
+        "empty0.fits",
+        "empty1.fits",
+        "empty2.fits",
+        "junk0.fits",
+        "junk1.fits",
+    }
     assert all(r for n, (o, r) in got.items() if o == "quarantined")  # each with its reason
     # of two paths with the same bytes the first in path order is stored
     assert got["copy.fits"] == ("ingested", None)
     assert got[good[0].name][0] == "duplicate" and "copy.fits" in (got[good[0].name][1] or "")
     assert sorted(p for p, _ in rep.quarantined) == sorted(
-        str((src / n).resolve()) for n, (o, _) in got.items() if o == "quarantined")
+        str((src / n).resolve()) for n, (o, _) in got.items() if o == "quarantined"
+    )
     assert _count(cat, "SELECT count(*) FROM quarantine") == 2  # one row per content
     # nothing changed: every path is skipped without being read, and still counted
     again = _ingest(cat, src)
@@ -83,8 +94,11 @@ def test_every_path_ends_in_one_outcome_and_the_counts_add_up(good: list[Path],
 
 
 def test_an_unreadable_folder_is_reported_and_the_exit_status_says_so(
-        good: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    good: list[Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     src = tmp_path / "in"
     locked = src / "locked"
     locked.mkdir(parents=True)
@@ -114,8 +128,9 @@ def test_an_unreadable_folder_is_reported_and_the_exit_status_says_so(
     assert str(locked) in summary  # the run's JSON summary names it too (unreadable_dirs)
 
 
-def test_a_fixed_quarantined_file_clears_its_quarantine_row(good: list[Path],
-                                                            tmp_path: Path) -> None:
+def test_a_fixed_quarantined_file_clears_its_quarantine_row(
+    good: list[Path], tmp_path: Path
+) -> None:
     src = tmp_path / "in"
     src.mkdir()
     bad = src / "spec-fixed.fits"
@@ -131,8 +146,9 @@ def test_a_fixed_quarantined_file_clears_its_quarantine_row(good: list[Path],
     assert _paths(cat)["spec-fixed.fits"] == ("ingested", None)
 
 
-def test_touched_files_are_hashed_once_and_a_new_inode_is_noticed(good: list[Path],
-                                                                  tmp_path: Path) -> None:
+def test_touched_files_are_hashed_once_and_a_new_inode_is_noticed(
+    good: list[Path], tmp_path: Path
+) -> None:
     src = tmp_path / "in"
     src.mkdir()
     files = [Path(shutil.copy2(f, src / f.name)) for f in good]
@@ -145,8 +161,9 @@ def test_touched_files_are_hashed_once_and_a_new_inode_is_noticed(good: list[Pat
     assert touched.skipped == [(str(files[0].resolve()), "content unchanged")]
     assert touched.n_accounted == 4 and touched.n_ingested == 0
     with lamostdb.open(cat) as c:
-        mtime = c.sql("SELECT mtime_ns FROM ingest_paths WHERE path = $p",
-                      {"p": str(files[0].resolve())}).row(0)[0]
+        mtime = c.sql(
+            "SELECT mtime_ns FROM ingest_paths WHERE path = $p", {"p": str(files[0].resolve())}
+        ).row(0)[0]
     assert mtime == st.st_mtime_ns + 5_000_000_000  # the new stat triple is stored
     assert _ingest(cat, src).bytes_read == 0  # ... so the next run does not read it again
     # same size and mtime, another inode (a file replaced by a copy): read again
@@ -161,8 +178,7 @@ def test_touched_files_are_hashed_once_and_a_new_inode_is_noticed(good: list[Pat
     assert _paths(cat)[files[1].name] == ("ingested", None)  # its outcome is kept
 
 
-def test_redelivered_original_bytes_become_current_again(good: list[Path],
-                                                         tmp_path: Path) -> None:
+def test_redelivered_original_bytes_become_current_again(good: list[Path], tmp_path: Path) -> None:
     original = good[1]
     changed = tmp_path / "changed" / original.name
     changed.parent.mkdir()
@@ -179,16 +195,21 @@ def test_redelivered_original_bytes_become_current_again(good: list[Path],
     r3 = _ingest(cat, again)
     assert (r3.n_ingested, r3.n_restored_versions, r3.n_rows_written) == (1, 1, 0)
     with lamostdb.open(cat) as c:
-        versions = c.sql("SELECT version, current, superseded_by_run FROM spectrum_versions "
-                         "ORDER BY version").rows()
+        versions = c.sql(
+            "SELECT version, current, superseded_by_run FROM spectrum_versions ORDER BY version"
+        ).rows()
         current = c.sql("SELECT source_path FROM spectra").rows()
     assert versions == [(1, True, None), (2, False, r3.run_id)]
     assert current == [(str(original.resolve()),)]  # the stored row of version 1
     with lamostdb.open(cat) as c:
-        rows = dict(c.sql("SELECT path, outcome || ': ' || coalesce(reason, '') "
-                          "FROM ingest_paths").rows())
-    assert rows == {str(original.resolve()): "ingested: ", str(changed.resolve()): "ingested: ",
-                    str(again.resolve()): "ingested: re-delivery: version 1 made current again"}
+        rows = dict(
+            c.sql("SELECT path, outcome || ': ' || coalesce(reason, '') FROM ingest_paths").rows()
+        )
+    assert rows == {
+        str(original.resolve()): "ingested: ",
+        str(changed.resolve()): "ingested: ",
+        str(again.resolve()): "ingested: re-delivery: version 1 made current again",
+    }
     # the changed bytes delivered again make version 2 current once more
     again2 = tmp_path / "again2" / original.name
     again2.parent.mkdir()
@@ -233,7 +254,8 @@ def test_the_night_summary_lists_every_quarantined_path(good: list[Path], tmp_pa
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_a_file_that_kills_its_reader_is_quarantined_and_the_night_goes_on(
-        good: list[Path], tmp_path: Path) -> None:
+    good: list[Path], tmp_path: Path
+) -> None:
     """A worker killed by a signal while reading one file (here SIGKILL, injected at that
     file): ingest exits 0, that file is quarantined saying so, every other file of its chunk
     and of the night is ingested, and no worker is left behind."""
@@ -248,22 +270,52 @@ def test_a_file_that_kills_its_reader_is_quarantined_and_the_night_goes_on(
     cat = tmp_path / "cat"
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAMOSTDB_FAULT")}
     env |= {"LAMOSTDB_FAULT": f"ingest:read:{victim}", "LAMOSTDB_FAULT_ACTION": "kill"}
-    proc = subprocess.run([sys.executable, "-m", "lamostdb.cli", "ingest", str(cat), str(src),
-                           "--workers", "2", "--chunk-size", "2", "--quiet"],
-                          env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lamostdb.cli",
+            "ingest",
+            str(cat),
+            str(src),
+            "--workers",
+            "2",
+            "--chunk-size",
+            "2",
+            "--quiet",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     got = _paths(cat)
     assert got[victim][0] == "quarantined"
     assert "reading process died" in (got[victim][1] or "")
     assert sorted(n for n, (o, _) in got.items() if o == "ingested") == sorted(
-        f.name for f in good if f.name != victim)
+        f.name for f in good if f.name != victim
+    )
     assert _count(cat, "SELECT count(*) FROM spectra") == len(good) - 1
     assert not (cat / "_staging").exists() or not any((cat / "_staging").rglob("*"))
     # without the fault the same file reads fine, and replaces its quarantine row
-    again = subprocess.run([sys.executable, "-m", "lamostdb.cli", "ingest", str(cat), str(src),
-                            "--workers", "2", "--quiet"],
-                           env={k: v for k, v in env.items() if not k.startswith("LAMOSTDB_FAULT")},
-                           capture_output=True, text=True, timeout=300)
+    again = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lamostdb.cli",
+            "ingest",
+            str(cat),
+            str(src),
+            "--workers",
+            "2",
+            "--quiet",
+        ],
+        env={k: v for k, v in env.items() if not k.startswith("LAMOSTDB_FAULT")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert again.returncode == 0, again.stderr
     assert _count(cat, "SELECT count(*) FROM spectra") == len(good)
     assert _count(cat, "SELECT count(*) FROM quarantine") == 0

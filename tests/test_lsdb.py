@@ -48,8 +48,9 @@ RADIUS_ARCSEC = 3.0
 def _without_proper_motion(src: Path, dst: Path) -> None:
     gaia = pq.read_table(src)
     for name in ("pmra", "pmdec"):
-        gaia = gaia.set_column(gaia.schema.get_field_index(name), name,
-                               pa.nulls(gaia.num_rows, pa.float64()))
+        gaia = gaia.set_column(
+            gaia.schema.get_field_index(name), name, pa.nulls(gaia.num_rows, pa.float64())
+        )
     pq.write_table(gaia, dst)
 
 
@@ -61,17 +62,30 @@ def _hats_import_gaia(src: Path, out: Path) -> tuple[Path, Path]:
     from hats_import.pipeline import pipeline_with_client
 
     # partitions finer than the catalogue's, and of several orders
-    args = ImportArguments(output_artifact_name="gaia", output_path=out, input_file_list=[src],
-                           file_reader="parquet", ra_column="ra", dec_column="dec",
-                           pixel_threshold=1500, highest_healpix_order=9,
-                           progress_bar=False, resume=False)
-    with Client(n_workers=1, threads_per_worker=1, processes=False,
-                dashboard_address=":0", silence_logs=40) as client:
+    args = ImportArguments(
+        output_artifact_name="gaia",
+        output_path=out,
+        input_file_list=[src],
+        file_reader="parquet",
+        ra_column="ra",
+        dec_column="dec",
+        pixel_threshold=1500,
+        highest_healpix_order=9,
+        progress_bar=False,
+        resume=False,
+    )
+    with Client(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0", silence_logs=40
+    ) as client:
         pipeline_with_client(args, client)
-        margin = MarginCacheArguments(input_catalog_path=out / "gaia", output_path=out,
-                                      output_artifact_name="gaia_margin",
-                                      margin_threshold=2 * RADIUS_ARCSEC,
-                                      progress_bar=False, resume=False)
+        margin = MarginCacheArguments(
+            input_catalog_path=out / "gaia",
+            output_path=out,
+            output_artifact_name="gaia_margin",
+            margin_threshold=2 * RADIUS_ARCSEC,
+            progress_bar=False,
+            resume=False,
+        )
         with warnings.catch_warnings():
             # hats-import's margin step looks for partition_info.csv before writing it
             warnings.filterwarnings("ignore", "Computing partitions from catalog parquet")
@@ -88,8 +102,9 @@ def night(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     cat_path = work / "cat"
     # order-7 partitions (27'): several leaves, spectra near their edges
     Catalog.create(cat_path, partition_order=7).close()
-    summary = run_nightly(cat_path, work / "night",
-                          NightlyOptions(workers=1, gaia_files=(gaia,), progress=False))
+    summary = run_nightly(
+        cat_path, work / "night", NightlyOptions(workers=1, gaia_files=(gaia,), progress=False)
+    )
     assert summary.night.n_classified == 24
     with Catalog(cat_path, mode="w") as cat:
         xmatch(cat, rerun=True, progress=False)  # a second run of every spectrum
@@ -99,8 +114,14 @@ def night(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     with Catalog(cat_path, mode="w") as cat:
         assign_ids(cat, progress=False)  # a second ids run
     gaia_hats, gaia_margin = _hats_import_gaia(gaia, work / "hats")
-    return {"work": work, "cat": cat_path, "withdrawn": withdrawn, "gaia_hats": gaia_hats,
-            "gaia_margin": gaia_margin, "current": work / "current"}
+    return {
+        "work": work,
+        "cat": cat_path,
+        "withdrawn": withdrawn,
+        "gaia_hats": gaia_hats,
+        "gaia_margin": gaia_margin,
+        "current": work / "current",
+    }
 
 
 def _arrow(df: pd.DataFrame, table: str) -> pa.Table:
@@ -158,8 +179,9 @@ def test_current_tables_give_what_the_views_show(night: dict[str, Any]) -> None:
 
 
 @pytest.mark.slow
-def test_refresh_replaces_and_the_catalogue_folder_is_refused(night: dict[str, Any],
-                                                              tmp_path: Path) -> None:
+def test_refresh_replaces_and_the_catalogue_folder_is_refused(
+    night: dict[str, Any], tmp_path: Path
+) -> None:
     with lamostdb.open(night["cat"]) as cat:
         first = write_current_hats(cat, tmp_path, tables=["results"])[0]
         again = write_current_hats(cat, tmp_path, tables=["results"])[0]
@@ -173,8 +195,11 @@ def test_refresh_replaces_and_the_catalogue_folder_is_refused(night: dict[str, A
 
 def _readme_example() -> str:
     text = NOTES.read_text()
-    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
-              if "lsdb.read_hats(current" in b]
+    blocks = [
+        b
+        for b in re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+        if "lsdb.read_hats(current" in b
+    ]
     assert len(blocks) == 1, f"{NOTES}: expected one LSDB cross-match example"
     return blocks[0]
 
@@ -182,15 +207,20 @@ def _readme_example() -> str:
 @pytest.mark.slow
 def test_readme_example_crossmatch_is_ours(night: dict[str, Any]) -> None:
     """The README's LSDB cross-match gives the best Gaia counterparts of ``lamostdb xmatch``."""
-    scope: dict[str, Any] = {"catalogue": night["cat"], "current": night["current"],
-                             "gaia_hats": night["gaia_hats"],
-                             "gaia_margin": night["gaia_margin"]}
+    scope: dict[str, Any] = {
+        "catalogue": night["cat"],
+        "current": night["current"],
+        "gaia_hats": night["gaia_hats"],
+        "gaia_margin": night["gaia_margin"],
+    }
     exec(compile(_readme_example(), str(NOTES), "exec"), scope)
     best: pd.DataFrame = scope["best"]
     theirs = dict(zip(best["specid"], best["source_id"].astype("int64"), strict=True))
     with lamostdb.open(night["cat"]) as cat:
-        ours_df = cat.sql("SELECT specid, gaia_source_id, gaia_sep_arcsec FROM xmatch "
-                          "WHERE gaia_source_id IS NOT NULL")
+        ours_df = cat.sql(
+            "SELECT specid, gaia_source_id, gaia_sep_arcsec FROM xmatch "
+            "WHERE gaia_source_id IS NOT NULL"
+        )
         n_current = cat.sql("SELECT count(*) AS n FROM spectra")["n"][0]
     ours = dict(zip(ours_df["specid"], ours_df["gaia_source_id"], strict=True))
     assert len(ours) >= n_current // 2  # galaxies and quasars may have none
@@ -204,17 +234,20 @@ def test_rows_go_to_the_leaf_that_holds_them_whatever_its_order() -> None:
     # leaves of three orders, as an adaptive partitioning leaves them: pixel 5 at order 3;
     # its neighbour 6 split into its children 24-27 at order 4, and 27 split again at order 5
     leaves = {3: {5}, 4: {24, 25, 26}, 5: {108, 109, 110, 111}}
-    hp29 = np.sort(np.concatenate([
-        (np.int64(5) << np.int64(2 * 26)) + np.arange(0, 4 << 40, 1 << 40),      # order 3
-        (np.int64(24) << np.int64(2 * 25)) + np.arange(3),                         # order 4
-        (np.int64(26) << np.int64(2 * 25)) + np.arange(2),                         # order 4
-        (np.int64(109) << np.int64(2 * 24)) + np.arange(5),                        # order 5
-        (np.int64(111) << np.int64(2 * 24)) + np.arange(1),                        # order 5
-    ]))
+    hp29 = np.sort(
+        np.concatenate(
+            [
+                (np.int64(5) << np.int64(2 * 26)) + np.arange(0, 4 << 40, 1 << 40),  # order 3
+                (np.int64(24) << np.int64(2 * 25)) + np.arange(3),  # order 4
+                (np.int64(26) << np.int64(2 * 25)) + np.arange(2),  # order 4
+                (np.int64(109) << np.int64(2 * 24)) + np.arange(5),  # order 5
+                (np.int64(111) << np.int64(2 * 24)) + np.arange(1),  # order 5
+            ]
+        )
+    )
     table = pa.table({"_healpix_29": hp29, "i": np.arange(hp29.size)})
     batches = iter(table.to_batches(max_chunksize=3))  # leaves cross batch boundaries
     runs = list(leaf_runs(batches, leaves, default_order=3))
     got = [(key, run.column("i").to_pylist()) for key, run in runs]
     assert [key for key, _ in got] == [(3, 5), (4, 24), (4, 26), (5, 109), (5, 111)]
-    assert [ids for _, ids in got] == [[0, 1, 2, 3], [4, 5, 6], [7, 8], [9, 10, 11, 12, 13],
-                                       [14]]
+    assert [ids for _, ids in got] == [[0, 1, 2, 3], [4, 5, 6], [7, 8], [9, 10, 11, 12, 13], [14]]

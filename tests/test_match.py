@@ -37,16 +37,21 @@ def test_star_kernel_equals_direct_least_squares(engine) -> None:
     flux = rng.normal(100, 10, (2, p))
     ivar = rng.uniform(0.5, 2.0, (2, p))
     ivar[:, 1000:1050] = 0
-    chi2, _ = _star_chi2(flux, ivar, st.tpl_bins[:, :, cols], st.tpl2_bins[:, :, cols],
-                         st.bin_index, engine.basis.vectors)
+    chi2, _ = _star_chi2(
+        flux,
+        ivar,
+        st.tpl_bins[:, :, cols],
+        st.tpl2_bins[:, :, cols],
+        st.bin_index,
+        engine.basis.vectors,
+    )
     per_pixel = engine.basis.per_pixel()  # (K, P)
     for c_i, col in enumerate(cols):
         tpl = np.zeros(p + 1)
         tpl[st.bin_index.ravel()] = st.tpl_bins[:, :, col].ravel()
         design = (tpl[:p][None, :] * per_pixel).T
         for s in range(2):
-            assert chi2[s, c_i] == pytest.approx(_lstsq_chi2(design, flux[s], ivar[s]),
-                                                 rel=1e-5)
+            assert chi2[s, c_i] == pytest.approx(_lstsq_chi2(design, flux[s], ivar[s]), rel=1e-5)
 
 
 @pytest.mark.parametrize("objclass", ["GALAXY", "QSO"])
@@ -56,8 +61,9 @@ def test_eigen_fft_correlations_equal_direct_least_squares(engine, objclass: str
     p = engine.grid.npix
     flux = rng.normal(10, 1, (2, p))
     ivar = rng.uniform(0.5, 2.0, (2, p))
-    m_all, b_all = eigen_chi2_all(flux, ivar, engine.obs_funcs, block.design, block.rest_fft,
-                                  block.nfft, block.m_range)
+    m_all, b_all = eigen_chi2_all(
+        flux, ivar, engine.obs_funcs, block.design, block.rest_fft, block.nfft, block.m_range
+    )
     wff = np.einsum("sp,sp->s", ivar * flux, flux)
     n_l = m_all.shape[1]
     idx = np.array([[0, n_l // 3, n_l - 1]] * 2)
@@ -68,7 +74,7 @@ def test_eigen_fft_correlations_equal_direct_least_squares(engine, objclass: str
             m = block.m_range[0] + l_i
             cols = []
             for r, o in zip(block.design.rest, block.design.obs, strict=True):
-                rest = ones if r < 0 else block.vectors[r, m:m + p]
+                rest = ones if r < 0 else block.vectors[r, m : m + p]
                 obs = ones if o < 0 else engine.obs_funcs[o]
                 cols.append(rest * obs)
             design = np.array(cols).T
@@ -100,8 +106,9 @@ def _injected_stars(engine) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[st
     v_true = np.array([-120.0, 35.0, 210.0, -15.0])
     flux = np.empty((len(names), p))
     for i, (n, v) in enumerate(zip(names, v_true, strict=True)):
-        model = np.interp(obs_loglam - np.log10(1 + v / C_KMS), rest_loglam,
-                          ts.vectors[ts.names.index(n)])
+        model = np.interp(
+            obs_loglam - np.log10(1 + v / C_KMS), rest_loglam, ts.vectors[ts.names.index(n)]
+        )
         flux[i] = model / np.median(model) * 100 * _distort(p, rng)
     sigma = flux / 40.0  # S/N 40 per pixel
     noisy = flux + rng.normal(size=flux.shape) * sigma
@@ -143,8 +150,9 @@ def test_star_injection_with_the_default_library(engine) -> None:
         assert subclass_distance(subclass_of_template(n), subs[t]) <= 5, (n, subs[t])
 
 
-@pytest.mark.parametrize(("objclass", "z_true"), [("GALAXY", 0.1234), ("GALAXY", 0.4711),
-                                                   ("QSO", 1.234), ("QSO", 3.05)])
+@pytest.mark.parametrize(
+    ("objclass", "z_true"), [("GALAXY", 0.1234), ("GALAXY", 0.4711), ("QSO", 1.234), ("QSO", 3.05)]
+)
 def test_eigen_injection_recovery(engine, objclass: str, z_true: float) -> None:
     ts = load_default_templates()[objclass]
     p = engine.grid.npix
@@ -156,8 +164,9 @@ def test_eigen_injection_recovery(engine, objclass: str, z_true: float) -> None:
     model = model / np.median(np.abs(model)) * 20
     rng = np.random.default_rng(6)
     sigma = np.full(p, np.median(np.abs(model)) / 15)
-    fit = fit_spectra((model + rng.normal(size=p) * sigma)[None], (1 / sigma**2)[None],
-                      engine=engine)
+    fit = fit_spectra(
+        (model + rng.normal(size=p) * sigma)[None], (1 / sigma**2)[None], engine=engine
+    )
     assert CLASS_CODES[fit.objclass[0, 0]] == objclass
     assert abs(fit.z[0, 0] - z_true) / (1 + z_true) < 2e-4
     assert 0 < fit.z_err[0, 0] < 1e-3

@@ -34,19 +34,37 @@ from lamostdb.sim import simulate_night
 N_SPECTRA = 10
 OPTIONS = NightlyOptions(workers=1, refcat_from_night=True, progress=False)
 #: Columns that name a run or a time: different in every run, excluded from comparisons.
-RUN_COLUMNS = {"ingest_run", "run_id", "xmatch_run_id", "superseded_by_run", "ingested_at",
-               "quarantined_at", "checked_at"}
+RUN_COLUMNS = {
+    "ingest_run",
+    "run_id",
+    "xmatch_run_id",
+    "superseded_by_run",
+    "ingested_at",
+    "quarantined_at",
+    "checked_at",
+}
 #: Every table and view whose content must not depend on crashes, with its row key.
 TABLES = {
-    "spectra_history": ("specid", "source_sha256"), "spectra": ("specid",),
-    "quarantine": ("path",), "ingest_ledger": ("sha256",), "ingest_paths": ("path",),
+    "spectra_history": ("specid", "source_sha256"),
+    "spectra": ("specid",),
+    "quarantine": ("path",),
+    "ingest_ledger": ("sha256",),
+    "ingest_paths": ("path",),
     "spectrum_versions": ("specid", "version"),
-    "results_history": ("specid",), "results": ("specid",),
-    "candidates_history": ("specid", "rank"), "candidates": ("specid", "rank"),
-    "gaia": ("source_id",), "ps1": ("objID",), "refcat_ledger": ("sha256", "kind"),
-    "xmatch_history": ("specid",), "xmatch": ("specid",),
-    "objects_history": ("specid",), "objects": ("specid",), "uid_aliases": ("old_uid", "uid"),
-    "lrs": ("specid",), "mec": ("uid",),
+    "results_history": ("specid",),
+    "results": ("specid",),
+    "candidates_history": ("specid", "rank"),
+    "candidates": ("specid", "rank"),
+    "gaia": ("source_id",),
+    "ps1": ("objID",),
+    "refcat_ledger": ("sha256", "kind"),
+    "xmatch_history": ("specid",),
+    "xmatch": ("specid",),
+    "objects_history": ("specid",),
+    "objects": ("specid",),
+    "uid_aliases": ("old_uid", "uid"),
+    "lrs": ("specid",),
+    "mec": ("uid",),
 }
 
 
@@ -58,10 +76,14 @@ def snapshot(path: Path) -> dict[str, pl.DataFrame]:
             df = cat.sql(f"SELECT * FROM {name}")  # names from the fixed list above
             out[name] = df.drop([c for c in df.columns if c in RUN_COLUMNS]).sort(key)
         # each stage committed exactly once per table: nothing redone, nothing duplicated
-        out["files"] = cat.sql("SELECT table_name, sum(n_rows) AS n_rows, count(*) AS n_files "
-                               "FROM files GROUP BY ALL ORDER BY table_name")
-        out["runs"] = cat.sql("SELECT stage, count(*) AS n FROM runs WHERE state = 'committed' "
-                              "AND stage <> 'nightly' GROUP BY ALL ORDER BY stage")
+        out["files"] = cat.sql(
+            "SELECT table_name, sum(n_rows) AS n_rows, count(*) AS n_files "
+            "FROM files GROUP BY ALL ORDER BY table_name"
+        )
+        out["runs"] = cat.sql(
+            "SELECT stage, count(*) AS n FROM runs WHERE state = 'committed' "
+            "AND stage <> 'nightly' GROUP BY ALL ORDER BY stage"
+        )
     return out
 
 
@@ -72,16 +94,21 @@ def assert_same_content(path: Path, reference: dict[str, pl.DataFrame]) -> None:
         try:
             assert_frame_equal(got[name], ref, check_exact=True)
         except AssertionError as exc:
-            raise AssertionError(f"table {name} differs from the uninterrupted run: {exc}"
-                                 ) from None
+            raise AssertionError(
+                f"table {name} differs from the uninterrupted run: {exc}"
+            ) from None
     # staging debris of crashed runs is gone (stages leave the empty _staging folder)
     assert [p for p in (path / "_staging").rglob("*") if p.is_file()] == []
     with Catalog(path) as cat:
         listed = {str(p) for (p,) in cat.con.execute("SELECT path FROM files").fetchall()}
-        n_open = cat.con.execute("SELECT count(*) FROM runs WHERE state = 'committing'"
-                                 ).fetchall()[0][0]
-    on_disk = {str(p.relative_to(path)) for p in path.glob("*/dataset/**/*.parquet")
-               if p.name.startswith("part-")}
+        n_open = cat.con.execute("SELECT count(*) FROM runs WHERE state = 'committing'").fetchall()[
+            0
+        ][0]
+    on_disk = {
+        str(p.relative_to(path))
+        for p in path.glob("*/dataset/**/*.parquet")
+        if p.name.startswith("part-")
+    }
     assert on_disk == listed, "Parquet files on disk that the catalogue does not list"
     assert n_open == 0
 
@@ -104,8 +131,9 @@ def night(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def reference(night: Path, tmp_path_factory: pytest.TempPathFactory
-              ) -> tuple[Path, NightlySummary, dict[str, pl.DataFrame]]:
+def reference(
+    night: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, NightlySummary, dict[str, pl.DataFrame]]:
     """One uninterrupted nightly run: its catalogue, summary and content."""
     path = tmp_path_factory.mktemp("reference") / "cat"
     summary = run_nightly(path, night, OPTIONS)
@@ -113,7 +141,8 @@ def reference(night: Path, tmp_path_factory: pytest.TempPathFactory
 
 
 def test_one_run_does_every_stage_and_summarises_the_night(
-        night: Path, reference: tuple[Path, NightlySummary, dict[str, pl.DataFrame]]) -> None:
+    night: Path, reference: tuple[Path, NightlySummary, dict[str, pl.DataFrame]]
+) -> None:
     path, summary, content = reference
     assert [s.name for s in summary.stages] == list(STAGES)
     assert summary.n_new_spectra == N_SPECTRA and summary.n_new_quarantined == 1
@@ -121,8 +150,13 @@ def test_one_run_does_every_stage_and_summarises_the_night(
     assert summary.n_ids_written == N_SPECTRA and not summary.nothing_new
     assert summary.n_reference_rows_added == content["gaia"].height + content["ps1"].height
     state = summary.night
-    assert (state.n_files, state.n_spectra, state.n_classified, state.n_matched,
-            state.n_identified) == (N_SPECTRA + 1,) + (N_SPECTRA,) * 4
+    assert (
+        state.n_files,
+        state.n_spectra,
+        state.n_classified,
+        state.n_matched,
+        state.n_identified,
+    ) == (N_SPECTRA + 1,) + (N_SPECTRA,) * 4
     expected = dict(content["results"]["class"].value_counts().iter_rows())
     assert state.classes == expected and sum(expected.values()) == N_SPECTRA
     damaged = str(night.resolve() / "spectra" / "spec-damaged.fits")
@@ -144,17 +178,20 @@ def test_one_run_does_every_stage_and_summarises_the_night(
 
 
 def test_second_run_does_nothing_and_says_so(
-        night: Path, reference: tuple[Path, NightlySummary, dict[str, pl.DataFrame]],
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    night: Path,
+    reference: tuple[Path, NightlySummary, dict[str, pl.DataFrame]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     path = tmp_path / "cat"
     shutil.copytree(reference[0], path)
-    rc = main(["nightly", str(path), str(night), "--workers", "1", "--refcat-from-night",
-               "--quiet"])
+    rc = main(
+        ["nightly", str(path), str(night), "--workers", "1", "--refcat-from-night", "--quiet"]
+    )
     out = capsys.readouterr().out
     assert rc == 0
     assert "nothing new" in out and "(0 new spectra, 0 fitted)" in out
-    assert "classes: " + ", ".join(f"{k} {v}" for k, v in reference[1].night.classes.items()) \
-        in out
+    assert "classes: " + ", ".join(f"{k} {v}" for k, v in reference[1].night.classes.items()) in out
     assert "spec-damaged.fits: not a FITS file" in out
     rc = main(["nightly", str(path), str(night), "--workers", "1", "--quiet", "--json"])
     again = json.loads(capsys.readouterr().out)
@@ -171,9 +208,12 @@ def test_second_run_does_nothing_and_says_so(
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("stage", STAGES)
 def test_exception_at_every_commit_step_of_a_stage_then_resume(
-        stage: str, night: Path,
-        reference: tuple[Path, NightlySummary, dict[str, pl.DataFrame]],
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    stage: str,
+    night: Path,
+    reference: tuple[Path, NightlySummary, dict[str, pl.DataFrame]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A stage that raises at each step of its commit in turn; the next run finishes it."""
     path = tmp_path / "cat"
     monkeypatch.setenv("LAMOSTDB_FAULT_ACTION", "raise")
@@ -192,21 +232,38 @@ def test_exception_at_every_commit_step_of_a_stage_then_resume(
     assert_same_content(path, reference[2])
 
 
-def cli(path: Path, night: Path, fault_at: str | None = None, action: str = "exit",
-        *extra: str) -> subprocess.CompletedProcess[str]:
+def cli(
+    path: Path, night: Path, fault_at: str | None = None, action: str = "exit", *extra: str
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAMOSTDB_FAULT")}
     if fault_at:
         env |= {"LAMOSTDB_FAULT": fault_at, "LAMOSTDB_FAULT_ACTION": action}
-    return subprocess.run([sys.executable, "-m", "lamostdb.cli", "nightly", str(path),
-                           str(night), "--workers", "1", "--refcat-from-night", "--quiet",
-                           *extra], env=env, capture_output=True, text=True, timeout=240)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lamostdb.cli",
+            "nightly",
+            str(path),
+            str(night),
+            "--workers",
+            "1",
+            "--refcat-from-night",
+            "--quiet",
+            *extra,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_killed_processes_at_each_stage_boundary_then_resume(
-        night: Path, reference: tuple[Path, NightlySummary, dict[str, pl.DataFrame]],
-        tmp_path: Path) -> None:
+    night: Path, reference: tuple[Path, NightlySummary, dict[str, pl.DataFrame]], tmp_path: Path
+) -> None:
     """Real processes: SIGKILL after every stage, os._exit inside classify's commit."""
     path = tmp_path / "cat"
     done: list[str] = []
@@ -219,8 +276,9 @@ def test_killed_processes_at_each_stage_boundary_then_resume(
             done.append(point.removeprefix("nightly:after_"))
         runs = committed_runs(path)
         # exactly the stages before the boundary are in, each once (refcat: gaia and ps1)
-        assert {s: runs[s] for s in STAGES} == {s: (2 if s == "refcat" else 1) * (s in done)
-                                                for s in STAGES}, point
+        assert {s: runs[s] for s in STAGES} == {
+            s: (2 if s == "refcat" else 1) * (s in done) for s in STAGES
+        }, point
     proc = cli(path, night, None, "exit", "--json")
     assert proc.returncode == 0, proc.stderr
     final = json.loads(proc.stdout)
@@ -243,7 +301,8 @@ def test_fault_points_match_only_their_stage(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_night_counts_cover_only_that_night(
-        reference: tuple[Path, NightlySummary, dict[str, pl.DataFrame]], tmp_path: Path) -> None:
+    reference: tuple[Path, NightlySummary, dict[str, pl.DataFrame]], tmp_path: Path
+) -> None:
     path = tmp_path / "cat"
     shutil.copytree(reference[0], path)
     night2 = tmp_path / "night2"
@@ -259,8 +318,9 @@ def test_night_counts_cover_only_that_night(
     assert n_objects == N_SPECTRA + n2  # ids covers every night, the summary this night
 
 
-def test_unusable_night_folders_are_clear_errors(night: Path, tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_unusable_night_folders_are_clear_errors(
+    night: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cat = tmp_path / "cat"
     with pytest.raises(NightlyError, match="no such folder"):
         run_nightly(cat, tmp_path / "missing", OPTIONS)
@@ -281,7 +341,8 @@ def test_unusable_night_folders_are_clear_errors(night: Path, tmp_path: Path,
 
 
 def test_a_catalogue_held_by_another_writer_is_a_clear_error(
-        night: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    night: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "cat"
     Catalog.create(path).close()
     with open(path / ".lock", "a+") as fh:  # what a writing stage holds
@@ -289,9 +350,16 @@ def test_a_catalogue_held_by_another_writer_is_a_clear_error(
         with pytest.raises(CatalogError, match="locked by another writing process"):
             run_nightly(path, night, OPTIONS)
     holder = subprocess.Popen(  # another process with the catalogue open for writing
-        [sys.executable, "-c", "import sys; from lamostdb.catalog.store import Catalog; "
-         f"c = Catalog({str(path)!r}, mode='w'); print('open', flush=True); sys.stdin.read()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys; from lamostdb.catalog.store import Catalog; "
+            f"c = Catalog({str(path)!r}, mode='w'); print('open', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
         assert main(["nightly", str(path), str(night), "--quiet"]) == 2
@@ -318,7 +386,8 @@ def _running_in_group(pgid: int) -> list[int]:
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("delays", [(2.5, 6.0)])  # in ingest, in classify (roughly)
 def test_sigkill_of_nightly_with_workers_leaves_no_worker_and_no_stray_file(
-        night: Path, tmp_path: Path, delays: tuple[float, ...]) -> None:
+    night: Path, tmp_path: Path, delays: tuple[float, ...]
+) -> None:
     """kill -9 of the nightly process alone (not its workers) at several moments: its
     workers die with it, the rerun cleans staging after they are gone, nothing is written
     into staging afterwards, and the tables are those of an uninterrupted run.
@@ -328,20 +397,33 @@ def test_sigkill_of_nightly_with_workers_leaves_no_worker_and_no_stray_file(
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAMOSTDB_FAULT")}
     args = ["--workers", "2", "--chunk-size", "2", "--refcat-from-night", "--quiet"]
     # the reference with the same options (one BLAS thread per worker: last digits differ)
-    subprocess.run([sys.executable, "-m", "lamostdb.cli", "nightly", str(tmp_path / "ref"),
-                    str(night), *args], env=env, check=True, capture_output=True, timeout=240)
+    subprocess.run(
+        [sys.executable, "-m", "lamostdb.cli", "nightly", str(tmp_path / "ref"), str(night), *args],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=240,
+    )
     reference = snapshot(tmp_path / "ref")
     for i, delay in enumerate(delays):
         path = tmp_path / f"cat{i}"
-        proc = subprocess.Popen([sys.executable, "-m", "lamostdb.cli", "nightly", str(path),
-                                 str(night), *args], env=env, start_new_session=True,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lamostdb.cli", "nightly", str(path), str(night), *args],
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(delay)
         os.kill(proc.pid, signal.SIGKILL)  # the stage process only: workers are its business
         proc.wait()
-        rerun = subprocess.run([sys.executable, "-m", "lamostdb.cli", "nightly", str(path),
-                                str(night), *args], env=env, capture_output=True, text=True,
-                               timeout=240)
+        rerun = subprocess.run(
+            [sys.executable, "-m", "lamostdb.cli", "nightly", str(path), str(night), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
         assert rerun.returncode == 0, rerun.stderr
         time.sleep(2.0)  # a surviving worker would write its staged files by now
         assert _running_in_group(proc.pid) == [], f"workers outlived the kill at {delay} s"

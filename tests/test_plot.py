@@ -47,11 +47,10 @@ COPY_SPECID = f"60591-LN042429N340750BM01_sp01-{COPY_FIBERID:03d}"
 
 def with_fiberid(fits_bytes: bytes, fiberid: int) -> bytes:
     """The same FITS file with the FIBERID card's value replaced (every other byte kept)."""
-    start = next(i for i in range(0, len(fits_bytes), 80)
-                 if fits_bytes[i:i + 8] == b"FIBERID ")
-    card = fits_bytes[start:start + 80]
+    start = next(i for i in range(0, len(fits_bytes), 80) if fits_bytes[i : i + 8] == b"FIBERID ")
+    card = fits_bytes[start : start + 80]
     value = f"{fiberid:>20d}".encode()  # fixed-format integer: columns 11-30
-    return fits_bytes[:start] + card[:10] + value + card[30:] + fits_bytes[start + 80:]
+    return fits_bytes[:start] + card[:10] + value + card[30:] + fits_bytes[start + 80 :]
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +67,10 @@ def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
     copy.write_bytes(with_fiberid(gzip.decompress(src.read_bytes()), COPY_FIBERID))
     with Catalog(cat, mode="w") as c:
         ingest(c, [work / "extra"], workers=1, progress=False)
-        assert c.sql("SELECT count(*) AS n FROM spectra WHERE obsid = $o",
-                     {"o": SHARED_OBSID})["n"][0] == 2
+        assert (
+            c.sql("SELECT count(*) AS n FROM spectra WHERE obsid = $o", {"o": SHARED_OBSID})["n"][0]
+            == 2
+        )
     return cat
 
 
@@ -89,11 +90,14 @@ def result_row(cat: Path, obsid: int) -> dict[str, Any]:
 
 def span_ranges(collection: Any) -> list[tuple[float, float]]:
     """x extent of every rectangle of a PolyCollection (data coordinates)."""
-    return [(float(p.vertices[:, 0].min()), float(p.vertices[:, 0].max()))
-            for p in collection.get_paths()]
+    return [
+        (float(p.vertices[:, 0].min()), float(p.vertices[:, 0].max()))
+        for p in collection.get_paths()
+    ]
 
 
 # -- the PNG file -------------------------------------------------------------------------------
+
 
 def test_png_is_written_with_the_figure_size(catalog: Path, tmp_path: Path) -> None:
     import matplotlib.image
@@ -113,7 +117,8 @@ def test_png_is_written_with_the_figure_size(catalog: Path, tmp_path: Path) -> N
 
 
 def test_default_file_name_is_the_obsid_or_the_specid(
-        catalog: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    catalog: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     written = write_spectrum_png(catalog, specid=MASKED_SPECID)  # a spectrum without obsid
     assert written.path == Path(f"{MASKED_SPECID}.png") and written.data.record.obsid is None
@@ -122,14 +127,16 @@ def test_default_file_name_is_the_obsid_or_the_specid(
 
 # -- what the figure shows ----------------------------------------------------------------------
 
+
 def test_model_line_is_the_engine_model_of_the_stored_spectrum(catalog: Path) -> None:
     fig = spectrum_figure(catalog, STAR_OBSID)
     ax = fig.axes[0]
     engine = get_engine()
     # the model as classify computes it: the batch path from the spectra table
     with lamostdb.open(catalog) as c:
-        df = c.sql(f"SELECT {', '.join(ENGINE_COLUMNS)} FROM spectra WHERE obsid = $o",
-                   {"o": STAR_OBSID})
+        df = c.sql(
+            f"SELECT {', '.join(ENGINE_COLUMNS)} FROM spectra WHERE obsid = $o", {"o": STAR_OBSID}
+        )
     flux, ivar = batch_to_matrices(df, engine.grid)
     out = classify_arrays(flux, ivar, engine=engine, fibertype=df["fibertype"].to_numpy())
     model = by_gid(ax.get_lines(), "model")
@@ -144,12 +151,16 @@ def test_model_line_is_the_engine_model_of_the_stored_spectrum(catalog: Path) ->
     # residuals (flux - model) * sqrt(ivar) on the pixels with data, NaN elsewhere
     resid = by_gid(fig.axes[1].get_lines(), "residual").get_ydata()
     has = ivar[0] > 0
-    np.testing.assert_allclose(resid[has], (flux[0] - out.model[0])[has] * np.sqrt(ivar[0][has]),
-                               rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        resid[has], (flux[0] - out.model[0])[has] * np.sqrt(ivar[0][has]), rtol=1e-9, atol=1e-12
+    )
     assert np.isnan(resid[~has]).all()
     # +-5 sigma lines
-    levels = sorted(float(ln.get_ydata()[0]) for ln in fig.axes[1].get_lines()
-                    if ln.get_gid() is None and ln.get_ydata()[0] != 0)
+    levels = sorted(
+        float(ln.get_ydata()[0])
+        for ln in fig.axes[1].get_lines()
+        if ln.get_gid() is None and ln.get_ydata()[0] != 0
+    )
     assert levels == [-5.0, 5.0]
 
 
@@ -177,8 +188,10 @@ def test_sky_telluric_ranges_and_confidence_windows_are_the_engines(catalog: Pat
     assert sky == [tuple(r) for r in SKY_TELLURIC_MASK_ANGSTROM]
     row = result_row(catalog, STAR_OBSID)
     texts = [t.get_text() for t in ax.texts]
-    for gid, window, score, tag in (("window_blue", BLUE_WINDOW, row["conf_blue"], "f(B)"),
-                                    ("window_red", RED_WINDOW, row["conf_red"], "f(R)")):
+    for gid, window, score, tag in (
+        ("window_blue", BLUE_WINDOW, row["conf_blue"], "f(B)"),
+        ("window_red", RED_WINDOW, row["conf_red"], "f(R)"),
+    ):
         box = by_gid(ax.patches, gid).get_bbox()
         assert (box.x0, box.x1) == window
         assert any(f"{tag} = {score:.2f}" in t for t in texts)
@@ -192,8 +205,9 @@ def test_title_shows_the_results_row(catalog: Path) -> None:
     assert f"STAR {row['subclass']}" in title
     assert f"z = {row['z']:.6f} ± {row['z_err']:.6f}" in title
     assert f"v = {row['z'] * C_KMS:.1f} ± {row['z_err'] * C_KMS:.1f} km/s" in title
-    assert f"Conf {row['conf']:.2f} (f(B) {row['conf_blue']:.2f}, f(R) {row['conf_red']:.2f})" \
-        in title
+    assert (
+        f"Conf {row['conf']:.2f} (f(B) {row['conf_blue']:.2f}, f(R) {row['conf_red']:.2f})" in title
+    )
     names = ", ".join(describe(row["zwarning"])) or "none"
     assert f"ZWARNING {row['zwarning']} ({names})" in title
     assert f"template {row['template']}" in title
@@ -206,20 +220,27 @@ def test_title_shows_the_results_row(catalog: Path) -> None:
 
 
 def test_candidates_overlay_matches_the_candidates_table(catalog: Path) -> None:
-    fig = spectrum_figure(catalog, SHARED_OBSID, specid="60591-LN042429N340750BM01_sp01-004",
-                          n_candidates=3)
+    fig = spectrum_figure(
+        catalog, SHARED_OBSID, specid="60591-LN042429N340750BM01_sp01-004", n_candidates=3
+    )
     with lamostdb.open(catalog) as c:
-        cand = c.sql("SELECT rank, class, subclass, z FROM candidates WHERE obsid = $o "
-                     "AND rank BETWEEN 1 AND 3 ORDER BY rank", {"o": SHARED_OBSID})
+        cand = c.sql(
+            "SELECT rank, class, subclass, z FROM candidates WHERE obsid = $o "
+            "AND rank BETWEEN 1 AND 3 ORDER BY rank",
+            {"o": SHARED_OBSID},
+        )
     lines = fig.axes[0].get_lines()
     best = by_gid(lines, "model").get_ydata()
     for r in cand.iter_rows(named=True):
         line = by_gid(lines, f"candidate-{r['rank']}")
-        assert f"#{r['rank'] + 1} {r['class']} {r['subclass']} z = {r['z']:.5f}" in \
-            line.get_label()
+        assert f"#{r['rank'] + 1} {r['class']} {r['subclass']} z = {r['z']:.5f}" in line.get_label()
         assert line.get_ydata().shape == best.shape and not np.allclose(line.get_ydata(), best)
-    assert not [ln for ln in lines if str(ln.get_gid()).startswith("candidate-")
-                and ln.get_gid() not in {"candidate-1", "candidate-2", "candidate-3"}]
+    assert not [
+        ln
+        for ln in lines
+        if str(ln.get_gid()).startswith("candidate-")
+        and ln.get_gid() not in {"candidate-1", "candidate-2", "candidate-3"}
+    ]
     with pytest.raises(ValueError, match="0..9"):
         spectrum_plot_data(catalog, QSO_OBSID, n_candidates=10)
 
@@ -242,22 +263,21 @@ def test_y_limits_ignore_spikes_and_keep_emission_lines(catalog: Path) -> None:
 
 # -- when the re-fit is not the catalogue's result ----------------------------------------------
 
+
 def test_spectrum_without_a_result_is_refit_and_says_so(catalog: Path) -> None:
     original = result_row(catalog, SHARED_OBSID)
     data = spectrum_plot_data(catalog, specid=COPY_SPECID)
     assert data.catalogue is None and not data.is_catalogue_result
     assert data.note is not None and "no result in the catalogue" in data.note
     # the copy has the original's pixels: the re-fit finds the original's answer
-    assert (data.refit.objclass, data.refit.subclass) == (original["class"],
-                                                         original["subclass"])
+    assert (data.refit.objclass, data.refit.subclass) == (original["class"], original["subclass"])
     assert abs(data.refit.z - original["z"]) * C_KMS < Z_AGREE_KMS
     fig = draw_spectrum(data)
     assert "(re-fit)" in fig.get_suptitle()
     assert "no result in the catalogue" in fig.axes[0].get_title(loc="left")
 
 
-def test_result_of_another_engine_version_is_not_shown_as_the_catalogues(
-        catalog: Path) -> None:
+def test_result_of_another_engine_version_is_not_shown_as_the_catalogues(catalog: Path) -> None:
     row = result_row(catalog, STAR_OBSID)
     newer = dataclasses.replace(get_engine(), version="9.9.9")
     data = spectrum_plot_data(catalog, STAR_OBSID, engine=newer)
@@ -272,9 +292,21 @@ def test_result_of_another_engine_version_is_not_shown_as_the_catalogues(
 
 
 def _summary(**kw: object) -> FitSummary:
-    base = dict(objclass="STAR", subclass="G8", template="G8V", z=1e-4, z_err=1e-5, rchi2=1.2,
-                conf=0.9, conf_blue=0.9, conf_red=0.9, zwarning=0, refined=False,
-                engine_version="0.2.0", continuum="shipped")
+    base = dict(
+        objclass="STAR",
+        subclass="G8",
+        template="G8V",
+        z=1e-4,
+        z_err=1e-5,
+        rchi2=1.2,
+        conf=0.9,
+        conf_blue=0.9,
+        conf_red=0.9,
+        zwarning=0,
+        refined=False,
+        engine_version="0.2.0",
+        continuum="shipped",
+    )
     return FitSummary(**{**base, **kw})  # type: ignore[arg-type]
 
 
@@ -293,11 +325,12 @@ def test_compare_fits_names_what_differs() -> None:
 
 # -- errors -------------------------------------------------------------------------------------
 
+
 def test_unknown_and_shared_obsids_say_what_to_do(catalog: Path) -> None:
     with pytest.raises(SpectrumLookupError) as exc:
         spectrum_plot_data(catalog, 42)
     msg = str(exc.value)
-    assert "no spectrum with obsid 42" in msg and 'lamostdb sql' in msg
+    assert "no spectrum with obsid 42" in msg and "lamostdb sql" in msg
     assert "SELECT obsid, specid FROM spectra LIMIT 5" in msg
     with pytest.raises(SpectrumLookupError) as exc:
         spectrum_plot_data(catalog, SHARED_OBSID)
@@ -311,8 +344,11 @@ def test_unknown_and_shared_obsids_say_what_to_do(catalog: Path) -> None:
 
 
 def test_without_matplotlib_the_error_says_how_to_install_it(
-        catalog: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    catalog: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails
     with pytest.raises(MatplotlibMissingError, match=r"pip install 'lamostdb\[plot\]'"):
         spectrum_figure(catalog, STAR_OBSID)
@@ -325,12 +361,26 @@ def test_without_matplotlib_the_error_says_how_to_install_it(
 
 # -- the command --------------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_cli_end_to_end(catalog: Path, tmp_path: Path) -> None:
-    r = subprocess.run([sys.executable, "-m", "lamostdb.cli", "plot", str(catalog),
-                        str(QSO_OBSID), "--candidates", "2"], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=240)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lamostdb.cli",
+            "plot",
+            str(catalog),
+            str(QSO_OBSID),
+            "--candidates",
+            "2",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert r.returncode == 0, r.stderr
     png = tmp_path / f"{QSO_OBSID}.png"  # the default name, in the working directory
     assert png.read_bytes()[:8] == PNG_SIGNATURE
@@ -338,21 +388,21 @@ def test_cli_end_to_end(catalog: Path, tmp_path: Path) -> None:
     assert "warning" not in r.stderr
 
 
-def test_cli_errors_and_warnings(catalog: Path, tmp_path: Path,
-                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_errors_and_warnings(
+    catalog: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["plot", str(catalog), "42", "--out", str(tmp_path / "a.png")]) == 2
     err = capsys.readouterr().err
     assert "lamostdb plot: error: no spectrum with obsid 42" in err and "lamostdb sql" in err
-    assert main(["plot", str(catalog), str(SHARED_OBSID), "--out",
-                 str(tmp_path / "b.png")]) == 2
+    assert main(["plot", str(catalog), str(SHARED_OBSID), "--out", str(tmp_path / "b.png")]) == 2
     assert "--specid" in capsys.readouterr().err
     assert main(["plot", str(catalog)]) == 2
     assert "give an OBSID or --specid" in capsys.readouterr().err
-    assert main(["plot", str(catalog), str(STAR_OBSID), "--out",
-                 str(tmp_path / "c.pdf")]) == 2
+    assert main(["plot", str(catalog), str(STAR_OBSID), "--out", str(tmp_path / "c.pdf")]) == 2
     assert "give a name ending in .png" in capsys.readouterr().err
-    assert main(["plot", str(catalog), str(STAR_OBSID), "--out",
-                 str(tmp_path / "no" / "d.png")]) == 2
+    assert (
+        main(["plot", str(catalog), str(STAR_OBSID), "--out", str(tmp_path / "no" / "d.png")]) == 2
+    )
     assert "is not a folder" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["plot", str(catalog), "55859-F5902_sp01-001"])

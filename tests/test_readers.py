@@ -21,8 +21,9 @@ DR1 = SHIPPED_SPECTRA / "spectraml" / "spec-55939-B5593905_sp01-018.fits"
 DR2 = SHIPPED_SPECTRA / "spectraml" / "spec-55919-B5591903_sp01-003.fits"
 
 
-@pytest.mark.parametrize("path", [p for p in REAL_FILES if p.name not in NOT_LAMOST],
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", [p for p in REAL_FILES if p.name not in NOT_LAMOST], ids=lambda p: p.name
+)
 def test_every_real_file_reads_with_labels_and_sane_pixels(path: Path) -> None:
     rec = read_spectrum(path)
     with fits.open(path) as hdul:
@@ -32,8 +33,10 @@ def test_every_real_file_reads_with_labels_and_sane_pixels(path: Path) -> None:
             z = float(hdr["Z"])
             assert rec.lasp_z == (None if z == -9999 else z)
             assert rec.fiberid == int(hdr["FIBERID"])
-            assert rec.specid == (f"{hdr['LMJD']}-{hdr['PLANID'].strip()}_sp{int(hdr['SPID']):02d}"
-                                  f"-{int(hdr['FIBERID']):03d}")
+            assert rec.specid == (
+                f"{hdr['LMJD']}-{hdr['PLANID'].strip()}_sp{int(hdr['SPID']):02d}"
+                f"-{int(hdr['FIBERID']):03d}"
+            )
             assert rec.obsid == (int(hdr["OBSID"]) if "OBSID" in hdr else None)
             snrg = hdr.get("SNRG", hdr.get("SN_G"))
             assert rec.snrg == pytest.approx(float(snrg))
@@ -53,8 +56,9 @@ def test_dr1_wavelength_is_rebuilt_from_coefficients() -> None:
     assert rec.file_format == "lamost_dr1_image"
     assert rec.wavelength is None
     assert rec.obsid is None  # DR1 files carry no OBSID; nothing is invented
-    np.testing.assert_array_equal(rec.wave_angstrom(),
-                                  log_linear_wave(3.5682, 1e-4, rec.npix).astype(np.float64))
+    np.testing.assert_array_equal(
+        rec.wave_angstrom(), log_linear_wave(3.5682, 1e-4, rec.npix).astype(np.float64)
+    )
     with fits.open(DR1) as hdul:
         assert rec.snru == pytest.approx(hdul[0].header["SN_U"])  # DR1/2 spelling
         np.testing.assert_array_equal(rec.flux, hdul[0].data[0])
@@ -97,7 +101,6 @@ def test_dr5_and_dr9_versions_of_101005_have_the_same_flux() -> None:
     assert np.median(ratio) == pytest.approx(1.0, abs=0.005)
     assert np.percentile(np.abs(ratio - 1), 90) < 0.02
     assert np.corrcoef(dr9.flux, dr5.flux)[0, 1] > 0.9999
-
 
 
 def test_sdss_file_uses_plug_position_and_specobj_labels() -> None:

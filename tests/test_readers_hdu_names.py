@@ -29,8 +29,12 @@ Rewrite = Callable[[fits.HDUList], None]
 
 def _renamed(hdu: fits.BinTableHDU, rename: Callable[[str], str]) -> fits.BinTableHDU:
     """The same table with every column renamed (formats, units and data unchanged)."""
-    cols = [fits.Column(name=rename(c.name), format=c.format, unit=c.unit, dim=c.dim,
-                        array=hdu.data[c.name]) for c in hdu.columns]
+    cols = [
+        fits.Column(
+            name=rename(c.name), format=c.format, unit=c.unit, dim=c.dim, array=hdu.data[c.name]
+        )
+        for c in hdu.columns
+    ]
     new = fits.BinTableHDU.from_columns(cols)
     if "EXTNAME" in hdu.header:
         new.header["EXTNAME"] = hdu.header["EXTNAME"]
@@ -51,8 +55,9 @@ def _rewrite(src: Path, dst: Path, change: Rewrite) -> Path:
     buf = io.BytesIO()
     new.writeto(buf)
     written = buf.getvalue()
-    dst.write_bytes(data[:primary_end] + written[fr.scan_hdus(written, max_hdus=1)[0]
-                                                 .data_offset:])
+    dst.write_bytes(
+        data[:primary_end] + written[fr.scan_hdus(written, max_hdus=1)[0].data_offset :]
+    )
     return dst
 
 
@@ -78,6 +83,7 @@ def _blank_extnames(*indices: int) -> Rewrite:
     def change(hdul: fits.HDUList) -> None:
         for i in indices:
             hdul[i].header["EXTNAME"] = ""
+
     return change
 
 
@@ -85,6 +91,7 @@ def _drop_extnames(*indices: int) -> Rewrite:
     def change(hdul: fits.HDUList) -> None:
         for i in indices:
             del hdul[i].header["EXTNAME"]
+
     return change
 
 
@@ -105,8 +112,11 @@ VARIANTS: list[tuple[str, Path, Rewrite]] = [
     ("sdss_upper_columns_specobj", SDSS_I, _upper_sdss_columns),
     ("sdss_blank_extname_coadd_and_spall", SDSS_BOSS, _blank_extnames(1, 2)),
     ("sdss_no_extname_coadd_and_specobj", SDSS_I, _drop_extnames(1, 2)),
-    ("sdss_lower_case_extnames", SDSS_BOSS,
-     lambda h: [h[i].header.set("EXTNAME", h[i].header["EXTNAME"].lower()) for i in (1, 2)]),
+    (
+        "sdss_lower_case_extnames",
+        SDSS_BOSS,
+        lambda h: [h[i].header.set("EXTNAME", h[i].header["EXTNAME"].lower()) for i in (1, 2)],
+    ),
     ("lamost_dr9_lower_columns", LAMOST_DR9, _lower_lamost_columns),
     ("lamost_dr9_mixed_columns", LAMOST_DR9, _mixed_lamost_columns),
     ("lamost_dr9_blank_extname", LAMOST_DR9, _blank_extnames(1)),
@@ -117,8 +127,9 @@ VARIANTS: list[tuple[str, Path, Rewrite]] = [
 
 
 @pytest.mark.parametrize(("name", "original", "change"), VARIANTS, ids=[v[0] for v in VARIANTS])
-def test_variant_reads_exactly_like_the_original(name: str, original: Path, change: Rewrite,
-                                                 tmp_path: Path) -> None:
+def test_variant_reads_exactly_like_the_original(
+    name: str, original: Path, change: Rewrite, tmp_path: Path
+) -> None:
     variant = _rewrite(original, tmp_path / f"{name}.fits", change)
     _assert_same(variant, original)
 
@@ -134,8 +145,9 @@ def test_sdss_variant_keeps_specobj_labels_and_plug_position(tmp_path: Path) -> 
     assert rec.lasp_class == "QSO" and rec.lasp_z == pytest.approx(2.953081, abs=1e-5)
 
 
-def test_lamost_variant_is_read_by_the_fast_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                                 ) -> None:
+def test_lamost_variant_is_read_by_the_fast_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The fast subset must handle renamed tables itself, not only through the fallback.
     from lamostdb.io import spectrum
 
@@ -164,7 +176,8 @@ def test_no_recognisable_table_names_the_file_and_what_is_missing(tmp_path: Path
 
 
 def test_sdss_without_metadata_table_falls_back_to_the_header_and_invents_nothing(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     def change(hdul: fits.HDUList) -> None:
         del hdul[2:]
 

@@ -39,8 +39,7 @@ def _astropy_expected(path: Path, id_col: str, ra_col: str, dec_col: str) -> tup
     if ".vot" in path.name:
         from astropy.io import votable
 
-        t = votable.parse(str(path), _debug_python_based_parser=True).get_first_table(
-        ).to_table()
+        t = votable.parse(str(path), _debug_python_based_parser=True).get_first_table().to_table()
     else:
         t = Table.read(path)
     ids = np.ma.getmaskarray(t[id_col]) if hasattr(t[id_col], "mask") else np.zeros(len(t), bool)
@@ -65,8 +64,9 @@ def test_committed_extract_feeds_gaia_and_ps1(tmp_path: Path) -> None:
     assert np.all(gaia["ref_epoch"] == 2016.0)
     # 5 rows have no proper motion in the source: null, not 0 and not dropped
     assert np.isnan(gaia["pmra"].astype(float)).sum() == 5
-    np.testing.assert_allclose(gaia["phot_g_mean_mag"], np.asarray(ref["Gmag"])[order],
-                               rtol=1e-7)  # stored as float32
+    np.testing.assert_allclose(
+        gaia["phot_g_mean_mag"], np.asarray(ref["Gmag"])[order], rtol=1e-7
+    )  # stored as float32
     np.testing.assert_array_equal(gaia["_healpix_29"], healpix_29(gaia["ra"], gaia["dec"]))
     order = np.argsort(np.asarray(ref["objID"]))
     np.testing.assert_array_equal(ps1["objID"], np.asarray(ref["objID"])[order])
@@ -89,8 +89,7 @@ def test_hats_reader_sees_the_stored_rows(tmp_path: Path) -> None:
         hp = t.column("_healpix_29").to_numpy()
         assert np.all(np.diff(hp) >= 0)  # sorted by the spatial index
         assert set(pixel_at_order(hp, order).tolist()) == {f.npix}
-    assert {(p.order, p.pixel) for p in h.get_healpix_pixels()} == {(order, f.npix)
-                                                                      for f in files}
+    assert {(p.order, p.pixel) for p in h.get_healpix_pixels()} == {(order, f.npix) for f in files}
 
 
 def test_reingest_adds_nothing_and_first_delivery_wins(tmp_path: Path) -> None:
@@ -105,10 +104,12 @@ def test_reingest_adds_nothing_and_first_delivery_wins(tmp_path: Path) -> None:
         redo = ingest_refcat(cat, "gaia", [later], progress=False)
         assert (redo.n_added, redo.n_already_stored) == (0, 10)
         n = cat.sql("SELECT count(*) AS n, count(DISTINCT source_id) AS d FROM gaia")
-        ra = cat.sql("SELECT ra FROM gaia WHERE source_id = $s",
-                     {"s": int(moved["Source"][0])})["ra"][0]
-        ledger = cat.sql("SELECT kind, n_rows, n_added, n_duplicates FROM refcat_ledger "
-                         "ORDER BY n_rows")
+        ra = cat.sql("SELECT ra FROM gaia WHERE source_id = $s", {"s": int(moved["Source"][0])})[
+            "ra"
+        ][0]
+        ledger = cat.sql(
+            "SELECT kind, n_rows, n_added, n_duplicates FROM refcat_ledger ORDER BY n_rows"
+        )
     assert (n["n"][0], n["d"][0]) == (205, 205)
     assert ra == Table.read(EXTRACT)["RAdeg"][0]
     assert ledger.rows() == [("gaia", 10, 0, 10), ("gaia", 205, 205, 0)]
@@ -117,8 +118,7 @@ def test_reingest_adds_nothing_and_first_delivery_wins(tmp_path: Path) -> None:
 # -- formats -------------------------------------------------------------------------------
 def _write(t: Table, path: Path) -> None:
     if path.suffix == ".parquet":
-        cols = {c: pa.array(np.ma.getdata(t[c]), mask=np.ma.getmaskarray(t[c]))
-                for c in t.colnames}
+        cols = {c: pa.array(np.ma.getdata(t[c]), mask=np.ma.getmaskarray(t[c])) for c in t.colnames}
         pq.write_table(pa.table(cols), path)
     elif path.name.endswith(".vot.gz"):
         plain = path.with_name(path.name[:-3])
@@ -139,8 +139,7 @@ def _write_votable(t: Table, path: Path) -> None:
     votable.from_table(t).to_xml(str(path), _debug_python_based_parser=True)
 
 
-@pytest.mark.parametrize("name", ["x.parquet", "x.csv", "x.ecsv", "x.fits", "x.vot",
-                                  "x.vot.gz"])
+@pytest.mark.parametrize("name", ["x.parquet", "x.csv", "x.ecsv", "x.fits", "x.vot", "x.vot.gz"])
 def test_each_format_gives_the_same_rows(tmp_path: Path, name: str) -> None:
     src = Table.read(EXTRACT)[GAIA_COLS]
     path = tmp_path / name
@@ -159,12 +158,12 @@ def test_each_format_gives_the_same_rows(tmp_path: Path, name: str) -> None:
 
 def test_gaia_archive_json_and_votable(tmp_path: Path) -> None:
     committed = Path(__file__).parent / "data" / "catalogs" / "astroquery"
-    files = [committed / n for n in
-             ("gaia__cone_search.json", "gaia__1710099405832VAL-result.vot")]
+    files = [committed / n for n in ("gaia__cone_search.json", "gaia__1710099405832VAL-result.vot")]
     with _cat(tmp_path) as cat:
         rep = ingest_refcat(cat, "gaia", files, progress=False)
-        first = cat.sql("SELECT source_id, ra, ref_epoch FROM gaia WHERE source_id = "
-                        "6636090334814214528")
+        first = cat.sql(
+            "SELECT source_id, ra, ref_epoch FROM gaia WHERE source_id = 6636090334814214528"
+        )
     assert [f.n_rows for f in rep.files] == [50, 2] and rep.n_added == 52
     # first data row of the JSON file, checked by eye against the archive response
     assert first.rows() == [(6636090334814214528, 280.0002534562339, 2016.0)]
@@ -172,43 +171,96 @@ def test_gaia_archive_json_and_votable(tmp_path: Path) -> None:
 
 # -- real files from the shared data -------------------------------------------------------
 REAL = [  # file, kind, overrides, (id, ra, dec) source columns for the astropy oracle
-    ("astroquery_testdata/gaia__1712337806100O-result.ecsv", "gaia", {},
-     ("source_id", "ra", "dec")),
-    ("astroquery_testdata/gaia__1710099405832VAL-result.vot", "gaia", {},
-     ("SOURCE_ID", "ra", "dec")),
-    ("pne_lamost_gaia_ps1/DR7lamost-True-PN-duplicate-GAIA-PS1-final.ecsv", "gaia",
-     {"ref_epoch": None}, ("Source", "RAdeg", "DEdeg")),
-    ("pne_lamost_gaia_ps1/DR7lamost-True-PN-duplicate-GAIA-PS1-final.ecsv", "ps1",
-     {"raMean": "RAJ2000_x", "decMean": "DEJ2000_x"}, ("objID", "RAJ2000_x", "DEJ2000_x")),
-    ("pne_lamost_gaia_ps1/CV-PS-Gaia.ecsv", "gaia",
-     {"pmra": "pmRA_x", "pmdec": "pmDE_x", "ref_epoch": None}, ("Source", "RAdeg", "DEdeg")),
-    ("pne_lamost_gaia_ps1/CV-PS-Gaia.ecsv", "ps1",
-     {"raMean": "RAJ2000_x_1", "decMean": "DEJ2000_x_1"}, ("objID", "RAJ2000_x_1",
-                                                          "DEJ2000_x_1")),
-    ("pne_lamost_gaia_ps1/PN-PS-Gaia.ecsv", "gaia",
-     {"ra": "RAdeg", "dec": "DEdeg", "phot_g_mean_mag": "Gmag_x", "ref_epoch": None},
-     ("Source", "RAdeg", "DEdeg")),
-    ("pne_lamost_gaia_ps1/PN-PS-Gaia.ecsv", "ps1",
-     {"raMean": "RAJ2000_1", "decMean": "DEJ2000_1"}, ("objID", "RAJ2000_1", "DEJ2000_1")),
-    ("pne_lamost_gaia_ps1/Star-PS-Gaia.ecsv", "gaia", {"ref_epoch": None},
-     ("Source", "RAdeg", "DEdeg")),
-    ("pne_lamost_gaia_ps1/Star-PS-Gaia.ecsv", "ps1",
-     {"raMean": "RAJ2000_1", "decMean": "DEJ2000_1"}, ("objID", "RAJ2000_1", "DEJ2000_1")),
-    ("pne_lamost_gaia_ps1/YSO-PS-GaiaEDR3.ecsv", "gaia", {"ref_epoch": None},
-     ("source_id", "ra", "dec")),
-    ("pne_lamost_gaia_ps1/YSO-PS-GaiaEDR3.ecsv", "ps1",
-     {"raMean": "RAJ2000_x", "decMean": "DEJ2000_x"}, ("objID", "RAJ2000_x", "DEJ2000_x")),
+    (
+        "astroquery_testdata/gaia__1712337806100O-result.ecsv",
+        "gaia",
+        {},
+        ("source_id", "ra", "dec"),
+    ),
+    (
+        "astroquery_testdata/gaia__1710099405832VAL-result.vot",
+        "gaia",
+        {},
+        ("SOURCE_ID", "ra", "dec"),
+    ),
+    (
+        "pne_lamost_gaia_ps1/DR7lamost-True-PN-duplicate-GAIA-PS1-final.ecsv",
+        "gaia",
+        {"ref_epoch": None},
+        ("Source", "RAdeg", "DEdeg"),
+    ),
+    (
+        "pne_lamost_gaia_ps1/DR7lamost-True-PN-duplicate-GAIA-PS1-final.ecsv",
+        "ps1",
+        {"raMean": "RAJ2000_x", "decMean": "DEJ2000_x"},
+        ("objID", "RAJ2000_x", "DEJ2000_x"),
+    ),
+    (
+        "pne_lamost_gaia_ps1/CV-PS-Gaia.ecsv",
+        "gaia",
+        {"pmra": "pmRA_x", "pmdec": "pmDE_x", "ref_epoch": None},
+        ("Source", "RAdeg", "DEdeg"),
+    ),
+    (
+        "pne_lamost_gaia_ps1/CV-PS-Gaia.ecsv",
+        "ps1",
+        {"raMean": "RAJ2000_x_1", "decMean": "DEJ2000_x_1"},
+        ("objID", "RAJ2000_x_1", "DEJ2000_x_1"),
+    ),
+    (
+        "pne_lamost_gaia_ps1/PN-PS-Gaia.ecsv",
+        "gaia",
+        {"ra": "RAdeg", "dec": "DEdeg", "phot_g_mean_mag": "Gmag_x", "ref_epoch": None},
+        ("Source", "RAdeg", "DEdeg"),
+    ),
+    (
+        "pne_lamost_gaia_ps1/PN-PS-Gaia.ecsv",
+        "ps1",
+        {"raMean": "RAJ2000_1", "decMean": "DEJ2000_1"},
+        ("objID", "RAJ2000_1", "DEJ2000_1"),
+    ),
+    (
+        "pne_lamost_gaia_ps1/Star-PS-Gaia.ecsv",
+        "gaia",
+        {"ref_epoch": None},
+        ("Source", "RAdeg", "DEdeg"),
+    ),
+    (
+        "pne_lamost_gaia_ps1/Star-PS-Gaia.ecsv",
+        "ps1",
+        {"raMean": "RAJ2000_1", "decMean": "DEJ2000_1"},
+        ("objID", "RAJ2000_1", "DEJ2000_1"),
+    ),
+    (
+        "pne_lamost_gaia_ps1/YSO-PS-GaiaEDR3.ecsv",
+        "gaia",
+        {"ref_epoch": None},
+        ("source_id", "ra", "dec"),
+    ),
+    (
+        "pne_lamost_gaia_ps1/YSO-PS-GaiaEDR3.ecsv",
+        "ps1",
+        {"raMean": "RAJ2000_x", "decMean": "DEJ2000_x"},
+        ("objID", "RAJ2000_x", "DEJ2000_x"),
+    ),
 ]
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 @pytest.mark.skipif(not SHARED.is_dir(), reason="shared real catalogues not present")
-@pytest.mark.parametrize(("rel", "kind", "overrides", "oracle"), REAL,
-                         ids=[f"{r[0].split('/')[-1]}-{r[1]}" for r in REAL])
-def test_real_catalogue_files_load(tmp_path: Path, rel: str, kind: str,
-                                   overrides: dict[str, str | None],
-                                   oracle: tuple[str, str, str]) -> None:
+@pytest.mark.parametrize(
+    ("rel", "kind", "overrides", "oracle"),
+    REAL,
+    ids=[f"{r[0].split('/')[-1]}-{r[1]}" for r in REAL],
+)
+def test_real_catalogue_files_load(
+    tmp_path: Path,
+    rel: str,
+    kind: str,
+    overrides: dict[str, str | None],
+    oracle: tuple[str, str, str],
+) -> None:
     path = SHARED / rel
     usable, distinct = _astropy_expected(path, *oracle)
     with _cat(tmp_path) as cat:
@@ -231,8 +283,11 @@ def test_real_joined_tables_need_an_explicit_choice(tmp_path: Path) -> None:
     with pytest.raises(RefcatError, match=r"mast__panstarrs.json.*'raMean'.*RAJ2000"):
         resolve_columns(read_source(mast), "ps1")
     # a unique joined name is taken, and said so
-    pn = resolve_columns(read_source(SHARED / "pne_lamost_gaia_ps1" / "PN-PS-Gaia.ecsv"), "ps1",
-                         {"raMean": "RAJ2000_1", "decMean": "DEJ2000_1"})
+    pn = resolve_columns(
+        read_source(SHARED / "pne_lamost_gaia_ps1" / "PN-PS-Gaia.ecsv"),
+        "ps1",
+        {"raMean": "RAJ2000_1", "decMean": "DEJ2000_1"},
+    )
     assert pn.sources["gMeanPSFMag"] == "gmag_x"
     assert any("gmag_x" in note for note in pn.notes)
 
@@ -242,15 +297,28 @@ def _gaia_rows() -> Table:
     return Table.read(EXTRACT)[GAIA_COLS][:20]
 
 
-@pytest.mark.parametrize(("renames", "expect_epoch"), [
-    ({"Source": "source_id", "RAdeg": "ra", "DEdeg": "dec", "pmRA": "pmra", "pmDE": "pmdec",
-      "Plx": "parallax", "Gmag": "phot_g_mean_mag", "BPmag": "phot_bp_mean_mag",
-      "RPmag": "phot_rp_mean_mag"}, 2016.0),
-    ({"Source": "SOURCE_ID", "RAdeg": "RA_ICRS", "DEdeg": "DE_ICRS"}, 2016.0),
-    ({"RAdeg": "RAJ2000", "DEdeg": "DEJ2000"}, 2000.0),  # VizieR's CDS-propagated J2000
-])
-def test_column_variants_map(tmp_path: Path, renames: dict[str, str],
-                             expect_epoch: float) -> None:
+@pytest.mark.parametrize(
+    ("renames", "expect_epoch"),
+    [
+        (
+            {
+                "Source": "source_id",
+                "RAdeg": "ra",
+                "DEdeg": "dec",
+                "pmRA": "pmra",
+                "pmDE": "pmdec",
+                "Plx": "parallax",
+                "Gmag": "phot_g_mean_mag",
+                "BPmag": "phot_bp_mean_mag",
+                "RPmag": "phot_rp_mean_mag",
+            },
+            2016.0,
+        ),
+        ({"Source": "SOURCE_ID", "RAdeg": "RA_ICRS", "DEdeg": "DE_ICRS"}, 2016.0),
+        ({"RAdeg": "RAJ2000", "DEdeg": "DEJ2000"}, 2000.0),  # VizieR's CDS-propagated J2000
+    ],
+)
+def test_column_variants_map(tmp_path: Path, renames: dict[str, str], expect_epoch: float) -> None:
     t = _gaia_rows()
     t.rename_columns(list(renames), list(renames.values()))
     path = tmp_path / "v.ecsv"
@@ -262,8 +330,9 @@ def test_column_variants_map(tmp_path: Path, renames: dict[str, str],
     order = np.argsort(np.asarray(ref["Source"]))
     assert rep.n_added == 20
     # an absent ref_epoch is reported; the J2000 position implies its own epoch
-    assert rep.files[0].notes == ([] if expect_epoch == 2000.0 else
-                                  ["ref_epoch: absent, stored as 2016.0"])
+    assert rep.files[0].notes == (
+        [] if expect_epoch == 2000.0 else ["ref_epoch: absent, stored as 2016.0"]
+    )
     np.testing.assert_array_equal(got["dec"], np.asarray(ref["DEdeg"])[order])
     np.testing.assert_array_equal(got["parallax"], np.ma.filled(ref["Plx"], np.nan)[order])
     assert np.all(got["ref_epoch"] == expect_epoch)
@@ -353,12 +422,21 @@ def test_cli_refcat_ingest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "ps1: 205 rows added from 1 file(s)" in out and "dropped: 0" in out
-    args = parser.parse_args(["refcat", "ingest", str(cat_dir), "gaia", str(EXTRACT), "--quiet",
-                              "--column", "source_id=nope"])
+    args = parser.parse_args(
+        [
+            "refcat",
+            "ingest",
+            str(cat_dir),
+            "gaia",
+            str(EXTRACT),
+            "--quiet",
+            "--column",
+            "source_id=nope",
+        ]
+    )
     assert args.func(args) == 2
     assert "no column 'nope'" in capsys.readouterr().err
-    assert parse_columns(["ra=RAJ2000_x", "ref_epoch="]) == {"ra": "RAJ2000_x",
-                                                             "ref_epoch": None}
+    assert parse_columns(["ra=RAJ2000_x", "ref_epoch="]) == {"ra": "RAJ2000_x", "ref_epoch": None}
     buf = io.StringIO()
     with Catalog(cat_dir, mode="w") as cat:
         print_report(ingest_refcat(cat, "ps1", [EXTRACT], progress=False), file=buf)

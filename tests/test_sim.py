@@ -43,7 +43,8 @@ G_BAND = (WAVE32 >= 4000) & (WAVE32 < 5500)
 # Any printable ASCII, plus strings dense in the characters the FITS string
 # syntax treats specially (quote, the long-string '&' marker, trailing blanks).
 PRINTABLE = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=200) | st.text(
-    st.sampled_from("x'& "), min_size=50, max_size=200)
+    st.sampled_from("x'& "), min_size=50, max_size=200
+)
 FAST = settings(derandomize=True, max_examples=300, deadline=None)
 
 
@@ -106,8 +107,13 @@ def test_int_and_bool_cards_round_trip(value: int | bool) -> None:
 
 @pytest.mark.parametrize(
     ("value", "field"),
-    [("", "'        '"), ("O'Brien", "'O''Brien'"), ("LAMOST", "'LAMOST  '"),
-     ("'", "'''      '"), (" lead", "' lead   '")],
+    [
+        ("", "'        '"),
+        ("O'Brien", "'O''Brien'"),
+        ("LAMOST", "'LAMOST  '"),
+        ("'", "'''      '"),
+        (" lead", "' lead   '"),
+    ],
 )
 def test_string_card_layout(value: str, field: str) -> None:
     # Quoted from column 11, quotes doubled, padded to at least 8 characters.
@@ -133,8 +139,14 @@ def test_long_comment_is_cut_not_the_value() -> None:
 
 @pytest.mark.parametrize(
     ("key", "value", "error"),
-    [("TOOLONGKEY", 1, ValueError), ("BAD KEY", 1, ValueError), ("K", float("nan"), ValueError),
-     ("K", "caf\u00e9", ValueError), ("K", "tab\t", ValueError), ("K", [1], TypeError)],
+    [
+        ("TOOLONGKEY", 1, ValueError),
+        ("BAD KEY", 1, ValueError),
+        ("K", float("nan"), ValueError),
+        ("K", "caf\u00e9", ValueError),
+        ("K", "tab\t", ValueError),
+        ("K", [1], TypeError),
+    ],
 )
 def test_bad_cards_are_refused(key: str, value: object, error: type) -> None:
     with pytest.raises(error):
@@ -142,14 +154,24 @@ def test_bad_cards_are_refused(key: str, value: object, error: type) -> None:
 
 
 def test_header_blocks_and_astropy_agree() -> None:
-    cards = [("OBSID", 10000000001, "id"), ("RA", 332.202274, ""), ("HELIO", True, ""),
-             ("DESIG", "LAMOST J220848.54-020324.3", ""), ("COMMENT", "--- section", ""),
-             ("LONGSTR", "a'b" * 40, "tail")]
+    cards = [
+        ("OBSID", 10000000001, "id"),
+        ("RA", 332.202274, ""),
+        ("HELIO", True, ""),
+        ("DESIG", "LAMOST J220848.54-020324.3", ""),
+        ("COMMENT", "--- section", ""),
+        ("LONGSTR", "a'b" * 40, "tail"),
+    ]
     raw = build_header(cards)
     assert len(raw) % 2880 == 0
     header = fits.Header.fromstring(raw.decode("ascii"))
     assert [header[k] for k in ("OBSID", "RA", "HELIO", "DESIG", "LONGSTR")] == [
-        10000000001, 332.202274, True, "LAMOST J220848.54-020324.3", "a'b" * 40]
+        10000000001,
+        332.202274,
+        True,
+        "LAMOST J220848.54-020324.3",
+        "a'b" * 40,
+    ]
     assert list(header["COMMENT"]) == ["--- section"]
 
 
@@ -201,8 +223,12 @@ def test_shift_templates_equals_np_interp() -> None:
         rows = rng.integers(0, tset.vectors.shape[0], size=20)
         z = rng.uniform(-0.004, z_max, size=20)
         got = sm.shift_templates(tset, rows, z, wave)
-        want = np.array([np.interp(wave / (1 + zz), tset.wave_angstrom, tset.vectors[r])
-                         for r, zz in zip(rows, z, strict=True)])
+        want = np.array(
+            [
+                np.interp(wave / (1 + zz), tset.wave_angstrom, tset.vectors[r])
+                for r, zz in zip(rows, z, strict=True)
+            ]
+        )
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10 * np.abs(want).max())
 
 
@@ -223,14 +249,20 @@ def test_subclass_names() -> None:
     assert subs["M4.5:III (123657)"] == "M4" and subs["CalciumWD"] == "WD"
     assert subs["O9.5Iae (30614)"] == "O9" and subs["sd:F0 (G_84-29)"] == "F0"
     assert subs["Am (78362)"] == "F0"
-    assert all(s in ("WD", "Carbon") or (s[0] in "OBAFGKM" and s[1:].isdigit())
-               for s in subs.values())
+    assert all(
+        s in ("WD", "Carbon") or (s[0] in "OBAFGKM" and s[1:].isdigit()) for s in subs.values()
+    )
 
 
 def test_arguments_are_checked(tmp_path: Path) -> None:
-    for kwargs in ({"n": 1_000_000, "seed": 1}, {"n": 10, "seed": -1},
-                   {"n": 10, "seed": 90_000}, {"n": 0, "seed": 1},
-                   {"n": 10, "seed": 1, "layout": "dr7"}, {"n": 10, "seed": 1, "tilt_max": 2.0}):
+    for kwargs in (
+        {"n": 1_000_000, "seed": 1},
+        {"n": 10, "seed": -1},
+        {"n": 10, "seed": 90_000},
+        {"n": 0, "seed": 1},
+        {"n": 10, "seed": 1, "layout": "dr7"},
+        {"n": 10, "seed": 1, "tilt_max": 2.0},
+    ):
         with pytest.raises(ValueError):
             simulate_night(tmp_path / "x", **kwargs)
     (tmp_path / "full").mkdir()
@@ -248,8 +280,11 @@ def _table(path: Path) -> pd.DataFrame:
 
 
 def _digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -267,8 +302,13 @@ def _read(path: Path) -> tuple[fits.Header, dict[str, np.ndarray]]:
             data = {c: np.array(hdul[1].data[c][0]) for c in hdul[1].columns.names}
         else:
             assert hdul[0].data.shape == (5, 3909) and hdul[0].data.dtype == ">f4"
-            data = dict(zip(("FLUX", "IVAR", "WAVELENGTH", "ANDMASK", "ORMASK"),
-                            np.array(hdul[0].data), strict=True))
+            data = dict(
+                zip(
+                    ("FLUX", "IVAR", "WAVELENGTH", "ANDMASK", "ORMASK"),
+                    np.array(hdul[0].data),
+                    strict=True,
+                )
+            )
     return header, data
 
 
@@ -303,7 +343,8 @@ def test_every_file_reads_back_as_intended(night) -> None:
         assert header["OBSID"] == row["obsid"] and header["FIBERID"] == row["fiberid"]
         assert header["SPID"] == row["spid"] and row["filename"] == (
             f"spec-{header['LMJD']}-{header['PLANID']}_sp{header['SPID']:02d}"
-            f"-{header['FIBERID']:03d}.fits")
+            f"-{header['FIBERID']:03d}.fits"
+        )
         assert (header["RA"], header["DEC"]) == (row["ra"], row["dec"])
         assert header["MJD"] == header["LMJD"] - 1 == row["mjd"]
         assert header["DATE-OBS"].startswith(mjd_to_date(header["MJD"]))
@@ -437,15 +478,18 @@ def test_reference_catalogues(big_night) -> None:
     dec_all = np.concatenate([gaia["dec"], ps1["decMean"]])
     found = 0
     for row in pairs.itertuples():
-        sep = 3600 * np.hypot((ra_all - row.ra_2016) * np.cos(np.radians(row.dec_2016)),
-                              dec_all - row.dec_2016)
+        sep = 3600 * np.hypot(
+            (ra_all - row.ra_2016) * np.cos(np.radians(row.dec_2016)), dec_all - row.dec_2016
+        )
         found += bool(np.any((sep > 0.9) & (sep < 2.6)))
     assert found >= 0.8 * len(pairs)
     # Background density near targets: ~0.4 extra sources within 30".
     near = 0
     for row in objects.head(100).itertuples():
-        sep = 3600 * np.hypot((gaia["ra"] - row.ra_2016) * np.cos(np.radians(row.dec_2016)),
-                              gaia["dec"] - row.dec_2016)
+        sep = 3600 * np.hypot(
+            (gaia["ra"] - row.ra_2016) * np.cos(np.radians(row.dec_2016)),
+            gaia["dec"] - row.dec_2016,
+        )
         near += int(np.sum((sep > 0.1) & (sep < 30)))
     assert 10 < near < 100
 
@@ -467,8 +511,18 @@ def test_revisits_share_objects(tmp_path: Path) -> None:
     tb = _table(tmp_path / "b" / "truth.parquet").set_index("object_id")
     shared = ta.index.intersection(tb.index)
     assert len(shared) >= 5
-    for col in ("class", "subclass", "template_name", "ra_2016", "dec_2016", "pmra",
-                "gaia_source_id", "ps1_objid", "mag_g", "v_sys_kms"):
+    for col in (
+        "class",
+        "subclass",
+        "template_name",
+        "ra_2016",
+        "dec_2016",
+        "pmra",
+        "gaia_source_id",
+        "ps1_objid",
+        "mag_g",
+        "v_sys_kms",
+    ):
         pd_a, pd_b = ta.loc[shared, col], tb.loc[shared, col]
         assert pd_a.equals(pd_b), col
     fixed = ta.loc[shared, "class"].isin(["GALAXY", "QSO"]) | ~ta.loc[shared, "is_binary"]
@@ -484,11 +538,18 @@ def test_output_does_not_depend_on_string_hashing(night, tmp_path: Path) -> None
     """Set and dict order of strings changes with PYTHONHASHSEED; the files must not."""
     out, _ = night
     root = Path(__file__).resolve().parents[1]
-    code = "from lamostdb.sim import simulate_night; import sys; " \
-           "simulate_night(sys.argv[1], n=200, seed=11)"
+    code = (
+        "from lamostdb.sim import simulate_night; import sys; "
+        "simulate_night(sys.argv[1], n=200, seed=11)"
+    )
     env = dict(os.environ, PYTHONHASHSEED="12345", PYTHONPATH=str(root))
-    subprocess.run([sys.executable, "-c", code, str(tmp_path / "h")], check=True, env=env,
-                   cwd=root, timeout=120)
+    subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "h")],
+        check=True,
+        env=env,
+        cwd=root,
+        timeout=120,
+    )
     assert _digest(tmp_path / "h") == _digest(out)
 
 
@@ -526,20 +587,24 @@ def test_artefact_rates_and_ranges(severe_plan) -> None:
         n_obj = obj.sum()
         assert abs(flag[obj].sum() - 0.3 * n_obj) < 4 * np.sqrt(0.21 * n_obj), name
     step = plan["art_join_step"][hit["join_step"]]
-    assert np.all((np.abs(np.log(step)) >= np.log(1.2) - 1e-12)
-                  & (np.abs(np.log(step)) <= np.log(5.0) + 1e-12))
+    assert np.all(
+        (np.abs(np.log(step)) >= np.log(1.2) - 1e-12)
+        & (np.abs(np.log(step)) <= np.log(5.0) + 1e-12)
+    )
     assert (step > 1).any() and (step < 1).any() and np.abs(np.log(step)).max() > np.log(3.0)
     spike = plan["art_join_spike"][hit["join_spike"]]
     assert (spike > 1).any() and (spike < 1).any()
-    assert np.all((spike >= 1.5 - 1e-12) & (spike <= 4.0 + 1e-12)
-                  | (spike <= 1 / 1.5 + 1e-12) & (spike >= 0.25 - 1e-12))
+    assert np.all(
+        (spike >= 1.5 - 1e-12) & (spike <= 4.0 + 1e-12)
+        | (spike <= 1 / 1.5 + 1e-12) & (spike >= 0.25 - 1e-12)
+    )
     join = plan["art_join_angstrom"][hit["join_step"] | hit["join_spike"]]
     assert np.all((join >= 5700) & (join <= 5950))
     bump = plan["art_red_bump"][hit["red_bump"]]
     assert np.all((np.abs(bump) >= 0.1) & (np.abs(bump) <= 0.4))
     centre = plan["art_bump_angstrom"][hit["red_bump"]]
     assert np.all(((centre >= 6800) & (centre <= 7400)) | ((centre >= 8200) & (centre <= 8800)))
-    assert ((centre < 7500).any() and (centre > 8000).any())
+    assert (centre < 7500).any() and (centre > 8000).any()
     none = ~(hit["join_step"] | hit["join_spike"] | hit["red_bump"])
     assert np.isnan(plan["art_join_angstrom"][~(hit["join_step"] | hit["join_spike"])]).all()
     assert none[obj].any()
@@ -550,8 +615,9 @@ def test_join_step_is_measured_on_a_noiseless_star(severe_plan) -> None:
     plan, with_art, without = severe_plan
     wave = sm.wave_angstrom()
     hit = art.flags(plan)
-    only_step = np.flatnonzero(hit["join_step"] & ~hit["join_spike"] & ~hit["red_bump"]
-                               & (plan["class"] == "STAR"))
+    only_step = np.flatnonzero(
+        hit["join_step"] & ~hit["join_spike"] & ~hit["red_bump"] & (plan["class"] == "STAR")
+    )
     assert only_step.size >= 10
     for j in only_step:
         k = int(np.searchsorted(wave, plan["art_join_angstrom"][j]))
@@ -566,8 +632,11 @@ def test_join_step_is_measured_on_a_noiseless_star(severe_plan) -> None:
     j = only_step[0]
     red = wave > plan["art_join_angstrom"][j] + 5
     iv = with_art["ivar"][j][red] > 0
-    np.testing.assert_allclose(without["ivar"][j][red][iv] / with_art["ivar"][j][red][iv],
-                               plan["art_join_step"][j] ** 2, rtol=1e-5)
+    np.testing.assert_allclose(
+        without["ivar"][j][red][iv] / with_art["ivar"][j][red][iv],
+        plan["art_join_step"][j] ** 2,
+        rtol=1e-5,
+    )
 
 
 def test_join_spike_and_red_bump_have_their_recorded_size(severe_plan) -> None:
@@ -608,8 +677,11 @@ def test_artefact_nights_are_seeded_and_leave_clean_spectra_alone(tmp_path: Path
     simulate_night(tmp_path / "plain", n=60, seed=31)
     truth = _table(tmp_path / "a" / "truth.parquet")
     plain = _table(tmp_path / "plain" / "truth.parquet")
-    hit = ((truth["art_join_step"] != 1) | (truth["art_join_spike"] != 1)
-           | (truth["art_red_bump"] != 0)).to_numpy()
+    hit = (
+        (truth["art_join_step"] != 1)
+        | (truth["art_join_spike"] != 1)
+        | (truth["art_red_bump"] != 0)
+    ).to_numpy()
     assert 5 <= hit.sum() <= 55
     assert (plain["art_join_step"] == 1).all() and plain["art_join_angstrom"].isna().all()
     digest_a, digest_p = _digest(tmp_path / "a"), _digest(tmp_path / "plain")
@@ -622,12 +694,30 @@ def test_artefact_nights_are_seeded_and_leave_clean_spectra_alone(tmp_path: Path
 def test_artefact_options_are_checked_and_reach_the_cli(tmp_path: Path) -> None:
     from lamostdb.cli.main import main
 
-    for kwargs in ({"join_step_rate": 1.5}, {"join_step_min": 0.5},
-                   {"spike_amplitude": (0.0, 1.0)}, {"bump_amplitude": (0.1, 0.95)}):
+    for kwargs in (
+        {"join_step_rate": 1.5},
+        {"join_step_min": 0.5},
+        {"spike_amplitude": (0.0, 1.0)},
+        {"bump_amplitude": (0.1, 0.95)},
+    ):
         with pytest.raises(ValueError):
             Artefacts(**kwargs)
     assert not Artefacts.none().active and Artefacts().active
-    assert main(["simulate", str(tmp_path / "cli"), "--n", "40", "--seed", "31",
-                 "--artefacts", "0.3", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                str(tmp_path / "cli"),
+                "--n",
+                "40",
+                "--seed",
+                "31",
+                "--artefacts",
+                "0.3",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     simulate_night(tmp_path / "api", n=40, seed=31, artefacts=SEVERE)
     assert _digest(tmp_path / "cli") == _digest(tmp_path / "api")

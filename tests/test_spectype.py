@@ -94,9 +94,15 @@ def test_spell_subclass_rejects_off_scale_ordinals() -> None:
 
 
 def test_typing_table_round_trip(tmp_path: Path) -> None:
-    ts = TypingSet(("x", "y"), np.array([[1.0, np.nan], [0.5, 0.25]]), ("G5", "A7III"),
-                   np.array([45, 27]), np.array([11, 12]), np.array([30.0, np.nan]),
-                   provenance="made in a test")
+    ts = TypingSet(
+        ("x", "y"),
+        np.array([[1.0, np.nan], [0.5, 0.25]]),
+        ("G5", "A7III"),
+        np.array([45, 27]),
+        np.array([11, 12]),
+        np.array([30.0, np.nan]),
+        provenance="made in a test",
+    )
     write_typing_set(tmp_path / "t.fits", ts)
     back = load_typing_set(tmp_path / "t.fits")
     assert back.index_names == ("x", "y") and back.labels == ("G5", "A7III")
@@ -104,8 +110,9 @@ def test_typing_table_round_trip(tmp_path: Path) -> None:
     assert back.ordinals.tolist() == [45, 27] and back.obsids.tolist() == [11, 12]
     assert "made in a test" in back.provenance
     with pytest.raises(ValueError, match="not a lamostdb typing table"):
-        load_typing_set(Path(__file__).parents[1] / "lamostdb" / "templates" / "data"
-                        / "lamost_stars.fits")
+        load_typing_set(
+            Path(__file__).parents[1] / "lamostdb" / "templates" / "data" / "lamost_stars.fits"
+        )
 
 
 def test_the_shipped_typing_table() -> None:
@@ -128,8 +135,9 @@ def test_the_pipeline_types_stars_it_covers(shipped_dir: Path) -> None:
     assert eng.typer is not None
     from conftest import NOT_LAMOST
 
-    recs = [read_spectrum(p) for p in sorted(shipped_dir.rglob("*.fits*"))
-            if p.name not in NOT_LAMOST]
+    recs = [
+        read_spectrum(p) for p in sorted(shipped_dir.rglob("*.fits*")) if p.name not in NOT_LAMOST
+    ]
     recs = [r for r in recs if (r.lasp_class or "").upper() == "STAR"][:24]
     flux, ivar = batch_to_working_grid(recs, grid=eng.grid)
     typed = classify_arrays(flux, ivar, engine=eng)
@@ -144,8 +152,9 @@ def test_the_pipeline_types_stars_it_covers(shipped_dir: Path) -> None:
     want = type_subclasses(eng.typer, idx)
     from lamostdb.templates.subclass import spectral_letter
 
-    covered = star & np.array([spectral_letter(s) in eng.typer.letters
-                               for s in plain.subclass[:, 0]])
+    covered = star & np.array(
+        [spectral_letter(s) in eng.typer.letters for s in plain.subclass[:, 0]]
+    )
     assert covered.any()
     assert list(typed.subclass[covered, 0]) == list(want[covered])
     assert list(typed.subclass[~covered, 0]) == list(plain.subclass[~covered, 0])

@@ -36,13 +36,21 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     outside.mkdir()
     (outside / "notes.csv").write_text(OUTSIDE_TEXT)
     spectra_file = sorted((cat / "spectra").rglob("part-*.parquet"))[0]
-    return {"cat": cat, "outside": outside, "csv": outside / "notes.csv",
-            "spectra_file": spectra_file, "metadata": cat / "spectra" / "dataset" / "_metadata"}
+    return {
+        "cat": cat,
+        "outside": outside,
+        "csv": outside / "notes.csv",
+        "spectra_file": spectra_file,
+        "metadata": cat / "spectra" / "dataset" / "_metadata",
+    }
 
 
 def tree_hashes(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def attacks(site: dict[str, Path]) -> dict[str, tuple[str, str]]:
@@ -69,10 +77,14 @@ def attacks(site: dict[str, Path]) -> dict[str, tuple[str, str]]:
         "read_blob_passwd": ("SELECT * FROM read_blob('/etc/passwd')", "outside"),
         "glob_etc": ("SELECT * FROM glob('/etc/*')", "outside"),
         "read_csv_outside": (f"SELECT * FROM read_csv('{csv}')", "outside"),
-        "read_csv_outside_by_dotdot": (f"SELECT * FROM read_csv('{cat}/../outside/notes.csv')",
-                                       "outside"),
-        "read_parquet_glob_outside": (f"SELECT * FROM read_parquet('{outside}/*.parquet')",
-                                      "outside"),
+        "read_csv_outside_by_dotdot": (
+            f"SELECT * FROM read_csv('{cat}/../outside/notes.csv')",
+            "outside",
+        ),
+        "read_parquet_glob_outside": (
+            f"SELECT * FROM read_parquet('{outside}/*.parquet')",
+            "outside",
+        ),
         "read_text_over_http": ("SELECT * FROM read_text('http://127.0.0.1:9/x')", "outside"),
         "install_httpfs": ("INSTALL httpfs", "INSTALL"),
         "load_httpfs": ("LOAD httpfs", "LOAD"),
@@ -89,8 +101,10 @@ def attacks(site: dict[str, Path]) -> dict[str, tuple[str, str]]:
         "detach": ("DETACH memory", "DETACH"),
         "use": ("USE memory", "USE"),
         "create_table": ("CREATE TABLE t AS SELECT 1", "CREATE"),
-        "create_view_shadowing_spectra": ("CREATE OR REPLACE TEMP VIEW spectra AS SELECT 1",
-                                          "CREATE"),
+        "create_view_shadowing_spectra": (
+            "CREATE OR REPLACE TEMP VIEW spectra AS SELECT 1",
+            "CREATE",
+        ),
         "create_macro": ("CREATE MACRO m(x) AS x", "CREATE"),
         "create_secret": ("CREATE SECRET s (TYPE s3)", "CREATE"),
         "insert": ("INSERT INTO quarantine VALUES ('x', 'y', 1, 'z', 'r', now())", "INSERT"),
@@ -105,18 +119,25 @@ def attacks(site: dict[str, Path]) -> dict[str, tuple[str, str]]:
         "prepare": ("PREPARE p AS SELECT 1", "PREPARE"),
         "explain_analyze_copy": (f"EXPLAIN ANALYZE COPY (SELECT 1) TO '{part}'", "EXPLAIN"),
         "pivot_statement": ("PIVOT spectrum_versions ON current", "PIVOT"),
-        "logging_to_a_file": (f"SELECT * FROM enable_logging(storage = 'file', "
-                              f"storage_path = '{cat}/log')", "setting"),
-        "profiling_to_a_file": (f"SELECT * FROM enable_profiling(save_location = "
-                                f"'{cat}/profile.json')", "setting"),
-        "copy_hidden_in_query_function": (f"SELECT * FROM query('SELECT 1; COPY (SELECT 1) "
-                                          f"TO ''{part}''')", "refused"),
+        "logging_to_a_file": (
+            f"SELECT * FROM enable_logging(storage = 'file', storage_path = '{cat}/log')",
+            "setting",
+        ),
+        "profiling_to_a_file": (
+            f"SELECT * FROM enable_profiling(save_location = '{cat}/profile.json')",
+            "setting",
+        ),
+        "copy_hidden_in_query_function": (
+            f"SELECT * FROM query('SELECT 1; COPY (SELECT 1) TO ''{part}''')",
+            "refused",
+        ),
         "empty": ("  ; -- nothing", "empty"),
     }
 
 
 def test_every_attack_is_refused_through_the_api_and_the_cli(
-        site: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    site: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     before = tree_hashes(site["cat"])
     corpus = attacks(site)
     assert len(corpus) >= 50
@@ -138,8 +159,20 @@ def test_every_attack_is_refused_through_the_api_and_the_cli(
         assert word.lower() in err.lower(), f"{name}: {err!r} does not name {word}"
     # nor can the results file land in the catalogue
     for target in (site["metadata"], site["spectra_file"], site["cat"] / "new.csv"):
-        assert main(["sql", str(site["cat"]), "SELECT 1 AS x", "--output", str(target),
-                     "--format", "parquet"]) == 2
+        assert (
+            main(
+                [
+                    "sql",
+                    str(site["cat"]),
+                    "SELECT 1 AS x",
+                    "--output",
+                    str(target),
+                    "--format",
+                    "parquet",
+                ]
+            )
+            == 2
+        )
         assert "inside the catalogue" in capsys.readouterr().err
     assert tree_hashes(site["cat"]) == before
     assert not (site["cat"] / "dump").exists() and not (site["cat"] / "evil.duckdb").exists()
@@ -151,40 +184,66 @@ def test_a_writer_refuses_the_same_statements(site: dict[str, Path], tmp_path: P
     part = sorted((cat_path / "spectra").rglob("part-*.parquet"))[0]
     with Catalog(cat_path, mode="w") as cat:
         before = tree_hashes(cat_path)  # opening for writing publishes a snapshot
-        for query in (f"COPY (SELECT 1) TO '{part}'", "SELECT 1; DROP TABLE files",
-                      "DELETE FROM spectrum_versions", "INSTALL httpfs"):
+        for query in (
+            f"COPY (SELECT 1) TO '{part}'",
+            "SELECT 1; DROP TABLE files",
+            "DELETE FROM spectrum_versions",
+            "INSTALL httpfs",
+        ):
             with pytest.raises(QueryRefused):
                 cat.sql(query)
-    assert {k: v for k, v in tree_hashes(cat_path).items() if "_snapshots" not in k} \
-        == {k: v for k, v in before.items() if "_snapshots" not in k}
+    assert {k: v for k, v in tree_hashes(cat_path).items() if "_snapshots" not in k} == {
+        k: v for k, v in before.items() if "_snapshots" not in k
+    }
 
 
 def test_a_legitimate_select_works_and_binds_its_parameters(
-        site: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    site: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     before = tree_hashes(site["cat"])
     with lamostdb.open(site["cat"]) as cat:
         obsid = cat.sql("SELECT min(obsid) AS o FROM spectra")["o"][0]
         n = cat.sql("SELECT count(*) AS n FROM spectra WHERE obsid >= $o", {"o": obsid})["n"][0]
         assert n > 1
-        one = cat.sql("/* a comment */ WITH s AS (SELECT * FROM spectra) "
-                      "SELECT specid FROM s WHERE obsid = $obsid -- trailing comment",
-                      {"obsid": obsid})
+        one = cat.sql(
+            "/* a comment */ WITH s AS (SELECT * FROM spectra) "
+            "SELECT specid FROM s WHERE obsid = $obsid -- trailing comment",
+            {"obsid": obsid},
+        )
         assert one.height == 1
         # a bound value is a value, never SQL
-        assert cat.sql("SELECT count(*) AS n FROM spectra WHERE specid = $s",
-                       {"s": "x'; COPY spectra TO '/tmp/x"})["n"][0] == 0
+        assert (
+            cat.sql(
+                "SELECT count(*) AS n FROM spectra WHERE specid = $s",
+                {"s": "x'; COPY spectra TO '/tmp/x"},
+            )["n"][0]
+            == 0
+        )
         assert cat.sql("DESCRIBE spectra").height > 10
         assert cat.sql("SELECT count(*) AS n FROM quarantine")["n"][0] >= 0
         assert cat.cone(0.0, 0.0, 1.0).height == 0
     capsys.readouterr()
-    assert main(["sql", str(site["cat"]), "SELECT count(*) AS n FROM spectra WHERE obsid >= $o",
-                 "--param", f"o={obsid}", "--format", "csv"]) == 0
+    assert (
+        main(
+            [
+                "sql",
+                str(site["cat"]),
+                "SELECT count(*) AS n FROM spectra WHERE obsid >= $o",
+                "--param",
+                f"o={obsid}",
+                "--format",
+                "csv",
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out.splitlines() == ["n", str(n)]
     assert tree_hashes(site["cat"]) == before
 
 
 def test_allow_files_opens_one_folder_and_nothing_else(
-        site: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    site: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     before = tree_hashes(site["cat"])
     query = f"SELECT value FROM read_csv('{site['csv']}')"
     with lamostdb.open(site["cat"], allow_files=[site["outside"]]) as cat:
@@ -197,11 +256,27 @@ def test_allow_files_opens_one_folder_and_nothing_else(
     capsys.readouterr()
     assert main(["sql", str(site["cat"]), query, "--format", "csv"]) == 2
     assert "--allow-files" in capsys.readouterr().err
-    assert main(["sql", str(site["cat"]), query, "--format", "csv",
-                 "--allow-files", str(site["outside"])]) == 0
+    assert (
+        main(
+            [
+                "sql",
+                str(site["cat"]),
+                query,
+                "--format",
+                "csv",
+                "--allow-files",
+                str(site["outside"]),
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out.splitlines() == ["value", "42"]
-    assert main(["sql", str(site["cat"]), "SELECT 1", "--allow-files",
-                 str(site["outside"] / "missing")]) == 2
+    assert (
+        main(
+            ["sql", str(site["cat"]), "SELECT 1", "--allow-files", str(site["outside"] / "missing")]
+        )
+        == 2
+    )
     assert "no such folder" in capsys.readouterr().err
     assert tree_hashes(site["cat"]) == before
 

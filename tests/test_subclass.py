@@ -34,12 +34,37 @@ LAMOST_LABELS = sorted(SHARED_SPECTRA.glob("lamost/*/labels_summary.csv"))
 # (class, subclass) pairs that occur in /work/shared/data/spectra/lamost/*/labels_summary.csv,
 # with the ordinal each STAR label must get; copied so the test runs without that folder.
 REAL_STAR_LABELS: dict[str, int] = {
-    "A1IV": 21, "A2": 22, "A2IV": 22, "A3IV": 23, "A3V": 23, "A4III": 24, "A4V": 24,
-    "A5V": 25, "A6IV": 26, "A7III": 27, "A7V": 27, "A9V": 29,
-    "F0": 30, "F2": 32, "F5": 35, "F6": 36, "F7": 37, "F9": 39,
-    "G0": 40, "G2": 42, "G5": 45, "G7": 47, "G8": 48,
-    "K1": 51, "K3": 53, "K5": 55, "K7": 57,
-    "M0": 60, "M1": 61, "M2": 62, "dM5": 65,
+    "A1IV": 21,
+    "A2": 22,
+    "A2IV": 22,
+    "A3IV": 23,
+    "A3V": 23,
+    "A4III": 24,
+    "A4V": 24,
+    "A5V": 25,
+    "A6IV": 26,
+    "A7III": 27,
+    "A7V": 27,
+    "A9V": 29,
+    "F0": 30,
+    "F2": 32,
+    "F5": 35,
+    "F6": 36,
+    "F7": 37,
+    "F9": 39,
+    "G0": 40,
+    "G2": 42,
+    "G5": 45,
+    "G7": 47,
+    "G8": 48,
+    "K1": 51,
+    "K3": 53,
+    "K5": 55,
+    "K7": 57,
+    "M0": 60,
+    "M1": 61,
+    "M2": 62,
+    "dM5": 65,
 }
 REAL_OTHER_LABELS = (("QSO", "Non"), ("Unknown", "Non"))
 
@@ -67,19 +92,45 @@ def test_letter_counts() -> None:
     # Counted from the names: 19 A (Am included), 30 B, 17 F + 2 sdF, 15 G, 19 K, 12 M, 3 O,
     # 4 white dwarfs, Carbon, Ldwarf; the table moves Am from A to F.
     counts = Counter(r.letter for r in load_subclass_table())
-    assert counts == {"O": 3, "B": 30, "A": 18, "F": 20, "G": 15, "K": 19, "M": 12,
-                      "L": 1, "WD": 4, "Carbon": 1}
+    assert counts == {
+        "O": 3,
+        "B": 30,
+        "A": 18,
+        "F": 20,
+        "G": 15,
+        "K": 19,
+        "M": 12,
+        "L": 1,
+        "WD": 4,
+        "Carbon": 1,
+    }
 
 
-@pytest.mark.parametrize(("name", "subclass"), [
-    ("B0.5Iae (185859)", "B0"), ("M4.5:III (123657)", "M4"), ("F3/F5V (30743)", "F3"),
-    ("G5/G6IVw (26297)", "G5"), ("O8/O9 (167771)", "O8"), ("O9.5Iae (30614)", "O9"),
-    ("B9.5V+... (37269)", "B9"), ("G0.5IV (14214)", "G0"), ("sd:F0 (G_84-29)", "F0"),
-    ("sdF3 (140283)", "F3"), ("Am (78362)", "F0"), ("A1m (78209)", "A1"),
-    ("M7IIIevar (177940)", "M7"), ("K5Ve (118100)", "K5"), ("CalciumWD", "WD"),
-    ("WDcooler", "WD"), ("WDhotter", "WD"), ("WDmagnetic", "WD"), ("Carbon", "Carbon"),
-    ("Ldwarf", "L"),
-])
+@pytest.mark.parametrize(
+    ("name", "subclass"),
+    [
+        ("B0.5Iae (185859)", "B0"),
+        ("M4.5:III (123657)", "M4"),
+        ("F3/F5V (30743)", "F3"),
+        ("G5/G6IVw (26297)", "G5"),
+        ("O8/O9 (167771)", "O8"),
+        ("O9.5Iae (30614)", "O9"),
+        ("B9.5V+... (37269)", "B9"),
+        ("G0.5IV (14214)", "G0"),
+        ("sd:F0 (G_84-29)", "F0"),
+        ("sdF3 (140283)", "F3"),
+        ("Am (78362)", "F0"),
+        ("A1m (78209)", "A1"),
+        ("M7IIIevar (177940)", "M7"),
+        ("K5Ve (118100)", "K5"),
+        ("CalciumWD", "WD"),
+        ("WDcooler", "WD"),
+        ("WDhotter", "WD"),
+        ("WDmagnetic", "WD"),
+        ("Carbon", "Carbon"),
+        ("Ldwarf", "L"),
+    ],
+)
 def test_named_rows(name: str, subclass: str) -> None:
     assert subclass_of_template(name) == subclass
 
@@ -99,8 +150,9 @@ def test_unknown_template_name_says_what_to_do() -> None:
 def test_table_agrees_with_the_names() -> None:
     # Two routes to one answer: the hand-checked table and the spelling of each name.
     for row in load_subclass_table():
-        assert (row.letter, row.ordinal) == OVERRIDES.get(row.template_name,
-                                                          _parse_mk(row.template_name))
+        assert (row.letter, row.ordinal) == OVERRIDES.get(
+            row.template_name, _parse_mk(row.template_name)
+        )
         assert parse_subclass(row.subclass) == (row.letter, row.ordinal)
         assert parse_subclass(row.template_name) == (row.letter, row.ordinal)
 
@@ -134,18 +186,44 @@ def test_real_lamost_labels() -> None:
             assert ordinal == REAL_STAR_LABELS[label]
 
 
-@pytest.mark.parametrize(("label", "want"), [
-    ("G7", ("G", 47)), ("dM5", ("M", 65)), ("gM3", ("M", 63)), ("sdM2", ("M", 62)),
-    ("esdM1", ("M", 61)), ("K7", ("K", 57)), ("A2V", ("A", 22)), ("A1IV", ("A", 21)),
-    ("B9", ("B", 19)), ("F5", ("F", 35)), ("B2.5Ve", ("B", 12)), ("L3", ("L", 73)),
-    ("O", ("O", None)), ("OB", ("O", None)), ("M", ("M", None)), ("Ldwarf", ("L", None)),
-    ("WD", ("WD", 200)), ("DA", ("WD", 200)), ("DZ", ("WD", 200)), ("CarbonWD", ("WD", 200)),
-    ("Carbon", ("Carbon", 300)),
-    ("Non", (None, None)), ("", (None, None)), (None, (None, None)), ("  ", (None, None)),
-    ("CV", (None, None)), ("GALAXY", (None, None)), ("Galaxy", (None, None)),
-    ("QSO", (None, None)), ("STAR", (None, None)), ("Unknown", (None, None)),
-    ("G2V (unlisted)", ("G", 42)), ("M10", (None, None)),
-])
+@pytest.mark.parametrize(
+    ("label", "want"),
+    [
+        ("G7", ("G", 47)),
+        ("dM5", ("M", 65)),
+        ("gM3", ("M", 63)),
+        ("sdM2", ("M", 62)),
+        ("esdM1", ("M", 61)),
+        ("K7", ("K", 57)),
+        ("A2V", ("A", 22)),
+        ("A1IV", ("A", 21)),
+        ("B9", ("B", 19)),
+        ("F5", ("F", 35)),
+        ("B2.5Ve", ("B", 12)),
+        ("L3", ("L", 73)),
+        ("O", ("O", None)),
+        ("OB", ("O", None)),
+        ("M", ("M", None)),
+        ("Ldwarf", ("L", None)),
+        ("WD", ("WD", 200)),
+        ("DA", ("WD", 200)),
+        ("DZ", ("WD", 200)),
+        ("CarbonWD", ("WD", 200)),
+        ("Carbon", ("Carbon", 300)),
+        ("Non", (None, None)),
+        ("", (None, None)),
+        (None, (None, None)),
+        ("  ", (None, None)),
+        ("CV", (None, None)),
+        ("GALAXY", (None, None)),
+        ("Galaxy", (None, None)),
+        ("QSO", (None, None)),
+        ("STAR", (None, None)),
+        ("Unknown", (None, None)),
+        ("G2V (unlisted)", ("G", 42)),
+        ("M10", (None, None)),
+    ],
+)
 def test_parse_subclass(label: str | None, want: tuple[str | None, int | None]) -> None:
     assert parse_subclass(label) == want
     assert spectral_letter(label) == want[0] and subclass_ordinal(label) == want[1]
@@ -156,11 +234,18 @@ PECULIAR = ("", "e", "n", "p", "var", "w", "+...", "...")
 
 
 @settings(derandomize=True, max_examples=300, deadline=None)
-@given(letter=st.sampled_from(MK), digit=st.integers(0, 9), half=st.booleans(),
-       lum=st.sampled_from(LUMINOSITY), pec=st.sampled_from(PECULIAR),
-       prefix=st.sampled_from(("", "d", "g", "sd", "sd:")), hd=st.integers(1, 399_999))
-def test_generated_mk_types(letter: str, digit: int, half: bool, lum: str, pec: str,
-                            prefix: str, hd: int) -> None:
+@given(
+    letter=st.sampled_from(MK),
+    digit=st.integers(0, 9),
+    half=st.booleans(),
+    lum=st.sampled_from(LUMINOSITY),
+    pec=st.sampled_from(PECULIAR),
+    prefix=st.sampled_from(("", "d", "g", "sd", "sd:")),
+    hd=st.integers(1, 399_999),
+)
+def test_generated_mk_types(
+    letter: str, digit: int, half: bool, lum: str, pec: str, prefix: str, hd: int
+) -> None:
     label = f"{prefix}{letter}{digit}{'.5' if half else ''}{lum}{pec} ({hd})"
     assert parse_subclass(label) == (letter, 10 * MK.index(letter) + digit)
 

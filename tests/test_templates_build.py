@@ -39,12 +39,10 @@ def _sdss_star(prefix: str) -> tuple[TemplateSet, int]:
     return ts, next(i for i, n in enumerate(ts.names) if n.startswith(prefix))
 
 
-def _simulate(rng: np.random.Generator, prefix: str, n: int
-              ) -> tuple[F64, F64, F64, F64]:
+def _simulate(rng: np.random.Generator, prefix: str, n: int) -> tuple[F64, F64, F64, F64]:
     """Spectra of one SDSS star on the working grid: shifted, distorted, arm step, noise."""
     ts, k = _sdss_star(prefix)
-    spline = CubicSpline(ts.loglam0 + ts.dloglam * np.arange(ts.vectors.shape[1]),
-                         ts.vectors[k])
+    spline = CubicSpline(ts.loglam0 + ts.dloglam * np.arange(ts.vectors.shape[1]), ts.vectors[k])
     obs = WORKING_GRID.loglam0 + WORKING_GRID.dloglam * np.arange(WORKING_GRID.npix)
     x = np.linspace(-1.0, 1.0, obs.size)
     red = 10.0**obs >= 5800.0
@@ -96,16 +94,18 @@ def test_injected_star_is_recovered_and_outliers_dropped() -> None:
     assert np.all(np.isfinite(tpl.flux)) and np.all(tpl.flux > 0)
     ts, k = _sdss_star("G0")
     rest = loglam0 + WORKING_GRID.dloglam * np.arange(npix)
-    truth = CubicSpline(ts.loglam0 + ts.dloglam * np.arange(ts.vectors.shape[1]),
-                        ts.vectors[k])(rest)
+    truth = CubicSpline(ts.loglam0 + ts.dloglam * np.arange(ts.vectors.shape[1]), ts.vectors[k])(
+        rest
+    )
     inside = np.zeros(npix, dtype=bool)
-    inside[pad + 5:npix - pad - 5] = True  # rest pixels every spectrum covers
+    inside[pad + 5 : npix - pad - 5] = True  # rest pixels every spectrum covers
     rms = _smooth_normalised_rms(tpl.flux, truth, inside)
     assert rms < 0.02
     # the outliers' template (M2) would be far off: the check can fail
     ts_m, m = _sdss_star("M2")
-    wrong = CubicSpline(ts_m.loglam0 + ts_m.dloglam * np.arange(ts_m.vectors.shape[1]),
-                        ts_m.vectors[m])(rest)
+    wrong = CubicSpline(
+        ts_m.loglam0 + ts_m.dloglam * np.arange(ts_m.vectors.shape[1]), ts_m.vectors[m]
+    )(rest)
     assert _smooth_normalised_rms(tpl.flux, wrong, inside) > 5 * rms
 
 
@@ -144,11 +144,16 @@ def test_shift_by_whole_pixels_is_exact_and_constant_stays_constant() -> None:
     loglam0, npix, pad = rest_grid(WORKING_GRID, 0.01)
     z = 10.0 ** (np.array([3, -2]) * WORKING_GRID.dloglam) - 1.0
     f, iv = shift_to_rest(flux, ivar, z, rest_loglam0=loglam0, rest_npix=npix)
-    np.testing.assert_allclose(f[0, pad + 10:pad + 20], flux[0, 13:23], rtol=1e-9)
-    np.testing.assert_allclose(f[1, pad + 10:pad + 20], flux[1, 8:18], rtol=1e-9)
-    np.testing.assert_allclose(iv[0, pad + 10:pad + 20], 4.0, rtol=1e-9)
-    const, civ = shift_to_rest(np.full((1, WORKING_GRID.npix), 2.5), ivar[:1],
-                               np.array([0.00037]), rest_loglam0=loglam0, rest_npix=npix)
+    np.testing.assert_allclose(f[0, pad + 10 : pad + 20], flux[0, 13:23], rtol=1e-9)
+    np.testing.assert_allclose(f[1, pad + 10 : pad + 20], flux[1, 8:18], rtol=1e-9)
+    np.testing.assert_allclose(iv[0, pad + 10 : pad + 20], 4.0, rtol=1e-9)
+    const, civ = shift_to_rest(
+        np.full((1, WORKING_GRID.npix), 2.5),
+        ivar[:1],
+        np.array([0.00037]),
+        rest_loglam0=loglam0,
+        rest_npix=npix,
+    )
     covered = civ[0] > 0
     assert covered.sum() > WORKING_GRID.npix - 10
     np.testing.assert_allclose(const[0, covered], 2.5, rtol=1e-12)
@@ -161,8 +166,14 @@ def _stats(result: BuildResult) -> list[TemplateStats]:
 def test_library_round_trip_is_bit_identical(tmp_path: Path) -> None:
     result, _ = _injected()
     path = tmp_path / "lib.fits"
-    write_library(path, [result.template_set()], name="test", provenance="line one\nline two",
-                  stats=[_stats(result)], licences=["CC0"])
+    write_library(
+        path,
+        [result.template_set()],
+        name="test",
+        provenance="line one\nline two",
+        stats=[_stats(result)],
+        licences=["CC0"],
+    )
     lib = load_library(path)
     assert lib.kind == "single" and lib.objclass == "STAR"
     assert lib.subclasses == ("G0",) and lib.names == ("G0 (stack of 30)",)
@@ -170,9 +181,15 @@ def test_library_round_trip_is_bit_identical(tmp_path: Path) -> None:
     np.testing.assert_array_equal(lib.vectors[0], result.templates[0].flux.astype(np.float32))
     tbl = library_table(path).row(0, named=True)
     tpl = result.templates[0]
-    assert tbl == {"name": "G0 (stack of 30)", "subclass": "G0", "source": "lamostdb templates "
-                   "build", "licence": "CC0", "n_spectra": 30, "median_snr": tpl.median_snr,
-                   "scatter": tpl.scatter}
+    assert tbl == {
+        "name": "G0 (stack of 30)",
+        "subclass": "G0",
+        "source": "lamostdb templates build",
+        "licence": "CC0",
+        "n_spectra": 30,
+        "median_snr": tpl.median_snr,
+        "scatter": tpl.scatter,
+    }
     with fits.open(path) as hdul:
         assert hdul[0].header["LIBFMT"] == "lamostdb-library"
         assert list(hdul[0].header["HISTORY"]) == ["line one", "line two"]
@@ -188,33 +205,53 @@ def test_merging_sets_on_different_grids(tmp_path: Path) -> None:
     result, _ = _injected()
     built = result.template_set()
     sdss = load_default_templates()["STAR"]
-    sdss2 = TemplateSet("STAR", "single", sdss.names[:2], sdss.loglam0, sdss.dloglam,
-                        sdss.vectors[:2], "spEigenStar-55734.fits")
+    sdss2 = TemplateSet(
+        "STAR",
+        "single",
+        sdss.names[:2],
+        sdss.loglam0,
+        sdss.dloglam,
+        sdss.vectors[:2],
+        "spEigenStar-55734.fits",
+    )
     # half a pixel out of phase, 2000 pixels: rebinned; a constant stays constant, and a
     # smooth function keeps its values at the new pixel centres
     n = 2000
     loglam_half = 3.6001 + 0.5e-4
     smooth = 1.0 + 0.5 * np.sin(np.arange(n) / 300.0)
-    half = TemplateSet("STAR", "single", ("flat", "wave"), loglam_half, 1e-4,
-                       np.stack([np.full(n, 2.0), smooth]), "kesseli-like",
-                       subclasses=("K5", "M0"))
+    half = TemplateSet(
+        "STAR",
+        "single",
+        ("flat", "wave"),
+        loglam_half,
+        1e-4,
+        np.stack([np.full(n, 2.0), smooth]),
+        "kesseli-like",
+        subclasses=("K5", "M0"),
+    )
     path = tmp_path / "merged.fits"
-    write_library(path, [built, sdss2, half], name="merged", provenance="merge test",
-                  stats=[_stats(result), [None, None], [None, None]],
-                  licences=["ours", "SDSS", "other"])
+    write_library(
+        path,
+        [built, sdss2, half],
+        name="merged",
+        provenance="merge test",
+        stats=[_stats(result), [None, None], [None, None]],
+        licences=["ours", "SDSS", "other"],
+    )
     lib = load_library(path)
     assert lib.loglam0 == pytest.approx(sdss.loglam0, abs=1e-12)  # the widest start
     assert lib.vectors.shape == (5, sdss.vectors.shape[1])
     k = round((built.loglam0 - lib.loglam0) / lib.dloglam)
-    np.testing.assert_array_equal(lib.vectors[0, k:k + built.vectors.shape[1]],
-                                  built.vectors[0].astype(np.float32))
+    np.testing.assert_array_equal(
+        lib.vectors[0, k : k + built.vectors.shape[1]], built.vectors[0].astype(np.float32)
+    )
     np.testing.assert_array_equal(lib.vectors[1], sdss.vectors[0].astype(np.float32))
     assert np.all(np.isfinite(lib.vectors))
     j0 = int(np.ceil((loglam_half - lib.loglam0) / lib.dloglam))
-    np.testing.assert_allclose(lib.vectors[3, j0 + 1:j0 + n - 2], 2.0, rtol=1e-6)
+    np.testing.assert_allclose(lib.vectors[3, j0 + 1 : j0 + n - 2], 2.0, rtol=1e-6)
     centres = lib.loglam0 + lib.dloglam * np.arange(j0 + 1, j0 + n - 2)
     expect = np.interp(centres, loglam_half + 1e-4 * np.arange(n), smooth)
-    np.testing.assert_allclose(lib.vectors[4, j0 + 1:j0 + n - 2], expect, atol=2e-4)
+    np.testing.assert_allclose(lib.vectors[4, j0 + 1 : j0 + n - 2], expect, atol=2e-4)
     assert lib.vectors[3, 0] == lib.vectors[3, j0 + 1]  # padded with the edge value
     assert lib.subclasses == ("G0", "A0", "A0", "K5", "M0")
     assert lib.notes is not None and "padded" in lib.notes[3]
@@ -233,9 +270,9 @@ def _afg_files(subclasses: dict[str, int]) -> list[Path]:
     return out
 
 
-def test_cli_builds_a_library_that_classifies_real_spectra(tmp_path: Path,
-                                                           capsys: pytest.CaptureFixture[str]
-                                                           ) -> None:
+def test_cli_builds_a_library_that_classifies_real_spectra(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from lamostdb.catalog.store import open_catalog
     from lamostdb.cli.main import main
     from lamostdb.match.batch import ENGINE_COLUMNS, batch_to_matrices
@@ -250,8 +287,23 @@ def test_cli_builds_a_library_that_classifies_real_spectra(tmp_path: Path,
     cat = tmp_path / "cat"
     assert main(["ingest", str(cat), str(night), "--workers", "1", "--quiet"]) == 0
     out = tmp_path / "lib.fits"
-    assert main(["templates", "build", str(cat), "--label", "lasp_subclass", "--out", str(out),
-                 "--min-spectra", "5", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "templates",
+                "build",
+                str(cat),
+                "--label",
+                "lasp_subclass",
+                "--out",
+                str(out),
+                "--min-spectra",
+                "5",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "4 templates from 35 spectra" in text and "A2" in text and "too few" in text
     lib = load_library(out)
@@ -260,14 +312,18 @@ def test_cli_builds_a_library_that_classifies_real_spectra(tmp_path: Path,
     assert "G8 (stack of" in capsys.readouterr().out
     engine = prepare_engine(extra=(lib,))
     with open_catalog(cat) as c:
-        df = c.sql("SELECT " + ", ".join(ENGINE_COLUMNS) + ", lasp_subclass FROM spectra "
-                   "WHERE lasp_subclass <> 'A2' ORDER BY specid")
+        df = c.sql(
+            "SELECT " + ", ".join(ENGINE_COLUMNS) + ", lasp_subclass FROM spectra "
+            "WHERE lasp_subclass <> 'A2' ORDER BY specid"
+        )
     flux, ivar = batch_to_matrices(df, engine.grid)
     fit = fit_spectra(flux, ivar * engine.pixel_weight, engine=engine)
     subs, _ = template_subclasses(engine)
     best = [subs[i] if i >= 0 else None for i in fit.template[:, 0]]
-    right = [spectral_letter(a) == spectral_letter(b)
-             for a, b in zip(best, df["lasp_subclass"].to_list(), strict=True)]
+    right = [
+        spectral_letter(a) == spectral_letter(b)
+        for a, b in zip(best, df["lasp_subclass"].to_list(), strict=True)
+    ]
     assert np.mean(right) >= 0.8
     n_own = len(subs) - len(lib.names)
     assert np.mean(fit.template[:, 0] >= n_own) >= 0.5  # the built templates are used

@@ -47,8 +47,9 @@ def _phase_ok(loglam0: float) -> bool:
 def test_air_to_vacuum_h_alpha_and_round_trip() -> None:
     assert float(air_to_vacuum_angstrom(6562.80)) == pytest.approx(6564.61, abs=0.005)
     wave = np.linspace(3000.0, 11000.0, 801)
-    np.testing.assert_allclose(vacuum_to_air_angstrom(air_to_vacuum_angstrom(wave)), wave,
-                               atol=2e-4)
+    np.testing.assert_allclose(
+        vacuum_to_air_angstrom(air_to_vacuum_angstrom(wave)), wave, atol=2e-4
+    )
 
 
 def test_kesseli_all_files_on_the_lamost_grid_without_nan(kesseli) -> None:  # type: ignore[no-untyped-def]
@@ -75,8 +76,9 @@ def test_kesseli_subclasses_parse_to_the_file_type(kesseli) -> None:  # type: ig
         mk = name.split("_")[0]  # "M2", "A3", "L3"
         letter, ordinal = parse_subclass(sub)
         assert sub == mk and letter == mk[0], name
-        assert ordinal == {"O": 0, "B": 10, "A": 20, "F": 30, "G": 40, "K": 50, "M": 60,
-                           "L": 70}[mk[0]] + int(mk[1]), name
+        assert ordinal == {"O": 0, "B": 10, "A": 20, "F": 30, "G": 40, "K": 50, "M": 60, "L": 70}[
+            mk[0]
+        ] + int(mk[1]), name
     ords = [parse_subclass(s)[1] for s in ts.subclasses]
     assert ords == sorted(ords)  # stable order: ordinal, then [Fe/H], then name
     assert ts.names == load_kesseli(sorted(KESSELI.glob("*.fits.gz"), reverse=True)).templates.names
@@ -94,8 +96,9 @@ def test_kesseli_nan_and_zero_pixels_are_trimmed_or_filled(tmp_path: Path) -> No
     assert np.all(np.isfinite(ts.vectors)) and ts.vectors.shape[1] == flux.size - 5
     row = ts.vectors[0]
     np.testing.assert_array_equal(row[:995], flux[5:1000])
-    np.testing.assert_allclose(row[995:999], np.interp(np.arange(1000, 1004), [999, 1004],
-                                                       flux[[999, 1004]]))
+    np.testing.assert_allclose(
+        row[995:999], np.interp(np.arange(1000, 1004), [999, 1004], flux[[999, 1004]])
+    )
     assert row[1995] == pytest.approx(0.5 * (flux[1999] + flux[2001]))
     assert "5 pixels without data interpolated" in ts.notes[0]
     assert _phase_ok(ts.loglam0) and round((ts.loglam0 - 3.5682) / 1e-4) == -53
@@ -133,12 +136,16 @@ def test_stelib_subclass_of_every_file(stelib) -> None:  # type: ignore[no-untyp
 def test_stelib_rebin_conserves_flux_and_uses_vacuum(stelib) -> None:  # type: ignore[no-untyped-def]
     ts = stelib.templates
     # a star without gaps: where pixels were interpolated the source holds no flux to compare
-    name = next(n for n, note in zip(ts.names, ts.notes, strict=True)
-                if n[0] in "AF" and "interpolated" not in note)
+    name = next(
+        n
+        for n, note in zip(ts.names, ts.notes, strict=True)
+        if n[0] in "AF" and "interpolated" not in note
+    )
     star = name.split("(")[1].rstrip(")")
     # file names pad HD numbers (HD077350), OBJECT does not (HD77350): match the header
-    wave_air, flux = next(r[2:4] for r in map(_read_one, sorted(STELIB.glob("*.fits")))
-                          if r[0] == star)
+    wave_air, flux = next(
+        r[2:4] for r in map(_read_one, sorted(STELIB.glob("*.fits"))) if r[0] == star
+    )
     wave_vac = air_to_vacuum_angstrom(wave_air)
     row = ts.vectors[ts.names.index(name)]
     edges = 10.0 ** (ts.loglam0 + 1e-4 * (np.arange(row.size + 1) - 0.5))
@@ -161,13 +168,18 @@ def test_load_template_file_detects_the_formats(caplog: pytest.LogCaptureFixture
     with caplog.at_level(logging.WARNING, logger="lamostdb.templates"):
         lib = load_template_file(STELIB)
     assert len(lib.names) == len(load_stelib_dir(STELIB).templates.names)
-    assert sum("left out" in r.message for r in caplog.records) == \
-        len(load_stelib_dir(STELIB).left_out)
+    assert sum("left out" in r.message for r in caplog.records) == len(
+        load_stelib_dir(STELIB).left_out
+    )
     assert load_template_file(KESSELI).names[0] == "O5"
     with pytest.raises(ValueError, match="Wolf-Rayet"):
         load_template_file(STELIB / "STELIB_v3.2_HD092809.fits")
-    assert load_template_file(SHARED_DATA / "templates" / "sdss" /
-                              "spEigenStar-55734.fits").vectors.shape[0] == 123
+    assert (
+        load_template_file(
+            SHARED_DATA / "templates" / "sdss" / "spEigenStar-55734.fits"
+        ).vectors.shape[0]
+        == 123
+    )
 
 
 def test_engine_recovers_kesseli_subclass_and_redshift() -> None:

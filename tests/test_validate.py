@@ -30,21 +30,34 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 def frame(rows: list[dict[str, Any]], **extra: list[Any]) -> pl.DataFrame:
     """A joined frame from short rows: (class, true_class) required, the rest defaulted."""
-    defaults = {"snrg": 30.0, "subclass": "Non", "z": 0.0, "true_subclass": None,
-                "true_z": 0.0}
+    defaults = {"snrg": 30.0, "subclass": "Non", "z": 0.0, "true_subclass": None, "true_z": 0.0}
     full = [{"specid": f"s{i}", **defaults, **r} for i, r in enumerate(rows)]
-    schema = {"specid": pl.String, "snrg": pl.Float64, "class": pl.String,
-              "subclass": pl.String, "z": pl.Float64, "true_class": pl.String,
-              "true_subclass": pl.String, "true_z": pl.Float64}
+    schema = {
+        "specid": pl.String,
+        "snrg": pl.Float64,
+        "class": pl.String,
+        "subclass": pl.String,
+        "z": pl.Float64,
+        "true_class": pl.String,
+        "true_subclass": pl.String,
+        "true_z": pl.Float64,
+    }
     df = pl.DataFrame(full, schema=schema)
     return df.with_columns(pl.Series(k, v) for k, v in extra.items())
 
 
 # -- metrics ---------------------------------------------------------------------------------
 
+
 def test_confusion_matrix_counts_and_unknown_truth_left_out() -> None:
-    pairs = ([("STAR", "STAR")] * 5 + [("STAR", "GALAXY")] * 2 + [("GALAXY", "GALAXY")] * 3
-             + [("GALAXY", "QSO")] + [("QSO", "QSO")] * 4 + [("UNKNOWN", "GALAXY")] * 6)
+    pairs = (
+        [("STAR", "STAR")] * 5
+        + [("STAR", "GALAXY")] * 2
+        + [("GALAXY", "GALAXY")] * 3
+        + [("GALAXY", "QSO")]
+        + [("QSO", "QSO")] * 4
+        + [("UNKNOWN", "GALAXY")] * 6
+    )
     df = m.prepare(frame([{"true_class": t, "class": o} for t, o in pairs]))
     cm = m.confusion_matrix(df)
     assert cm["true"] == ["STAR", "GALAXY", "QSO"] and cm["predicted"] == ["STAR", "GALAXY", "QSO"]
@@ -57,12 +70,20 @@ def test_confusion_matrix_counts_and_unknown_truth_left_out() -> None:
 def test_accuracy_per_snr_bin_uses_half_open_bins() -> None:
     snr = [0.5, 4.999, 5.0, 9.99, 10.0, 19.9, 20.0, 250.0, None]
     ok = [True, False, True, True, False, False, True, True, False]
-    rows = [{"snrg": s, "true_class": "STAR", "class": "STAR" if c else "QSO"}
-            for s, c in zip(snr, ok, strict=True)]
+    rows = [
+        {"snrg": s, "true_class": "STAR", "class": "STAR" if c else "QSO"}
+        for s, c in zip(snr, ok, strict=True)
+    ]
     by_bin = {r["snr_bin"]: r for r in m.accuracy_by_snr(m.prepare(frame(rows)))}
     assert list(by_bin) == ["all", "<5", "5-10", "10-20", ">=20", "n/a"]
     assert [(by_bin[b]["n"], by_bin[b]["n_correct"]) for b in by_bin] == [
-        (9, 5), (2, 1), (2, 2), (2, 0), (2, 2), (1, 0)]
+        (9, 5),
+        (2, 1),
+        (2, 2),
+        (2, 0),
+        (2, 2),
+        (1, 0),
+    ]
     assert by_bin["10-20"]["accuracy"] == 0.0 and by_bin["all"]["accuracy"] == 5 / 9
 
 
@@ -76,37 +97,56 @@ def test_empty_snr_bin_has_no_accuracy() -> None:
 def test_catastrophic_rule_at_its_limits() -> None:
     c = m.C_KMS
     rows = [
-        {"true_class": "STAR", "class": "STAR", "z": 999.0 / c},          # 999 km/s: fine
-        {"true_class": "STAR", "class": "STAR", "z": -1001.0 / c},        # 1001 km/s: bad z
-        {"true_class": "GALAXY", "class": "GALAXY", "true_z": 0.5,
-         "z": 0.5 + 0.0099 * 1.5},                                       # dz/(1+z) 0.0099
-        {"true_class": "QSO", "class": "QSO", "true_z": 2.0,
-         "z": 2.0 - 0.0101 * 3.0},                                       # dz/(1+z) -0.0101
+        {"true_class": "STAR", "class": "STAR", "z": 999.0 / c},  # 999 km/s: fine
+        {"true_class": "STAR", "class": "STAR", "z": -1001.0 / c},  # 1001 km/s: bad z
+        {
+            "true_class": "GALAXY",
+            "class": "GALAXY",
+            "true_z": 0.5,
+            "z": 0.5 + 0.0099 * 1.5,
+        },  # dz/(1+z) 0.0099
+        {
+            "true_class": "QSO",
+            "class": "QSO",
+            "true_z": 2.0,
+            "z": 2.0 - 0.0101 * 3.0,
+        },  # dz/(1+z) -0.0101
         {"true_class": "QSO", "class": "GALAXY", "true_z": 2.0, "z": 2.0},  # wrong class
         {"true_class": "GALAXY", "class": "GALAXY", "true_z": None, "z": 3.0},  # class only
-        {"true_class": "UNKNOWN", "class": "STAR", "true_z": None},       # not counted
+        {"true_class": "UNKNOWN", "class": "STAR", "true_z": None},  # not counted
     ]
     df = m.prepare(frame(rows))
     assert df["catastrophic"].to_list() == [False, True, False, True, True, False, False]
     cat = m.catastrophic_rate(df)
-    assert (cat["n"], cat["n_catastrophic"], cat["n_wrong_class"], cat["n_bad_redshift"],
-            cat["n_no_true_z"]) == (6, 3, 1, 2, 1)
+    assert (
+        cat["n"],
+        cat["n_catastrophic"],
+        cat["n_wrong_class"],
+        cat["n_bad_redshift"],
+        cat["n_no_true_z"],
+    ) == (6, 3, 1, 2, 1)
     assert cat["rate"] == 0.5 and "1000 km/s" in cat["definition"]
 
 
 def test_subclass_offsets_on_the_ordinal_scale() -> None:
-    pairs = [("G5", "G2"), ("K0", "G8"), ("dM2", "M0"), ("WD", "A0"), ("M", "M2"),
-             ("F5", "F5")]
-    rows = [{"true_class": "STAR", "class": "STAR", "subclass": o, "true_subclass": t}
-            for o, t in pairs]
-    rows += [{"true_class": "STAR", "class": "GALAXY", "subclass": "Non", "true_subclass": "G2"},
-             {"true_class": "GALAXY", "class": "GALAXY"}]
+    pairs = [("G5", "G2"), ("K0", "G8"), ("dM2", "M0"), ("WD", "A0"), ("M", "M2"), ("F5", "F5")]
+    rows = [
+        {"true_class": "STAR", "class": "STAR", "subclass": o, "true_subclass": t} for o, t in pairs
+    ]
+    rows += [
+        {"true_class": "STAR", "class": "GALAXY", "subclass": "Non", "true_subclass": "G2"},
+        {"true_class": "GALAXY", "class": "GALAXY"},
+    ]
     df = m.prepare(frame(rows))
     assert df["subclass_offset"].to_list() == [3, 2, 2, 180, None, 0, None, None]
     off = m.subclass_offsets(df)
     assert off["n_stars"] == 6 and off["n_compared"] == 5
-    assert off["histogram"] == [{"offset": 0, "n": 1}, {"offset": 2, "n": 2},
-                                {"offset": 3, "n": 1}, {"offset": 180, "n": 1}]
+    assert off["histogram"] == [
+        {"offset": 0, "n": 1},
+        {"offset": 2, "n": 2},
+        {"offset": 3, "n": 1},
+        {"offset": 180, "n": 1},
+    ]
     assert off["median_offset"] == 2.0
     # "M" vs "M2" has a letter but no subtype: it counts for the letter, not the offset
     assert (off["n_letter_compared"], off["n_same_letter"]) == (6, 4)
@@ -117,10 +157,12 @@ def test_redshift_scatter_median_and_nmad_per_bin() -> None:
     c = m.C_KMS
     dv = [1.0, 2.0, 3.0, 4.0, 100.0]
     rows = [{"snrg": 30.0, "true_class": "STAR", "class": "STAR", "z": v / c} for v in dv]
-    rows += [{"snrg": 3.0, "true_class": "STAR", "class": "STAR", "z": 7.0 / c},
-             {"snrg": 3.0, "true_class": "STAR", "class": "GALAXY", "z": 0.3},  # wrong class
-             {"snrg": 8.0, "true_class": "QSO", "class": "QSO", "true_z": 1.0, "z": 1.002},
-             {"snrg": 8.0, "true_class": "QSO", "class": "QSO", "true_z": 3.0, "z": 3.0}]
+    rows += [
+        {"snrg": 3.0, "true_class": "STAR", "class": "STAR", "z": 7.0 / c},
+        {"snrg": 3.0, "true_class": "STAR", "class": "GALAXY", "z": 0.3},  # wrong class
+        {"snrg": 8.0, "true_class": "QSO", "class": "QSO", "true_z": 1.0, "z": 1.002},
+        {"snrg": 8.0, "true_class": "QSO", "class": "QSO", "true_z": 3.0, "z": 3.0},
+    ]
     r = m.redshift_scatter(m.prepare(frame(rows)))
     bins = {b["snr_bin"]: b for b in r["STAR"]["bins"]}
     assert r["STAR"]["quantity"] == "dv_kms" and r["QSO"]["quantity"] == "dz"
@@ -168,8 +210,12 @@ def test_roc_auc_of_perfect_reversed_and_random_scores() -> None:
 def test_conf_auc_says_undefined_when_one_group_is_empty() -> None:
     rows = [{"true_class": "STAR", "class": "STAR"}] * 3
     df = m.prepare(frame(rows, conf=[0.2, 0.5, 0.9]))
-    assert m.conf_auc(df) == {"auc": None, "n_correct": 3, "n_wrong": 0,
-                              "note": "undefined: no wrong classes"}
+    assert m.conf_auc(df) == {
+        "auc": None,
+        "n_correct": 3,
+        "n_wrong": 0,
+        "note": "undefined: no wrong classes",
+    }
     df = m.prepare(frame(rows, conf=[None, None, None]))
     assert m.conf_auc(df)["note"] == "undefined: no spectra with a Conf"
 
@@ -196,8 +242,13 @@ def test_reliability_bins_threshold_accuracy_and_auc() -> None:
 
 def test_summary_without_optional_columns_says_so() -> None:
     s = summarize(frame([{"true_class": "STAR", "class": "STAR"}]))
-    assert s["columns"] == {"conf": "missing", "conf_blue": "missing", "conf_red": "missing",
-                            "refined": "missing", "zwarning": "missing"}
+    assert s["columns"] == {
+        "conf": "missing",
+        "conf_blue": "missing",
+        "conf_red": "missing",
+        "refined": "missing",
+        "zwarning": "missing",
+    }
     assert s["reliability"] is None and s["auc"] is None and s["zwarning"] is None
     assert s["accuracy_conf_ge_threshold"] is None
     s = summarize(frame([{"true_class": "STAR", "class": "STAR"}], conf=[None]))
@@ -210,8 +261,12 @@ def test_summary_without_optional_columns_says_so() -> None:
 
 def test_zwarning_bits_are_counted_over_all_joined_spectra() -> None:
     sky, low = ZWARNING_BITS["SKY"], ZWARNING_BITS["LOW_CONFIDENCE"]
-    rows = [{"true_class": "UNKNOWN", "class": "GALAXY"}, {"true_class": "STAR", "class": "STAR"},
-            {"true_class": "QSO", "class": "QSO"}, {"true_class": "QSO", "class": "QSO"}]
+    rows = [
+        {"true_class": "UNKNOWN", "class": "GALAXY"},
+        {"true_class": "STAR", "class": "STAR"},
+        {"true_class": "QSO", "class": "QSO"},
+        {"true_class": "QSO", "class": "QSO"},
+    ]
     zw = [1 << sky, (1 << sky) | (1 << low), 0, None]
     s = summarize(frame(rows, zwarning=zw))
     assert s["zwarning"]["n"] == 3 and s["zwarning"]["n_zero"] == 1
@@ -222,6 +277,7 @@ def test_zwarning_bits_are_counted_over_all_joined_spectra() -> None:
 
 # -- report files ----------------------------------------------------------------------------
 
+
 def known_frame() -> pl.DataFrame:
     """40 spectra with Conf and ZWARNING: 30 right classes, 10 wrong, 2 UNKNOWN truths."""
     rng = np.random.default_rng(7)
@@ -230,10 +286,17 @@ def known_frame() -> pl.DataFrame:
         true = ("STAR", "GALAXY", "QSO")[i % 3]
         ours = true if i < 30 else ("QSO" if true != "QSO" else "STAR")
         true_z = 0.0001 if true == "STAR" else 0.1 + 0.05 * i
-        rows.append({"snrg": float(2 + i), "true_class": true, "class": ours,
-                     "true_z": true_z, "z": true_z + rng.normal(0, 1e-4),
-                     "subclass": "G5" if ours == "STAR" else "Non",
-                     "true_subclass": "G3" if true == "STAR" else "Non"})
+        rows.append(
+            {
+                "snrg": float(2 + i),
+                "true_class": true,
+                "class": ours,
+                "true_z": true_z,
+                "z": true_z + rng.normal(0, 1e-4),
+                "subclass": "G5" if ours == "STAR" else "Non",
+                "true_subclass": "G3" if true == "STAR" else "Non",
+            }
+        )
     rows += [{"true_class": "UNKNOWN", "class": "GALAXY", "true_z": None}] * 2
     conf = np.r_[np.linspace(0.6, 1.0, 30), np.linspace(0.0, 0.5, 10), [0.1, 0.1]]
     return frame(rows, conf=conf.tolist(), zwarning=[0] * 30 + [1 << 8] * 10 + [1, 1])
@@ -248,36 +311,69 @@ def is_png(path: Path) -> bool:
 def test_report_files_hold_the_figures(tmp_path: Path) -> None:
     joined = known_frame()
     summary = summarize(joined, conf_threshold=0.8)
-    ablation = [{"config": "full", "dataset": "sim", "n": 40, "class_accuracy": 0.75,
-                 "auc": 1.0},
-                {"config": "no refinement", "dataset": "sim", "n": 40, "class_accuracy": 0.7,
-                 "auc": 0.93, "note": "extra|key"}]
+    ablation = [
+        {"config": "full", "dataset": "sim", "n": 40, "class_accuracy": 0.75, "auc": 1.0},
+        {
+            "config": "no refinement",
+            "dataset": "sim",
+            "n": 40,
+            "class_accuracy": 0.7,
+            "auc": 0.93,
+            "note": "extra|key",
+        },
+    ]
     rep = write_report(summary, joined, tmp_path / "rep", ablation=ablation)
     data = json.loads(rep.summary_json.read_text())
-    assert {"n_joined", "n_labelled", "n_unknown_truth", "columns", "class_accuracy",
-            "confusion", "accuracy_by_snr", "subclass_offsets", "redshift", "catastrophic",
-            "reliability", "accuracy_conf_ge_threshold", "auc", "zwarning", "ablation",
-            "figures", "snr_bins"} <= data.keys()
+    assert {
+        "n_joined",
+        "n_labelled",
+        "n_unknown_truth",
+        "columns",
+        "class_accuracy",
+        "confusion",
+        "accuracy_by_snr",
+        "subclass_offsets",
+        "redshift",
+        "catastrophic",
+        "reliability",
+        "accuracy_conf_ge_threshold",
+        "auc",
+        "zwarning",
+        "ablation",
+        "figures",
+        "snr_bins",
+    } <= data.keys()
     assert data["n_labelled"] == 40 and data["n_unknown_truth"] == 2
     assert data["class_accuracy"] == 0.75 and data["auc"]["auc"] == 1.0
     assert data["zwarning"]["bits"]["LOW_CONFIDENCE"] == 10
     assert data["ablation"] == ablation
-    assert set(rep.figures) == {"confusion", "subclass_offsets", "redshift_vs_snr",
-                                "reliability"}
+    assert set(rep.figures) == {"confusion", "subclass_offsets", "redshift_vs_snr", "reliability"}
     assert all(is_png(p) for p in rep.figures.values()) and rep.plot_note is None
     md = rep.report_md.read_text()
-    for text in ("## Classes", "| STAR | 10 | 0 | 4 |", "Class accuracy: **0.750**",
-                 "## Stellar subclasses", "| 2 | 10 |", "## Redshifts", "## Catastrophic",
-                 "## Confidence", "**1.000**", "## ZWARNING", "| LOW_CONFIDENCE | 10 |",
-                 "## Ablation", "| config | dataset | n | class_accuracy | auc | note |",
-                 "| no refinement | sim | 40 | 0.7 | 0.93 | extra\\|key |"):
+    for text in (
+        "## Classes",
+        "| STAR | 10 | 0 | 4 |",
+        "Class accuracy: **0.750**",
+        "## Stellar subclasses",
+        "| 2 | 10 |",
+        "## Redshifts",
+        "## Catastrophic",
+        "## Confidence",
+        "**1.000**",
+        "## ZWARNING",
+        "| LOW_CONFIDENCE | 10 |",
+        "## Ablation",
+        "| config | dataset | n | class_accuracy | auc | note |",
+        "| no refinement | sim | 40 | 0.7 | 0.93 | extra\\|key |",
+    ):
         assert text in md, text
     for png in rep.figures.values():
         assert f"]({png.name})" in md
 
 
 def test_report_without_matplotlib_writes_json_and_markdown(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "rep"
     out.mkdir()
     (out / "confusion.png").write_bytes(b"an older report's figure")
@@ -294,6 +390,7 @@ def test_report_without_matplotlib_writes_json_and_markdown(
 
 # -- on a catalogue ---------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def classified(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A simulated night (with sky fibres) plus the shipped real spectra, classified."""
@@ -307,8 +404,9 @@ def classified(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "lamostdb.cli", *args], capture_output=True,
-                          text=True, timeout=180)
+    return subprocess.run(
+        [sys.executable, "-m", "lamostdb.cli", *args], capture_output=True, text=True, timeout=180
+    )
 
 
 @pytest.mark.slow
@@ -341,12 +439,15 @@ def test_cli_against_simulated_truth(classified: tuple[Path, Path], tmp_path: Pa
     above = lab.filter(pl.col("conf") >= 0.8)
     assert summary["accuracy_conf_ge_threshold"]["n"] == above.height
     zw = j["zwarning"].to_numpy()
-    assert summary["zwarning"]["bits"] == {name: int(((zw >> bit) & 1).sum())
-                                           for name, bit in ZWARNING_BITS.items()}
+    assert summary["zwarning"]["bits"] == {
+        name: int(((zw >> bit) & 1).sum()) for name, bit in ZWARNING_BITS.items()
+    }
     assert summary["zwarning"]["bits"]["SKY"] == int((truth["fiber_type"] == "Sky").sum())
     lines = r.stdout.splitlines()
-    assert lines[0] == (f"validated {lab.height} spectra against {truth_path} "
-                        f"({summary['n_unknown_truth']} with UNKNOWN truth left out)")
+    assert lines[0] == (
+        f"validated {lab.height} spectra against {truth_path} "
+        f"({summary['n_unknown_truth']} with UNKNOWN truth left out)"
+    )
     assert f"({n_right}/{lab.height})" in lines[1] and "catastrophic" in lines[1]
     auc = summary["auc"]
     auc_text = auc["note"] if auc["auc"] is None else f"{auc['auc']:.3f}"
@@ -359,8 +460,10 @@ def test_lamost_labels_as_truth(classified: tuple[Path, Path], tmp_path: Path) -
     cat, _ = classified
     with lamostdb.open(cat) as c:
         joined = load_joined(c, "lamost")
-        labels = c.sql("SELECT s.lasp_class, r.class FROM spectra s JOIN results r "
-                       "USING (specid, source_sha256)")
+        labels = c.sql(
+            "SELECT s.lasp_class, r.class FROM spectra s JOIN results r "
+            "USING (specid, source_sha256)"
+        )
     good = labels.filter(pl.col("lasp_class").is_in(["STAR", "GALAXY", "QSO"]))
     assert joined.frame.height == labels.height == joined.n_results
     # the shipped real files include one 'Unknown' LAMOST label, the night its sky fibres
@@ -369,45 +472,63 @@ def test_lamost_labels_as_truth(classified: tuple[Path, Path], tmp_path: Path) -
     res = validate_catalog(cat, "lamost", tmp_path / "r", plots_wanted=False)
     s = res.summary
     assert (s["n_labelled"], s["n_unknown_truth"]) == (good.height, n_unknown)
-    assert s["class_accuracy"] == pytest.approx(
-        float((good["lasp_class"] == good["class"]).mean()))
+    assert s["class_accuracy"] == pytest.approx(float((good["lasp_class"] == good["class"]).mean()))
     assert res.report.figures == {} and res.report.plot_note == "plots turned off"
     assert "truth: `lamost`" in res.report.report_md.read_text()
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_cli_errors_say_what_to_do(classified: tuple[Path, Path], shipped_catalog: Path,
-                                   tmp_path: Path) -> None:
+def test_cli_errors_say_what_to_do(
+    classified: tuple[Path, Path], shipped_catalog: Path, tmp_path: Path
+) -> None:
     cat, truth_path = classified
-    r = run_cli("validate", str(cat), "--truth", str(tmp_path / "nope.parquet"),
-                "--out", str(tmp_path / "r"))
+    r = run_cli(
+        "validate",
+        str(cat),
+        "--truth",
+        str(tmp_path / "nope.parquet"),
+        "--out",
+        str(tmp_path / "r"),
+    )
     assert r.returncode == 2 and "truth file" in r.stderr and "does not exist" in r.stderr
-    r = run_cli("validate", str(shipped_catalog), "--truth", str(truth_path),
-                "--out", str(tmp_path / "r"))
+    r = run_cli(
+        "validate", str(shipped_catalog), "--truth", str(truth_path), "--out", str(tmp_path / "r")
+    )
     assert r.returncode == 2 and "run `lamostdb classify" in r.stderr
     other = tmp_path / "other.parquet"
-    pl.DataFrame({"obsid": [1, 2], "class": ["STAR", "QSO"], "z": [0.0, 1.0]}).write_parquet(
-        other)
+    pl.DataFrame({"obsid": [1, 2], "class": ["STAR", "QSO"], "z": [0.0, 1.0]}).write_parquet(other)
     r = run_cli("validate", str(cat), "--truth", str(other), "--out", str(tmp_path / "r"))
     assert r.returncode == 2 and "no overlap" in r.stderr
     bad = tmp_path / "bad.parquet"
     pl.DataFrame({"obsid": [1], "class": ["STAR"]}).write_parquet(bad)
     r = run_cli("validate", str(cat), "--truth", str(bad), "--out", str(tmp_path / "r"))
     assert r.returncode == 2 and "lacks column(s) ['z']" in r.stderr
-    r = run_cli("validate", str(cat), "--truth", "lamost", "--out", str(tmp_path / "r"),
-                "--conf-threshold", "2")
+    r = run_cli(
+        "validate",
+        str(cat),
+        "--truth",
+        "lamost",
+        "--out",
+        str(tmp_path / "r"),
+        "--conf-threshold",
+        "2",
+    )
     assert r.returncode == 2 and "--conf-threshold" in r.stderr
     assert not (tmp_path / "r").exists()
 
 
 def test_cli_without_matplotlib_tells_how_to_get_figures(
-        classified: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    classified: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     cat, truth_path = classified
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    assert main(["validate", str(cat), "--truth", str(truth_path),
-                 "--out", str(tmp_path / "r")]) == 0
+    assert (
+        main(["validate", str(cat), "--truth", str(truth_path), "--out", str(tmp_path / "r")]) == 0
+    )
     out, err = capsys.readouterr()
     assert "pip install 'lamostdb[plot]'" in err and "report:" in out
     assert not list((tmp_path / "r").glob("*.png"))
@@ -416,10 +537,20 @@ def test_cli_without_matplotlib_tells_how_to_get_figures(
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_ablation_reruns_the_steps_and_the_full_method_reproduces_the_catalogue(
-        classified: tuple[Path, Path], tmp_path: Path) -> None:
+    classified: tuple[Path, Path], tmp_path: Path
+) -> None:
     cat, truth_path = classified
-    r = run_cli("validate", str(cat), "--truth", str(truth_path), "--out", str(tmp_path / "r"),
-                "--ablation", "--quiet", "--no-plots")
+    r = run_cli(
+        "validate",
+        str(cat),
+        "--truth",
+        str(truth_path),
+        "--out",
+        str(tmp_path / "r"),
+        "--ablation",
+        "--quiet",
+        "--no-plots",
+    )
     assert r.returncode == 0, r.stderr
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     md = (tmp_path / "r" / "report.md").read_text()

@@ -22,8 +22,9 @@ def engine():
     return get_engine()
 
 
-def _inject(engine, v_kms: float, snr: float, n: int, seed: int,
-            template: int = TEMPLATE) -> tuple[np.ndarray, np.ndarray]:
+def _inject(
+    engine, v_kms: float, snr: float, n: int, seed: int, template: int = TEMPLATE
+) -> tuple[np.ndarray, np.ndarray]:
     """``n`` noisy copies of a star template at ``v_kms``, shifted by a cubic spline (not the
     cubic convolution of the fit) and multiplied by a tilt the continuum vectors can take."""
     ts = engine.star.rest[0]
@@ -46,8 +47,9 @@ def _fit(engine, flux, ivar, z0: float, **kw):
 
 
 @pytest.mark.parametrize(("snr", "seed"), [(10.0, 1), (30.0, 2), (100.0, 3)])
-def test_injected_velocity_is_recovered_with_calibrated_errors(engine, snr: float,
-                                                               seed: int) -> None:
+def test_injected_velocity_is_recovered_with_calibrated_errors(
+    engine, snr: float, seed: int
+) -> None:
     flux, ivar = _inject(engine, V_TRUE_KMS, snr, 64, seed)
     # start 25 km/s off, as a coarse-grid kernel can be
     v = _fit(engine, flux, ivar, (V_TRUE_KMS + 25.0) / C_KMS)
@@ -96,13 +98,12 @@ def test_pipeline_star_velocity_beats_the_coarse_kernel_at_high_snr(engine) -> N
     full-resolution fit is the one within 1 km/s of the truth, for velocities between
     the kernel's grid points."""
     truths = np.array([-51.7, -8.2, 13.9, 44.4])
-    flux = np.concatenate([_inject(engine, v, 200.0, 1, 9 + i)[0]
-                           for i, v in enumerate(truths)])
-    ivar = np.concatenate([_inject(engine, v, 200.0, 1, 9 + i)[1]
-                           for i, v in enumerate(truths)])
+    flux = np.concatenate([_inject(engine, v, 200.0, 1, 9 + i)[0] for i, v in enumerate(truths)])
+    ivar = np.concatenate([_inject(engine, v, 200.0, 1, 9 + i)[1] for i, v in enumerate(truths)])
     full = classify_arrays(flux, ivar, engine=engine)
-    kernel = classify_arrays(flux, ivar, engine=engine,
-                             options=replace(PipelineOptions(), velocity=None))
+    kernel = classify_arrays(
+        flux, ivar, engine=engine, options=replace(PipelineOptions(), velocity=None)
+    )
     assert (full.fit.objclass[:, 0] == CLASS_CODES.index("STAR")).all()
     v_full = full.fit.z[:, 0] * C_KMS
     v_kernel = kernel.fit.z[:, 0] * C_KMS

@@ -63,9 +63,9 @@ def _count(path: Path, query: str) -> int:
         return int(cat.sql(query).row(0)[0])
 
 
-def test_withdrawn_spectra_leave_every_view_and_the_export(cat_copy: Path, tmp_path: Path,
-                                                           capsys: pytest.CaptureFixture[str]
-                                                           ) -> None:
+def test_withdrawn_spectra_leave_every_view_and_the_export(
+    cat_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     all_ids = _specids(cat_copy)
     gone = all_ids[:2]
     with lamostdb.open(cat_copy) as cat:
@@ -77,13 +77,19 @@ def test_withdrawn_spectra_leave_every_view_and_the_export(cat_copy: Path, tmp_p
         assert set(ids) == set(all_ids) - set(gone), view
     with lamostdb.open(cat_copy) as cat:
         rows = cat.sql("SELECT * FROM withdrawn ORDER BY specid").to_dicts()
-        n_history = cat.sql("SELECT count(*) FROM spectra_history WHERE specid IN "
-                            f"('{gone[0]}', '{gone[1]}')").row(0)[0]
+        n_history = cat.sql(
+            f"SELECT count(*) FROM spectra_history WHERE specid IN ('{gone[0]}', '{gone[1]}')"
+        ).row(0)[0]
         run = cat.sql("SELECT state, summary FROM runs WHERE stage = 'withdraw'").to_dicts()
         mec_epochs = cat.sql("SELECT sum(n_epochs) FROM mec").row(0)[0]
     assert [r["specid"] for r in rows] == gone
-    assert all(r["reason"] == "IVAR shorter than FLUX" and "lamostdb withdraw" in r["withdrawn_by"]
-               and r["obsid"] == obsids[r["specid"]] and r["version"] == 1 for r in rows)
+    assert all(
+        r["reason"] == "IVAR shorter than FLUX"
+        and "lamostdb withdraw" in r["withdrawn_by"]
+        and r["obsid"] == obsids[r["specid"]]
+        and r["version"] == 1
+        for r in rows
+    )
     assert n_history == 2  # nothing deleted
     assert len(run) == 1 and run[0]["state"] == "committed"
     assert rows[0]["run_id"] == rows[1]["run_id"]
@@ -103,7 +109,8 @@ def test_withdrawn_spectra_leave_every_view_and_the_export(cat_copy: Path, tmp_p
 
 
 def test_unknown_specids_are_an_error_and_nothing_is_written(
-        cat_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cat_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     known = _specids(cat_copy)[0]
     n_runs = _count(cat_copy, "SELECT count(*) FROM runs")
     rc = main(["withdraw", str(cat_copy), known, "no-such-spectrum", "--reason", "x"])
@@ -117,8 +124,9 @@ def test_unknown_specids_are_an_error_and_nothing_is_written(
         withdraw(cat, [known], reason="  ")
 
 
-def test_a_crash_inside_the_commit_withdraws_nothing(cat_copy: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_crash_inside_the_commit_withdraws_nothing(
+    cat_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     target = _specids(cat_copy)[0]
     monkeypatch.setenv("LAMOSTDB_FAULT", "withdraw:metadata")
     monkeypatch.setenv("LAMOSTDB_FAULT_ACTION", "raise")
@@ -129,17 +137,23 @@ def test_a_crash_inside_the_commit_withdraws_nothing(cat_copy: Path,
         pass
     assert target in _specids(cat_copy)
     assert _count(cat_copy, "SELECT count(*) FROM withdrawn") == 0
-    assert _count(cat_copy, "SELECT count(*) FROM runs WHERE stage = 'withdraw' AND "
-                            "state = 'rolled_back'") == 1
+    assert (
+        _count(
+            cat_copy, "SELECT count(*) FROM runs WHERE stage = 'withdraw' AND state = 'rolled_back'"
+        )
+        == 1
+    )
 
 
-def test_the_same_bytes_delivered_again_stay_withdrawn(built: tuple[Path, Path], cat_copy: Path,
-                                                       tmp_path: Path) -> None:
+def test_the_same_bytes_delivered_again_stay_withdrawn(
+    built: tuple[Path, Path], cat_copy: Path, tmp_path: Path
+) -> None:
     night = built[0]
     target = _specids(cat_copy)[0]
     with lamostdb.open(cat_copy) as cat:
-        src = Path(cat.sql("SELECT source_path FROM spectra WHERE specid = $s",
-                           {"s": target}).row(0)[0])
+        src = Path(
+            cat.sql("SELECT source_path FROM spectra WHERE specid = $s", {"s": target}).row(0)[0]
+        )
     with Catalog(cat_copy, mode="w") as cat:
         withdraw(cat, [target], reason="bad fibre")
     again = tmp_path / "redelivery"
@@ -198,10 +212,13 @@ def test_classify_fits_unusable_rows_as_unplugged_and_goes_on(cat_copy: Path) ->
     assert "IVAR is not as long as FLUX" in reasons[bad[0]]
     assert "ANDMASK" in reasons[bad[1]]  # stored as an empty list, or null
     with lamostdb.open(cat_copy) as cat:
-        res = {r["specid"]: r for r in cat.sql("SELECT specid, zwarning, n_good, run_id "
-                                               "FROM results").to_dicts()}
-        summary = json.loads(cat.sql("SELECT summary FROM runs WHERE run_id = $r",
-                                     {"r": rep.run_id}).row(0)[0])
+        res = {
+            r["specid"]: r
+            for r in cat.sql("SELECT specid, zwarning, n_good, run_id FROM results").to_dicts()
+        }
+        summary = json.loads(
+            cat.sql("SELECT summary FROM runs WHERE run_id = $r", {"r": rep.run_id}).row(0)[0]
+        )
     assert len(res) == 10 and {r["run_id"] for r in res.values()} == {rep.run_id}
     for s in bad:
         assert res[s]["n_good"] == 0 and res[s]["zwarning"] & ZWarning.UNPLUGGED
@@ -210,7 +227,8 @@ def test_classify_fits_unusable_rows_as_unplugged_and_goes_on(cat_copy: Path) ->
 
 
 def test_export_names_the_spectra_it_cannot_write_and_writes_the_rest(
-        cat_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cat_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = _damage(cat_copy, {1: _short_ivar, 4: _unsafe_planid, 6: _null_pixel})
     out = tmp_path / "rel"
     rc = main(["export", str(cat_copy), str(out), "--release", "T", "--quiet"])

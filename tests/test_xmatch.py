@@ -35,22 +35,34 @@ from lamostdb.xmatch import best_matches, crossmatch_pairs, match_order, pixel_b
 TIE_ARCSEC = 1e-6
 
 
-def astropy_pairs(left: pa.Table, right: pa.Table, radius_arcsec: float
-                  ) -> dict[tuple[int, int], float]:
+def astropy_pairs(
+    left: pa.Table, right: pa.Table, radius_arcsec: float
+) -> dict[tuple[int, int], float]:
     c1 = SkyCoord(left["ra"].to_numpy() * u.deg, left["dec"].to_numpy() * u.deg)
     c2 = SkyCoord(right["ra"].to_numpy() * u.deg, right["dec"].to_numpy() * u.deg)
     i1, i2, sep, _ = search_around_sky(c1, c2, radius_arcsec * u.arcsec)
     lid, rid = left["id"].to_numpy()[i1], right["id"].to_numpy()[i2]
-    return dict(zip(zip(lid.tolist(), rid.tolist(), strict=True),
-                    sep.to_value(u.arcsec).tolist(), strict=True))
+    return dict(
+        zip(
+            zip(lid.tolist(), rid.tolist(), strict=True),
+            sep.to_value(u.arcsec).tolist(),
+            strict=True,
+        )
+    )
 
 
 def kernel_pairs(out: pa.Table) -> dict[tuple[int, int], float]:
-    return dict(zip(zip(out["left_id"].to_pylist(), out["right_id"].to_pylist(), strict=True),
-                    out["sep_arcsec"].to_pylist(), strict=True))
+    return dict(
+        zip(
+            zip(out["left_id"].to_pylist(), out["right_id"].to_pylist(), strict=True),
+            out["sep_arcsec"].to_pylist(),
+            strict=True,
+        )
+    )
 
 
 # -- pixels ----------------------------------------------------------------------------
+
 
 def test_match_order_keeps_pixels_four_times_the_radius() -> None:
     for radius in (0.5, 1.0, 3.0, 7.7, 30.0, 600.0):
@@ -84,8 +96,9 @@ def test_pixel_block_covers_every_partner_within_the_radius() -> None:
     dec = np.degrees(np.arcsin(rng.uniform(-1, 1, n)))
     # a third near the poles, a third at the polar-cap boundaries where pixels are thinnest
     dec[: n // 3] = rng.choice([-1, 1], n // 3) * (90 - rng.uniform(0, 0.05, n // 3))
-    dec[n // 3: 2 * (n // 3)] = rng.choice([-1, 1], n // 3) * (
-        np.degrees(np.arcsin(2 / 3)) + rng.uniform(-0.05, 0.05, n // 3))
+    dec[n // 3 : 2 * (n // 3)] = rng.choice([-1, 1], n // 3) * (
+        np.degrees(np.arcsin(2 / 3)) + rng.uniform(-0.05, 0.05, n // 3)
+    )
     theta = rng.uniform(0, 2 * np.pi, n)
     ra2, dec2 = offset(ra, dec, radius_deg * np.sin(theta), radius_deg * np.cos(theta))
     row, pix = pixel_block(healpix_29(ra, dec), order, threads=2)
@@ -96,6 +109,7 @@ def test_pixel_block_covers_every_partner_within_the_radius() -> None:
 
 
 # -- kernel against astropy ------------------------------------------------------------
+
 
 @pytest.mark.timeout(60)
 def test_same_pairs_as_astropy_on_a_million_sources() -> None:
@@ -114,36 +128,53 @@ def test_same_pairs_as_astropy_on_a_million_sources() -> None:
     assert sum(ldec[a] < -89.0 for a, _ in keys) > 100
     assert sum(abs(lra[a] - rra[b]) > 180 for a, b in keys) > 10
     k = match_order(3.0)
-    lpix = dict(zip(left["id"].to_pylist(),
-                    pixel_at_order(left["_healpix_29"].to_numpy(), k).tolist(), strict=True))
-    rpix = dict(zip(right["id"].to_pylist(),
-                    pixel_at_order(right["_healpix_29"].to_numpy(), k).tolist(), strict=True))
+    lpix = dict(
+        zip(
+            left["id"].to_pylist(),
+            pixel_at_order(left["_healpix_29"].to_numpy(), k).tolist(),
+            strict=True,
+        )
+    )
+    rpix = dict(
+        zip(
+            right["id"].to_pylist(),
+            pixel_at_order(right["_healpix_29"].to_numpy(), k).tolist(),
+            strict=True,
+        )
+    )
     assert sum(lpix[a] != rpix[b] for a, b in keys) > 10_000
 
 
 anywhere = st.tuples(
     st.one_of(st.floats(0.0, 360.0, exclude_max=True), st.sampled_from([0.0, 359.9999999])),
-    st.one_of(st.floats(-90.0, 90.0), st.sampled_from([-90.0, 90.0, -89.9999, 89.9999, 0.0])))
+    st.one_of(st.floats(-90.0, 90.0), st.sampled_from([-90.0, 90.0, -89.9999, 89.9999, 0.0])),
+)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 @settings(derandomize=True, max_examples=300, deadline=None)
-@given(left=st.lists(anywhere, min_size=1, max_size=12),
-       near=st.lists(st.tuples(st.integers(0, 11), st.floats(0.0, 2.0),
-                               st.floats(0.0, 2 * math.pi)), max_size=30),
-       far=st.lists(anywhere, max_size=10),
-       radius_arcsec=st.floats(0.5, 30.0))
+@given(
+    left=st.lists(anywhere, min_size=1, max_size=12),
+    near=st.lists(
+        st.tuples(st.integers(0, 11), st.floats(0.0, 2.0), st.floats(0.0, 2 * math.pi)), max_size=30
+    ),
+    far=st.lists(anywhere, max_size=10),
+    radius_arcsec=st.floats(0.5, 30.0),
+)
 def test_same_pairs_as_astropy_anywhere_on_the_sky(
-        left: list[tuple[float, float]], near: list[tuple[int, float, float]],
-        far: list[tuple[float, float]], radius_arcsec: float) -> None:
+    left: list[tuple[float, float]],
+    near: list[tuple[int, float, float]],
+    far: list[tuple[float, float]],
+    radius_arcsec: float,
+) -> None:
     lra, ldec = np.array(left).T
     # right sources at 0..2 radii from left ones (so inside and outside), plus random ones
     host = np.array([i % len(left) for i, _, _ in near], dtype=int)
     dist = np.array([f for _, f, _ in near]) * radius_arcsec / 3600.0
     ang = np.array([a for _, _, a in near])
     nra, ndec = offset(lra[host], ldec[host], dist * np.sin(ang), dist * np.cos(ang))
-    fra, fdec = (np.array(far).T if far else (np.array([]), np.array([])))
+    fra, fdec = np.array(far).T if far else (np.array([]), np.array([]))
     rra, rdec = np.concatenate([nra, fra]), np.concatenate([ndec, fdec])
     lt = position_table(np.arange(len(left)), lra, ldec)
     rt = position_table(np.arange(rra.size) + 1000, rra, rdec)
@@ -171,16 +202,24 @@ def test_radius_and_order_are_checked() -> None:
 
 # -- proper motion ---------------------------------------------------------------------
 
-def _pm_inputs(ra: float, dec: float, pmra: float, pmdec: float, epoch: float | None
-               ) -> tuple[pa.Table, pa.Table]:
+
+def _pm_inputs(
+    ra: float, dec: float, pmra: float, pmdec: float, epoch: float | None
+) -> tuple[pa.Table, pa.Table]:
     # motion along the local east/north directions (gnomonic): right even next to the pole
     dt = (epoch or 2016.0) - 2016.0
-    ra_obs, dec_obs = offset(np.array([ra]), np.array([dec]), np.array([pmra * dt / 3.6e6]),
-                             np.array([pmdec * dt / 3.6e6]))
+    ra_obs, dec_obs = offset(
+        np.array([ra]),
+        np.array([dec]),
+        np.array([pmra * dt / 3.6e6]),
+        np.array([pmdec * dt / 3.6e6]),
+    )
     left = position_table([1], ra_obs, dec_obs).append_column(
-        "epoch_jyear", pa.array([epoch], pa.float64()))
+        "epoch_jyear", pa.array([epoch], pa.float64())
+    )
     right = position_table([99, 100], [ra, ra + 0.01], [dec, dec]).append_column(
-        "pmra", pa.array([pmra, None], pa.float64()))
+        "pmra", pa.array([pmra, None], pa.float64())
+    )
     right = right.append_column("pmdec", pa.array([pmdec, None], pa.float64()))
     right = right.append_column("ref_epoch", pa.array([2016.0, 2016.0]))
     return left, right
@@ -196,9 +235,15 @@ def test_high_proper_motion_star_is_found_only_when_propagated(dec: float) -> No
     moved = crossmatch_pairs(con, left, right, radius_arcsec=3.0, proper_motion=True)
     assert moved["right_id"].to_pylist() == [99]
     assert moved["sep_arcsec"][0].as_py() < 1e-6
-    sep = SkyCoord(150.0 * u.deg, dec * u.deg).separation(
-        SkyCoord(moved["right_ra_obs"][0].as_py() * u.deg,
-                 moved["right_dec_obs"][0].as_py() * u.deg)).to_value(u.arcsec)
+    sep = (
+        SkyCoord(150.0 * u.deg, dec * u.deg)
+        .separation(
+            SkyCoord(
+                moved["right_ra_obs"][0].as_py() * u.deg, moved["right_dec_obs"][0].as_py() * u.deg
+            )
+        )
+        .to_value(u.arcsec)
+    )
     assert sep == pytest.approx(8.0, abs=0.001)
 
 
@@ -213,8 +258,9 @@ def test_fastest_stars_over_fifteen_years_are_found() -> None:
     pmra, pmdec = pm * np.sin(ang), pm * np.cos(ang)
     dt = epoch - 2016.0
     ra_obs, dec_obs = offset(ra, dec, pmra * dt / 3.6e6, pmdec * dt / 3.6e6)
-    left = position_table(np.arange(n), ra_obs, dec_obs).append_column("epoch_jyear",
-                                                                         pa.array(epoch))
+    left = position_table(np.arange(n), ra_obs, dec_obs).append_column(
+        "epoch_jyear", pa.array(epoch)
+    )
     right = position_table(np.arange(n) + 10_000, ra, dec)
     for name, col in (("pmra", pmra), ("pmdec", pmdec), ("ref_epoch", np.full(n, 2016.0))):
         right = right.append_column(name, pa.array(col))
@@ -230,8 +276,7 @@ def test_no_epoch_or_no_proper_motion_means_no_motion() -> None:
     left, right = _pm_inputs(10.0, 10.0, 480.0, -640.0, None)  # no epoch: stays at 2016
     out = crossmatch_pairs(con, left, right, radius_arcsec=3.0, proper_motion=True)
     assert out["right_id"].to_pylist() == [99] and out["sep_arcsec"][0].as_py() < 1e-6
-    left = position_table([1], [10.01], [10.0]).append_column("epoch_jyear",
-                                                             pa.array([2030.0]))
+    left = position_table([1], [10.01], [10.0]).append_column("epoch_jyear", pa.array([2030.0]))
     out = crossmatch_pairs(con, left, right, radius_arcsec=3.0, proper_motion=True)
     assert out["right_id"].to_pylist() == [100]  # null pm: at its catalogued position
     assert out["right_ra_obs"][0].as_py() == pytest.approx(10.01, abs=1e-12)
@@ -239,19 +284,26 @@ def test_no_epoch_or_no_proper_motion_means_no_motion() -> None:
 
 # -- best match and ambiguity ------------------------------------------------------------
 
+
 def test_best_match_and_ambiguity_rule() -> None:
     cases = {  # left_id: separations of its candidates (right ids 1, 2, ...)
-        1: [0.4],                 # alone
-        2: [0.5, 2.9],            # second beyond max(0.75, 1.5): clear
-        3: [0.5, 1.4],            # second within best + 1": ambiguous
-        4: [2.0, 2.9],            # second within 1.5 x best: ambiguous
-        5: [0.1, 1.2],            # beyond max(0.15, 1.1): clear
-        6: [1.0, 1.0, 2.5],       # tie: the smaller right id wins, ambiguous
+        1: [0.4],  # alone
+        2: [0.5, 2.9],  # second beyond max(0.75, 1.5): clear
+        3: [0.5, 1.4],  # second within best + 1": ambiguous
+        4: [2.0, 2.9],  # second within 1.5 x best: ambiguous
+        5: [0.1, 1.2],  # beyond max(0.15, 1.1): clear
+        6: [1.0, 1.0, 2.5],  # tie: the smaller right id wins, ambiguous
     }
     rows = [(lid, 10 * lid + j, s) for lid, seps in cases.items() for j, s in enumerate(seps)]
-    pairs = pa.table({"left_id": [r[0] for r in rows], "right_id": [r[1] for r in rows],
-                      "sep_arcsec": [r[2] for r in rows],
-                      "right_ra_obs": [0.0] * len(rows), "right_dec_obs": [0.0] * len(rows)})
+    pairs = pa.table(
+        {
+            "left_id": [r[0] for r in rows],
+            "right_id": [r[1] for r in rows],
+            "sep_arcsec": [r[2] for r in rows],
+            "right_ra_obs": [0.0] * len(rows),
+            "right_dec_obs": [0.0] * len(rows),
+        }
+    )
     best = pl.from_arrow(best_matches(duckdb.connect(), pairs)).sort("left_id")
     assert best["right_id"].to_list() == [10, 20, 30, 40, 50, 60]
     assert best["n_within"].to_list() == [1, 2, 2, 2, 2, 3]
@@ -259,6 +311,7 @@ def test_best_match_and_ambiguity_rule() -> None:
 
 
 # -- the stage ---------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def matched(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
@@ -272,8 +325,13 @@ def matched(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         ingest_refcat(cat, "ps1", [work / "night" / "ps1.parquet"], progress=False)
         after_refs = xmatch(cat, progress=False)
         rerun = xmatch(cat, rerun=True, progress=False)
-    return {"work": work, "cat": work / "cat", "before": before, "after_refs": after_refs,
-            "rerun": rerun}
+    return {
+        "work": work,
+        "cat": work / "cat",
+        "before": before,
+        "after_refs": after_refs,
+        "rerun": rerun,
+    }
 
 
 def test_missing_references_leave_nulls_and_are_reported(matched: dict[str, object]) -> None:
@@ -310,8 +368,9 @@ def test_best_gaia_and_ps1_match_are_the_truth(matched: dict[str, object]) -> No
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_counterparts_in_the_neighbouring_partition_are_found(matched: dict[str, object],
-                                                              tmp_path: Path) -> None:
+def test_counterparts_in_the_neighbouring_partition_are_found(
+    matched: dict[str, object], tmp_path: Path
+) -> None:
     # 3.4' partitions and a mock Gaia source 2.9" from every spectrum: some cross an edge
     night = Path(matched["work"]) / "night"
     with Catalog.create(tmp_path / "cat", partition_order=10) as cat:
@@ -320,20 +379,34 @@ def test_counterparts_in_the_neighbouring_partition_are_found(matched: dict[str,
         rng = np.random.default_rng(8)
         ang = rng.uniform(0, 2 * np.pi, spec.height)
         sep_deg = 2.9 / 3600.0
-        ra, dec = offset(spec["ra"].to_numpy(), spec["dec"].to_numpy(),
-                         sep_deg * np.sin(ang), sep_deg * np.cos(ang))
+        ra, dec = offset(
+            spec["ra"].to_numpy(),
+            spec["dec"].to_numpy(),
+            sep_deg * np.sin(ang),
+            sep_deg * np.cos(ang),
+        )
         ids = spec["obsid"].to_numpy() + 7
         n = spec.height
-        pl.DataFrame({"source_id": ids, "ra": ra, "dec": dec, "pmra": np.zeros(n),
-                      "pmdec": np.zeros(n), "parallax": np.ones(n),
-                      "ref_epoch": np.full(n, 2016.0), "phot_g_mean_mag": np.full(n, 15.0),
-                      "phot_bp_mean_mag": np.full(n, 15.3), "phot_rp_mean_mag": np.full(n, 14.6)}
-                     ).write_parquet(tmp_path / "gaia.parquet")
+        pl.DataFrame(
+            {
+                "source_id": ids,
+                "ra": ra,
+                "dec": dec,
+                "pmra": np.zeros(n),
+                "pmdec": np.zeros(n),
+                "parallax": np.ones(n),
+                "ref_epoch": np.full(n, 2016.0),
+                "phot_g_mean_mag": np.full(n, 15.0),
+                "phot_bp_mean_mag": np.full(n, 15.3),
+                "phot_rp_mean_mag": np.full(n, 14.6),
+            }
+        ).write_parquet(tmp_path / "gaia.parquet")
         ingest_refcat(cat, "gaia", [tmp_path / "gaia.parquet"], progress=False)
         rep = xmatch(cat, progress=False)
         x = cat.sql("SELECT obsid, gaia_source_id, gaia_sep_arcsec FROM xmatch ORDER BY obsid")
-    crossing = (pixel_at_order(healpix_29(spec["ra"].to_numpy(), spec["dec"].to_numpy()), 10)
-                != pixel_at_order(healpix_29(ra, dec), 10))
+    crossing = pixel_at_order(
+        healpix_29(spec["ra"].to_numpy(), spec["dec"].to_numpy()), 10
+    ) != pixel_at_order(healpix_29(ra, dec), 10)
     assert crossing.sum() >= 5
     assert rep.missing_references == ["ps1"]
     assert (x["gaia_source_id"].to_numpy() == ids).all()
@@ -352,13 +425,20 @@ def test_reference_files_of_neighbouring_partitions_are_read() -> None:
     east = (c_lon.to_value(u.deg)[0] - corner_ra) * np.cos(np.radians(corner_dec))
     north = c_lat.to_value(u.deg)[0] - corner_dec
     step = 1.0 / 3600.0 / np.hypot(east, north)
-    ra, dec = offset(np.array([corner_ra]), np.array([corner_dec]), np.array([east * step]),
-                     np.array([north * step]))
+    ra, dec = offset(
+        np.array([corner_ra]),
+        np.array([corner_dec]),
+        np.array([east * step]),
+        np.array([north * step]),
+    )
     hp = healpix_29(ra, dec)
     assert pixel_at_order(hp, 6)[0] == pix6
     # files at order 10: every pixel within 10' of the spectrum, and one 10 deg away
-    ring_ra, ring_dec = offset(np.repeat(ra, 400), np.repeat(dec, 400),
-                               *(np.random.default_rng(3).uniform(-1, 1, (2, 400)) / 6.0))
+    ring_ra, ring_dec = offset(
+        np.repeat(ra, 400),
+        np.repeat(dec, 400),
+        *(np.random.default_rng(3).uniform(-1, 1, (2, 400)) / 6.0),
+    )
     near = np.unique(pixel_at_order(healpix_29(ring_ra, ring_dec), 10))
     far = pixel_at_order(healpix_29(ra + 10.0, dec), 10)
     files = [TableFile(f"f{p}", 10, int(p), 1) for p in np.r_[near, far]]
@@ -373,13 +453,18 @@ def test_xmatch_view_and_history_follow_the_contract(matched: dict[str, object])
     with lamostdb.open(matched["cat"]) as cat:
         for name in ("xmatch", "xmatch_history"):
             cols = cat.con.sql(f"DESCRIBE {name}").fetchall()  # name from a fixed list
-            assert [(c[0], c[1]) for c in cols] == [(c.name, c.duckdb_type)
-                                                    for c in schema.columns]
+            assert [(c[0], c[1]) for c in cols] == [(c.name, c.duckdb_type) for c in schema.columns]
         hist = cat.sql("SELECT run_id, count(*) AS n FROM xmatch_history GROUP BY run_id")
         keys = cat.sql("SELECT specid, source_sha256, run_id FROM xmatch_history")
-        nulls = cat.sql("SELECT " + ", ".join(
-            f"count(*) FILTER (WHERE {c.name} IS NULL) AS {c.name}" for c in schema.columns
-            if not c.nullable) + " FROM xmatch_history")
+        nulls = cat.sql(
+            "SELECT "
+            + ", ".join(
+                f"count(*) FILTER (WHERE {c.name} IS NULL) AS {c.name}"
+                for c in schema.columns
+                if not c.nullable
+            )
+            + " FROM xmatch_history"
+        )
     assert sorted(hist["n"].to_list()) == [300, 300]
     assert keys.unique().height == keys.height
     assert all(v == 0 for v in nulls.row(0))
@@ -409,10 +494,9 @@ def test_later_runs_match_only_new_spectra(matched: dict[str, object], tmp_path:
 def test_cli_xmatch(matched: dict[str, object], capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser(prog="lamostdb")
     add_xmatch_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["xmatch", str(matched["cat"]), "--radius-arcsec", "2.5",
-                              "--quiet"])
+    args = parser.parse_args(["xmatch", str(matched["cat"]), "--radius-arcsec", "2.5", "--quiet"])
     assert args.func(args) == 0
     out = capsys.readouterr().out
-    assert "matched within 2.5\"" in out and "gaia" in out
+    assert 'matched within 2.5"' in out and "gaia" in out
     assert args.func(args) == 0
     assert "nothing to do" in capsys.readouterr().out

@@ -50,8 +50,16 @@ from lamostdb.version import VERSION
 if TYPE_CHECKING:
     from lamostdb.catalog.store import Catalog
 
-__all__ = ["STAGING", "FaultInjected", "StagedFile", "commit_run", "fault", "new_run_id",
-           "recover", "staging_dir"]
+__all__ = [
+    "STAGING",
+    "FaultInjected",
+    "StagedFile",
+    "commit_run",
+    "fault",
+    "new_run_id",
+    "recover",
+    "staging_dir",
+]
 
 FAULT_POINTS = ("staged", "intent", "first_move", "moved", "metadata", "committed")
 #: Only in a run that replaces files (compact): after the first replaced file is retired.
@@ -106,9 +114,16 @@ def staging_dir(cat: Catalog, run_id: str) -> Path:
     return cat.root / STAGING / run_id
 
 
-def commit_run(cat: Catalog, run_id: str, stage: str, files: Sequence[StagedFile],
-               ledger_writes: Callable[[], None], summary: dict[str, object], *,
-               replaces: Sequence[str] = ()) -> None:
+def commit_run(
+    cat: Catalog,
+    run_id: str,
+    stage: str,
+    files: Sequence[StagedFile],
+    ledger_writes: Callable[[], None],
+    summary: dict[str, object],
+    *,
+    replaces: Sequence[str] = (),
+) -> None:
     """Move ``files`` into place and run ``ledger_writes`` in the committing transaction.
 
     ``files`` are first placed in their table's leaves (:func:`~lamostdb.catalog.leaves.
@@ -119,17 +134,23 @@ def commit_run(cat: Catalog, run_id: str, stage: str, files: Sequence[StagedFile
     """
     con = cat.con
     replaced = set(replaces)
-    files = align_staged(cat.root, files, {
-        t: LeafSet((f.norder, f.npix) for f in cat.table_files(t) if f.path not in replaced)
-        for t in sorted({f.table for f in files})})
+    files = align_staged(
+        cat.root,
+        files,
+        {
+            t: LeafSet((f.norder, f.npix) for f in cat.table_files(t) if f.path not in replaced)
+            for t in sorted({f.table for f in files})
+        },
+    )
     moves = [[f.staged, f.final] for f in files]
     for table in sorted({f.table for f in files}):  # older-schema files join the contract
         upgrade_table_files(cat, table)
     fault("staged", stage)
     con.execute("BEGIN TRANSACTION")
-    con.execute(statement("ledger.sql", "insert_run"),
-                {"run_id": run_id, "stage": stage, "moves": json.dumps(moves),
-                 "version": VERSION})
+    con.execute(
+        statement("ledger.sql", "insert_run"),
+        {"run_id": run_id, "stage": stage, "moves": json.dumps(moves), "version": VERSION},
+    )
     con.execute("COMMIT")
     fault("intent", stage)
     for i, f in enumerate(files):
@@ -142,10 +163,18 @@ def commit_run(cat: Catalog, run_id: str, stage: str, files: Sequence[StagedFile
     con.execute("BEGIN TRANSACTION")
     try:
         for f in files:
-            con.execute(statement("ledger.sql", "insert_file"),
-                        {"table_name": f.table, "path": f.final, "norder": f.norder,
-                         "npix": f.npix, "n_rows": f.n_rows, "n_bytes": f.n_bytes,
-                         "run_id": run_id})
+            con.execute(
+                statement("ledger.sql", "insert_file"),
+                {
+                    "table_name": f.table,
+                    "path": f.final,
+                    "norder": f.norder,
+                    "npix": f.npix,
+                    "n_rows": f.n_rows,
+                    "n_bytes": f.n_bytes,
+                    "run_id": run_id,
+                },
+            )
         if replaced:
             record_retired(con, sorted(replaced), run_id)
         # metadata is rewritten from the file list as it will be after the commit
@@ -153,8 +182,10 @@ def commit_run(cat: Catalog, run_id: str, stage: str, files: Sequence[StagedFile
             cat.write_hats_metadata(table)
         fault("metadata", stage)
         ledger_writes()
-        con.execute(statement("ledger.sql", "finish_run"),
-                    {"run_id": run_id, "summary": json.dumps(summary, sort_keys=True)})
+        con.execute(
+            statement("ledger.sql", "finish_run"),
+            {"run_id": run_id, "summary": json.dumps(summary, sort_keys=True)},
+        )
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

@@ -88,17 +88,25 @@ class CompactReport:
         return sum(t.files_after for t in self.tables)
 
     def as_dict(self) -> dict[str, object]:
-        return {"tables": [dict(t.__dict__) for t in self.tables],
-                "files_before": self.files_before, "files_after": self.files_after,
-                "skipped": [list(x) for x in self.skipped],
-                "n_retired_removed": self.n_retired_removed, "elapsed_s": self.elapsed_s}
+        return {
+            "tables": [dict(t.__dict__) for t in self.tables],
+            "files_before": self.files_before,
+            "files_after": self.files_after,
+            "skipped": [list(x) for x in self.skipped],
+            "n_retired_removed": self.n_retired_removed,
+            "elapsed_s": self.elapsed_s,
+        }
 
 
 def _own_files(table: str, files: list[TableFile]) -> bool:
     """True when every file of ``table`` lies in the catalogue (attached catalogues are
     registered where they are, and compaction must not move them)."""
-    return all(not Path(f.path).is_absolute() and ".." not in Path(f.path).parts
-               and f.path.startswith(f"{table}/") for f in files)
+    return all(
+        not Path(f.path).is_absolute()
+        and ".." not in Path(f.path).parts
+        and f.path.startswith(f"{table}/")
+        for f in files
+    )
 
 
 def _threshold(files: list[TableFile], sizes: list[int], max_rows: int, max_bytes: int) -> int:
@@ -118,8 +126,9 @@ def _is_compact(files: list[TableFile], plan: list[PlannedLeaf], threshold: int)
     return have == {(p.norder, p.npix): _files_per_leaf(p, threshold) for p in plan}
 
 
-def _groups(files: list[TableFile], plan: list[PlannedLeaf]
-            ) -> list[tuple[list[TableFile], list[PlannedLeaf]]]:
+def _groups(
+    files: list[TableFile], plan: list[PlannedLeaf]
+) -> list[tuple[list[TableFile], list[PlannedLeaf]]]:
     """Old files and planned leaves grouped under their coarsest pixel.
 
     Nested pixels either hold one another or are disjoint, so every old leaf and every
@@ -144,38 +153,61 @@ def _groups(files: list[TableFile], plan: list[PlannedLeaf]
 
 def _read_sorted(root: Path, files: list[TableFile]) -> pa.Table:
     """Every row of ``files`` (in path order), stably sorted by ``_healpix_29``."""
-    table = pa.concat_tables([pq.read_table(root / f.path) for f in files],
-                             promote_options="permissive")
+    table = pa.concat_tables(
+        [pq.read_table(root / f.path) for f in files], promote_options="permissive"
+    )
     # a stable sort: rows of one _healpix_29 keep their order (files in path order)
-    return table.take(pa.array(np.argsort(table.column("_healpix_29").to_numpy(),
-                                          kind="stable")))
+    return table.take(pa.array(np.argsort(table.column("_healpix_29").to_numpy(), kind="stable")))
 
 
-def compact_table(cat: Catalog, table: str, *, max_rows: int = DEFAULT_MAX_ROWS,
-                  max_bytes: int = DEFAULT_MAX_BYTES, min_order: int = 0,
-                  max_order: int = MAX_LEAF_ORDER) -> TableCompaction | None:
+def compact_table(
+    cat: Catalog,
+    table: str,
+    *,
+    max_rows: int = DEFAULT_MAX_ROWS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    min_order: int = 0,
+    max_order: int = MAX_LEAF_ORDER,
+) -> TableCompaction | None:
     """Compact one table (call with the write lock held); None when it has no files."""
     files = cat.table_files(table)
     if not files:
         return None
     if not _own_files(table, files):
-        raise CatalogError(f"{table}: some files lie outside {cat.root / table} (an attached "
-                           "catalogue); compact only tables the catalogue wrote itself")
+        raise CatalogError(
+            f"{table}: some files lie outside {cat.root / table} (an attached "
+            "catalogue); compact only tables the catalogue wrote itself"
+        )
     upgrade_table_files(cat, table)  # one schema for all files, as a commit would
     files = cat.table_files(table)
     root = cat.root
-    hp29 = np.sort(np.concatenate([pq.read_table(root / f.path, columns=["_healpix_29"])
-                                   .column("_healpix_29").to_numpy() for f in files]))
+    hp29 = np.sort(
+        np.concatenate(
+            [
+                pq.read_table(root / f.path, columns=["_healpix_29"])
+                .column("_healpix_29")
+                .to_numpy()
+                for f in files
+            ]
+        )
+    )
     sizes = [(root / f.path).stat().st_size for f in files]
     threshold = _threshold(files, sizes, max_rows, max_bytes)
     plan = plan_leaves(hp29, threshold, min_order=min_order, max_order=max_order)
     orders: dict[int, int] = {}
     for p in plan:
         orders[p.norder] = orders.get(p.norder, 0) + 1
-    out = TableCompaction(table, int(hp29.size), len(files), len({(f.norder, f.npix)
-                                                                   for f in files}),
-                          sum(_files_per_leaf(p, threshold) for p in plan), len(plan), orders,
-                          threshold, None)
+    out = TableCompaction(
+        table,
+        int(hp29.size),
+        len(files),
+        len({(f.norder, f.npix) for f in files}),
+        sum(_files_per_leaf(p, threshold) for p in plan),
+        len(plan),
+        orders,
+        threshold,
+        None,
+    )
     if _is_compact(files, plan, threshold):
         out.files_after, out.leaves_after = len(files), out.leaves_before
         return out
@@ -187,31 +219,51 @@ def compact_table(cat: Catalog, table: str, *, max_rows: int = DEFAULT_MAX_ROWS,
         for p in leaves:
             a, b = (int(i) for i in np.searchsorted(hp, pixel_range(p.norder, p.npix)))
             if b - a != p.n_rows:
-                raise CatalogError(f"{table}: leaf Norder={p.norder} Npix={p.npix} read "
-                                   f"{b - a} rows, expected {p.n_rows}; did the table's files "
-                                   "change while compacting? Nothing was committed")
+                raise CatalogError(
+                    f"{table}: leaf Norder={p.norder} Npix={p.npix} read "
+                    f"{b - a} rows, expected {p.n_rows}; did the table's files "
+                    "change while compacting? Nothing was committed"
+                )
             leaf = leaf_relpath(table, p.norder, p.npix)
             for i in range(_files_per_leaf(p, threshold)):
                 piece = rows.slice(a + i * threshold, min(threshold, b - a - i * threshold))
                 name = f"part-{run_id}-{len(staged):05d}.parquet"
                 rel = f"{STAGING}/{run_id}/{leaf}/{name}"
                 nbytes = write_parquet(piece, root / rel, **table_encoding(table))
-                staged.append(StagedFile(table, rel, f"{leaf}/{name}", p.norder, p.npix,
-                                         piece.num_rows, nbytes))
+                staged.append(
+                    StagedFile(
+                        table, rel, f"{leaf}/{name}", p.norder, p.npix, piece.num_rows, nbytes
+                    )
+                )
     if sum(s.n_rows for s in staged) != sum(f.n_rows for f in files):
-        raise CatalogError(f"{table}: compaction wrote {sum(s.n_rows for s in staged)} rows "
-                           f"for {sum(f.n_rows for f in files)}; nothing was committed")
+        raise CatalogError(
+            f"{table}: compaction wrote {sum(s.n_rows for s in staged)} rows "
+            f"for {sum(f.n_rows for f in files)}; nothing was committed"
+        )
     out.run_id = run_id
-    commit_run(cat, run_id, "compact", staged, lambda: None, dict(out.__dict__),
-               replaces=[f.path for f in files])
+    commit_run(
+        cat,
+        run_id,
+        "compact",
+        staged,
+        lambda: None,
+        dict(out.__dict__),
+        replaces=[f.path for f in files],
+    )
     return out
 
 
-def compact(catalog: Catalog, *, max_rows: int = DEFAULT_MAX_ROWS,
-            max_bytes: int = DEFAULT_MAX_BYTES, tables: list[str] | None = None,
-            min_order: int = 0, max_order: int = MAX_LEAF_ORDER,
-            keep_snapshots: int = snapshot.KEEP,
-            grace_s: float = snapshot.GRACE_S) -> CompactReport:
+def compact(
+    catalog: Catalog,
+    *,
+    max_rows: int = DEFAULT_MAX_ROWS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    tables: list[str] | None = None,
+    min_order: int = 0,
+    max_order: int = MAX_LEAF_ORDER,
+    keep_snapshots: int = snapshot.KEEP,
+    grace_s: float = snapshot.GRACE_S,
+) -> CompactReport:
     """Compact every Parquet table of ``catalog`` (opened ``mode='w'``); see the module.
 
     Parameters
@@ -238,8 +290,9 @@ def compact(catalog: Catalog, *, max_rows: int = DEFAULT_MAX_ROWS,
     if max_rows < 1 or max_bytes < 1:
         raise ValueError(f"max_rows and max_bytes must be >= 1, got {max_rows}, {max_bytes}")
     if not 0 <= min_order <= max_order <= MAX_LEAF_ORDER:
-        raise ValueError(f"need 0 <= min_order <= max_order <= {MAX_LEAF_ORDER}, got "
-                         f"{min_order}, {max_order}")
+        raise ValueError(
+            f"need 0 <= min_order <= max_order <= {MAX_LEAF_ORDER}, got {min_order}, {max_order}"
+        )
     known = [s for s in PARQUET_TABLES.values() if s in all_schema_names()]
     wanted = known if tables is None else list(tables)
     unknown = sorted(set(wanted) - set(known))
@@ -252,12 +305,19 @@ def compact(catalog: Catalog, *, max_rows: int = DEFAULT_MAX_ROWS,
             if not _own_files(table, catalog.table_files(table)):
                 report.skipped.append((table, "files outside the catalogue (attached)"))
                 continue
-            done = compact_table(catalog, table, max_rows=max_rows, max_bytes=max_bytes,
-                                 min_order=min_order, max_order=max_order)
+            done = compact_table(
+                catalog,
+                table,
+                max_rows=max_rows,
+                max_bytes=max_bytes,
+                min_order=min_order,
+                max_order=max_order,
+            )
             if done is not None:
                 report.tables.append(done)
-        report.n_retired_removed = retire.collect_garbage(catalog.root, catalog.con,
-                                                          keep=keep_snapshots, grace_s=grace_s)
+        report.n_retired_removed = retire.collect_garbage(
+            catalog.root, catalog.con, keep=keep_snapshots, grace_s=grace_s
+        )
         catalog.publish()
         catalog.refresh_views()
     report.elapsed_s = round(time.perf_counter() - t0, 3)

@@ -55,8 +55,9 @@ class CurrentTable:
     n_leaves: int
 
 
-def _leaf_of(hp29: np.ndarray, leaves: dict[int, set[int]], default_order: int
-             ) -> tuple[np.ndarray, np.ndarray]:
+def _leaf_of(
+    hp29: np.ndarray, leaves: dict[int, set[int]], default_order: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(Norder, Npix) of the catalogue leaf holding each ``_healpix_29`` value.
 
     Leaves do not overlap (a HATS table), so a row's leaf is the one of the orders that
@@ -74,8 +75,9 @@ def _leaf_of(hp29: np.ndarray, leaves: dict[int, set[int]], default_order: int
     return norder, npix
 
 
-def leaf_runs(batches: Iterator[pa.RecordBatch], leaves: dict[int, set[int]],
-              default_order: int) -> Iterator[tuple[tuple[int, int], pa.Table]]:
+def leaf_runs(
+    batches: Iterator[pa.RecordBatch], leaves: dict[int, set[int]], default_order: int
+) -> Iterator[tuple[tuple[int, int], pa.Table]]:
     """Whole leaves, in pixel order, from batches sorted by ``_healpix_29``.
 
     Parameters
@@ -142,15 +144,17 @@ def write_current_table(cat: Catalog, table: str, out: Path) -> CurrentTable:
         data = rows.select(arrow_schema.names).cast(arrow_schema)
         write_parquet(data, tmp / rel, **encoding)
         files.append(TableFile(rel, norder, npix, data.num_rows))
-    write_table_metadata(tmp, table, files, arrow_schema, ra_column=schema.ra_column,
-                         dec_column=schema.dec_column)
+    write_table_metadata(
+        tmp, table, files, arrow_schema, ra_column=schema.ra_column, dec_column=schema.dec_column
+    )
     _replace_dir(tmp / table, out / table)
     shutil.rmtree(tmp, ignore_errors=True)
     return CurrentTable(table, out / table, sum(f.n_rows for f in files), len(files))
 
 
-def write_current_hats(cat: Catalog, out: str | Path,
-                       tables: Sequence[str] = CURRENT_TABLES) -> list[CurrentTable]:
+def write_current_hats(
+    cat: Catalog, out: str | Path, tables: Sequence[str] = CURRENT_TABLES
+) -> list[CurrentTable]:
     """Write the current rows of each of ``tables`` as HATS tables under ``out``.
 
     Parameters
@@ -170,8 +174,10 @@ def write_current_hats(cat: Catalog, out: str | Path,
     """
     out = Path(out).resolve()
     if out == cat.root:
-        raise CatalogError(f"{out} is the catalogue itself, whose HATS tables are the "
-                           "histories; write the current tables to another folder")
+        raise CatalogError(
+            f"{out} is the catalogue itself, whose HATS tables are the "
+            "histories; write the current tables to another folder"
+        )
     unknown = [t for t in tables if t not in CURRENT_TABLES]
     if unknown:
         raise ValueError(f"no current view for {unknown}; choose among {CURRENT_TABLES}")

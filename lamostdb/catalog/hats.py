@@ -41,9 +41,15 @@ def leaf_relpath(table: str, norder: int, npix: int) -> str:
     return f"{table}/dataset/Norder={norder}/Dir={partition_dir(npix)}/Npix={npix}"
 
 
-def write_table_metadata(root: Path, table: str, files: Sequence[TableFile],
-                         schema: pa.Schema, *, ra_column: str = "ra",
-                         dec_column: str = "dec") -> None:
+def write_table_metadata(
+    root: Path,
+    table: str,
+    files: Sequence[TableFile],
+    schema: pa.Schema,
+    *,
+    ra_column: str = "ra",
+    dec_column: str = "dec",
+) -> None:
     """Rewrite the HATS metadata of ``table`` from its committed file list."""
     tdir = root / table
     dataset = tdir / "dataset"

@@ -78,8 +78,13 @@ class PlannedLeaf:
     n_rows: int
 
 
-def plan_leaves(hp29_sorted: npt.NDArray[np.int64], threshold: int, *, min_order: int = 0,
-                max_order: int = MAX_LEAF_ORDER) -> list[PlannedLeaf]:
+def plan_leaves(
+    hp29_sorted: npt.NDArray[np.int64],
+    threshold: int,
+    *,
+    min_order: int = 0,
+    max_order: int = MAX_LEAF_ORDER,
+) -> list[PlannedLeaf]:
     """Partition rows (their sorted ``_healpix_29``) into leaves of at most ``threshold`` rows.
 
     Top down, as HATS catalogues are partitioned: a pixel at order ``min_order`` or deeper
@@ -130,8 +135,9 @@ class LeafSet:
                 return k, parent_pixel(npix, norder, k)
         return None
 
-    def route(self, hp29: npt.NDArray[np.int64], start_order: int
-              ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    def route(
+        self, hp29: npt.NDArray[np.int64], start_order: int
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """(norder, npix) of the leaf each row goes to, for rows of one pixel at
         ``start_order`` that holds finer leaves: an existing leaf, else the coarsest pixel
         that overlaps no leaf (added to the set)."""
@@ -143,8 +149,11 @@ class LeafSet:
         while pending.any():
             q = pixel_at_order(hp29, k)
             for p in np.unique(q[pending]).tolist():
-                if (k, p) not in self.leaves and (k, p) in self.interior \
-                        and k < SPATIAL_INDEX_ORDER:
+                if (
+                    (k, p) not in self.leaves
+                    and (k, p) in self.interior
+                    and k < SPATIAL_INDEX_ORDER
+                ):
                     continue  # finer leaves below: decide at k + 1
                 rows = pending & (q == p)
                 orders[rows], pix[rows] = k, p
@@ -155,8 +164,9 @@ class LeafSet:
         return orders, pix
 
 
-def align_staged(root: Path, files: Sequence[StagedFile],
-                 existing: dict[str, LeafSet]) -> list[StagedFile]:
+def align_staged(
+    root: Path, files: Sequence[StagedFile], existing: dict[str, LeafSet]
+) -> list[StagedFile]:
     """``files`` placed in the leaves of ``existing`` (table -> its leaves; updated).
 
     A file whose pixel is a leaf, or overlaps none, is kept; one inside a coarser leaf is
@@ -172,8 +182,12 @@ def align_staged(root: Path, files: Sequence[StagedFile],
         if owner is not None:
             if owner != pixel:
                 name = f.final.rsplit("/", 1)[-1]
-                f = dataclasses.replace(f, norder=owner[0], npix=owner[1],
-                                        final=f"{leaf_relpath(f.table, *owner)}/{name}")
+                f = dataclasses.replace(
+                    f,
+                    norder=owner[0],
+                    npix=owner[1],
+                    final=f"{leaf_relpath(f.table, *owner)}/{name}",
+                )
             out.append(f)
         elif pixel not in leaves.interior:
             leaves.add(pixel)
@@ -197,8 +211,16 @@ def _split(root: Path, f: StagedFile, leaves: LeafSet) -> list[StagedFile]:
         piece_name = f"{name}-{i:03d}.parquet"
         rel = f"{stem}/{piece_name}"
         nbytes = write_parquet(piece, root / rel, **table_encoding(f.table))
-        out.append(dataclasses.replace(f, staged=rel, final=f"{leaf_relpath(f.table, k, p)}/"
-                                       f"{piece_name}", norder=k, npix=p,
-                                       n_rows=piece.num_rows, n_bytes=nbytes))
+        out.append(
+            dataclasses.replace(
+                f,
+                staged=rel,
+                final=f"{leaf_relpath(f.table, k, p)}/{piece_name}",
+                norder=k,
+                npix=p,
+                n_rows=piece.num_rows,
+                n_bytes=nbytes,
+            )
+        )
     os.unlink(staged)
     return out

@@ -121,13 +121,15 @@ def release_rank(data_v: str | None) -> int:
     return int(m.group(1)) if m else 0
 
 
-
 Stat = tuple[int, int, int]  # size, mtime_ns, inode
 Known = dict[str, tuple[str | None, str, str | None]]  # path -> (sha256, outcome, reason)
 
 
-def discover(inputs: Iterable[str | Path], suffixes: tuple[str, ...],
-             unreadable: list[tuple[str, str]] | None = None) -> list[Path]:
+def discover(
+    inputs: Iterable[str | Path],
+    suffixes: tuple[str, ...],
+    unreadable: list[tuple[str, str]] | None = None,
+) -> list[Path]:
     """Expand files, folders (recursively) and glob patterns into spectrum files.
 
     Folders that cannot be listed are appended to ``unreadable`` as ``(folder, reason)``
@@ -167,8 +169,9 @@ def discover(inputs: Iterable[str | Path], suffixes: tuple[str, ...],
     return [found[k] for k in sorted(found)]
 
 
-def skip_unchanged(catalog: Catalog, files: list[str], report: IngestReport
-                   ) -> tuple[list[str], dict[str, Stat], Known]:
+def skip_unchanged(
+    catalog: Catalog, files: list[str], report: IngestReport
+) -> tuple[list[str], dict[str, Stat], Known]:
     """The files to read, their stat triple, and what the ledger knew of each.
 
     A path whose (size, mtime_ns, inode) equals the stored one, and whose content was
@@ -180,8 +183,7 @@ def skip_unchanged(catalog: Catalog, files: list[str], report: IngestReport
     # the ledger stores paths as storable_path writes them (undecodable bytes as \x escapes);
     # the file itself is reached by its real path
     names = [storable_path(f) for f in files]
-    rows = catalog.con.execute(statement("ledger.sql", "known_paths"), {"paths": names}
-                               ).fetchall()
+    rows = catalog.con.execute(statement("ledger.sql", "known_paths"), {"paths": names}).fetchall()
     known = {r[0]: r[1:] for r in rows}
     todo: list[str] = []
     stats: dict[str, Stat] = {}
@@ -200,8 +202,12 @@ def skip_unchanged(catalog: Catalog, files: list[str], report: IngestReport
             # a file quarantined by another lamostdb version is read again: its reader may
             # accept it now, or give a better reason
             rejudge = outcome == "quarantined" and version != VERSION
-            if sha is not None and not rejudge and (size, mtime) == (
-                    st.st_size, st.st_mtime_ns) and (inode is None or inode == st.st_ino):
+            if (
+                sha is not None
+                and not rejudge
+                and (size, mtime) == (st.st_size, st.st_mtime_ns)
+                and (inode is None or inode == st.st_ino)
+            ):
                 report.skip(name, "unchanged")
                 continue
         todo.append(f)
@@ -213,17 +219,28 @@ def unreadable_sha(path: str) -> str:
     return hashlib.sha256(f"unreadable:{path}".encode()).hexdigest()
 
 
-_PATHS_SCHEMA = pa.schema([("path", pa.string()), ("size_bytes", pa.int64()),
-                          ("mtime_ns", pa.int64()), ("inode", pa.int64()),
-                          ("sha256", pa.string()), ("outcome", pa.string()),
-                          ("reason", pa.string()), ("ingest_run", pa.string())])
+_PATHS_SCHEMA = pa.schema(
+    [
+        ("path", pa.string()),
+        ("size_bytes", pa.int64()),
+        ("mtime_ns", pa.int64()),
+        ("inode", pa.int64()),
+        ("sha256", pa.string()),
+        ("outcome", pa.string()),
+        ("reason", pa.string()),
+        ("ingest_run", pa.string()),
+    ]
+)
 
 
-def sort_outcomes(catalog: Catalog, outcomes: list[FileOutcome], stats: dict[str, Stat],
-                  prior: Known, run_id: str,
-                  report: IngestReport
-                  ) -> tuple[list[FileOutcome], list[FileOutcome], dict[str, tuple[int, str]],
-                             set[str], pa.Table]:
+def sort_outcomes(
+    catalog: Catalog,
+    outcomes: list[FileOutcome],
+    stats: dict[str, Stat],
+    prior: Known,
+    run_id: str,
+    report: IngestReport,
+) -> tuple[list[FileOutcome], list[FileOutcome], dict[str, tuple[int, str]], set[str], pa.Table]:
     """Give every outcome its ledger outcome.
 
     Returns the fresh contents to store, the new quarantine rows, the versions to make
@@ -233,13 +250,36 @@ def sort_outcomes(catalog: Catalog, outcomes: list[FileOutcome], stats: dict[str
     """
     con = catalog.con
     shas = sorted({o.sha256 for o in outcomes})
-    stored = {r[0]: r[1:] for r in con.execute(statement("ledger.sql", "known_contents"),
-                                               {"shas": shas}).fetchall()} if shas else {}
-    in_quarantine = {r[0] for r in con.execute(statement("ledger.sql", "quarantined_contents"),
-                                               {"shas": shas}).fetchall()} if shas else set()
-    withdrawn = {r[0]: r[1:] for r in con.execute(statement("withdraw.sql",
-                                                            "withdrawn_contents"),
-                                                  {"shas": shas}).fetchall()} if shas else {}
+    stored = (
+        {
+            r[0]: r[1:]
+            for r in con.execute(
+                statement("ledger.sql", "known_contents"), {"shas": shas}
+            ).fetchall()
+        }
+        if shas
+        else {}
+    )
+    in_quarantine = (
+        {
+            r[0]
+            for r in con.execute(
+                statement("ledger.sql", "quarantined_contents"), {"shas": shas}
+            ).fetchall()
+        }
+        if shas
+        else set()
+    )
+    withdrawn = (
+        {
+            r[0]: r[1:]
+            for r in con.execute(
+                statement("withdraw.sql", "withdrawn_contents"), {"shas": shas}
+            ).fetchall()
+        }
+        if shas
+        else {}
+    )
     fresh: list[FileOutcome] = []
     quarantine: list[FileOutcome] = []
     restore: dict[str, tuple[int, str]] = {}
@@ -249,9 +289,18 @@ def sort_outcomes(catalog: Catalog, outcomes: list[FileOutcome], stats: dict[str
 
     def row(o: FileOutcome, sha: str | None, outcome: str, reason: str | None) -> None:
         size, mtime, inode = stats.get(o.path, (o.size_bytes, o.mtime_ns, 0))
-        rows.append({"path": o.path, "size_bytes": size, "mtime_ns": mtime, "inode": inode,
-                     "sha256": sha, "outcome": outcome, "reason": reason,
-                     "ingest_run": run_id})
+        rows.append(
+            {
+                "path": o.path,
+                "size_bytes": size,
+                "mtime_ns": mtime,
+                "inode": inode,
+                "sha256": sha,
+                "outcome": outcome,
+                "reason": reason,
+                "ingest_run": run_id,
+            }
+        )
 
     restore_candidates: list[FileOutcome] = []
     for o in outcomes:
@@ -260,8 +309,12 @@ def sort_outcomes(catalog: Catalog, outcomes: list[FileOutcome], stats: dict[str
         before = prior.get(o.path)
         if o.reason is None:
             drop.add(o.path)  # kept again below if it is fresh
-        if sha is not None and before is not None and before[0] == sha and (
-                before[1] != "quarantined" or o.reason is not None):
+        if (
+            sha is not None
+            and before is not None
+            and before[0] == sha
+            and (before[1] != "quarantined" or o.reason is not None)
+        ):
             report.skip(o.path, "content unchanged")
             # touched only (or re-judged by a new version): store the new stat triple
             row(o, sha, before[1], o.reason if before[1] == "quarantined" else before[2])
@@ -288,19 +341,27 @@ def sort_outcomes(catalog: Catalog, outcomes: list[FileOutcome], stats: dict[str
         fresh.append(o)
         drop.discard(o.path)
     fresh_specids = {o.specid for o in fresh}
-    current = _current_versions(catalog, sorted({str(stored[o.sha256][0])
-                                                 for o in restore_candidates}))
+    current = _current_versions(
+        catalog, sorted({str(stored[o.sha256][0]) for o in restore_candidates})
+    )
     for o in restore_candidates:
         specid, version, is_current, data_v, stored_path = stored[o.sha256]
         if o.sha256 in withdrawn:
             w_specid, w_run, w_reason = withdrawn[o.sha256]
-            report.skip(o.path, f"withdrawn: the same bytes as {w_specid}, withdrawn in run "
-                                f"{w_run} ({w_reason}); not brought back")
+            report.skip(
+                o.path,
+                f"withdrawn: the same bytes as {w_specid}, withdrawn in run "
+                f"{w_run} ({w_reason}); not brought back",
+            )
             row(o, o.sha256, "skipped", "withdrawn")
             continue
         cur = current.get(specid)
-        if (not is_current and specid not in fresh_specids and cur is not None
-                and _rank(data_v) >= _rank(cur[1])):
+        if (
+            not is_current
+            and specid not in fresh_specids
+            and cur is not None
+            and _rank(data_v) >= _rank(cur[1])
+        ):
             old = restore.get(specid)
             if old is not None:  # an earlier path of this run re-delivered another version
                 report.n_ingested -= 1
@@ -331,30 +392,44 @@ def _rank(data_v: str | None) -> int:
 def _current_versions(catalog: Catalog, specids: list[str]) -> dict[str, tuple[int, str | None]]:
     if not specids:
         return {}
-    rows = catalog.con.execute(statement("ledger.sql", "current_versions"),
-                               {"specids": specids}).fetchall()
+    rows = catalog.con.execute(
+        statement("ledger.sql", "current_versions"), {"specids": specids}
+    ).fetchall()
     return {r[0]: (int(r[1]), r[2]) for r in rows}
 
 
 def fresh_path_rows(fresh: list[FileOutcome], stats: dict[str, Stat], run_id: str) -> pa.Table:
     """``ingest_paths`` rows of the freshly stored contents."""
     return pa.Table.from_pylist(
-        [{"path": o.path, "size_bytes": stats.get(o.path, (o.size_bytes, 0, 0))[0],
-          "mtime_ns": stats.get(o.path, (0, o.mtime_ns, 0))[1],
-          "inode": stats.get(o.path, (0, 0, 0))[2], "sha256": o.sha256,
-          "outcome": "ingested", "reason": None, "ingest_run": run_id} for o in fresh],
-        schema=_PATHS_SCHEMA)
+        [
+            {
+                "path": o.path,
+                "size_bytes": stats.get(o.path, (o.size_bytes, 0, 0))[0],
+                "mtime_ns": stats.get(o.path, (0, o.mtime_ns, 0))[1],
+                "inode": stats.get(o.path, (0, 0, 0))[2],
+                "sha256": o.sha256,
+                "outcome": "ingested",
+                "reason": None,
+                "ingest_run": run_id,
+            }
+            for o in fresh
+        ],
+        schema=_PATHS_SCHEMA,
+    )
 
 
 def restored_table(restore: dict[str, tuple[int, str]], run_id: str) -> pa.Table:
     return pa.Table.from_pylist(
         [{"specid": s, "version": v, "ingest_run": run_id} for s, (v, _) in restore.items()],
-        schema=pa.schema([("specid", pa.string()), ("version", pa.int32()),
-                          ("ingest_run", pa.string())]))
+        schema=pa.schema(
+            [("specid", pa.string()), ("version", pa.int32()), ("ingest_run", pa.string())]
+        ),
+    )
 
 
-def cleared_table(fresh: list[FileOutcome], restore: dict[str, tuple[int, str]],
-                  paths: pa.Table) -> pa.Table:
+def cleared_table(
+    fresh: list[FileOutcome], restore: dict[str, tuple[int, str]], paths: pa.Table
+) -> pa.Table:
     """(path, sha256) of every file that is in now: their quarantine rows are cleared."""
     restored_paths = {p for _, p in restore.values()}
     by_path: dict[str, str] = defaultdict(str)
@@ -363,6 +438,7 @@ def cleared_table(fresh: list[FileOutcome], restore: dict[str, tuple[int, str]],
             by_path[str(r["path"])] = str(r["sha256"])
     for o in fresh:
         by_path[o.path] = o.sha256
-    return pa.Table.from_pylist([{"path": p, "sha256": s} for p, s in sorted(by_path.items())],
-                                schema=pa.schema([("path", pa.string()),
-                                                  ("sha256", pa.string())]))
+    return pa.Table.from_pylist(
+        [{"path": p, "sha256": s} for p, s in sorted(by_path.items())],
+        schema=pa.schema([("path", pa.string()), ("sha256", pa.string())]),
+    )

@@ -40,12 +40,14 @@ def upgrade_table_files(cat, table: str) -> int:  # noqa: ANN001 (Catalog; impor
             cols[fld.name] = pa.nulls(old.num_rows, type=fld.type)
         extra = [c for c in old.column_names if c not in target.names]
         fields = list(target) + [old.schema.field(c) for c in extra]
-        new = pa.Table.from_arrays([cols[fl.name] for fl in fields],
-                                   schema=pa.schema(fields, metadata=target.metadata))
+        new = pa.Table.from_arrays(
+            [cols[fl.name] for fl in fields], schema=pa.schema(fields, metadata=target.metadata)
+        )
         tmp = Path(str(path) + ".upgrade")
         nbytes = write_parquet(new, tmp)
         os.replace(tmp, path)
-        cat.con.execute(statement("ledger.sql", "update_file_bytes"),
-                        {"n_bytes": nbytes, "path": f.path})
+        cat.con.execute(
+            statement("ledger.sql", "update_file_bytes"), {"n_bytes": nbytes, "path": f.path}
+        )
         n += 1
     return n

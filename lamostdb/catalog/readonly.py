@@ -40,7 +40,7 @@ class QueryRefused(ValueError):
 
 def _keyword(text: str) -> str:
     """The first keyword of a statement, past whitespace and comments (for messages)."""
-    rest = text[_LEADING.match(text).end():]  # type: ignore[union-attr]  # always matches
+    rest = text[_LEADING.match(text).end() :]  # type: ignore[union-attr]  # always matches
     m = _WORD.match(rest)
     return m.group(0).upper() if m else rest[:20]
 
@@ -60,8 +60,10 @@ def check_query(query: str) -> None:
         raise QueryRefused("empty query: give one SELECT statement")
     if len(statements) > 1:
         kinds = ", ".join(_keyword(s.query) for s in statements)
-        raise QueryRefused(f"refused {len(statements)} statements ({kinds}): the catalogue is "
-                           "queried one statement at a time; give exactly one SELECT")
+        raise QueryRefused(
+            f"refused {len(statements)} statements ({kinds}): the catalogue is "
+            "queried one statement at a time; give exactly one SELECT"
+        )
     stmt = statements[0]
     try:
         kind = stmt.type
@@ -74,11 +76,13 @@ def check_query(query: str) -> None:
             f"refused {word} ({what}): the catalogue is queried "
             "read-only, so statements that write files, change settings, load extensions or "
             "attach databases are not run; give one SELECT statement (to save results use "
-            "`lamostdb sql --output FILE --format parquet|csv|json`)")
+            "`lamostdb sql --output FILE --format parquet|csv|json`)"
+        )
 
 
-def restricted_connection(root: Path, allow_files: Sequence[str | Path] = ()
-                          ) -> duckdb.DuckDBPyConnection:
+def restricted_connection(
+    root: Path, allow_files: Sequence[str | Path] = ()
+) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB that can read only ``root`` and the ``allow_files`` folders.
 
     The caller registers the catalogue's tables and views, then calls :func:`lock`.
@@ -87,14 +91,20 @@ def restricted_connection(root: Path, allow_files: Sequence[str | Path] = ()
     for d in allow_files:
         p = Path(d).expanduser().resolve()
         if not p.is_dir():
-            raise FileNotFoundError(f"--allow-files {d}: no such folder; name a folder whose "
-                                    "files your query reads")
+            raise FileNotFoundError(
+                f"--allow-files {d}: no such folder; name a folder whose files your query reads"
+            )
         allowed.append(str(p) + "/")
     # spilling goes to a private folder that DuckDB creates only when needed
     spill = Path(tempfile.gettempdir()) / f"lamostdb-sql-{uuid.uuid4().hex}"
-    con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,
-                                             "autoload_known_extensions": False,
-                                             "temp_directory": str(spill)})
+    con = duckdb.connect(
+        ":memory:",
+        config={
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+            "temp_directory": str(spill),
+        },
+    )
     con.execute("SET allowed_directories = $dirs", {"dirs": allowed})
     con.execute("SET enable_external_access = false")
     create_macros(con)  # sep_arcsec and pixel_at_order, for users' queries too
@@ -108,13 +118,17 @@ def lock(con: duckdb.DuckDBPyConnection) -> None:
 
 def explain_permission_error(exc: duckdb.Error) -> QueryRefused:
     """The error a query that touched a file outside the allowed folders gets."""
-    return QueryRefused(f"refused: the query reads a file outside the catalogue ({exc}). "
-                        "Local files can be read only from folders you allow: "
-                        "`lamostdb sql --allow-files DIR` or `lamostdb.open(path, "
-                        "allow_files=[DIR])`")
+    return QueryRefused(
+        f"refused: the query reads a file outside the catalogue ({exc}). "
+        "Local files can be read only from folders you allow: "
+        "`lamostdb sql --allow-files DIR` or `lamostdb.open(path, "
+        "allow_files=[DIR])`"
+    )
 
 
 def explain_locked(exc: duckdb.Error) -> QueryRefused:
     """The error a query that tried to change a setting (``enable_logging()``, ...) gets."""
-    return QueryRefused(f"refused: the query tries to change a setting ({exc}); settings are "
-                        "locked on the read-only path")
+    return QueryRefused(
+        f"refused: the query tries to change a setting ({exc}); settings are "
+        "locked on the read-only path"
+    )

@@ -20,8 +20,9 @@ from lamostdb.resources import resource_dir
 _DDL_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS\s+(\w+)", re.IGNORECASE)
 
 
-def register_parquet(con: duckdb.DuckDBPyConnection, name: str, schema_name: str,
-                     files: Sequence[str]) -> None:
+def register_parquet(
+    con: duckdb.DuckDBPyConnection, name: str, schema_name: str, files: Sequence[str]
+) -> None:
     """Register ``name`` on ``con`` over ``files`` (no CREATE VIEW: works read-only too)."""
     if files:
         # union_by_name: files of an older schema read with nulls in the newer columns;
@@ -31,8 +32,9 @@ def register_parquet(con: duckdb.DuckDBPyConnection, name: str, schema_name: str
         types = dict(zip(contract.columns, contract.types, strict=True))
         missing = [c for c in contract.columns if c not in rel.columns]
         if missing:
-            rel = rel.project(", ".join(["*"] + [f'CAST(NULL AS {types[c]}) AS "{c}"'
-                                                 for c in missing]))
+            rel = rel.project(
+                ", ".join(["*"] + [f'CAST(NULL AS {types[c]}) AS "{c}"' for c in missing])
+            )
         register(con, name, rel)
     else:
         register(con, name, load_schema(schema_name).arrow_schema().empty_table())
@@ -73,8 +75,9 @@ def legacy_tables(db: Path) -> dict[str, pa.Table]:
     """
     src = duckdb.connect(str(db), read_only=True)
     try:
-        names = [r[0] for r in src.execute(statement("snapshot.sql", "published_tables"))
-                 .fetchall()]
+        names = [
+            r[0] for r in src.execute(statement("snapshot.sql", "published_tables")).fetchall()
+        ]
         return {n: src.table(n).to_arrow_table() for n in names}
     finally:
         src.close()

@@ -47,8 +47,7 @@ def _pending(con: duckdb.DuckDBPyConnection) -> list[str]:
     return [str(r[0]) for r in con.execute(statement("compact.sql", "retired_paths")).fetchall()]
 
 
-def move_retired(root: Path, con: duckdb.DuckDBPyConnection,
-                 on_first: object = None) -> int:
+def move_retired(root: Path, con: duckdb.DuckDBPyConnection, on_first: object = None) -> int:
     """Move every retired file still in its leaf folder to ``_retired/``; return how many.
 
     ``on_first`` (a callable, crash tests) is called after the first move.
@@ -82,8 +81,13 @@ def _listed_by_snapshots(root: Path) -> set[str]:
     return listed
 
 
-def collect_garbage(root: Path, con: duckdb.DuckDBPyConnection, *,
-                    keep: int = snapshot.KEEP, grace_s: float = snapshot.GRACE_S) -> int:
+def collect_garbage(
+    root: Path,
+    con: duckdb.DuckDBPyConnection,
+    *,
+    keep: int = snapshot.KEEP,
+    grace_s: float = snapshot.GRACE_S,
+) -> int:
     """Remove retired files no snapshot lists any more; return how many were removed.
 
     Old snapshots are cleaned up first (``keep``, ``grace_s``: as
@@ -107,8 +111,9 @@ def _prune_empty(folder: Path) -> None:
     """Remove empty folders under (and including) ``folder``."""
     if not folder.is_dir():
         return
-    for sub in sorted((p for p in folder.rglob("*") if p.is_dir()),
-                      key=lambda p: len(p.parts), reverse=True):
+    for sub in sorted(
+        (p for p in folder.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True
+    ):
         try:
             sub.rmdir()
         except OSError:

@@ -55,8 +55,10 @@ _DUCKDB: dict[str, str] = {
 _TDISP_RE = {
     "string": re.compile(r"^A[1-9]\d*$"),
     "int": re.compile(r"^(I|B|O|Z)[1-9]\d*(\.\d+)?$"),
-    "float": re.compile(r"^((F|D)[1-9]\d*\.\d+|(E|EN|ES)[1-9]\d*\.\d+(E\d+)?"
-                        r"|G[1-9]\d*\.\d+(E\d+)?)$"),
+    "float": re.compile(
+        r"^((F|D)[1-9]\d*\.\d+|(E|EN|ES)[1-9]\d*\.\d+(E\d+)?"
+        r"|G[1-9]\d*\.\d+(E\d+)?)$"
+    ),
     "boolean": re.compile(r"^L[1-9]\d*$"),
 }
 
@@ -156,11 +158,26 @@ def parse_schema(raw: dict, source: str) -> TableSchema:
                 check_tdisp(c["type"], c["tdisp"])
             except ValueError as exc:
                 raise ValueError(f"{source}: column {c['name']}: {exc}") from None
-    cols = tuple(Column(c["name"], c["type"], bool(c.get("nullable", True)), c["description"],
-                        c.get("unit"), c.get("tdisp")) for c in raw["columns"])
-    return TableSchema(raw["name"], raw["kind"], raw["description"],
-                       tuple(raw.get("primary_key", ())), cols,
-                       raw.get("hats_col_ra", "ra"), raw.get("hats_col_dec", "dec"))
+    cols = tuple(
+        Column(
+            c["name"],
+            c["type"],
+            bool(c.get("nullable", True)),
+            c["description"],
+            c.get("unit"),
+            c.get("tdisp"),
+        )
+        for c in raw["columns"]
+    )
+    return TableSchema(
+        raw["name"],
+        raw["kind"],
+        raw["description"],
+        tuple(raw.get("primary_key", ())),
+        cols,
+        raw.get("hats_col_ra", "ra"),
+        raw.get("hats_col_dec", "dec"),
+    )
 
 
 def all_schema_names() -> list[str]:

@@ -93,8 +93,9 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def publish(con: duckdb.DuckDBPyConnection, root: Path, *, keep: int = KEEP,
-            grace_s: float = GRACE_S) -> str:
+def publish(
+    con: duckdb.DuckDBPyConnection, root: Path, *, keep: int = KEEP, grace_s: float = GRACE_S
+) -> str:
     """Publish the committed state of ``con`` (the writer's ``catalog.duckdb``) for readers.
 
     Parameters
@@ -122,12 +123,16 @@ def publish(con: duckdb.DuckDBPyConnection, root: Path, *, keep: int = KEEP,
     cur = con.cursor()
     try:
         cur.execute("BEGIN TRANSACTION")  # one read snapshot for every table
-        names = [str(r[0]) for r in cur.execute(statement("snapshot.sql", "published_tables"))
-                 .fetchall() if r[0] not in UNPUBLISHED]
+        names = [
+            str(r[0])
+            for r in cur.execute(statement("snapshot.sql", "published_tables")).fetchall()
+            if r[0] not in UNPUBLISHED
+        ]
         fingerprints = {name: _fingerprint(cur.table(name)) for name in names}
         files: dict[str, list[str]] = {}
-        for table_name, path in cur.execute(statement("snapshot.sql", "committed_files")
-                                            ).fetchall():
+        for table_name, path in cur.execute(
+            statement("snapshot.sql", "committed_files")
+        ).fetchall():
             files.setdefault(str(table_name), []).append(str(path))
         if previous and prev_fp == fingerprints and previous[1].get("files") == files:
             cur.execute("COMMIT")
@@ -137,18 +142,25 @@ def publish(con: duckdb.DuckDBPyConnection, root: Path, *, keep: int = KEEP,
         tables: dict[str, str] = {}
         for name in names:
             fname = f"{name}.parquet"
-            if not (previous and prev_fp.get(name) == fingerprints[name]
-                    and name in previous[1]["tables"]
-                    and _link(previous[0] / previous[1]["tables"][name], tmp / fname)):
-                write_parquet(cur.table(name).to_arrow_table(), tmp / fname,
-                              row_group_size=65536)
+            if not (
+                previous
+                and prev_fp.get(name) == fingerprints[name]
+                and name in previous[1]["tables"]
+                and _link(previous[0] / previous[1]["tables"][name], tmp / fname)
+            ):
+                write_parquet(cur.table(name).to_arrow_table(), tmp / fname, row_group_size=65536)
             tables[name] = fname
         cur.execute("COMMIT")
     finally:
         cur.close()
-    manifest = {"format": FORMAT, "snapshot": snap_id,
-                "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
-                "tables": tables, "fingerprints": fingerprints, "files": files}
+    manifest = {
+        "format": FORMAT,
+        "snapshot": snap_id,
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
+        "tables": tables,
+        "fingerprints": fingerprints,
+        "files": files,
+    }
     _write_synced(tmp / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
     _fsync_path(tmp)
     os.replace(tmp, base / snap_id)
@@ -223,8 +235,11 @@ def cleanup(root: Path, *, keep: int = KEEP, grace_s: float = GRACE_S) -> list[s
     cur = current_id(root)
     for debris in base.glob(f"{_TMP_PREFIX}*"):
         shutil.rmtree(debris, ignore_errors=True)
-    ids = sorted(p.name for p in base.iterdir() if p.is_dir() and p.name != cur
-                 and not p.name.startswith("."))
+    ids = sorted(
+        p.name
+        for p in base.iterdir()
+        if p.is_dir() and p.name != cur and not p.name.startswith(".")
+    )
     everything = sorted([*ids, *([cur] if cur else [])])
     removed: list[str] = []
     now = time.time()
@@ -256,9 +271,16 @@ def load_current(root: Path, *, retries: int = 3) -> Snapshot | None:
         except FileNotFoundError:  # removed between reading CURRENT and here: read again
             continue
         if manifest.get("format") != FORMAT:
-            raise ValueError(f"{folder / MANIFEST}: snapshot format {manifest.get('format')} "
-                             f"is not {FORMAT}; upgrade lamostdb to read this catalogue")
-        return Snapshot(folder, {k: folder / v for k, v in manifest["tables"].items()},
-                        {k: list(v) for k, v in manifest["files"].items()})
-    raise FileNotFoundError(f"{snapshot_root(root) / CURRENT} names a snapshot that keeps "
-                            "disappearing; is another program deleting files there?")
+            raise ValueError(
+                f"{folder / MANIFEST}: snapshot format {manifest.get('format')} "
+                f"is not {FORMAT}; upgrade lamostdb to read this catalogue"
+            )
+        return Snapshot(
+            folder,
+            {k: folder / v for k, v in manifest["tables"].items()},
+            {k: list(v) for k, v in manifest["files"].items()},
+        )
+    raise FileNotFoundError(
+        f"{snapshot_root(root) / CURRENT} names a snapshot that keeps "
+        "disappearing; is another program deleting files there?"
+    )

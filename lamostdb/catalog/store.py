@@ -44,22 +44,55 @@ FORMAT_VERSION = "1"
 DEFAULT_PARTITION_ORDER = 4
 #: Tables stored as HATS Parquet (name -> schema name); later stages add theirs.
 #: Tables whose schema file does not exist (a stage not built yet) are skipped.
-PARQUET_TABLES = {"spectra_history": "spectra", "results_history": "results",
-                  "candidates_history": "candidates", "gaia": "gaia", "ps1": "ps1",
-                  "xmatch_history": "xmatch", "objects_history": "objects"}
+PARQUET_TABLES = {
+    "spectra_history": "spectra",
+    "results_history": "results",
+    "candidates_history": "candidates",
+    "gaia": "gaia",
+    "ps1": "ps1",
+    "xmatch_history": "xmatch",
+    "objects_history": "objects",
+}
 #: Names users' SQL may rely on that exist today (DESIGN.md section 3); checked by the tests.
-PUBLIC_NAMES = ("spectra", "spectra_history", "quarantine", "results", "results_history",
-                "candidates", "candidates_history", "gaia", "ps1", "xmatch", "xmatch_history",
-                "objects", "objects_history", "uid_aliases", "lrs", "mec", "withdrawn")
+PUBLIC_NAMES = (
+    "spectra",
+    "spectra_history",
+    "quarantine",
+    "results",
+    "results_history",
+    "candidates",
+    "candidates_history",
+    "gaia",
+    "ps1",
+    "xmatch",
+    "xmatch_history",
+    "objects",
+    "objects_history",
+    "uid_aliases",
+    "lrs",
+    "mec",
+    "withdrawn",
+)
 #: The allow-list of table and view names of the whole pipeline: the names above plus those
 #: the later stages create (classify: results, candidates; refcat: gaia, ps1; xmatch;
 #: ids: objects; views lrs and mec). Code that takes a table name checks it against this.
 TABLE_NAMES = PUBLIC_NAMES + ("refcat_ledger",)
 #: Bookkeeping tables of later stages, created with the catalogue so they are always queryable.
-_STAGE_DDL = (("refcat.sql", "create_refcat_ledger"), ("ids.sql", "create_uid_aliases"),
-              ("withdraw.sql", "create_withdrawn"), ("compact.sql", "create_retired_files"))
-_DDL = ("create_catalog_meta", "create_runs", "create_files", "create_ingest_ledger",
-        "create_spectrum_versions", "create_quarantine", "create_ingest_paths")
+_STAGE_DDL = (
+    ("refcat.sql", "create_refcat_ledger"),
+    ("ids.sql", "create_uid_aliases"),
+    ("withdraw.sql", "create_withdrawn"),
+    ("compact.sql", "create_retired_files"),
+)
+_DDL = (
+    "create_catalog_meta",
+    "create_runs",
+    "create_files",
+    "create_ingest_ledger",
+    "create_spectrum_versions",
+    "create_quarantine",
+    "create_ingest_paths",
+)
 _ALL_DDL = tuple(("ledger.sql", n) for n in _DDL) + _STAGE_DDL
 
 
@@ -85,8 +118,9 @@ class Catalog:
         by default a query reads the catalogue only.
     """
 
-    def __init__(self, path: str | Path, *, mode: str = "r",
-                 allow_files: Sequence[str | Path] = ()) -> None:
+    def __init__(
+        self, path: str | Path, *, mode: str = "r", allow_files: Sequence[str | Path] = ()
+    ) -> None:
         if mode not in ("r", "w"):
             raise ValueError(f"mode must be 'r' or 'w', got {mode!r}")
         self.root = Path(path).resolve()
@@ -100,16 +134,20 @@ class Catalog:
         self._legacy: dict[str, pa.Table] = {}
         db = self.root / DB_NAME
         if not db.exists():
-            raise CatalogError(f"{self.root} is not a lamostdb catalogue (no {DB_NAME}); "
-                               f"create one with `lamostdb ingest {path} FILES...`")
+            raise CatalogError(
+                f"{self.root} is not a lamostdb catalogue (no {DB_NAME}); "
+                f"create one with `lamostdb ingest {path} FILES...`"
+            )
         if mode == "r":
             self._load_snapshot()
             return
         try:
             self._con = duckdb.connect(str(db))
         except duckdb.IOException as exc:
-            raise CatalogError(f"cannot open {db}: {exc}. Another process may be writing to "
-                               "this catalogue; wait for it to finish.") from None
+            raise CatalogError(
+                f"cannot open {db}: {exc}. Another process may be writing to "
+                "this catalogue; wait for it to finish."
+            ) from None
         create_macros(self._con)
         self._ensure_tables()
         with self.write_lock():
@@ -119,8 +157,13 @@ class Catalog:
 
     # -- creation ---------------------------------------------------------------
     @classmethod
-    def create(cls, path: str | Path, *, partition_order: int = DEFAULT_PARTITION_ORDER,
-               exist_ok: bool = True) -> Catalog:
+    def create(
+        cls,
+        path: str | Path,
+        *,
+        partition_order: int = DEFAULT_PARTITION_ORDER,
+        exist_ok: bool = True,
+    ) -> Catalog:
         """Create an empty catalogue (or open an existing one for writing)."""
         root = Path(path)
         if (root / DB_NAME).exists():
@@ -128,8 +171,10 @@ class Catalog:
                 raise CatalogError(f"{root} already holds a catalogue")
             return cls(root, mode="w")
         if root.exists() and any(root.iterdir()):
-            raise CatalogError(f"{root} exists and is not empty, and is not a lamostdb "
-                               "catalogue; choose a new folder")
+            raise CatalogError(
+                f"{root} exists and is not empty, and is not a lamostdb "
+                "catalogue; choose a new folder"
+            )
         if not 0 <= partition_order <= 10:
             raise ValueError(f"partition_order must be in 0..10, got {partition_order}")
         root.mkdir(parents=True, exist_ok=True)
@@ -138,10 +183,12 @@ class Catalog:
             con.execute(statement("ledger.sql", name))
         for fname, name in _STAGE_DDL:
             con.execute(statement(fname, name))
-        for key, value in (("format_version", FORMAT_VERSION),
-                           ("partition_order", str(partition_order)),
-                           ("created_at", utcnow().isoformat()),
-                           ("created_by", f"lamostdb {VERSION}")):
+        for key, value in (
+            ("format_version", FORMAT_VERSION),
+            ("partition_order", str(partition_order)),
+            ("created_at", utcnow().isoformat()),
+            ("created_by", f"lamostdb {VERSION}"),
+        ):
             con.execute(statement("ledger.sql", "set_meta"), {"key": key, "value": value})
         con.close()
         return cls(root, mode="w")
@@ -162,8 +209,10 @@ class Catalog:
         if self._con is None:
             if self.mode == "w":
                 raise CatalogError(f"{self.root}: the catalogue is closed")
-            self._con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,
-                                                           "autoload_known_extensions": False})
+            self._con = duckdb.connect(
+                ":memory:",
+                config={"autoinstall_known_extensions": False, "autoload_known_extensions": False},
+            )
             create_macros(self._con)
             self._attach_snapshot(self._con)
         return self._con
@@ -171,8 +220,7 @@ class Catalog:
     @property
     def partition_order(self) -> int:
         if self._partition_order is None:
-            self._partition_order = int(self.meta("partition_order")
-                                        or DEFAULT_PARTITION_ORDER)
+            self._partition_order = int(self.meta("partition_order") or DEFAULT_PARTITION_ORDER)
         return self._partition_order
 
     def publish(self) -> str:
@@ -229,8 +277,9 @@ class Catalog:
 
     # -- tables and views ------------------------------------------------------------
     def table_files(self, table: str) -> list[TableFile]:
-        rows = self.con.execute(statement("ledger.sql", "table_files"),
-                                {"table_name": table}).fetchall()
+        rows = self.con.execute(
+            statement("ledger.sql", "table_files"), {"table_name": table}
+        ).fetchall()
         return [TableFile(str(p), int(o), int(n), int(r)) for p, o, n, r in rows]
 
     def _load_snapshot(self) -> None:
@@ -245,9 +294,11 @@ class Catalog:
         try:
             self._legacy = registry.legacy_tables(db)
         except duckdb.IOException as exc:
-            raise CatalogError(f"cannot open {db}: {exc}. This catalogue was written by an "
-                               "older lamostdb and has no reader snapshot yet; the next "
-                               "writing command publishes one.") from None
+            raise CatalogError(
+                f"cannot open {db}: {exc}. This catalogue was written by an "
+                "older lamostdb and has no reader snapshot yet; the next "
+                "writing command publishes one."
+            ) from None
         self._snapshot = None
 
     def _committed_files(self) -> dict[str, list[str]]:
@@ -255,8 +306,13 @@ class Catalog:
             return self._snapshot.files
         out: dict[str, list[str]] = {}
         files = self._legacy["files"]
-        for t, p in sorted(zip(files.column("table_name").to_pylist(),
-                               files.column("path").to_pylist(), strict=True)):
+        for t, p in sorted(
+            zip(
+                files.column("table_name").to_pylist(),
+                files.column("path").to_pylist(),
+                strict=True,
+            )
+        ):
             out.setdefault(t, []).append(p)
         return out
 
@@ -327,8 +383,14 @@ class Catalog:
 
     def write_hats_metadata(self, table: str) -> None:
         schema = load_schema(table)
-        write_table_metadata(self.root, table, self.table_files(table), schema.arrow_schema(),
-                             ra_column=schema.ra_column, dec_column=schema.dec_column)
+        write_table_metadata(
+            self.root,
+            table,
+            self.table_files(table),
+            schema.arrow_schema(),
+            ra_column=schema.ra_column,
+            dec_column=schema.dec_column,
+        )
 
     # -- queries ---------------------------------------------------------------------
     def _user_con(self) -> duckdb.DuckDBPyConnection:
@@ -340,8 +402,9 @@ class Catalog:
             self._query_con = con
         return self._query_con
 
-    def sql(self, query: str, params: Mapping[str, Any] | Sequence[Any] | None = None
-            ) -> pl.DataFrame:
+    def sql(
+        self, query: str, params: Mapping[str, Any] | Sequence[Any] | None = None
+    ) -> pl.DataFrame:
         """Run one read-only SQL query over the catalogue and return a Polars DataFrame.
 
         Parameters are bound, never pasted: ``cat.sql("SELECT * FROM spectra WHERE
@@ -366,12 +429,18 @@ class Catalog:
                 raise readonly.explain_locked(exc) from None
             raise
         except duckdb.ParserException as exc:  # the text passed query(...) at run time
-            raise readonly.QueryRefused(f"refused: a query given as text (query(...)) is not "
-                                        f"one SELECT statement: {exc}") from None
+            raise readonly.QueryRefused(
+                f"refused: a query given as text (query(...)) is not one SELECT statement: {exc}"
+            ) from None
 
-
-    def cone(self, ra_deg: float, dec_deg: float, radius_arcsec: float, *,
-             columns: Sequence[str] | None = None) -> pl.DataFrame:
+    def cone(
+        self,
+        ra_deg: float,
+        dec_deg: float,
+        radius_arcsec: float,
+        *,
+        columns: Sequence[str] | None = None,
+    ) -> pl.DataFrame:
         """Current spectra within ``radius_arcsec`` of a position, nearest first.
 
         Only the partitions that overlap the cone are read. By default the pixel
@@ -387,22 +456,37 @@ class Catalog:
         while k > 0 and cone_sr / (np.pi / (3 * 4**k)) > 4096:
             k -= 1
         pixels = cone_pixels(ra_deg, dec_deg, radius_arcsec, k)
-        at_order = {o: set(pixel_at_order(pixels, o, from_order=k).tolist())
-                    for o in range(k + 1)}
-        files = [self._data_path(f.path) for f in table_files
-                 if (int(pixel_at_order(f.npix, k, from_order=f.norder)) in at_order[k]
-                     if f.norder > k else f.npix in at_order[f.norder])]
+        at_order = {o: set(pixel_at_order(pixels, o, from_order=k).tolist()) for o in range(k + 1)}
+        files = [
+            self._data_path(f.path)
+            for f in table_files
+            if (
+                int(pixel_at_order(f.npix, k, from_order=f.norder)) in at_order[k]
+                if f.norder > k
+                else f.npix in at_order[f.norder]
+            )
+        ]
         schema = load_schema("spectra")
-        wanted = list(columns) if columns is not None else [
-            c.name for c in schema.columns if not c.type.startswith("list") and c.name != "header"]
+        wanted = (
+            list(columns)
+            if columns is not None
+            else [
+                c.name
+                for c in schema.columns
+                if not c.type.startswith("list") and c.name != "header"
+            ]
+        )
         unknown = set(wanted) - set(schema.names)
         if unknown:
             raise KeyError(f"spectra has no column(s) {sorted(unknown)}")
         self._register_parquet("cone_history", "spectra", files)
         self.con.execute(statement("query.sql", "cone_source_view"))
-        out = self._retrying(lambda: self.con.sql(
-            statement("query.sql", "cone"), params={"ra_deg": ra_deg, "dec_deg": dec_deg,
-                                                    "radius_arcsec": radius_arcsec}).pl())
+        out = self._retrying(
+            lambda: self.con.sql(
+                statement("query.sql", "cone"),
+                params={"ra_deg": ra_deg, "dec_deg": dec_deg, "radius_arcsec": radius_arcsec},
+            ).pl()
+        )
         return out.select([*wanted, "sep_arcsec"])
 
     def spectrum(self, obsid: int | None = None, *, specid: str | None = None) -> SpectrumRecord:
@@ -410,13 +494,17 @@ class Catalog:
         if (obsid is None) == (specid is None):
             raise ValueError("give exactly one of obsid or specid")
         if obsid is not None:
-            tbl = self._retrying(lambda: self.con.sql(
-                statement("query.sql", "spectrum_by_obsid"),
-                params={"obsid": int(obsid)}).to_arrow_table())
+            tbl = self._retrying(
+                lambda: self.con.sql(
+                    statement("query.sql", "spectrum_by_obsid"), params={"obsid": int(obsid)}
+                ).to_arrow_table()
+            )
         else:
-            tbl = self._retrying(lambda: self.con.sql(
-                statement("query.sql", "spectrum_by_specid"),
-                params={"specid": specid}).to_arrow_table())
+            tbl = self._retrying(
+                lambda: self.con.sql(
+                    statement("query.sql", "spectrum_by_specid"), params={"specid": specid}
+                ).to_arrow_table()
+            )
         if tbl.num_rows == 0:
             what = f"obsid {obsid}" if obsid is not None else f"specid {specid!r}"
             raise KeyError(f"no spectrum with {what} in {self.root}")
@@ -431,20 +519,32 @@ def row_to_record(tbl: pa.Table, i: int = 0) -> SpectrumRecord:
 
     def arr(name: str, dtype: type) -> np.ndarray | None:
         v = row[name]
-        return None if not v.is_valid else v.values.to_numpy(zero_copy_only=False).astype(
-            dtype, copy=False)
+        return (
+            None
+            if not v.is_valid
+            else v.values.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+        )
 
     fields = SpectrumRecord.__dataclass_fields__
-    kwargs = {k: row[k].as_py() for k in fields if k in row and k not in
-              ("flux", "ivar", "andmask", "ormask", "wavelength")}
-    kwargs.update(flux=arr("flux", np.float32), ivar=arr("ivar", np.float32),
-                  andmask=arr("andmask", np.int32), ormask=arr("ormask", np.int32),
-                  wavelength=arr("wavelength", np.float64), source_bytes=0)
+    kwargs = {
+        k: row[k].as_py()
+        for k in fields
+        if k in row and k not in ("flux", "ivar", "andmask", "ormask", "wavelength")
+    }
+    kwargs.update(
+        flux=arr("flux", np.float32),
+        ivar=arr("ivar", np.float32),
+        andmask=arr("andmask", np.int32),
+        ormask=arr("ormask", np.int32),
+        wavelength=arr("wavelength", np.float64),
+        source_bytes=0,
+    )
     return SpectrumRecord(**kwargs)
 
 
-def open_catalog(path: str | Path, *, mode: str = "r",
-                 allow_files: Sequence[str | Path] = ()) -> Catalog:
+def open_catalog(
+    path: str | Path, *, mode: str = "r", allow_files: Sequence[str | Path] = ()
+) -> Catalog:
     """Open a catalogue folder; ``mode='r'`` for queries (default), ``'w'`` to write.
 
     Exported as :func:`lamostdb.open`; ``allow_files`` as in :class:`Catalog`.

@@ -29,10 +29,17 @@ from lamostdb.catalog.store import Catalog
 from lamostdb.io.sqlfiles import statement
 from lamostdb.version import VERSION
 
-_WITHDRAWN_SCHEMA = pa.schema([("specid", pa.string()), ("sha256", pa.string()),
-                               ("version", pa.int32()), ("obsid", pa.int64()),
-                               ("reason", pa.string()), ("withdrawn_by", pa.string()),
-                               ("run_id", pa.string())])
+_WITHDRAWN_SCHEMA = pa.schema(
+    [
+        ("specid", pa.string()),
+        ("sha256", pa.string()),
+        ("version", pa.int32()),
+        ("obsid", pa.int64()),
+        ("reason", pa.string()),
+        ("withdrawn_by", pa.string()),
+        ("run_id", pa.string()),
+    ]
+)
 
 
 class WithdrawError(ValueError):
@@ -60,8 +67,9 @@ def default_actor(tool: str = "lamostdb.catalog.withdraw") -> str:
     return f"{user}@{socket.gethostname()} ({tool}, lamostdb {VERSION})"
 
 
-def withdraw(catalog: Catalog, specids: Iterable[str], *, reason: str,
-             by: str | None = None) -> WithdrawReport:
+def withdraw(
+    catalog: Catalog, specids: Iterable[str], *, reason: str, by: str | None = None
+) -> WithdrawReport:
     """Withdraw the current version of each of ``specids`` from ``catalog``.
 
     Parameters
@@ -92,17 +100,21 @@ def withdraw(catalog: Catalog, specids: Iterable[str], *, reason: str,
         raise WithdrawError("--reason is empty; say why the spectra are withdrawn")
     actor = by or default_actor()
     with catalog.write_lock():
-        rows = catalog.con.execute(statement("withdraw.sql", "current_versions_of"),
-                                   {"specids": wanted}).fetchall()
+        rows = catalog.con.execute(
+            statement("withdraw.sql", "current_versions_of"), {"specids": wanted}
+        ).fetchall()
         found = {r[0] for r in rows}
         unknown = [s for s in wanted if s not in found]
         if unknown:
-            shown = ", ".join(unknown[:10]) + (f" and {len(unknown) - 10} more"
-                                               if len(unknown) > 10 else "")
-            raise WithdrawError(f"{len(unknown)} of the {len(wanted)} specids are not in "
-                                f"{catalog.root}: {shown}; nothing was withdrawn (check the "
-                                "specids with `lamostdb sql CATALOG \"SELECT specid FROM "
-                                "spectra_history WHERE ...\"`)")
+            shown = ", ".join(unknown[:10]) + (
+                f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+            )
+            raise WithdrawError(
+                f"{len(unknown)} of the {len(wanted)} specids are not in "
+                f"{catalog.root}: {shown}; nothing was withdrawn (check the "
+                'specids with `lamostdb sql CATALOG "SELECT specid FROM '
+                'spectra_history WHERE ..."`)'
+            )
         run_id = new_run_id()
         report = WithdrawReport(run_id)
         new_rows = []
@@ -111,9 +123,17 @@ def withdraw(catalog: Catalog, specids: Iterable[str], *, reason: str,
                 report.already.append(specid)
                 continue
             report.withdrawn.append(specid)
-            new_rows.append({"specid": specid, "sha256": sha, "version": int(version),
-                             "obsid": obsid, "reason": reason.strip(), "withdrawn_by": actor,
-                             "run_id": run_id})
+            new_rows.append(
+                {
+                    "specid": specid,
+                    "sha256": sha,
+                    "version": int(version),
+                    "obsid": obsid,
+                    "reason": reason.strip(),
+                    "withdrawn_by": actor,
+                    "run_id": run_id,
+                }
+            )
         if not new_rows:
             report.run_id = None
             return report
@@ -126,7 +146,17 @@ def withdraw(catalog: Catalog, specids: Iterable[str], *, reason: str,
             finally:
                 catalog.con.unregister("staged_withdrawn")
 
-        commit_run(catalog, run_id, "withdraw", [], ledger_writes,
-                   {"withdrawn": report.withdrawn, "already": report.already,
-                    "reason": reason.strip(), "by": actor})
+        commit_run(
+            catalog,
+            run_id,
+            "withdraw",
+            [],
+            ledger_writes,
+            {
+                "withdrawn": report.withdrawn,
+                "already": report.already,
+                "reason": reason.strip(),
+                "by": actor,
+            },
+        )
     return report

@@ -104,16 +104,25 @@ def _forget_workers(pid_dir: Path) -> None:
 
 
 @contextlib.contextmanager
-def worker_executor(n_workers: int, root: Path, staging: str, run_id: str, preload: str,
-                    ) -> Iterator[ProcessPoolExecutor]:
+def worker_executor(
+    n_workers: int,
+    root: Path,
+    staging: str,
+    run_id: str,
+    preload: str,
+) -> Iterator[ProcessPoolExecutor]:
     """Like :func:`worker_pool`, as a ``ProcessPoolExecutor``: a worker that dies (a signal,
     the OOM killer) breaks it with ``BrokenProcessPool`` instead of losing its task silently,
     so the caller can find the input that killed it."""
     pid_dir = _pid_dir(root, staging, run_id)
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload([preload])
-    ex = ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=init_worker,
-                             initargs=(os.getpid(), _start_time(os.getpid()), str(pid_dir)))
+    ex = ProcessPoolExecutor(
+        n_workers,
+        mp_context=ctx,
+        initializer=init_worker,
+        initargs=(os.getpid(), _start_time(os.getpid()), str(pid_dir)),
+    )
     try:
         yield ex
     finally:
@@ -122,8 +131,13 @@ def worker_executor(n_workers: int, root: Path, staging: str, run_id: str, prelo
 
 
 @contextlib.contextmanager
-def worker_pool(n_workers: int, root: Path, staging: str, run_id: str, preload: str,
-                ) -> Iterator[Pool]:
+def worker_pool(
+    n_workers: int,
+    root: Path,
+    staging: str,
+    run_id: str,
+    preload: str,
+) -> Iterator[Pool]:
     """A forkserver pool of ``n_workers`` whose workers die with this process.
 
     Parameters
@@ -142,8 +156,11 @@ def worker_pool(n_workers: int, root: Path, staging: str, run_id: str, preload: 
     pid_dir = _pid_dir(root, staging, run_id)
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload([preload])
-    pool = ctx.Pool(n_workers, initializer=init_worker,
-                    initargs=(os.getpid(), _start_time(os.getpid()), str(pid_dir)))
+    pool = ctx.Pool(
+        n_workers,
+        initializer=init_worker,
+        initargs=(os.getpid(), _start_time(os.getpid()), str(pid_dir)),
+    )
     try:
         yield pool
         pool.close()
@@ -153,8 +170,9 @@ def worker_pool(n_workers: int, root: Path, staging: str, run_id: str, preload: 
         _forget_workers(pid_dir)
 
 
-def end_leftover_workers(staging_root: Path, *, timeout_s: float = 10.0,
-                         kill: Callable[[int, int], None] = os.kill) -> list[int]:
+def end_leftover_workers(
+    staging_root: Path, *, timeout_s: float = 10.0, kill: Callable[[int, int], None] = os.kill
+) -> list[int]:
     """SIGKILL the workers that ``staging_root`` lists and that still run; wait until gone.
 
     Returns the pids that were still running. A pid is only signalled when its start time
@@ -177,7 +195,9 @@ def end_leftover_workers(staging_root: Path, *, timeout_s: float = 10.0,
         if waiting:
             time.sleep(0.02)
     if waiting:
-        raise CatalogError(f"worker processes {waiting} of an earlier run did not end after "
-                           f"SIGKILL within {timeout_s:.0f} s; end them (kill -9 PID) and "
-                           "open the catalogue again")
+        raise CatalogError(
+            f"worker processes {waiting} of an earlier run did not end after "
+            f"SIGKILL within {timeout_s:.0f} s; end them (kill -9 PID) and "
+            "open the catalogue again"
+        )
     return alive

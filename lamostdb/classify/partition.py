@@ -51,8 +51,9 @@ class ClassifiedPartition:
     unusable: list[tuple[str, str]]
 
 
-def classify_partition(spectra: pa.Table, config: EngineConfig = DEFAULT_CONFIG, *,
-                       run_id: str) -> ClassifiedPartition:
+def classify_partition(
+    spectra: pa.Table, config: EngineConfig = DEFAULT_CONFIG, *, run_id: str
+) -> ClassifiedPartition:
     """Classify every row of ``spectra``; rows come back in ``_healpix_29`` order.
 
     Parameters
@@ -70,15 +71,17 @@ def classify_partition(spectra: pa.Table, config: EngineConfig = DEFAULT_CONFIG,
     frame = pl.from_arrow(spectra)
     assert isinstance(frame, pl.DataFrame)
     out_schema = _frame_schema(res_schema, cand_schema)
-    fitted = (frame.lazy()
-              .map_batches(partial(fit_frame, engine=engine, run_id=run_id),
-                           schema=out_schema, streamable=True)
-              .collect())
+    fitted = (
+        frame.lazy()
+        .map_batches(
+            partial(fit_frame, engine=engine, run_id=run_id), schema=out_schema, streamable=True
+        )
+        .collect()
+    )
     fitted = fitted.sort("_healpix_29", maintain_order=True)
     results = fitted.drop(_CANDIDATES, _UNUSABLE).to_arrow().cast(res_schema)
     cands = fitted.select(pl.col(_CANDIDATES).explode()).unnest(_CANDIDATES)
-    candidates = (cands.to_arrow().cast(cand_schema) if cands.height
-                  else cand_schema.empty_table())
+    candidates = cands.to_arrow().cast(cand_schema) if cands.height else cand_schema.empty_table()
     bad = fitted.filter(pl.col(_UNUSABLE).is_not_null()).select("specid", _UNUSABLE)
     return ClassifiedPartition(results, candidates, [tuple(r) for r in bad.iter_rows()])
 
@@ -110,8 +113,9 @@ def fit_frame(df: pl.DataFrame, *, engine: Engine, run_id: str) -> pl.DataFrame:
                 try:
                     parts.append(_fit(one, engine, run_id))
                 except Exception as exc:  # noqa: BLE001
-                    bad.append((str(one["specid"][0]),
-                                f"the fit failed ({type(exc).__name__}: {exc})"))
+                    bad.append(
+                        (str(one["specid"][0]), f"the fit failed ({type(exc).__name__}: {exc})")
+                    )
                     parts.append(_fit(_blank(one, engine.grid), engine, run_id))
         reasons = dict(bad)
         for res, cand in parts:
@@ -129,29 +133,36 @@ def _nest(res: pa.Table, cand: pa.Table, reasons: dict[str, str]) -> pl.DataFram
     cf = pl.from_arrow(cand)
     assert isinstance(rf, pl.DataFrame) and isinstance(cf, pl.DataFrame)
     n_c = cf.height // max(n_s, 1)
-    nested = (cf.with_columns(_row=pl.int_range(cf.height) // n_c)
-              .group_by("_row", maintain_order=True)
-              .agg(pl.struct(pl.exclude("_row")).alias(_CANDIDATES))[_CANDIDATES])
+    nested = (
+        cf.with_columns(_row=pl.int_range(cf.height) // n_c)
+        .group_by("_row", maintain_order=True)
+        .agg(pl.struct(pl.exclude("_row")).alias(_CANDIDATES))[_CANDIDATES]
+    )
     specids = rf["specid"].to_list()
-    return rf.with_columns(nested, pl.Series(_UNUSABLE, [reasons.get(s) for s in specids],
-                                             dtype=pl.String))
+    return rf.with_columns(
+        nested, pl.Series(_UNUSABLE, [reasons.get(s) for s in specids], dtype=pl.String)
+    )
 
 
-def _tables(df: pl.DataFrame, out: Classified, engine: Engine, run_id: str
-            ) -> tuple[pa.Table, pa.Table]:
+def _tables(
+    df: pl.DataFrame, out: Classified, engine: Engine, run_id: str
+) -> tuple[pa.Table, pa.Table]:
     fit = out.fit
     n_s, n_c = fit.z.shape
     cls = np.array(CLASS_CODES)[fit.objclass]
     names = np.array(list(engine.star.names) + [""], dtype=object)
     tpl_idx = np.where(fit.template >= 0, fit.template, len(engine.star.names))
     eigen_name = {b.objclass: f"eigen:{b.objclass}" for b in engine.eigen}
-    template = np.where(fit.template >= 0, names[tpl_idx],
-                        np.vectorize(eigen_name.get, otypes=[object])(cls))
+    template = np.where(
+        fit.template >= 0, names[tpl_idx], np.vectorize(eigen_name.get, otypes=[object])(cls)
+    )
     subclass = out.subclass
     q = out.quality
     nan = np.full(n_s, np.nan)
-    base = {c: df[c].to_numpy() for c in ("specid", "source_sha256", "obsid", "ra", "dec",
-                                           "_healpix_29")}
+    base = {
+        c: df[c].to_numpy()
+        for c in ("specid", "source_sha256", "obsid", "ra", "dec", "_healpix_29")
+    }
     is_star = cls[:, 0] == "STAR"
     best_rv = np.where(is_star, fit.z[:, 0] * C_KMS, np.nan)
     best_rv_err = np.where(is_star, fit.z_err[:, 0] * C_KMS, np.nan)
@@ -160,46 +171,72 @@ def _tables(df: pl.DataFrame, out: Classified, engine: Engine, run_id: str
     results = {
         **{k: base[k] for k in ("specid", "source_sha256")},
         "obsid": df["obsid"].to_arrow(),
-        "class": cls[:, 0], "subclass": subclass[:, 0], "template": template[:, 0],
-        "z": fit.z[:, 0], "z_err": _nullable(fit.z_err[:, 0]), "rv_kms": _nullable(best_rv),
+        "class": cls[:, 0],
+        "subclass": subclass[:, 0],
+        "template": template[:, 0],
+        "z": fit.z[:, 0],
+        "z_err": _nullable(fit.z_err[:, 0]),
+        "rv_kms": _nullable(best_rv),
         "rv_err_kms": _nullable(best_rv_err),
-        "chi2": fit.chi2[:, 0], "dof": fit.dof[:, 0], "rchi2": fit.rchi2[:, 0],
-        "delta_rchi2": _nullable(fit.delta_rchi2[:, 0]), "n_good": fit.n_good,
+        "chi2": fit.chi2[:, 0],
+        "dof": fit.dof[:, 0],
+        "rchi2": fit.rchi2[:, 0],
+        "delta_rchi2": _nullable(fit.delta_rchi2[:, 0]),
+        "n_good": fit.n_good,
         "z_edge": fit.z_edge[:, 0],
         "coeffs": pa.array(coeffs, type=pa.list_(pa.float64())),
-        "conf": np.nan_to_num(out.conf, nan=0.0), "conf_blue": _nullable(out.conf_blue),
+        "conf": np.nan_to_num(out.conf, nan=0.0),
+        "conf_blue": _nullable(out.conf_blue),
         "conf_red": _nullable(out.conf_red),
         "resid_blue_mu": _nullable(q.blue.mu if q else nan),
         "resid_blue_sigma": _nullable(q.blue.sigma if q else nan),
         "resid_red_mu": _nullable(q.red.mu if q else nan),
         "resid_red_sigma": _nullable(q.red.sigma if q else nan),
-        "conf_group": out.groups, "refined": out.refined, "zwarning": out.zwarning,
+        "conf_group": out.groups,
+        "refined": out.refined,
+        "zwarning": out.zwarning,
         "snrg": df["snrg"].to_arrow(),
-        "engine_version": [engine.version] * n_s, "continuum": [engine.basis.source] * n_s,
+        "engine_version": [engine.version] * n_s,
+        "continuum": [engine.basis.source] * n_s,
         "run_id": [run_id] * n_s,
         **{k: base[k] for k in ("ra", "dec", "_healpix_29")},
     }
-    res = pa.Table.from_pydict({f.name: _arr(results[f.name], f.type) for f in res_schema},
-                               schema=res_schema)
+    res = pa.Table.from_pydict(
+        {f.name: _arr(results[f.name], f.type) for f in res_schema}, schema=res_schema
+    )
     cand_schema = load_schema("candidates").arrow_schema()
     rep = lambda a: np.repeat(a, n_c)  # noqa: E731
     cands = {
-        "specid": rep(base["specid"]), "source_sha256": rep(base["source_sha256"]),
+        "specid": rep(base["specid"]),
+        "source_sha256": rep(base["source_sha256"]),
         "obsid": pa.array(rep(df["obsid"].fill_null(-1).to_numpy()), type=pa.int64()),
         "rank": np.tile(np.arange(n_c, dtype=np.int16), n_s),
-        "class": cls.ravel(), "subclass": subclass.ravel(), "template": template.ravel(),
-        "z": fit.z.ravel(), "z_err": _nullable(fit.z_err.ravel()), "chi2": fit.chi2.ravel(),
-        "dof": fit.dof.ravel(), "rchi2": fit.rchi2.ravel(),
-        "delta_rchi2": _nullable(fit.delta_rchi2.ravel()), "z_edge": fit.z_edge.ravel(),
+        "class": cls.ravel(),
+        "subclass": subclass.ravel(),
+        "template": template.ravel(),
+        "z": fit.z.ravel(),
+        "z_err": _nullable(fit.z_err.ravel()),
+        "chi2": fit.chi2.ravel(),
+        "dof": fit.dof.ravel(),
+        "rchi2": fit.rchi2.ravel(),
+        "delta_rchi2": _nullable(fit.delta_rchi2.ravel()),
+        "z_edge": fit.z_edge.ravel(),
         "degenerate": out.degenerate.ravel(),
-        "engine_version": [engine.version] * (n_s * n_c), "run_id": [run_id] * (n_s * n_c),
-        "ra": rep(base["ra"]), "dec": rep(base["dec"]), "_healpix_29": rep(base["_healpix_29"]),
+        "engine_version": [engine.version] * (n_s * n_c),
+        "run_id": [run_id] * (n_s * n_c),
+        "ra": rep(base["ra"]),
+        "dec": rep(base["dec"]),
+        "_healpix_29": rep(base["_healpix_29"]),
     }
     obsid_null = rep(df["obsid"].is_null().to_numpy())
-    cands["obsid"] = pa.array(np.where(obsid_null, 0, rep(df["obsid"].fill_null(0).to_numpy())),
-                              type=pa.int64(), mask=obsid_null)
-    cand = pa.Table.from_pydict({f.name: _arr(cands[f.name], f.type) for f in cand_schema},
-                                schema=cand_schema)
+    cands["obsid"] = pa.array(
+        np.where(obsid_null, 0, rep(df["obsid"].fill_null(0).to_numpy())),
+        type=pa.int64(),
+        mask=obsid_null,
+    )
+    cand = pa.Table.from_pydict(
+        {f.name: _arr(cands[f.name], f.type) for f in cand_schema}, schema=cand_schema
+    )
     return res, cand
 
 
@@ -214,7 +251,6 @@ def _arr(v: object, t: pa.DataType) -> pa.Array:
     return pa.array(v, type=t)
 
 
-
 def _fit(sub: pl.DataFrame, engine: Engine, run_id: str) -> tuple[pa.Table, pa.Table]:
     flux, ivar = batch_to_matrices(sub, engine.grid)
     out = classify_arrays(flux, ivar, engine=engine, fibertype=sub["fibertype"].to_numpy())
@@ -224,11 +260,14 @@ def _fit(sub: pl.DataFrame, engine: Engine, run_id: str) -> tuple[pa.Table, pa.T
 def _blank(df: pl.DataFrame, grid: LogGrid) -> pl.DataFrame:
     """The rows with no pixel at all, on the working grid: the engine fits them as unplugged."""
     t = df.schema
-    return df.with_columns(flux=pl.lit([], dtype=t["flux"]), ivar=pl.lit([], dtype=t["ivar"]),
-                           andmask=pl.lit([], dtype=t["andmask"]),
-                           wavelength=pl.lit(None, dtype=df.schema["wavelength"]),
-                           coeff0=pl.lit(grid.loglam0, dtype=df.schema["coeff0"]),
-                           coeff1=pl.lit(grid.dloglam, dtype=df.schema["coeff1"]))
+    return df.with_columns(
+        flux=pl.lit([], dtype=t["flux"]),
+        ivar=pl.lit([], dtype=t["ivar"]),
+        andmask=pl.lit([], dtype=t["andmask"]),
+        wavelength=pl.lit(None, dtype=df.schema["wavelength"]),
+        coeff0=pl.lit(grid.loglam0, dtype=df.schema["coeff0"]),
+        coeff1=pl.lit(grid.dloglam, dtype=df.schema["coeff1"]),
+    )
 
 
 def usable_rows(df: pl.DataFrame, grid: LogGrid) -> tuple[pl.DataFrame, list[tuple[str, str]]]:
@@ -240,12 +279,15 @@ def usable_rows(df: pl.DataFrame, grid: LogGrid) -> tuple[pl.DataFrame, list[tup
     checks = []
     for name in ("flux", "ivar", "andmask"):
         checks.append((df[name].is_null(), f"no {name.upper()} array"))
-    checks.append((df["npix"].is_null() | (n_flux != df["npix"]),
-                   "FLUX does not have NPIX values"))
+    checks.append((df["npix"].is_null() | (n_flux != df["npix"]), "FLUX does not have NPIX values"))
     for name in ("ivar", "andmask", "wavelength"):
         checks.append((df[name].list.len() != n_flux, f"{name.upper()} is not as long as FLUX"))
-    checks.append((df["wavelength"].is_null() & (df["coeff0"].is_null() | df["coeff1"].is_null()),
-                   "no WAVELENGTH array and no COEFF0/COEFF1"))
+    checks.append(
+        (
+            df["wavelength"].is_null() & (df["coeff0"].is_null() | df["coeff1"].is_null()),
+            "no WAVELENGTH array and no COEFF0/COEFF1",
+        )
+    )
     reasons: list[str | None] = [None] * df.height
     for mask, why in checks:
         for i in np.flatnonzero(mask.fill_null(False).to_numpy()):
@@ -255,10 +297,13 @@ def usable_rows(df: pl.DataFrame, grid: LogGrid) -> tuple[pl.DataFrame, list[tup
         return df, []
     keep = pl.Series(np.array([r is None for r in reasons]))
     blanked = _blank(df, grid)
-    out = df.with_columns([df[c].zip_with(keep, blanked[c]) for c in
-                           ("flux", "ivar", "andmask", "wavelength", "coeff0", "coeff1")])
+    out = df.with_columns(
+        [
+            df[c].zip_with(keep, blanked[c])
+            for c in ("flux", "ivar", "andmask", "wavelength", "coeff0", "coeff1")
+        ]
+    )
     specids = df["specid"].to_list()
-    return out, [(specids[i], f"{reasons[i]}; fitted as a spectrum with no usable pixel")
-                 for i in bad]
-
-
+    return out, [
+        (specids[i], f"{reasons[i]}; fitted as a spectrum with no usable pixel") for i in bad
+    ]

@@ -126,20 +126,38 @@ def _classify_file_inner(task: _Task) -> _Outcome:
         name = f"part-{task.run_id}-{task.index:05d}.parquet"
         rel = f"{STAGING}/{task.run_id}/{leaf}/{name}"
         nbytes = write_parquet(table, Path(task.root) / rel)
-        staged.append(StagedFile(table_name, rel, f"{leaf}/{name}", task.norder, task.npix,
-                                 table.num_rows, nbytes))
+        staged.append(
+            StagedFile(
+                table_name, rel, f"{leaf}/{name}", task.norder, task.npix, table.num_rows, nbytes
+            )
+        )
         if table_name == "results":
             n = table.num_rows
-            for k, v in zip(*np.unique(table.column("class").to_numpy(zero_copy_only=False),
-                                       return_counts=True), strict=True):
+            for k, v in zip(
+                *np.unique(
+                    table.column("class").to_numpy(zero_copy_only=False), return_counts=True
+                ),
+                strict=True,
+            ):
                 counts[str(k)] += int(v)
-    return (staged, dict(counts), n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            unusable)
+    return (
+        staged,
+        dict(counts),
+        n,
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        unusable,
+    )
 
 
-def classify(catalog: Catalog, *, config: EngineConfig = DEFAULT_CONFIG, rerun: bool = False,
-             workers: int | None = None, cluster: str | None = None,
-             progress: bool = True) -> ClassifyReport:
+def classify(
+    catalog: Catalog,
+    *,
+    config: EngineConfig = DEFAULT_CONFIG,
+    rerun: bool = False,
+    workers: int | None = None,
+    cluster: str | None = None,
+    progress: bool = True,
+) -> ClassifyReport:
     """Classify every current spectrum that has no result of this engine version.
 
     Parameters
@@ -168,31 +186,57 @@ def classify(catalog: Catalog, *, config: EngineConfig = DEFAULT_CONFIG, rerun: 
         if not paths:
             return report
         if rerun:
-            rows = catalog.con.execute(statement("classify.sql", "all_current"),
-                                       {"files": paths}).fetchall()
+            rows = catalog.con.execute(
+                statement("classify.sql", "all_current"), {"files": paths}
+            ).fetchall()
         else:
-            rows = catalog.con.execute(statement("classify.sql", "unclassified"),
-                                       {"files": paths, "engine_version": ENGINE_VERSION}
-                                       ).fetchall()
+            rows = catalog.con.execute(
+                statement("classify.sql", "unclassified"),
+                {"files": paths, "engine_version": ENGINE_VERSION},
+            ).fetchall()
         by_file: dict[str, list[str]] = defaultdict(list)
         for fname, specid, sha in rows:
             by_file[str(fname)].append(f"{specid}|{sha}")
         meta = {str(catalog.root / f.path): f for f in files}
         parallel = cluster is not None or min(workers or os.cpu_count() or 1, len(by_file)) > 1
-        tasks = [_Task(i, fname, tuple(ids), str(catalog.root), run_id, meta[fname].norder,
-                       meta[fname].npix, config, parallel)
-                 # largest files first, so that no worker starts a big file while the
-                 # others run out of work (the batches inside each file are unchanged)
-                 for i, (fname, ids) in enumerate(sorted(by_file.items(),
-                                                         key=lambda kv: (-len(kv[1]), kv[0])))]
+        tasks = [
+            _Task(
+                i,
+                fname,
+                tuple(ids),
+                str(catalog.root),
+                run_id,
+                meta[fname].norder,
+                meta[fname].npix,
+                config,
+                parallel,
+            )
+            # largest files first, so that no worker starts a big file while the
+            # others run out of work (the batches inside each file are unchanged)
+            for i, (fname, ids) in enumerate(
+                sorted(by_file.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+            )
+        ]
         report.n_todo = len(rows)
         staged: list[StagedFile] = []
         counts: dict[str, int] = defaultdict(int)
-        with tqdm(total=report.n_todo, unit="spectrum", desc="classify",
-                  disable=not progress or not tasks) as bar, \
-                open_executor(cluster, workers=workers, n_tasks=len(tasks), root=catalog.root,
-                              staging=STAGING, run_id=run_id,
-                              preload="lamostdb.classify.stage") as ex:
+        with (
+            tqdm(
+                total=report.n_todo,
+                unit="spectrum",
+                desc="classify",
+                disable=not progress or not tasks,
+            ) as bar,
+            open_executor(
+                cluster,
+                workers=workers,
+                n_tasks=len(tasks),
+                root=catalog.root,
+                staging=STAGING,
+                run_id=run_id,
+                preload="lamostdb.classify.stage",
+            ) as ex,
+        ):
             for _, (st, cnt, n, rss, bad) in ex.run(_classify_file, tasks):
                 staged += st
                 report.unusable += bad

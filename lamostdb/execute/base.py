@@ -42,9 +42,12 @@ class ExecutorSummary:
     retries: int = 0
 
     def as_dict(self) -> dict[str, object]:
-        return {"cluster": self.cluster, "n_workers": self.n_workers,
-                "tasks_per_worker": dict(sorted(self.tasks_per_worker.items())),
-                "retries": self.retries}
+        return {
+            "cluster": self.cluster,
+            "n_workers": self.n_workers,
+            "tasks_per_worker": dict(sorted(self.tasks_per_worker.items())),
+            "retries": self.retries,
+        }
 
 
 def worker_name() -> str:

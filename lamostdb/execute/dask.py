@@ -35,8 +35,10 @@ RETRIES = 2
 #: Seconds to wait for a scheduler to answer, and for a first worker to join it.
 CONNECT_S = 20
 WORKERS_S = 60
-INSTALL_HINT = ("--cluster needs Dask: pip install 'lamostdb[dask]' (dask and distributed), "
-                "or leave --cluster out to use the local process pool")
+INSTALL_HINT = (
+    "--cluster needs Dask: pip install 'lamostdb[dask]' (dask and distributed), "
+    "or leave --cluster out to use the local process pool"
+)
 
 
 def _import_distributed() -> Any:
@@ -79,34 +81,45 @@ class DaskExecutor(Executor):
 
             n = int(spec.n_workers or 1)
             with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-                cluster = self._stack.enter_context(distributed.LocalCluster(
-                    n_workers=n, threads_per_worker=1, processes=True,
-                    dashboard_address=None, silence_logs=40))
+                cluster = self._stack.enter_context(
+                    distributed.LocalCluster(
+                        n_workers=n,
+                        threads_per_worker=1,
+                        processes=True,
+                        dashboard_address=None,
+                        silence_logs=40,
+                    )
+                )
             self.address = f"local:{n} ({cluster.scheduler_address})"
             return self._stack.enter_context(distributed.Client(cluster))
         self.address = str(spec.address)
         try:
             return self._stack.enter_context(
-                distributed.Client(spec.address, timeout=f"{CONNECT_S}s"))
+                distributed.Client(spec.address, timeout=f"{CONNECT_S}s")
+            )
         except OSError as exc:
-            raise ClusterError(f"--cluster {spec.address}: no Dask scheduler answers there "
-                               f"({exc}); start one (`dask scheduler`) or check the address"
-                               ) from exc
+            raise ClusterError(
+                f"--cluster {spec.address}: no Dask scheduler answers there "
+                f"({exc}); start one (`dask scheduler`) or check the address"
+            ) from exc
 
     def _check_workers(self, root: Path) -> int:
         client = self._client
         try:
             client.wait_for_workers(1, timeout=WORKERS_S)
         except TimeoutError as exc:
-            raise ClusterError(f"--cluster {self.address}: no worker joined the scheduler in "
-                               f"{WORKERS_S} s; start some (`dask worker {self.address}`)"
-                               ) from exc
+            raise ClusterError(
+                f"--cluster {self.address}: no worker joined the scheduler in "
+                f"{WORKERS_S} s; start some (`dask worker {self.address}`)"
+            ) from exc
         sees = client.run(os.path.isdir, str(root))
         blind = sorted(w for w, ok in sees.items() if not ok)
         if blind:
-            raise ClusterError(f"--cluster {self.address}: workers {', '.join(blind)} do not see "
-                               f"the catalogue folder {root}; every worker needs it at the same "
-                               "path (a shared filesystem)")
+            raise ClusterError(
+                f"--cluster {self.address}: workers {', '.join(blind)} do not see "
+                f"the catalogue folder {root}; every worker needs it at the same "
+                "path (a shared filesystem)"
+            )
         return len(sees)
 
     def _run(self, fn: Callable[[T], R], tasks: list[T]) -> Iterator[tuple[T, str, R]]:
@@ -115,8 +128,9 @@ class DaskExecutor(Executor):
         held: list[Any] = []  # every future until the end: the scheduler keeps their history
 
         def submit(i: int, attempt: int) -> Any:
-            fut = self._client.submit(call_recorded, fn, tasks[i], pure=False, retries=0,
-                                      key=f"{tag}-{i}-{attempt}")
+            fut = self._client.submit(
+                call_recorded, fn, tasks[i], pure=False, retries=0, key=f"{tag}-{i}-{attempt}"
+            )
             held.append(fut)
             return fut
 
@@ -132,9 +146,11 @@ class DaskExecutor(Executor):
                 except d.KilledWorker as exc:
                     if attempts[i] >= RETRIES:
                         left = [tasks[i], *(tasks[j] for j in sorted(futures.values()))]
-                        raise WorkerLost(tasks[i], left,
-                                         f"Dask workers died {attempts[i] + 1} times running "
-                                         f"this task: {exc}") from exc
+                        raise WorkerLost(
+                            tasks[i],
+                            left,
+                            f"Dask workers died {attempts[i] + 1} times running this task: {exc}",
+                        ) from exc
                     attempts[i] += 1
                     resubmits += 1
                     again = submit(i, attempts[i])

@@ -44,18 +44,21 @@ class LocalExecutor(Executor):
         Module the fork server imports once (the stage's partition module).
     """
 
-    def __init__(self, n_workers: int, *, root: Path, staging: str, run_id: str,
-                 preload: str) -> None:
+    def __init__(
+        self, n_workers: int, *, root: Path, staging: str, run_id: str, preload: str
+    ) -> None:
         super().__init__()
         self.address = f"local:{n_workers}"
         self.n_workers = n_workers
         self._stack = contextlib.ExitStack()
         self._pool = self._stack.enter_context(
-            worker_executor(n_workers, root, staging, run_id, preload))
+            worker_executor(n_workers, root, staging, run_id, preload)
+        )
 
     def _run(self, fn: Callable[[T], R], tasks: list[T]) -> Iterator[tuple[T, str, R]]:
         pending: dict[Future[tuple[str, R]], T] = {
-            self._pool.submit(call_recorded, fn, t): t for t in tasks}
+            self._pool.submit(call_recorded, fn, t): t for t in tasks
+        }
         order = {id(t): i for i, t in enumerate(tasks)}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)

@@ -22,23 +22,33 @@ def parse_cluster(text: str | None) -> ClusterSpec:
     if text.startswith("local:"):
         n = text.partition(":")[2]
         if not n.isdigit() or int(n) < 1:
-            raise ValueError(f"--cluster {text!r}: after 'local:' give the number of Dask "
-                             "workers, e.g. local:4")
+            raise ValueError(
+                f"--cluster {text!r}: after 'local:' give the number of Dask workers, e.g. local:4"
+            )
         return ClusterSpec("dask-local", n_workers=int(n))
     if "://" in text:
         scheme, _, where = text.partition("://")
         host, _, port = where.rpartition(":")
         if scheme not in ("tcp", "tls", "ws", "wss") or not host or not port.isdigit():
-            raise ValueError(f"--cluster {text!r}: a scheduler address looks like "
-                             "tcp://HOST:PORT")
+            raise ValueError(f"--cluster {text!r}: a scheduler address looks like tcp://HOST:PORT")
         return ClusterSpec("dask", address=text)
-    raise ValueError(f"--cluster {text!r}: use local:N (a local Dask cluster of N workers) or "
-                     "tcp://HOST:PORT (a running Dask scheduler); leave it out for the local "
-                     "process pool")
+    raise ValueError(
+        f"--cluster {text!r}: use local:N (a local Dask cluster of N workers) or "
+        "tcp://HOST:PORT (a running Dask scheduler); leave it out for the local "
+        "process pool"
+    )
 
 
-def open_executor(cluster: str | ClusterSpec | None, *, workers: int | None, n_tasks: int,
-                  root: Path, staging: str, run_id: str, preload: str) -> Executor:
+def open_executor(
+    cluster: str | ClusterSpec | None,
+    *,
+    workers: int | None,
+    n_tasks: int,
+    root: Path,
+    staging: str,
+    run_id: str,
+    preload: str,
+) -> Executor:
     """The executor a stage runs its ``n_tasks`` partitions on (use it as a context manager).
 
     With no cluster: in this process when one worker is asked for or there is one task,

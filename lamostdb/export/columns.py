@@ -38,12 +38,29 @@ from lamostdb.io.fits_bintable import FitsColumn
 CARD_STRING_MAX = 68
 TNULL = {"int16": -(2**15), "int32": -(2**31), "int64": -(2**63)}
 LIST_NULL_FILL = -1
-_CODES = {"int16": "I", "int32": "J", "int64": "K", "float32": "E", "float64": "D",
-          "boolean": "L", "string": "A"}
+_CODES = {
+    "int16": "I",
+    "int32": "J",
+    "int64": "K",
+    "float32": "E",
+    "float64": "D",
+    "boolean": "L",
+    "string": "A",
+}
 _P_HEAP_MAX = 2**31 - 1
 # characters of the descriptions that are not ASCII, with their ASCII spelling
-_ASCII = {"\u2033": '"', "\u2032": "'", "\u2212": "-", "\u00d7": "x", "\u2013": "-",
-          "\u2014": "-", "\u2248": "~", "\u2265": ">=", "\u2264": "<=", "\u00b0": " deg"}
+_ASCII = {
+    "\u2033": '"',
+    "\u2032": "'",
+    "\u2212": "-",
+    "\u00d7": "x",
+    "\u2013": "-",
+    "\u2014": "-",
+    "\u2248": "~",
+    "\u2265": ">=",
+    "\u2264": "<=",
+    "\u00b0": " deg",
+}
 
 
 def fits_comment(text: str, limit: int = CARD_STRING_MAX) -> str:
@@ -102,16 +119,19 @@ def prepare_array(col: Column, arr: pa.Array) -> pa.Array:
         return arr
     values = arr.values
     if len(values) and pc.any(pc.match_substring(values.fill_null(""), ",")).as_py():
-        raise ExportError(f"column {col.name}: an element contains a comma, which the FITS "
-                          "column uses to separate elements")
+        raise ExportError(
+            f"column {col.name}: an element contains a comma, which the FITS "
+            "column uses to separate elements"
+        )
     filled = pa.ListArray.from_arrays(arr.offsets, values.fill_null(""), mask=arr.is_null())
     return pc.binary_join(filled, ",")
 
 
 def prepare_batch(batch: pa.RecordBatch, columns: Iterable[Column]) -> pa.RecordBatch:
     cols = list(columns)
-    return pa.record_batch([prepare_array(c, batch.column(c.name)) for c in cols],
-                           names=[c.name for c in cols])
+    return pa.record_batch(
+        [prepare_array(c, batch.column(c.name)) for c in cols], names=[c.name for c in cols]
+    )
 
 
 def fits_column(col: Column, stats: ColumnStats) -> FitsColumn:
@@ -129,12 +149,24 @@ def fits_column(col: Column, stats: ColumnStats) -> FitsColumn:
         elif code in "IJK":
             note = f" ({LIST_NULL_FILL}: none)"
         comment = fits_comment(col.description, limit=CARD_STRING_MAX - len(note)) + note
-        return FitsColumn(col.name, code, varlen=varlen, unit=col.unit, comment=comment,
-                          null_fill=LIST_NULL_FILL if code in "IJK" else None)
+        return FitsColumn(
+            col.name,
+            code,
+            varlen=varlen,
+            unit=col.unit,
+            comment=comment,
+            null_fill=LIST_NULL_FILL if code in "IJK" else None,
+        )
     repeat = max(1, stats.longest.get(col.name, 1)) if code == "A" else 1
-    return FitsColumn(col.name, code, repeat=repeat, unit=col.unit,
-                      comment=fits_comment(col.description), tdisp=col.tdisp,
-                      tnull=TNULL.get(col.type) if col.nullable else None)
+    return FitsColumn(
+        col.name,
+        code,
+        repeat=repeat,
+        unit=col.unit,
+        comment=fits_comment(col.description),
+        tdisp=col.tdisp,
+        tnull=TNULL.get(col.type) if col.nullable else None,
+    )
 
 
 def contract_columns(schema: TableSchema, names: list[str]) -> list[Column]:
@@ -142,7 +174,9 @@ def contract_columns(schema: TableSchema, names: list[str]) -> list[Column]:
     known = {c.name: c for c in schema.columns}
     missing = [n for n in names if n not in known]
     if missing:
-        raise ExportError(f"view {schema.name} has column(s) {missing} that "
-                          f"schemas/{schema.name}.json does not describe; add them to the "
-                          "contract (name, type, description, unit) before exporting")
+        raise ExportError(
+            f"view {schema.name} has column(s) {missing} that "
+            f"schemas/{schema.name}.json does not describe; add them to the "
+            "contract (name, type, description, unit) before exporting"
+        )
     return [known[n] for n in names]

@@ -51,12 +51,17 @@ class ReleaseInfo:
     engine_versions: tuple[str, ...]
 
     def cards(self) -> list[Card]:
-        return [("ORIGIN", "lamostdb", "software that wrote this file"),
-                ("RELEASE", self.name, "data release"),
-                ("LDBVERS", self.lamostdb_version, "lamostdb version"),
-                ("ENGINEV", ",".join(self.engine_versions),
-                 "lamostdb classification engine version(s)"),
-                ("DATE", self.created, "file creation date (UTC)")]
+        return [
+            ("ORIGIN", "lamostdb", "software that wrote this file"),
+            ("RELEASE", self.name, "data release"),
+            ("LDBVERS", self.lamostdb_version, "lamostdb version"),
+            (
+                "ENGINEV",
+                ",".join(self.engine_versions),
+                "lamostdb classification engine version(s)",
+            ),
+            ("DATE", self.created, "file creation date (UTC)"),
+        ]
 
 
 #: (key, spectra column, comment) of the observation block, in header order.
@@ -100,17 +105,50 @@ LASP_KEYS: tuple[tuple[str, str, str], ...] = (
 #: Original keys whose content is written from the catalogue under the DR9 name.
 _SPELLINGS = frozenset({"FIB_TYPE", "FIB_MASK", "SN_U", "SN_G", "SN_R", "SN_I", "SN_Z"})
 #: Original keys describing the original file, or LASP's redshift method: not copied.
-_NOT_COPIED = frozenset({
-    "SIMPLE", "BITPIX", "NAXIS", "EXTEND", "XTENSION", "PCOUNT", "GCOUNT", "TFIELDS",
-    "THEAP", "BSCALE", "BZERO", "BLANK", "BUNIT", "DATAMIN", "DATAMAX", "EXTNAME",
-    "EXTVER", "EXTLEVEL", "CHECKSUM", "DATASUM", "FILENAME", "N_EXTEN", "NORM", "ORIGIN",
-    "DATE", "WCSDIM", "DC-FLAG", "DISPAXIS", "ZFLAG", "Z_FROM", "CLASS", "SUBCLASS", "Z",
-    "Z_ERR", "END",
-})
+_NOT_COPIED = frozenset(
+    {
+        "SIMPLE",
+        "BITPIX",
+        "NAXIS",
+        "EXTEND",
+        "XTENSION",
+        "PCOUNT",
+        "GCOUNT",
+        "TFIELDS",
+        "THEAP",
+        "BSCALE",
+        "BZERO",
+        "BLANK",
+        "BUNIT",
+        "DATAMIN",
+        "DATAMAX",
+        "EXTNAME",
+        "EXTVER",
+        "EXTLEVEL",
+        "CHECKSUM",
+        "DATASUM",
+        "FILENAME",
+        "N_EXTEN",
+        "NORM",
+        "ORIGIN",
+        "DATE",
+        "WCSDIM",
+        "DC-FLAG",
+        "DISPAXIS",
+        "ZFLAG",
+        "Z_FROM",
+        "CLASS",
+        "SUBCLASS",
+        "Z",
+        "Z_ERR",
+        "END",
+    }
+)
 _NOT_COPIED_RE = re.compile(
     r"^(NAXIS\d+|EXTEN\d+|T(TYPE|FORM|UNIT|NULL|SCAL|ZERO|DISP|DIM|BCOL|COMM)\d+|"
     r"CTYPE\d|CRVAL\d|CRPIX\d|CDELT\d|CUNIT\d|CROTA\d|CD\d_\d|PC\d_\d|WAT\d_\d+|"
-    r"LTM\d_\d|LTV\d|APNUM\d+|BANDID\d+)$")
+    r"LTM\d_\d|LTV\d|APNUM\d+|BANDID\d+)$"
+)
 
 
 def _header_value(column: str, value: Any) -> Any:
@@ -123,11 +161,16 @@ def _checked(specid: str, key: str, value: Any, comment: str) -> Card:
     if isinstance(value, float | np.floating) and not np.isfinite(value):
         # FITS header values must be finite: NaN/Inf (e.g. the chi-square of a spectrum
         # with no usable pixel) are written as the undefined marker
-        return (key, UNDEFINED, comment if "-9999" in comment else
-                (comment + " (-9999: undefined)")[:47])
+        return (
+            key,
+            UNDEFINED,
+            comment if "-9999" in comment else (comment + " (-9999: undefined)")[:47],
+        )
     if isinstance(value, str) and not (value.isascii() and value.isprintable()):
-        raise ExportError(f"spectrum {specid}: header key {key} would get {value!r}, which is "
-                          "not printable ASCII; leave the spectrum out with --where")
+        raise ExportError(
+            f"spectrum {specid}: header key {key} would get {value!r}, which is "
+            "not printable ASCII; leave the spectrum out with --where"
+        )
     return (key, value, comment)
 
 
@@ -157,24 +200,29 @@ def classification_cards(row: Mapping[str, Any]) -> list[Card]:
         cards.append(("CONF", res["conf"], "Classification confidence (lamostdb)"))
     if res.get("zwarning") is not None:
         cards.append(("ZWARNING", res["zwarning"], "Redshift warning bits (lamostdb)"))
-    cards += [("RCHI2", res["rchi2"], "Reduced chi-square of the best fit"),
-              ("ENGINEV", res["engine_version"], "lamostdb classification engine version"),
-              ("CLASSRUN", res["run_id"], "lamostdb classify run")]
+    cards += [
+        ("RCHI2", res["rchi2"], "Reduced chi-square of the best fit"),
+        ("ENGINEV", res["engine_version"], "lamostdb classification engine version"),
+        ("CLASSRUN", res["run_id"], "lamostdb classify run"),
+    ]
     return [_checked(row["specid"], *card) for card in cards]
 
 
 def lasp_cards(row: Mapping[str, Any]) -> list[Card]:
-    return [_checked(row["specid"], key, row[column], comment)
-            for key, column, comment in LASP_KEYS if row.get(column) is not None]
+    return [
+        _checked(row["specid"], key, row[column], comment)
+        for key, column, comment in LASP_KEYS
+        if row.get(column) is not None
+    ]
 
 
 def _copied(key: str, written: frozenset[str]) -> bool:
-    return not (key in written or key in _SPELLINGS or key in _NOT_COPIED
-                or _NOT_COPIED_RE.match(key))
+    return not (
+        key in written or key in _SPELLINGS or key in _NOT_COPIED or _NOT_COPIED_RE.match(key)
+    )
 
 
-def original_cards(header_text: str, written: frozenset[str], unclean: Counter[str]
-                   ) -> list[bytes]:
+def original_cards(header_text: str, written: frozenset[str], unclean: Counter[str]) -> list[bytes]:
     """Card images of the original header that the file keeps verbatim.
 
     Unclean cards are counted in ``unclean`` (by key) and left out; so are ``CONTINUE``
@@ -202,15 +250,20 @@ def original_cards(header_text: str, written: frozenset[str], unclean: Counter[s
 
 def _without_empty_sections(cards: list[bytes]) -> list[bytes]:
     """Drop LAMOST's section headings (``COMMENT --------...``) left with no key under them."""
+
     def heading(card: bytes) -> bool:
         return card.startswith(b"COMMENT --")
 
-    return [c for i, c in enumerate(cards)
-            if not heading(c) or (i + 1 < len(cards) and not heading(cards[i + 1]))]
+    return [
+        c
+        for i, c in enumerate(cards)
+        if not heading(c) or (i + 1 < len(cards) and not heading(cards[i + 1]))
+    ]
 
 
-def spectrum_primary_cards(row: Mapping[str, Any], release: ReleaseInfo, filename: str,
-                           unclean: Counter[str]) -> list[Card | bytes]:
+def spectrum_primary_cards(
+    row: Mapping[str, Any], release: ReleaseInfo, filename: str, unclean: Counter[str]
+) -> list[Card | bytes]:
     """Every card of a spectrum file's primary header (see the module docstring)."""
     release_cards = [c for c in release.cards() if c[0] != "ENGINEV"]
     blocks: list[list[Card]] = [
@@ -220,8 +273,12 @@ def spectrum_primary_cards(row: Mapping[str, Any], release: ReleaseInfo, filenam
         lasp_cards(row),
     ]
     written = frozenset(key for block in blocks for key, _, _ in block)
-    titles = ("lamostdb data release", "observation (catalogue values)",
-              "classification by lamostdb", "classification by the LAMOST pipeline (LASP)")
+    titles = (
+        "lamostdb data release",
+        "observation (catalogue values)",
+        "classification by lamostdb",
+        "classification by the LAMOST pipeline (LASP)",
+    )
     out: list[Card | bytes] = []
     for title, block in zip(titles, blocks, strict=True):
         out.append(("COMMENT", f"-------- {title}", ""))

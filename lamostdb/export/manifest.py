@@ -33,11 +33,11 @@ class ManifestWriter:
         self.n_files = 0
         self.nbytes = 0
 
-    def add(self, relpath: str, *, kind: str, nbytes: int, sha256: str,
-            rows: int | None = None) -> None:
+    def add(
+        self, relpath: str, *, kind: str, nbytes: int, sha256: str, rows: int | None = None
+    ) -> None:
         """Record one file of the release (``relpath`` relative to the release root)."""
-        entry: dict[str, Any] = {"path": relpath, "kind": kind, "bytes": nbytes,
-                                 "sha256": sha256}
+        entry: dict[str, Any] = {"path": relpath, "kind": kind, "bytes": nbytes, "sha256": sha256}
         if rows is not None:
             entry["rows"] = rows
         if self.n_files:
@@ -50,14 +50,16 @@ class ManifestWriter:
     def add_file(self, relpath: str, *, kind: str, rows: int | None = None) -> None:
         """Record a file already on disk (its size and SHA-256 are read from it)."""
         path = self.root / relpath
-        self.add(relpath, kind=kind, nbytes=path.stat().st_size, sha256=file_sha256(path),
-                 rows=rows)
+        self.add(
+            relpath, kind=kind, nbytes=path.stat().st_size, sha256=file_sha256(path), rows=rows
+        )
 
     def close(self, head: dict[str, Any]) -> Path:
         """Write ``manifest.json`` (``head`` + ``files``) and finish ``SHA256SUMS``."""
         self._spool.close()
-        text = json.dumps({"format": FORMAT, **head, "n_files": self.n_files,
-                           "bytes": self.nbytes}, indent=1)
+        text = json.dumps(
+            {"format": FORMAT, **head, "n_files": self.n_files, "bytes": self.nbytes}, indent=1
+        )
         path = self.root / MANIFEST
         with open(path, "w") as out, open(self._spool_path) as entries:
             out.write(text[: text.rindex("}")].rstrip() + ',\n "files": [\n')

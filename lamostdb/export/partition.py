@@ -46,11 +46,15 @@ from lamostdb.io.fits_bintable import (
 from lamostdb.io.record import log_linear_wave
 
 PIXEL_COLUMNS = ("flux", "ivar", "andmask", "ormask", "wavelength")
-_PIXEL_DTYPES = {"flux": np.float32, "ivar": np.float32, "andmask": np.int32,
-                 "ormask": np.int32, "wavelength": np.float64}
+_PIXEL_DTYPES = {
+    "flux": np.float32,
+    "ivar": np.float32,
+    "andmask": np.int32,
+    "ormask": np.int32,
+    "wavelength": np.float64,
+}
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
 WAVELENGTH_COMMENT = "Vacuum wavelength of each pixel (heliocentric)"
-
 
 
 @dataclass(frozen=True)
@@ -76,8 +80,10 @@ def spectrum_relpath(row: Mapping[str, Any], *, gzip: bool) -> str:
     specid, planid = str(row["specid"]), str(row["planid"])
     for what, text in (("specid", specid), ("planid", planid)):
         if not _SAFE_NAME.match(text):
-            raise ExportError(f"spectrum {specid}: {what} {text!r} cannot be used in a file "
-                              "name; leave the spectrum out with --where")
+            raise ExportError(
+                f"spectrum {specid}: {what} {text!r} cannot be used in a file "
+                "name; leave the spectrum out with --where"
+            )
     night = specid.split("-", 1)[0]
     return f"spectra/{night}/{planid}/spec-{specid}.fits" + (".gz" if gzip else "")
 
@@ -89,12 +95,21 @@ def _coadd_layout(npix: int, wave_code: str) -> tuple[tuple[FitsColumn, ...], by
 
     def col(name: str, code: str, comment: str | None = None) -> FitsColumn:
         c = schema.column(name)
-        return FitsColumn(name.upper(), code, repeat=npix, unit=c.unit,
-                          comment=fits_comment(comment or c.description))
+        return FitsColumn(
+            name.upper(),
+            code,
+            repeat=npix,
+            unit=c.unit,
+            comment=fits_comment(comment or c.description),
+        )
 
-    cols = (col("flux", "E"), col("ivar", "E"),
-            col("wavelength", wave_code, WAVELENGTH_COMMENT),
-            col("andmask", "J"), col("ormask", "J"))
+    cols = (
+        col("flux", "E"),
+        col("ivar", "E"),
+        col("wavelength", wave_code, WAVELENGTH_COMMENT),
+        col("andmask", "J"),
+        col("ormask", "J"),
+    )
     return cols, one_row_table_cards(cols, extname="COADD")
 
 
@@ -106,29 +121,40 @@ def coadd_hdu_bytes(row: Mapping[str, Any], pixels: Pixels) -> bytes:
     stored = {n: pixels[n] for n in ("flux", "ivar", "andmask", "ormask")}
     missing = [n for n, a in stored.items() if a is None]
     if missing:
-        raise ExportError(f"spectrum {row['specid']}: no {', '.join(missing)} array; the "
-                          "catalogue row is damaged")
+        raise ExportError(
+            f"spectrum {row['specid']}: no {', '.join(missing)} array; the catalogue row is damaged"
+        )
     arrays = {n: a for n, a in stored.items() if a is not None}
     flux = arrays["flux"]
     npix = int(row["npix"])
     for name, a in arrays.items():
         if a.size != npix:
-            raise ExportError(f"spectrum {row['specid']}: npix is {npix} but {name} has "
-                              f"{a.size} values; the catalogue row is damaged")
+            raise ExportError(
+                f"spectrum {row['specid']}: npix is {npix} but {name} has "
+                f"{a.size} values; the catalogue row is damaged"
+            )
     wave = pixels.get("wavelength")
     if wave is None:
         if row["coeff0"] is None or row["coeff1"] is None:
-            raise ExportError(f"spectrum {row['specid']}: no wavelength array and no "
-                              "COEFF0/COEFF1; the catalogue row is damaged")
+            raise ExportError(
+                f"spectrum {row['specid']}: no wavelength array and no "
+                "COEFF0/COEFF1; the catalogue row is damaged"
+            )
         wave = log_linear_wave(row["coeff0"], row["coeff1"], npix)
     cols, header = _coadd_layout(npix, "E" if wave.dtype == np.float32 else "D")
     ordered = (flux, arrays["ivar"], wave, arrays["andmask"], arrays["ormask"])
-    return one_row_table_bytes(list(zip(cols, ordered, strict=True)), extname="COADD",
-                               header=header)
+    return one_row_table_bytes(
+        list(zip(cols, ordered, strict=True)), extname="COADD", header=header
+    )
 
 
-def spectrum_file_bytes(row: Mapping[str, Any], pixels: Pixels,
-                        release: ReleaseInfo, filename: str, unclean: Counter[str]) -> bytes:
+def spectrum_file_bytes(
+    row: Mapping[str, Any],
+    pixels: Pixels,
+    release: ReleaseInfo,
+    filename: str,
+    unclean: Counter[str],
+) -> bytes:
     """The bytes of one spectrum file (uncompressed FITS)."""
     cards = spectrum_primary_cards(row, release, filename, unclean)
     try:
@@ -138,8 +164,9 @@ def spectrum_file_bytes(row: Mapping[str, Any], pixels: Pixels,
     return primary + coadd_hdu_bytes(row, pixels)
 
 
-def _pixel_rows(batch: pa.RecordBatch
-                ) -> Iterator[tuple[dict[str, npt.NDArray[Any] | None], str | None]]:
+def _pixel_rows(
+    batch: pa.RecordBatch,
+) -> Iterator[tuple[dict[str, npt.NDArray[Any] | None], str | None]]:
     """Per row, the pixel arrays as numpy views of the batch (None for a null list), and
     what is wrong with them (None: nothing; a row with null pixel values cannot be written).
     """
@@ -150,17 +177,26 @@ def _pixel_rows(batch: pa.RecordBatch
         if arr.values.null_count:  # rare: find the rows, leave them out
             for i in range(batch.num_rows):
                 if arr[i].is_valid and arr[i].values.null_count:
-                    damaged.setdefault(i, f"{name} holds null pixel values; the catalogue row "
-                                          "is damaged")
+                    damaged.setdefault(
+                        i, f"{name} holds null pixel values; the catalogue row is damaged"
+                    )
         values = arr.values.to_numpy(zero_copy_only=False)
         dtype = _PIXEL_DTYPES[name]
         if values.dtype != dtype:  # an empty child array comes back as another type
             values = np.nan_to_num(values).astype(dtype)
-        parts[name] = (values, arr.offsets.to_numpy(), arr.is_valid().to_numpy(
-            zero_copy_only=False))
+        parts[name] = (
+            values,
+            arr.offsets.to_numpy(),
+            arr.is_valid().to_numpy(zero_copy_only=False),
+        )
     for i in range(batch.num_rows):
-        yield ({name: values[offsets[i]:offsets[i + 1]] if valid[i] else None
-                for name, (values, offsets, valid) in parts.items()}, damaged.get(i))
+        yield (
+            {
+                name: values[offsets[i] : offsets[i + 1]] if valid[i] else None
+                for name, (values, offsets, valid) in parts.items()
+            },
+            damaged.get(i),
+        )
 
 
 def prepare_spectra(batch: pa.RecordBatch, config: SpectraConfig) -> PreparedSpectra:
@@ -178,8 +214,11 @@ def prepare_spectra(batch: pa.RecordBatch, config: SpectraConfig) -> PreparedSpe
             name = rel.rpartition("/")[2].removesuffix(".gz")
             data = spectrum_file_bytes(row, pixels, config.release, name, out.unclean_cards)
         except Exception as exc:  # noqa: BLE001 - one spectrum must not stop the release
-            reason = str(exc) if isinstance(exc, ExportError) else (
-                f"spectrum {specid}: {type(exc).__name__}: {exc}")
+            reason = (
+                str(exc)
+                if isinstance(exc, ExportError)
+                else (f"spectrum {specid}: {type(exc).__name__}: {exc}")
+            )
             out.failed.append((specid, reason))
             continue
         out.files.append((rel, data))

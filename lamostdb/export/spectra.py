@@ -40,8 +40,14 @@ from lamostdb.healpix import pixel_at_order
 from lamostdb.io.fits_write import write_file
 from lamostdb.io.sqlfiles import statement
 
-__all__ = ["PIXEL_COLUMNS", "SpectraExport", "SpectraTask", "export_spectra", "spectra_task",
-           "spectrum_relpath"]
+__all__ = [
+    "PIXEL_COLUMNS",
+    "SpectraExport",
+    "SpectraTask",
+    "export_spectra",
+    "spectra_task",
+    "spectrum_relpath",
+]
 
 #: (path relative to the release, bytes on disk, sha256) of each file written
 FileCallback = Callable[[str, int, str], None]
@@ -87,8 +93,7 @@ def spectra_task(task: SpectraTask) -> SpectraExport:
         registry.register_parquet(con, "spectra", "spectra", list(task.files))
         con.register("export_selection", task.selection)
         con.execute(statement("export.sql", "keep_join_order"))
-        reader = con.sql(statement("export.sql", "spectrum_rows")).to_arrow_reader(
-            task.batch_size)
+        reader = con.sql(statement("export.sql", "spectrum_rows")).to_arrow_reader(task.batch_size)
         try:
             for batch in reader:
                 out.n_rows += batch.num_rows
@@ -117,12 +122,15 @@ def _write(root: Path, rel: str, data: bytes, gzip: bool, made: set[Path]) -> tu
         return write_file(path, data, gzip=gzip)
     except OSError as exc:
         specid = path.name.removeprefix("spec-").split(".fits")[0]
-        raise ExportError(f"spectrum {specid}: cannot write {rel} ({exc.strerror or exc}); "
-                          "free space or fix the permissions and export again") from None
+        raise ExportError(
+            f"spectrum {specid}: cannot write {rel} ({exc.strerror or exc}); "
+            "free space or fix the permissions and export again"
+        ) from None
 
 
-def plan_tasks(catalog: Catalog, root: Path, *, config: SpectraConfig, batch_size: int
-               ) -> list[SpectraTask]:
+def plan_tasks(
+    catalog: Catalog, root: Path, *, config: SpectraConfig, batch_size: int
+) -> list[SpectraTask]:
     """One task per partition of ``spectra`` holding selected rows (``export_selection``)."""
     selection = catalog.con.sql(statement("export.sql", "selection_pixels")).to_arrow_table()
     hp = selection.column("_healpix_29").to_numpy()
@@ -136,29 +144,51 @@ def plan_tasks(catalog: Catalog, root: Path, *, config: SpectraConfig, batch_siz
         # the other task's join does not find it
         mask = pixel_at_order(hp, order) == npix
         if mask.any():
-            tasks.append(SpectraTask(order, npix, tuple(sorted(files)),
-                                     keys.filter(pa.array(mask)), str(root), batch_size,
-                                     config))
+            tasks.append(
+                SpectraTask(
+                    order,
+                    npix,
+                    tuple(sorted(files)),
+                    keys.filter(pa.array(mask)),
+                    str(root),
+                    batch_size,
+                    config,
+                )
+            )
     return tasks
 
 
-def export_spectra(catalog: Catalog, root: Path, *, release: ReleaseInfo, batch_size: int,
-                   gzip: bool = False, total: int | None = None, progress: bool = False,
-                   on_file: FileCallback | None = None, workers: int | None = 1,
-                   cluster: str | None = None) -> tuple[SpectraExport, dict[str, object]]:
+def export_spectra(
+    catalog: Catalog,
+    root: Path,
+    *,
+    release: ReleaseInfo,
+    batch_size: int,
+    gzip: bool = False,
+    total: int | None = None,
+    progress: bool = False,
+    on_file: FileCallback | None = None,
+    workers: int | None = 1,
+    cluster: str | None = None,
+) -> tuple[SpectraExport, dict[str, object]]:
     """Write one file per spectrum of ``export_selection`` under ``root``.
 
     Returns what was written and the executor's summary. Pixel data stream through one
     Arrow batch of ``batch_size`` spectra at a time in each worker.
     """
-    tasks = plan_tasks(catalog, root, config=SpectraConfig(release, gzip),
-                       batch_size=batch_size)
+    tasks = plan_tasks(catalog, root, config=SpectraConfig(release, gzip), batch_size=batch_size)
     report = SpectraExport()
     bar = tqdm(total=total, unit="spectrum", desc="export spectra", disable=not progress)
     try:
-        with open_executor(cluster, workers=workers, n_tasks=max(len(tasks), 1), root=root,
-                           staging=_WORKERS, run_id="export",
-                           preload="lamostdb.export.spectra") as ex:
+        with open_executor(
+            cluster,
+            workers=workers,
+            n_tasks=max(len(tasks), 1),
+            root=root,
+            staging=_WORKERS,
+            run_id="export",
+            preload="lamostdb.export.spectra",
+        ) as ex:
             for _, part in ex.run(spectra_task, tasks):
                 report.n_files += part.n_files
                 report.nbytes += part.nbytes

@@ -71,14 +71,18 @@ def _check_release_name(name: str) -> None:
     if not name or not name.strip():
         raise ExportError("--release NAME is empty; name the release, e.g. --release DR-test-1")
     if not (name.isascii() and name.isprintable()) or len(name) > _RELEASE_MAX:
-        raise ExportError(f"release name {name!r} must be printable ASCII of at most "
-                          f"{_RELEASE_MAX} characters (it goes into every FITS header)")
+        raise ExportError(
+            f"release name {name!r} must be printable ASCII of at most "
+            f"{_RELEASE_MAX} characters (it goes into every FITS header)"
+        )
 
 
 def _check_out(out: Path) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ExportError(f"{out} exists and is not an empty folder; choose a new folder for "
-                          "the release (or empty this one)")
+        raise ExportError(
+            f"{out} exists and is not an empty folder; choose a new folder for "
+            "the release (or empty this one)"
+        )
     if not out.parent.is_dir():
         raise ExportError(f"{out.parent} does not exist; create it first")
 
@@ -88,17 +92,19 @@ def selection_statement(con: duckdb.DuckDBPyConnection, where: str | None) -> st
     template = statement("export.sql", "create_selection")
     condition = "TRUE" if where is None else where.strip()
     if not condition:
-        raise ExportError("--where is empty; give a SQL condition over lrs columns, e.g. "
-                          "--where \"class = 'QSO'\"")
+        raise ExportError(
+            "--where is empty; give a SQL condition over lrs columns, e.g. "
+            "--where \"class = 'QSO'\""
+        )
     sql = template.replace(WHERE_MARK, condition)
     try:
         n_statements = len(con.extract_statements(sql))
     except duckdb.Error as exc:
-        raise ExportError(f"--where {where!r} is not a SQL condition over lrs columns: "
-                          f"{exc}") from None
+        raise ExportError(
+            f"--where {where!r} is not a SQL condition over lrs columns: {exc}"
+        ) from None
     if n_statements != 1:
-        raise ExportError(f"--where {where!r} must be one SQL condition, not several "
-                          "statements")
+        raise ExportError(f"--where {where!r} must be one SQL condition, not several statements")
     return sql
 
 
@@ -108,33 +114,53 @@ def _select(con: duckdb.DuckDBPyConnection, where: str | None) -> dict[str, Any]
     except duckdb.Error as exc:
         raise ExportError(f"--where {where!r} failed over the lrs view: {exc}") from None
     row = con.sql(statement("export.sql", "selection_summary")).fetchall()[0]
-    names = ("n_selected", "n_unclassified", "first_unclassified", "n_without_uid",
-             "first_without_uid", "n_results", "n_objects")
+    names = (
+        "n_selected",
+        "n_unclassified",
+        "first_unclassified",
+        "n_without_uid",
+        "first_without_uid",
+        "n_results",
+        "n_objects",
+    )
     return dict(zip(names, row, strict=True))
 
 
 def _check_selection(s: dict[str, Any], where: str | None, catalog: Path) -> None:
     if s["n_results"] == 0:
-        raise ExportError(f"catalogue {catalog} has no results yet: run `lamostdb classify "
-                          f"{catalog}` first")
+        raise ExportError(
+            f"catalogue {catalog} has no results yet: run `lamostdb classify {catalog}` first"
+        )
     if s["n_selected"] == 0:
         what = f"--where {where!r} matches" if where else "the catalogue holds"
         raise ExportError(f"{what} no current LAMOST spectrum; nothing to export")
     if s["n_unclassified"]:
-        raise ExportError(f"{s['n_unclassified']} of the {s['n_selected']} spectra to export "
-                          f"have no classification (e.g. {s['first_unclassified']}): run "
-                          f"`lamostdb classify {catalog}`")
+        raise ExportError(
+            f"{s['n_unclassified']} of the {s['n_selected']} spectra to export "
+            f"have no classification (e.g. {s['first_unclassified']}): run "
+            f"`lamostdb classify {catalog}`"
+        )
     if s["n_without_uid"]:
-        raise ExportError(f"{s['n_without_uid']} of the {s['n_selected']} spectra to export "
-                          f"have no object identifiers (e.g. {s['first_without_uid']}): run "
-                          f"`lamostdb xmatch {catalog}` and `lamostdb ids {catalog}`")
+        raise ExportError(
+            f"{s['n_without_uid']} of the {s['n_selected']} spectra to export "
+            f"have no object identifiers (e.g. {s['first_without_uid']}): run "
+            f"`lamostdb xmatch {catalog}` and `lamostdb ids {catalog}`"
+        )
 
 
-def export_release(catalog: Catalog, out: str | Path, *, release: str,
-                   where: str | None = None, spectra: bool = True,
-                   batch_size: int = DEFAULT_BATCH_SIZE, gzip: bool = False,
-                   progress: bool = True, workers: int | None = 1,
-                   cluster: str | None = None) -> ExportReport:
+def export_release(
+    catalog: Catalog,
+    out: str | Path,
+    *,
+    release: str,
+    where: str | None = None,
+    spectra: bool = True,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    gzip: bool = False,
+    progress: bool = True,
+    workers: int | None = 1,
+    cluster: str | None = None,
+) -> ExportReport:
     """Write a data release of ``catalog`` into the new folder ``out``.
 
     Parameters
@@ -172,68 +198,109 @@ def export_release(catalog: Catalog, out: str | Path, *, release: str,
     _check_out(out)
     con = catalog.con
     try:
-        report = _write_release(catalog, out, release=release, where=where, spectra=spectra,
-                                batch_size=batch_size, gzip=gzip, progress=progress,
-                                workers=workers, cluster=cluster)
+        report = _write_release(
+            catalog,
+            out,
+            release=release,
+            where=where,
+            spectra=spectra,
+            batch_size=batch_size,
+            gzip=gzip,
+            progress=progress,
+            workers=workers,
+            cluster=cluster,
+        )
     finally:
         con.execute(statement("export.sql", "drop_selection"))
     report.elapsed_s = time.perf_counter() - t0
     return report
 
 
-def _write_release(catalog: Catalog, out: Path, *, release: str, where: str | None,
-                   spectra: bool, batch_size: int, gzip: bool, progress: bool,
-                   workers: int | None, cluster: str | None) -> ExportReport:
+def _write_release(
+    catalog: Catalog,
+    out: Path,
+    *,
+    release: str,
+    where: str | None,
+    spectra: bool,
+    batch_size: int,
+    gzip: bool,
+    progress: bool,
+    workers: int | None,
+    cluster: str | None,
+) -> ExportReport:
     con = catalog.con
     summary = _select(con, where)
     _check_selection(summary, where, catalog.root)
     engines = tuple(r[0] for r in con.sql(statement("export.sql", "engine_versions")).fetchall())
-    info = ReleaseInfo(release, dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S"),
-                       VERSION, engines)
+    info = ReleaseInfo(
+        release, dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S"), VERSION, engines
+    )
     report = ExportReport(release, out, n_spectra=summary["n_selected"])
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     try:
         staging.mkdir()
     except OSError as exc:
-        raise ExportError(f"cannot write in {out.parent} ({exc.strerror}); choose a folder "
-                          "you can write to") from None
+        raise ExportError(
+            f"cannot write in {out.parent} ({exc.strerror}); choose a folder you can write to"
+        ) from None
     manifest = ManifestWriter(staging)
     try:
         for view in ("lrs", "mec"):
-            tab = export_table(con, view, staging / f"{view}.fits", release=info,
-                               batch_size=batch_size, progress=progress)
+            tab = export_table(
+                con,
+                view,
+                staging / f"{view}.fits",
+                release=info,
+                batch_size=batch_size,
+                progress=progress,
+            )
             manifest.add_file(tab.path.name, kind="table", rows=tab.nrows)
             setattr(report, f"n_{view}_rows", tab.nrows)
             report.max_batch_rows = max(report.max_batch_rows, tab.max_batch_rows)
         if spectra:
             t1 = time.perf_counter()
             spec, report.executor = export_spectra(
-                catalog, staging, release=info, batch_size=batch_size, gzip=gzip,
-                total=summary["n_selected"], progress=progress,
-                on_file=lambda rel, n, sha: manifest.add(rel, kind="spectrum", nbytes=n,
-                                                         sha256=sha),
-                workers=workers, cluster=cluster)
+                catalog,
+                staging,
+                release=info,
+                batch_size=batch_size,
+                gzip=gzip,
+                total=summary["n_selected"],
+                progress=progress,
+                on_file=lambda rel, n, sha: manifest.add(
+                    rel, kind="spectrum", nbytes=n, sha256=sha
+                ),
+                workers=workers,
+                cluster=cluster,
+            )
             report.spectra_elapsed_s = time.perf_counter() - t1
             report.not_written = list(spec.failed)
             if spec.n_files + len(spec.failed) != summary["n_selected"]:
-                raise ExportError(f"{summary['n_selected']} spectra were selected but "
-                                  f"{spec.n_files + len(spec.failed)} read back: the catalogue "
-                                  "changed during the export; run it again")
+                raise ExportError(
+                    f"{summary['n_selected']} spectra were selected but "
+                    f"{spec.n_files + len(spec.failed)} read back: the catalogue "
+                    "changed during the export; run it again"
+                )
             report.spectra_bytes = spec.nbytes
             report.max_batch_rows = max(report.max_batch_rows, spec.max_batch_rows)
             report.unclean_header_cards = dict(spec.unclean_cards.most_common())
         head = {
-            "release": release, "created_utc": info.created,
+            "release": release,
+            "created_utc": info.created,
             "lamostdb_version": info.lamostdb_version,
             "engine_versions": list(info.engine_versions),
             "catalog": str(catalog.root),
             "selection": {"where": where, "statement": selection_statement(con, where)},
             "options": {"spectra": spectra, "gzip": gzip, "batch_size": batch_size},
             "not_written": [{"specid": sid, "reason": why} for sid, why in report.not_written],
-            "counts": {"spectra": report.n_spectra - len(report.not_written) if spectra else 0,
-                       "not_written": len(report.not_written),
-                       "lrs_rows": report.n_lrs_rows, "mec_rows": report.n_mec_rows},
+            "counts": {
+                "spectra": report.n_spectra - len(report.not_written) if spectra else 0,
+                "not_written": len(report.not_written),
+                "lrs_rows": report.n_lrs_rows,
+                "mec_rows": report.n_mec_rows,
+            },
             "unclean_header_cards": report.unclean_header_cards,
         }
         report.n_files = manifest.n_files

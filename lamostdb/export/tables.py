@@ -37,13 +37,21 @@ class TableExport:
     max_batch_rows: int
 
 
-def _batches(con: duckdb.DuckDBPyConnection, query: str, batch_size: int
-             ) -> Iterator[pa.RecordBatch]:
+def _batches(
+    con: duckdb.DuckDBPyConnection, query: str, batch_size: int
+) -> Iterator[pa.RecordBatch]:
     yield from con.sql(query).to_arrow_reader(batch_size)
 
 
-def export_table(con: duckdb.DuckDBPyConnection, view: str, path: Path, *,
-                 release: ReleaseInfo, batch_size: int, progress: bool = False) -> TableExport:
+def export_table(
+    con: duckdb.DuckDBPyConnection,
+    view: str,
+    path: Path,
+    *,
+    release: ReleaseInfo,
+    batch_size: int,
+    progress: bool = False,
+) -> TableExport:
     """Write the release's rows of ``view`` (``lrs`` or ``mec``) to the FITS file ``path``.
 
     ``con`` must hold the ``export_selection`` temp table (``sql/export.sql``).
@@ -68,13 +76,19 @@ def export_table(con: duckdb.DuckDBPyConnection, view: str, path: Path, *,
             bar.update(batch.num_rows)
 
     try:
-        nrows = write_table_file(path, primary_cards=primary, columns=fits_columns,
-                                 batches=prepared(), extname=view.upper(),
-                                 cards=release.cards())
+        nrows = write_table_file(
+            path,
+            primary_cards=primary,
+            columns=fits_columns,
+            batches=prepared(),
+            extname=view.upper(),
+            cards=release.cards(),
+        )
     finally:
         bar.close()
     if nrows != stats.nrows:
-        raise ExportError(f"view {view} gave {stats.nrows} rows, then {nrows}: the catalogue "
-                          "changed during the export; run it again")
+        raise ExportError(
+            f"view {view} gave {stats.nrows} rows, then {nrows}: the catalogue "
+            "changed during the export; run it again"
+        )
     return TableExport(view, path, nrows, seen["max_batch_rows"])
-

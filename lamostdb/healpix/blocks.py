@@ -40,8 +40,10 @@ def match_order(search_radius_arcsec: float) -> int:
         raise ValueError(f"search radius must be > 0 arcsec, got {search_radius_arcsec}")
     ratio = RES0_ARCSEC / (PIXEL_MARGIN * search_radius_arcsec)
     if ratio < 1.0:
-        raise ValueError(f"search radius {search_radius_arcsec} arcsec is too large for a "
-                         f"pixel join (at most {RES0_ARCSEC / PIXEL_MARGIN:.0f} arcsec)")
+        raise ValueError(
+            f"search radius {search_radius_arcsec} arcsec is too large for a "
+            f"pixel join (at most {RES0_ARCSEC / PIXEL_MARGIN:.0f} arcsec)"
+        )
     return min(int(math.floor(math.log2(ratio))), SPATIAL_INDEX_ORDER)
 
 
@@ -52,8 +54,9 @@ def _block(own: npt.NDArray[np.int64], order: int) -> npt.NDArray[np.int64]:
     return np.concatenate([own[:, None], np.asarray(nb, dtype=np.int64).T], axis=1)
 
 
-def pixel_block(hp29: npt.NDArray[np.int64], order: int, *, threads: int | None = None
-                ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+def pixel_block(
+    hp29: npt.NDArray[np.int64], order: int, *, threads: int | None = None
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Each row's pixel at ``order`` and its (up to 8) neighbours.
 
     Returns ``(row, pixel)``: row indices into ``hp29`` and one pixel each. Missing

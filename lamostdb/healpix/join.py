@@ -85,13 +85,20 @@ def _block_table(hp29: np.ndarray, orders: range) -> pa.Table:
         rows.append(row)
         pixels.append(pix)
         ks.append(np.full(row.size, k, dtype=np.int32))
-    return pa.table({"row": np.concatenate(rows), "k": np.concatenate(ks),
-                     "pix": np.concatenate(pixels)})
+    return pa.table(
+        {"row": np.concatenate(rows), "k": np.concatenate(ks), "pix": np.concatenate(pixels)}
+    )
 
 
-def crossmatch_pairs(con: duckdb.DuckDBPyConnection, left: Source, right: Source, *,
-                     radius_arcsec: float, order: int | None = None,
-                     proper_motion: bool = False) -> pa.Table:
+def crossmatch_pairs(
+    con: duckdb.DuckDBPyConnection,
+    left: Source,
+    right: Source,
+    *,
+    radius_arcsec: float,
+    order: int | None = None,
+    proper_motion: bool = False,
+) -> pa.Table:
     """Every (left, right) pair within ``radius_arcsec`` of each other.
 
     Parameters
@@ -140,25 +147,33 @@ def crossmatch_pairs(con: duckdb.DuckDBPyConnection, left: Source, right: Source
     k_base = match_order(radius_arcsec)
     if order is not None:
         if not 0 <= order <= k_base:
-            raise ValueError(f"order {order} is too fine for a {radius_arcsec} arcsec radius "
-                             f"(pixels must be >= {PIXEL_MARGIN:g}x the radius: order <= "
-                             f"{k_base})")
+            raise ValueError(
+                f"order {order} is too fine for a {radius_arcsec} arcsec radius "
+                f"(pixels must be >= {PIXEL_MARGIN:g}x the radius: order <= "
+                f"{k_base})"
+            )
         k_base = order
     left_cols = POSITION_COLUMNS + (("epoch_jyear",) if proper_motion else ())
     tbl = _left_table(left, left_cols)
     _check_right(right, POSITION_COLUMNS + (MOTION_COLUMNS if proper_motion else ()))
     n = tbl.num_rows
-    xm_left = pa.table({"row": np.arange(n, dtype=np.int64),
-                        "ra": tbl.column("ra").cast(pa.float64()),
-                        "dec": tbl.column("dec").cast(pa.float64()),
-                        **({"epoch_jyear": tbl.column("epoch_jyear").cast(pa.float64())}
-                           if proper_motion else {})})
+    xm_left = pa.table(
+        {
+            "row": np.arange(n, dtype=np.int64),
+            "ra": tbl.column("ra").cast(pa.float64()),
+            "dec": tbl.column("dec").cast(pa.float64()),
+            **(
+                {"epoch_jyear": tbl.column("epoch_jyear").cast(pa.float64())}
+                if proper_motion
+                else {}
+            ),
+        }
+    )
     hp29 = tbl.column("_healpix_29").to_numpy().astype(np.int64, copy=False)
     create_macros(con)
     with registered(con, xm_left=xm_left, xm_right=right):
         if proper_motion:
-            pm_max, ref_min, ref_max = con.sql(statement("healpix.sql", "pm_extent")
-                                               ).fetchall()[0]
+            pm_max, ref_min, ref_max = con.sql(statement("healpix.sql", "pm_extent")).fetchall()[0]
             epochs = pc.drop_null(xm_left.column("epoch_jyear")).to_numpy()
             if epochs.size and ref_min is not None:
                 e_min, e_max = float(epochs.min()), float(epochs.max())
@@ -169,9 +184,14 @@ def crossmatch_pairs(con: duckdb.DuckDBPyConnection, left: Source, right: Source
             k_min = min(k_base, match_order(radius_arcsec + float(pm_max) / 1000.0 * dt_max))
             block = _block_table(hp29, range(k_min, k_base + 1))
             params: dict[str, object] = {
-                "k_min": k_min, "k_base": k_base, "radius_arcsec": float(radius_arcsec),
-                "epoch_min": e_min, "epoch_max": e_max, "res0_arcsec": RES0_ARCSEC,
-                "pixel_margin": PIXEL_MARGIN}
+                "k_min": k_min,
+                "k_base": k_base,
+                "radius_arcsec": float(radius_arcsec),
+                "epoch_min": e_min,
+                "epoch_max": e_max,
+                "res0_arcsec": RES0_ARCSEC,
+                "pixel_margin": PIXEL_MARGIN,
+            }
             sql = statement("healpix.sql", "pairs_pm")
         else:
             block = _block_table(hp29, range(k_base, k_base + 1))
@@ -181,7 +201,12 @@ def crossmatch_pairs(con: duckdb.DuckDBPyConnection, left: Source, right: Source
             del block
             out = con.sql(sql, params=params).to_arrow_table()
     left_id = tbl.column("id").take(out.column("left_row"))
-    return pa.table({"left_id": left_id, "right_id": out.column("right_id"),
-                     "sep_arcsec": out.column("sep_arcsec"),
-                     "right_ra_obs": out.column("right_ra_obs"),
-                     "right_dec_obs": out.column("right_dec_obs")})
+    return pa.table(
+        {
+            "left_id": left_id,
+            "right_id": out.column("right_id"),
+            "sep_arcsec": out.column("sep_arcsec"),
+            "right_ra_obs": out.column("right_ra_obs"),
+            "right_dec_obs": out.column("right_dec_obs"),
+        }
+    )

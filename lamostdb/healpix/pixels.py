@@ -27,8 +27,9 @@ def healpix_29(ra_deg: npt.ArrayLike, dec_deg: npt.ArrayLike) -> npt.NDArray[np.
     return np.asarray(pix, dtype=np.int64)
 
 
-def pixel_at_order(hp29: npt.ArrayLike, order: int, *, from_order: int = SPATIAL_INDEX_ORDER
-                   ) -> npt.NDArray[np.int64]:
+def pixel_at_order(
+    hp29: npt.ArrayLike, order: int, *, from_order: int = SPATIAL_INDEX_ORDER
+) -> npt.NDArray[np.int64]:
     """The nested pixel at ``order`` containing each pixel of ``from_order`` (default 29).
 
     The one place the nested bit shift is written in Python (``sql/healpix.sql`` has the
@@ -38,8 +39,10 @@ def pixel_at_order(hp29: npt.ArrayLike, order: int, *, from_order: int = SPATIAL
     [0]
     """
     if not 0 <= order <= from_order <= SPATIAL_INDEX_ORDER:
-        raise ValueError(f"HEALPix orders must satisfy 0 <= order <= from_order <= 29, got "
-                         f"order={order}, from_order={from_order}")
+        raise ValueError(
+            f"HEALPix orders must satisfy 0 <= order <= from_order <= 29, got "
+            f"order={order}, from_order={from_order}"
+        )
     return np.asarray(hp29, dtype=np.int64) >> np.int64(2 * (from_order - order))
 
 
@@ -55,8 +58,9 @@ def _pixel_radius_deg(order: int) -> float:
     return 1.5 * float(res)
 
 
-def cone_pixels(ra_deg: float, dec_deg: float, radius_arcsec: float, order: int
-                ) -> npt.NDArray[np.int64]:
+def cone_pixels(
+    ra_deg: float, dec_deg: float, radius_arcsec: float, order: int
+) -> npt.NDArray[np.int64]:
     """All nested pixels at ``order`` that may hold points within the cone.
 
     The list is a superset (pixels touching the padded cone); callers filter rows by
@@ -65,8 +69,9 @@ def cone_pixels(ra_deg: float, dec_deg: float, radius_arcsec: float, order: int
     if radius_arcsec < 0:
         raise ValueError(f"radius_arcsec must be >= 0, got {radius_arcsec}")
     radius_deg = min(radius_arcsec / 3600.0 + _pixel_radius_deg(order), 180.0)
-    pix = core.healpix_cone_search(ra_deg * u.deg, dec_deg * u.deg, radius_deg * u.deg,
-                                   2**order, order="nested")
+    pix = core.healpix_cone_search(
+        ra_deg * u.deg, dec_deg * u.deg, radius_deg * u.deg, 2**order, order="nested"
+    )
     return np.unique(np.asarray(pix, dtype=np.int64))
 
 
@@ -99,6 +104,8 @@ def parent_pixel(npix: int, order: int, to_order: int) -> int:
     0
     """
     if not 0 <= to_order <= order <= SPATIAL_INDEX_ORDER:
-        raise ValueError(f"HEALPix orders must satisfy 0 <= to_order <= order <= 29, got "
-                         f"order={order}, to_order={to_order}")
+        raise ValueError(
+            f"HEALPix orders must satisfy 0 <= to_order <= order <= 29, got "
+            f"order={order}, to_order={to_order}"
+        )
     return int(npix) >> (2 * (order - to_order))

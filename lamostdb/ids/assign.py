@@ -41,23 +41,51 @@ GP_TYPES = ("gaia", "ps1", "lamost")  # priority order
 #: Cross-match columns carried into ``objects`` so that ids and the counterparts shown
 #: beside them always come from the same cross-match run.
 CARRIED_COLUMNS = (
-    "gaia_source_id", "gaia_sep_arcsec", "gaia_n_within", "gaia_ambiguous", "gaia_g_mag",
-    "gaia_bp_mag", "gaia_rp_mag", "gaia_parallax", "gaia_pmra", "gaia_pmdec",
-    "ps1_objid", "ps1_sep_arcsec", "ps1_n_within", "ps1_ambiguous", "ps1_g_mag",
-    "ps1_r_mag", "ps1_i_mag", "ps1_z_mag", "ps1_y_mag",
+    "gaia_source_id",
+    "gaia_sep_arcsec",
+    "gaia_n_within",
+    "gaia_ambiguous",
+    "gaia_g_mag",
+    "gaia_bp_mag",
+    "gaia_rp_mag",
+    "gaia_parallax",
+    "gaia_pmra",
+    "gaia_pmdec",
+    "ps1_objid",
+    "ps1_sep_arcsec",
+    "ps1_n_within",
+    "ps1_ambiguous",
+    "ps1_g_mag",
+    "ps1_r_mag",
+    "ps1_i_mag",
+    "ps1_z_mag",
+    "ps1_y_mag",
 )
-REQUIRED_COLUMNS = ("specid", "source_sha256", "obsid", "ra", "dec", "gaia_ra", "gaia_dec",
-                    "ps1_ra", "ps1_dec", "run_id", *CARRIED_COLUMNS)
+REQUIRED_COLUMNS = (
+    "specid",
+    "source_sha256",
+    "obsid",
+    "ra",
+    "dec",
+    "gaia_ra",
+    "gaia_dec",
+    "ps1_ra",
+    "ps1_dec",
+    "run_id",
+    *CARRIED_COLUMNS,
+)
 
 
-def _unit(ra_deg: npt.NDArray[np.float64], dec_deg: npt.NDArray[np.float64]
-          ) -> npt.NDArray[np.float64]:
+def _unit(
+    ra_deg: npt.NDArray[np.float64], dec_deg: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
     ra, dec = np.radians(ra_deg), np.radians(dec_deg)
     return np.stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)])
 
 
-def _unique_uids(uid: npt.NDArray[np.int64], rank: npt.NDArray[np.int64],
-                 gp_id: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+def _unique_uids(
+    uid: npt.NDArray[np.int64], rank: npt.NDArray[np.int64], gp_id: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
     """Bump colliding UIDs to the next integer, in (uid, gp_type, gp_id) order."""
     uid = uid.copy()
     for _ in range(1000):
@@ -70,8 +98,12 @@ def _unique_uids(uid: npt.NDArray[np.int64], rank: npt.NDArray[np.int64],
     raise RuntimeError("could not make UIDs unique; this needs > 1000 objects in 0.4 mas")
 
 
-def compute_ids(xmatch: pl.DataFrame, *, radius_arcsec: float = 3.0,
-                con: duckdb.DuckDBPyConnection | None = None) -> pl.DataFrame:
+def compute_ids(
+    xmatch: pl.DataFrame,
+    *,
+    radius_arcsec: float = 3.0,
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> pl.DataFrame:
     """Identifiers of every spectrum of a cross-match table.
 
     Parameters
@@ -108,8 +140,9 @@ def sorted_xmatch(xmatch: pl.DataFrame) -> pl.DataFrame:
     return df
 
 
-def ids_from_links(df: pl.DataFrame, i: npt.NDArray[np.int64], j: npt.NDArray[np.int64]
-                   ) -> pl.DataFrame:
+def ids_from_links(
+    df: pl.DataFrame, i: npt.NDArray[np.int64], j: npt.NDArray[np.int64]
+) -> pl.DataFrame:
     """Identifiers of the rows of ``df`` (from :func:`sorted_xmatch`) linked by the
     friends-of-friends pairs ``(i, j)`` (row numbers of ``df``, each pair once or more).
 
@@ -129,27 +162,41 @@ def ids_from_links(df: pl.DataFrame, i: npt.NDArray[np.int64], j: npt.NDArray[np
     has_gaia = df["gaia_source_id"].is_not_null().to_numpy()
     has_ps1 = df["ps1_objid"].is_not_null().to_numpy()
     own_rank = np.where(has_gaia, 0, np.where(has_ps1, 1, 2)).astype(np.int64)
-    own_id = np.where(has_gaia, df["gaia_source_id"].fill_null(0).to_numpy(),
-                      np.where(has_ps1, df["ps1_objid"].fill_null(0).to_numpy(), 0)
-                      ).astype(np.int64)
-    ref_ra = np.where(has_gaia, df["gaia_ra"].fill_null(np.nan).to_numpy(),
-                      df["ps1_ra"].fill_null(np.nan).to_numpy())
-    ref_dec = np.where(has_gaia, df["gaia_dec"].fill_null(np.nan).to_numpy(),
-                       df["ps1_dec"].fill_null(np.nan).to_numpy())
+    own_id = np.where(
+        has_gaia,
+        df["gaia_source_id"].fill_null(0).to_numpy(),
+        np.where(has_ps1, df["ps1_objid"].fill_null(0).to_numpy(), 0),
+    ).astype(np.int64)
+    ref_ra = np.where(
+        has_gaia,
+        df["gaia_ra"].fill_null(np.nan).to_numpy(),
+        df["ps1_ra"].fill_null(np.nan).to_numpy(),
+    )
+    ref_dec = np.where(
+        has_gaia,
+        df["gaia_dec"].fill_null(np.nan).to_numpy(),
+        df["ps1_dec"].fill_null(np.nan).to_numpy(),
+    )
 
     # adoption: the unique best-type counterpart of each component, where there is one
     w = pl.DataFrame({"comp": comp, "rank": own_rank, "ref_id": own_id})
     matched = w.filter(pl.col("rank") < 2)
-    best = (matched.filter(pl.col("rank") == pl.col("rank").min().over("comp"))
-            .group_by("comp")
-            .agg(pl.col("rank").first().alias("a_rank"), pl.col("ref_id").min().alias("a_id"),
-                 pl.col("ref_id").n_unique().alias("n_ids"))
-            .filter(pl.col("n_ids") == 1))
+    best = (
+        matched.filter(pl.col("rank") == pl.col("rank").min().over("comp"))
+        .group_by("comp")
+        .agg(
+            pl.col("rank").first().alias("a_rank"),
+            pl.col("ref_id").min().alias("a_id"),
+            pl.col("ref_id").n_unique().alias("n_ids"),
+        )
+        .filter(pl.col("n_ids") == 1)
+    )
     w = w.join(best, on="comp", how="left", maintain_order="left")
     adopted = (own_rank == 2) & w["a_rank"].is_not_null().to_numpy()
     gp_rank = np.where(adopted, w["a_rank"].fill_null(2).to_numpy(), own_rank).astype(np.int64)
-    gp_id = np.where(adopted, w["a_id"].fill_null(0).to_numpy(),
-                     np.where(own_rank == 2, lid, own_id)).astype(np.int64)
+    gp_id = np.where(
+        adopted, w["a_id"].fill_null(0).to_numpy(), np.where(own_rank == 2, lid, own_id)
+    ).astype(np.int64)
 
     # objects: one per (gp_type, gp_id)
     keys, obj = np.unique(np.column_stack([gp_rank, gp_id]), axis=0, return_inverse=True)
@@ -180,19 +227,33 @@ def ids_from_links(df: pl.DataFrame, i: npt.NDArray[np.int64], j: npt.NDArray[np
     ura[lone] = ra[first_row[lone]]
     udec[lone] = dec[first_row[lone]]
     if not (np.all(np.isfinite(ura)) and np.all(np.isfinite(udec))):
-        raise ValueError("a matched counterpart has no position (gaia_ra/gaia_dec or "
-                         "ps1_ra/ps1_dec is null); the cross-match table is incomplete")
-    obj_uid = _unique_uids(healpix_29(ura, udec) if n_obj else np.zeros(0, np.int64),
-                           obj_rank, obj_gp)
+        raise ValueError(
+            "a matched counterpart has no position (gaia_ra/gaia_dec or "
+            "ps1_ra/ps1_dec is null); the cross-match table is incomplete"
+        )
+    obj_uid = _unique_uids(
+        healpix_29(ura, udec) if n_obj else np.zeros(0, np.int64), obj_rank, obj_gp
+    )
 
-    return pl.DataFrame({
-        "specid": df["specid"], "source_sha256": df["source_sha256"], "obsid": df["obsid"],
-        "uid": obj_uid[obj], "lid": lid, "gp_id": gp_id,
-        "gp_type": np.array(GP_TYPES, dtype=object)[gp_rank].tolist(),
-        "ura": ura[obj], "udec": udec[obj], "ra": ra, "dec": dec,
-        **{c: df[c] for c in CARRIED_COLUMNS},
-        "xmatch_run_id": df["run_id"], "_healpix_29": hp,
-    }, strict=False)
+    return pl.DataFrame(
+        {
+            "specid": df["specid"],
+            "source_sha256": df["source_sha256"],
+            "obsid": df["obsid"],
+            "uid": obj_uid[obj],
+            "lid": lid,
+            "gp_id": gp_id,
+            "gp_type": np.array(GP_TYPES, dtype=object)[gp_rank].tolist(),
+            "ura": ura[obj],
+            "udec": udec[obj],
+            "ra": ra,
+            "dec": dec,
+            **{c: df[c] for c in CARRIED_COLUMNS},
+            "xmatch_run_id": df["run_id"],
+            "_healpix_29": hp,
+        },
+        strict=False,
+    )
 
 
 def uid_aliases(previous: pl.DataFrame, current: pl.DataFrame, run_id: str) -> pl.DataFrame:
@@ -205,18 +266,21 @@ def uid_aliases(previous: pl.DataFrame, current: pl.DataFrame, run_id: str) -> p
     moved (a new epoch shifted a LAMOST group's mean position).
     """
     cols = ["specid", "uid", "gp_type", "gp_id"]
-    old = previous.select(cols).rename({"uid": "old_uid", "gp_type": "old_type",
-                                        "gp_id": "old_gp"})
+    old = previous.select(cols).rename({"uid": "old_uid", "gp_type": "old_type", "gp_id": "old_gp"})
     joined = old.join(current.select(cols), on="specid", how="inner")
-    reason = (pl.when(pl.col("old_type") != pl.col("gp_type"))
-              .then(pl.col("old_type") + "->" + pl.col("gp_type"))
-              .when(pl.col("old_gp") != pl.col("gp_id"))
-              .then(pl.col("gp_type") + " id changed")
-              .otherwise(pl.lit("position changed")))
-    return (joined.filter(pl.col("old_uid") != pl.col("uid"))
-            .with_columns(reason.alias("reason"))
-            .group_by("old_uid", "uid")
-            .agg(pl.col("reason").min())
-            .with_columns(pl.lit(run_id).alias("run_id"))
-            .select("old_uid", "uid", "run_id", "reason")
-            .sort("old_uid", "uid"))
+    reason = (
+        pl.when(pl.col("old_type") != pl.col("gp_type"))
+        .then(pl.col("old_type") + "->" + pl.col("gp_type"))
+        .when(pl.col("old_gp") != pl.col("gp_id"))
+        .then(pl.col("gp_type") + " id changed")
+        .otherwise(pl.lit("position changed"))
+    )
+    return (
+        joined.filter(pl.col("old_uid") != pl.col("uid"))
+        .with_columns(reason.alias("reason"))
+        .group_by("old_uid", "uid")
+        .agg(pl.col("reason").min())
+        .with_columns(pl.lit(run_id).alias("run_id"))
+        .select("old_uid", "uid", "run_id", "reason")
+        .sort("old_uid", "uid")
+    )

@@ -37,8 +37,19 @@ def designation(ra_deg: npt.ArrayLike, dec_deg: npt.ArrayLike) -> npt.NDArray[np
     dd, rem = np.divmod(dec_ds, 36_000)
     dm, ds = np.divmod(rem, 600)
     sign = np.where(dec < 0, "-", "+")
-    fields = zip(hh.tolist(), mm.tolist(), cs.tolist(), sign.tolist(), dd.tolist(),
-                 dm.tolist(), ds.tolist(), strict=True)
-    out = [f"LAMOST J{h:02d}{m:02d}{c // 100:02d}.{c % 100:02d}"
-           f"{s}{d:02d}{am:02d}{a // 10:02d}.{a % 10:d}" for h, m, c, s, d, am, a in fields]
+    fields = zip(
+        hh.tolist(),
+        mm.tolist(),
+        cs.tolist(),
+        sign.tolist(),
+        dd.tolist(),
+        dm.tolist(),
+        ds.tolist(),
+        strict=True,
+    )
+    out = [
+        f"LAMOST J{h:02d}{m:02d}{c // 100:02d}.{c % 100:02d}"
+        f"{s}{d:02d}{am:02d}{a // 10:02d}.{a % 10:d}"
+        for h, m, c, s, d, am, a in fields
+    ]
     return np.array(out, dtype=np.str_)

@@ -35,8 +35,9 @@ def link_order(radius_arcsec: float) -> int:
     return match_order(radius_arcsec)
 
 
-def link_pairs(con: duckdb.DuckDBPyConnection, left: pa.Table, right: pa.Table, *,
-               radius_arcsec: float) -> pa.Table:
+def link_pairs(
+    con: duckdb.DuckDBPyConnection, left: pa.Table, right: pa.Table, *, radius_arcsec: float
+) -> pa.Table:
     """Pairs ``(i, j)``, ``i < j``, of a row of ``left`` and a row of ``right`` within
     ``radius_arcsec``, each found once.
 
@@ -52,9 +53,13 @@ def link_pairs(con: duckdb.DuckDBPyConnection, left: pa.Table, right: pa.Table, 
     return out.sort_by([("i", "ascending"), ("j", "ascending")])
 
 
-def fof_pairs(ra_deg: npt.ArrayLike, dec_deg: npt.ArrayLike, *, radius_arcsec: float = 3.0,
-              con: duckdb.DuckDBPyConnection | None = None
-              ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+def fof_pairs(
+    ra_deg: npt.ArrayLike,
+    dec_deg: npt.ArrayLike,
+    *,
+    radius_arcsec: float = 3.0,
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Index pairs ``(i, j)``, ``i < j``, of positions within ``radius_arcsec``.
 
     >>> i, j = fof_pairs([10.0, 10.0, 10.1], [0.0, 0.0005, 0.0])
@@ -68,16 +73,24 @@ def fof_pairs(ra_deg: npt.ArrayLike, dec_deg: npt.ArrayLike, *, radius_arcsec: f
     if ra.size == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     link_order(radius_arcsec)  # the radius is checked before any work
-    points = pa.table({"id": np.arange(ra.size, dtype=np.int64), "ra": ra, "dec": dec,
-                       "_healpix_29": healpix_29(ra, dec)})
-    out = link_pairs(con if con is not None else duckdb.connect(), points, points,
-                     radius_arcsec=radius_arcsec)
-    return (out.column("i").to_numpy().astype(np.int64, copy=False),
-            out.column("j").to_numpy().astype(np.int64, copy=False))
+    points = pa.table(
+        {
+            "id": np.arange(ra.size, dtype=np.int64),
+            "ra": ra,
+            "dec": dec,
+            "_healpix_29": healpix_29(ra, dec),
+        }
+    )
+    out = link_pairs(
+        con if con is not None else duckdb.connect(), points, points, radius_arcsec=radius_arcsec
+    )
+    return (
+        out.column("i").to_numpy().astype(np.int64, copy=False),
+        out.column("j").to_numpy().astype(np.int64, copy=False),
+    )
 
 
-def components(n: int, i: npt.NDArray[np.int64], j: npt.NDArray[np.int64]
-               ) -> npt.NDArray[np.int64]:
+def components(n: int, i: npt.NDArray[np.int64], j: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     """Connected-component label of each of ``n`` points linked by the pairs ``(i, j)``.
 
     >>> components(4, np.array([0, 1]), np.array([1, 2])).tolist()

@@ -49,8 +49,13 @@ class LinkGroup:
     margin: pa.Table
 
 
-def link_partition(core: pa.Table, margin: pa.Table, config: LinkConfig, *,
-                   con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
+def link_partition(
+    core: pa.Table,
+    margin: pa.Table,
+    config: LinkConfig,
+    *,
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> pa.Table:
     """Friends-of-friends links ``(i, j)``, ``i < j``, with ``i`` a core row.
 
     Parameters
@@ -70,11 +75,18 @@ def link_partition(core: pa.Table, margin: pa.Table, config: LinkConfig, *,
     pyarrow.Table
         ``i, j`` (int64), sorted.
     """
-    right = pa.concat_tables([core.select(list(POINT_COLUMNS)),
-                              margin.select(list(POINT_COLUMNS)).cast(
-                                  core.select(list(POINT_COLUMNS)).schema)])
-    return link_pairs(con if con is not None else duckdb.connect(), core, right,
-                      radius_arcsec=config.radius_arcsec)
+    right = pa.concat_tables(
+        [
+            core.select(list(POINT_COLUMNS)),
+            margin.select(list(POINT_COLUMNS)).cast(core.select(list(POINT_COLUMNS)).schema),
+        ]
+    )
+    return link_pairs(
+        con if con is not None else duckdb.connect(),
+        core,
+        right,
+        radius_arcsec=config.radius_arcsec,
+    )
 
 
 def _group_bounds(npix_sorted: npt.NDArray[np.int64], rows: int) -> list[tuple[int, int]]:
@@ -90,16 +102,19 @@ def _group_bounds(npix_sorted: npt.NDArray[np.int64], rows: int) -> list[tuple[i
     return out
 
 
-def plan_link_groups(points: pa.Table, *, partition_order: int, config: LinkConfig,
-                     group_rows: int = GROUP_ROWS) -> list[LinkGroup]:
+def plan_link_groups(
+    points: pa.Table, *, partition_order: int, config: LinkConfig, group_rows: int = GROUP_ROWS
+) -> list[LinkGroup]:
     """Cut ``points`` (``id, ra, dec, _healpix_29``) into groups of whole partitions at
     ``partition_order`` with their margins (see the module docstring)."""
     if not 0 < group_rows:
         raise ValueError(f"group_rows must be > 0, got {group_rows}")
     k = match_order(config.radius_arcsec)
     if k < partition_order:
-        raise ValueError(f"a {config.radius_arcsec} arcsec linking radius needs pixels coarser "
-                         f"than the partitions (order {partition_order}); use a smaller radius")
+        raise ValueError(
+            f"a {config.radius_arcsec} arcsec linking radius needs pixels coarser "
+            f"than the partitions (order {partition_order}); use a smaller radius"
+        )
     hp = points.column("_healpix_29").to_numpy().astype(np.int64, copy=False)
     by_pixel = np.argsort(hp, kind="stable")
     hp_sorted = hp[by_pixel]
@@ -111,12 +126,18 @@ def plan_link_groups(points: pa.Table, *, partition_order: int, config: LinkConf
         around = np.setdiff1d(neighbours(own, partition_order), own)
         lo = np.searchsorted(npix, around, side="left")
         hi = np.searchsorted(npix, around, side="right")
-        cand = np.concatenate([np.arange(a, b) for a, b in zip(lo.tolist(), hi.tolist(),
-                                                                strict=True)] or
-                              [np.zeros(0, np.int64)])
+        cand = np.concatenate(
+            [np.arange(a, b) for a, b in zip(lo.tolist(), hi.tolist(), strict=True)]
+            or [np.zeros(0, np.int64)]
+        )
         _, block = pixel_block(hp_sorted[begin:end], k, threads=1)
         cand = cand[np.isin(link_pix[cand], np.unique(block))]
-        groups.append(LinkGroup(partition_order, tuple(own.tolist()),
-                                points.take(by_pixel[begin:end]),
-                                points.take(by_pixel[np.sort(cand)])))
+        groups.append(
+            LinkGroup(
+                partition_order,
+                tuple(own.tolist()),
+                points.take(by_pixel[begin:end]),
+                points.take(by_pixel[np.sort(cand)]),
+            )
+        )
     return groups

@@ -102,31 +102,55 @@ def link_task(task: LinkTask) -> pa.Table:
     return link_partition(task.group.core, task.group.margin, task.config, con=_CON[0])
 
 
-def _links(cat: Catalog, df: pl.DataFrame, radius_arcsec: float, run_id: str,
-           workers: int | None, cluster: str | None, group_rows: int, report: IdsReport
-           ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+def _links(
+    cat: Catalog,
+    df: pl.DataFrame,
+    radius_arcsec: float,
+    run_id: str,
+    workers: int | None,
+    cluster: str | None,
+    group_rows: int,
+    report: IdsReport,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """All friends-of-friends pairs of ``df``'s rows, found partition by partition."""
     ra = df["ra"].to_numpy().astype(np.float64)
     dec = df["dec"].to_numpy().astype(np.float64)
-    points = pa.table({"id": np.arange(df.height, dtype=np.int64), "ra": ra, "dec": dec,
-                       "_healpix_29": healpix_29(ra, dec) if df.height
-                       else np.zeros(0, np.int64)})
+    points = pa.table(
+        {
+            "id": np.arange(df.height, dtype=np.int64),
+            "ra": ra,
+            "dec": dec,
+            "_healpix_29": healpix_29(ra, dec) if df.height else np.zeros(0, np.int64),
+        }
+    )
     config = LinkConfig(float(radius_arcsec))
-    tasks = [LinkTask(g, config) for g in
-             plan_link_groups(points, partition_order=cat.partition_order, config=config,
-                              group_rows=group_rows)]
+    tasks = [
+        LinkTask(g, config)
+        for g in plan_link_groups(
+            points, partition_order=cat.partition_order, config=config, group_rows=group_rows
+        )
+    ]
     report.n_link_tasks = len(tasks)
     links: list[pa.Table] = []
-    with open_executor(cluster, workers=workers, n_tasks=max(len(tasks), 1), root=cat.root,
-                       staging=STAGING, run_id=run_id, preload="lamostdb.ids.stage") as ex:
+    with open_executor(
+        cluster,
+        workers=workers,
+        n_tasks=max(len(tasks), 1),
+        root=cat.root,
+        staging=STAGING,
+        run_id=run_id,
+        preload="lamostdb.ids.stage",
+    ) as ex:
         for _, result in ex.run(link_task, tasks):
             links.append(result)
         report.executor = ex.summary().as_dict()
     if not links:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     pairs = pa.concat_tables(links)
-    return (pairs.column("i").to_numpy().astype(np.int64, copy=False),
-            pairs.column("j").to_numpy().astype(np.int64, copy=False))
+    return (
+        pairs.column("i").to_numpy().astype(np.int64, copy=False),
+        pairs.column("j").to_numpy().astype(np.int64, copy=False),
+    )
 
 
 def _stage_files(cat: Catalog, table: pa.Table, run_id: str) -> list[StagedFile]:
@@ -139,14 +163,21 @@ def _stage_files(cat: Catalog, table: pa.Table, run_id: str) -> list[StagedFile]
         name = f"part-{run_id}-{k:05d}.parquet"
         rel = f"{STAGING}/{run_id}/{leaf}/{name}"
         nbytes = write_parquet(part, Path(cat.root) / rel)
-        staged.append(StagedFile("objects", rel, f"{leaf}/{name}", norder, npix,
-                                 part.num_rows, nbytes))
+        staged.append(
+            StagedFile("objects", rel, f"{leaf}/{name}", norder, npix, part.num_rows, nbytes)
+        )
     return staged
 
 
-def assign_ids(cat: Catalog, *, radius_arcsec: float = 3.0, progress: bool = True,
-               workers: int | None = 1, cluster: str | None = None,
-               group_rows: int = GROUP_ROWS) -> IdsReport:
+def assign_ids(
+    cat: Catalog,
+    *,
+    radius_arcsec: float = 3.0,
+    progress: bool = True,
+    workers: int | None = 1,
+    cluster: str | None = None,
+    group_rows: int = GROUP_ROWS,
+) -> IdsReport:
     """Compute UID, LID and GID of every current spectrum and commit what changed.
 
     Parameters
@@ -180,17 +211,21 @@ def assign_ids(cat: Catalog, *, radius_arcsec: float = 3.0, progress: bool = Tru
     report = IdsReport(_new_run_id())
     con = cat.con
     with cat.write_lock():
-        if not con.execute(statement("ids.sql", "relation_exists"), {"name": "xmatch"}
-                           ).fetchall()[0][0]:
-            raise CatalogError(f"{cat.root} has no xmatch table: run the cross-match stage "
-                               "(`lamostdb xmatch`) before `lamostdb ids`")
+        if not con.execute(statement("ids.sql", "relation_exists"), {"name": "xmatch"}).fetchall()[
+            0
+        ][0]:
+            raise CatalogError(
+                f"{cat.root} has no xmatch table: run the cross-match stage "
+                "(`lamostdb xmatch`) before `lamostdb ids`"
+            )
         con.execute(statement("ids.sql", "create_uid_aliases"))
         steps = tqdm(total=4, desc="ids", unit="step", disable=not progress)
         try:
             xm = sorted_xmatch(cat.sql(statement("ids.sql", "current_xmatch")))
             steps.update()
-            i, j = _links(cat, xm, radius_arcsec, report.run_id, workers, cluster,
-                          group_rows, report)
+            i, j = _links(
+                cat, xm, radius_arcsec, report.run_id, workers, cluster, group_rows, report
+            )
             ids = ids_from_links(xm, i, j)
             ids = ids.with_columns(pl.lit(report.run_id).alias("run_id"))
             steps.update()
@@ -203,13 +238,13 @@ def assign_ids(cat: Catalog, *, radius_arcsec: float = 3.0, progress: bool = Tru
             report.n_spectra = ids.height
             report.n_objects = ids["uid"].n_unique()
             report.n_lids = ids["lid"].n_unique()
-            report.gp_types = {str(k): int(v) for k, v in
-                               ids.unique("uid")["gp_type"].value_counts().iter_rows()}
+            report.gp_types = {
+                str(k): int(v) for k, v in ids.unique("uid")["gp_type"].value_counts().iter_rows()
+            }
             report.n_written = changed.height
             report.n_aliases = aliases.height
             if changed.height:
-                table = pa.Table.from_batches(changed.to_arrow().to_batches()
-                                              ).cast(schema)
+                table = pa.Table.from_batches(changed.to_arrow().to_batches()).cast(schema)
                 staged = sorted(_stage_files(cat, table, report.run_id), key=lambda s: s.final)
                 alias_arrow = aliases.to_arrow()
 

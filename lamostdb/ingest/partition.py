@@ -29,8 +29,9 @@ class SpectraPartitions:
     refused: dict[int, str] = field(default_factory=dict)
 
 
-def spectra_partitions(records: Sequence[SpectrumRecord], *, run_id: str, order: int
-                       ) -> SpectraPartitions:
+def spectra_partitions(
+    records: Sequence[SpectrumRecord], *, run_id: str, order: int
+) -> SpectraPartitions:
     """The ``spectra`` rows of ``records``, one Arrow table per partition at ``order``.
 
     Parameters
@@ -57,8 +58,9 @@ def spectra_partitions(records: Sequence[SpectrumRecord], *, run_id: str, order:
     return out
 
 
-def _table_or_refuse(records: list[SpectrumRecord], run_id: str, hp: np.ndarray
-                     ) -> tuple[pa.Table | None, dict[int, str]]:
+def _table_or_refuse(
+    records: list[SpectrumRecord], run_id: str, hp: np.ndarray
+) -> tuple[pa.Table | None, dict[int, str]]:
     """The rows of ``records``; a record the table cannot hold is refused alone.
 
     Returns the table (None when every record is refused) and, by position in
@@ -72,11 +74,13 @@ def _table_or_refuse(records: list[SpectrumRecord], run_id: str, hp: np.ndarray
     keep, refused = [], {}
     for i, rec in enumerate(records):
         try:
-            records_to_table([rec], ingest_run=run_id, hp=hp[i:i + 1])
+            records_to_table([rec], ingest_run=run_id, hp=hp[i : i + 1])
             keep.append(i)
         except Exception as exc:
-            refused[i] = (f"a value does not fit the spectra table ({type(exc).__name__}: "
-                          f"{exc}); report the file to the lamostdb maintainers")
+            refused[i] = (
+                f"a value does not fit the spectra table ({type(exc).__name__}: "
+                f"{exc}); report the file to the lamostdb maintainers"
+            )
     if not keep:
         return None, refused
     return records_to_table([records[i] for i in keep], ingest_run=run_id, hp=hp[keep]), refused

@@ -44,8 +44,11 @@ from lamostdb.io.validate import DEFAULT_LIMITS, ReadLimits
 
 SPECTRUM_SUFFIXES = (".fits", ".fit", ".fits.gz", ".fit.gz", ".fts")
 _PRELOAD = "lamostdb.ingest.stage"
-def discover(inputs: Iterable[str | Path],
-             unreadable: list[tuple[str, str]] | None = None) -> list[Path]:
+
+
+def discover(
+    inputs: Iterable[str | Path], unreadable: list[tuple[str, str]] | None = None
+) -> list[Path]:
     """Expand files, folders (recursively) and glob patterns into spectrum files.
 
     Folders that cannot be listed go to ``unreadable`` as ``(folder, reason)``; with
@@ -64,23 +67,27 @@ class _ChunkTask:
     limits: ReadLimits = DEFAULT_LIMITS
 
 
-def _failed(name: str, path: str, size: int | None, mtime: int, raw: bytes,
-            exc: BaseException) -> FileOutcome:
+def _failed(
+    name: str, path: str, size: int | None, mtime: int, raw: bytes, exc: BaseException
+) -> FileOutcome:
     """The quarantine outcome of a file whose reading raised ``exc`` (any kind)."""
     if isinstance(exc, SpectrumReadError):
         reason = exc.reason
     else:  # a reader bug or a case nobody foresaw: this file only, and say so
-        reason = (f"unexpected {type(exc).__name__} while reading: {exc}; the file is not "
-                  "stored. Report it (with the file) to the lamostdb maintainers")
+        reason = (
+            f"unexpected {type(exc).__name__} while reading: {exc}; the file is not "
+            "stored. Report it (with the file) to the lamostdb maintainers"
+        )
     if name != path:
-        reason += (" [the file name is not valid UTF-8: the path is stored with \\x escapes "
-                   "for its undecodable bytes]")
+        reason += (
+            " [the file name is not valid UTF-8: the path is stored with \\x escapes "
+            "for its undecodable bytes]"
+        )
     # the content's checksum when it is known (an empty file is known to be empty), else a
     # stand-in per path: a file refused before reading, or one that could not be opened
     known = bool(raw) or size == 0
     sha = hashlib.sha256(raw if known else f"unreadable:{name}".encode()).hexdigest()
-    return FileOutcome(name, size or 0, mtime, sha, None, None, None, None,
-                       reason or "unreadable")
+    return FileOutcome(name, size or 0, mtime, sha, None, None, None, None, reason or "unreadable")
 
 
 def _read_one(path: str, limits: ReadLimits) -> tuple[FileOutcome, SpectrumRecord | None]:
@@ -96,8 +103,17 @@ def _read_one(path: str, limits: ReadLimits) -> tuple[FileOutcome, SpectrumRecor
         rec = parse_spectrum_bytes(raw, data, name, limits=limits)
     except Exception as exc:  # per-file isolation: nothing here stops the run
         return _failed(name, path, size, mtime, raw, exc), None
-    return FileOutcome(name, st.st_size, mtime, rec.source_sha256, rec.specid, rec.obsid,
-                       rec.lmjd, rec.data_v, None), rec
+    return FileOutcome(
+        name,
+        st.st_size,
+        mtime,
+        rec.source_sha256,
+        rec.specid,
+        rec.obsid,
+        rec.lmjd,
+        rec.data_v,
+        None,
+    ), rec
 
 
 def _process_chunk(task: _ChunkTask) -> tuple[list[FileOutcome], list[StagedFile], float]:
@@ -119,15 +135,19 @@ def _process_chunk(task: _ChunkTask) -> tuple[list[FileOutcome], list[StagedFile
     parts = spectra_partitions(records, run_id=task.run_id, order=task.order)
     for i, reason in parts.refused.items():
         k = where[i]
-        outcomes[k] = dataclasses.replace(outcomes[k], specid=None, obsid=None, night=None,
-                                          data_v=None, reason=reason)
+        outcomes[k] = dataclasses.replace(
+            outcomes[k], specid=None, obsid=None, night=None, data_v=None, reason=reason
+        )
     for p, part in parts.tables.items():
         leaf = leaf_relpath("spectra", task.order, p)
         name = f"part-{task.run_id}-{task.index:05d}.parquet"
         staged_rel = f"{STAGING}/{task.run_id}/{leaf}/{name}"
         nbytes = write_parquet(part, Path(task.root) / staged_rel, **SPECTRA_ENCODING)
-        staged.append(StagedFile("spectra", staged_rel, f"{leaf}/{name}", task.order, p,
-                                 part.num_rows, nbytes))
+        staged.append(
+            StagedFile(
+                "spectra", staged_rel, f"{leaf}/{name}", task.order, p, part.num_rows, nbytes
+            )
+        )
     return outcomes, staged, _peak_rss_mb()
 
 
@@ -148,12 +168,19 @@ def _peak_rss_mb() -> float:
 
 
 def _chunks(paths: Sequence[str], size: int) -> list[tuple[str, ...]]:
-    return [tuple(paths[i:i + size]) for i in range(0, len(paths), size)]
+    return [tuple(paths[i : i + size]) for i in range(0, len(paths), size)]
 
 
-def ingest(catalog: Catalog, inputs: Iterable[str | Path], *, workers: int | None = None,
-           chunk_size: int = 500, progress: bool = True,
-           limits: ReadLimits = DEFAULT_LIMITS, cluster: str | None = None) -> IngestReport:
+def ingest(
+    catalog: Catalog,
+    inputs: Iterable[str | Path],
+    *,
+    workers: int | None = None,
+    chunk_size: int = 500,
+    progress: bool = True,
+    limits: ReadLimits = DEFAULT_LIMITS,
+    cluster: str | None = None,
+) -> IngestReport:
     """Ingest spectrum files into ``catalog`` (opened with ``mode='w'``).
 
     Parameters
@@ -183,33 +210,42 @@ def ingest(catalog: Catalog, inputs: Iterable[str | Path], *, workers: int | Non
         report.n_inputs = len(files)
         todo, stats, prior = ledger.skip_unchanged(catalog, files, report)
         outcomes, staged, report.peak_worker_rss_mb, report.executor = _read_all(
-            catalog, todo, run_id, workers, chunk_size, progress, limits, cluster)
+            catalog, todo, run_id, workers, chunk_size, progress, limits, cluster
+        )
         report.bytes_read = sum(o.size_bytes for o in outcomes)
         fresh, quarantined, restore, drop, paths = ledger.sort_outcomes(
-            catalog, outcomes, stats, prior, run_id, report)
+            catalog, outcomes, stats, prior, run_id, report
+        )
         lgr, versions, superseded = _decide(catalog, fresh, run_id, report)
         quarantine = _quarantine_table(quarantined, run_id)
         paths = pa.concat_tables([paths, ledger.fresh_path_rows(fresh, stats, run_id)])
         restored = ledger.restored_table(restore, run_id)
         cleared = ledger.cleared_table(fresh, restore, paths)
         if cleared.num_rows:
-            report.n_quarantine_cleared = len(catalog.con.execute(
-                statement("ledger.sql", "quarantine_to_clear"),
-                {"paths": cleared.column("path").to_pylist(),
-                 "shas": cleared.column("sha256").to_pylist()}).fetchall())
+            report.n_quarantine_cleared = len(
+                catalog.con.execute(
+                    statement("ledger.sql", "quarantine_to_clear"),
+                    {
+                        "paths": cleared.column("path").to_pylist(),
+                        "shas": cleared.column("sha256").to_pylist(),
+                    },
+                ).fetchall()
+            )
         staged = _drop_rows(catalog, staged, drop)
         report.n_rows_written = sum(s.n_rows for s in staged)
         report.elapsed_s = round(time.perf_counter() - t0, 3)
 
         def ledger_writes() -> None:
             con = catalog.con
-            for view, tbl, stmt in (("staged_ledger", lgr, "insert_ledger_rows"),
-                                    ("staged_versions", versions, "insert_versions"),
-                                    ("staged_superseded", superseded, "supersede_versions"),
-                                    ("staged_restored", restored, "restore_versions"),
-                                    ("staged_cleared", cleared, "clear_quarantine"),
-                                    ("staged_quarantine", quarantine, "insert_quarantine_rows"),
-                                    ("staged_paths", paths, "upsert_paths")):
+            for view, tbl, stmt in (
+                ("staged_ledger", lgr, "insert_ledger_rows"),
+                ("staged_versions", versions, "insert_versions"),
+                ("staged_superseded", superseded, "supersede_versions"),
+                ("staged_restored", restored, "restore_versions"),
+                ("staged_cleared", cleared, "clear_quarantine"),
+                ("staged_quarantine", quarantine, "insert_quarantine_rows"),
+                ("staged_paths", paths, "upsert_paths"),
+            ):
                 if tbl.num_rows:
                     con.register(view, tbl)
                     con.execute(statement("ledger.sql", stmt))
@@ -222,17 +258,25 @@ def ingest(catalog: Catalog, inputs: Iterable[str | Path], *, workers: int | Non
     return report
 
 
-def _read_all(catalog: Catalog, files: list[str], run_id: str, workers: int | None,
-              chunk_size: int, progress: bool, limits: ReadLimits = DEFAULT_LIMITS,
-              cluster: str | None = None
-              ) -> tuple[list[FileOutcome], list[StagedFile], float, dict[str, object]]:
+def _read_all(
+    catalog: Catalog,
+    files: list[str],
+    run_id: str,
+    workers: int | None,
+    chunk_size: int,
+    progress: bool,
+    limits: ReadLimits = DEFAULT_LIMITS,
+    cluster: str | None = None,
+) -> tuple[list[FileOutcome], list[StagedFile], float, dict[str, object]]:
     """Read every file on an executor (see :func:`_read_tasks`).
 
     Returns the outcomes, the staged files, the workers' peak RSS (MB) and where the
     tasks ran (:meth:`lamostdb.execute.Executor.summary`).
     """
-    tasks = [_ChunkTask(i, c, str(catalog.root), run_id, catalog.partition_order, limits)
-             for i, c in enumerate(_chunks(files, chunk_size))]
+    tasks = [
+        _ChunkTask(i, c, str(catalog.root), run_id, catalog.partition_order, limits)
+        for i, c in enumerate(_chunks(files, chunk_size))
+    ]
     outcomes: list[FileOutcome] = []
     staged: list[StagedFile] = []
     peak = 0.0
@@ -248,8 +292,7 @@ def _read_all(catalog: Catalog, files: list[str], run_id: str, workers: int | No
 
     summaries: list[ExecutorSummary] = []
     try:
-        _read_tasks(catalog, run_id, tasks, workers, cluster, chunk_size, take, outcomes,
-                    summaries)
+        _read_tasks(catalog, run_id, tasks, workers, cluster, chunk_size, take, outcomes, summaries)
     finally:
         bar.close()
     outcomes.sort(key=lambda o: o.path)
@@ -265,13 +308,22 @@ def _merged(summaries: list[ExecutorSummary]) -> dict[str, object]:
         for w, n in s.tasks_per_worker.items():
             tasks[w] += n
     first = summaries[0]
-    return ExecutorSummary(first.cluster, first.n_workers, dict(tasks),
-                           sum(s.retries for s in summaries)).as_dict()
+    return ExecutorSummary(
+        first.cluster, first.n_workers, dict(tasks), sum(s.retries for s in summaries)
+    ).as_dict()
 
 
-def _read_tasks(catalog: Catalog, run_id: str, tasks: list[_ChunkTask], workers: int | None,
-                cluster: str | None, chunk_size: int, take: Callable[[tuple], None],
-                outcomes: list[FileOutcome], summaries: list[ExecutorSummary]) -> None:
+def _read_tasks(
+    catalog: Catalog,
+    run_id: str,
+    tasks: list[_ChunkTask],
+    workers: int | None,
+    cluster: str | None,
+    chunk_size: int,
+    take: Callable[[tuple], None],
+    outcomes: list[FileOutcome],
+    summaries: list[ExecutorSummary],
+) -> None:
     """Run ``tasks``, surviving worker processes that die.
 
     A worker that dies (a signal, the OOM killer) must not stop the night or lose files:
@@ -285,10 +337,19 @@ def _read_tasks(catalog: Catalog, run_id: str, tasks: list[_ChunkTask], workers:
     while tasks:
         done: set[int] = set()
         lost: WorkerLost | None = None
-        ex = (LocalExecutor(1, root=catalog.root, staging=STAGING, run_id=run_id,
-                            preload=_PRELOAD) if isolate else
-              open_executor(cluster, workers=workers, n_tasks=len(tasks), root=catalog.root,
-                            staging=STAGING, run_id=run_id, preload=_PRELOAD))
+        ex = (
+            LocalExecutor(1, root=catalog.root, staging=STAGING, run_id=run_id, preload=_PRELOAD)
+            if isolate
+            else open_executor(
+                cluster,
+                workers=workers,
+                n_tasks=len(tasks),
+                root=catalog.root,
+                staging=STAGING,
+                run_id=run_id,
+                preload=_PRELOAD,
+            )
+        )
         with ex:
             try:
                 for t, result in ex.run(_process_chunk, tasks):
@@ -323,22 +384,26 @@ def _died(path: str) -> FileOutcome:
         size, mtime = st.st_size, st.st_mtime_ns
     except OSError:
         size, mtime = 0, 0
-    reason = ("the reading process died (killed by a signal, or out of memory) while reading "
-              "this file, so it was not stored; the other files were read. Report it (with "
-              "the file) to the lamostdb maintainers")
+    reason = (
+        "the reading process died (killed by a signal, or out of memory) while reading "
+        "this file, so it was not stored; the other files were read. Report it (with "
+        "the file) to the lamostdb maintainers"
+    )
     sha = ledger.unreadable_sha(name)  # the bytes are not read again here
     return FileOutcome(name, size, mtime, sha, None, None, None, None, reason)
 
 
-def _decide(catalog: Catalog, fresh: list[FileOutcome], run_id: str, report: IngestReport
-            ) -> tuple[pa.Table, pa.Table, pa.Table]:
+def _decide(
+    catalog: Catalog, fresh: list[FileOutcome], run_id: str, report: IngestReport
+) -> tuple[pa.Table, pa.Table, pa.Table]:
     """Ledger rows, versions and supersessions of the fresh contents of one run."""
     con = catalog.con
     specids = sorted({o.specid for o in fresh if o.specid})
     existing: dict[str, list[tuple[int, str, str | None, bool]]] = defaultdict(list)
     if specids:
-        for sid, ver, sha, dv, cur in con.execute(statement("ledger.sql", "versions_of"),
-                                                  {"specids": specids}).fetchall():
+        for sid, ver, sha, dv, cur in con.execute(
+            statement("ledger.sql", "versions_of"), {"specids": specids}
+        ).fetchall():
             existing[sid].append((int(ver), sha, dv, bool(cur)))
     by_spec: dict[str, list[FileOutcome]] = defaultdict(list)
     for o in fresh:
@@ -364,35 +429,94 @@ def _decide(catalog: Catalog, fresh: list[FileOutcome], run_id: str, report: Ing
             if cur and v != best[1]:
                 superseded_rows.append({"specid": sid, "version": v, "ingest_run": run_id})
         for o, v in assigned:
-            ledger_rows.append({"sha256": o.sha256, "path": o.path, "size_bytes": o.size_bytes,
-                                "mtime_ns": o.mtime_ns, "specid": sid, "obsid": o.obsid,
-                                "night": o.night, "version": v, "ingest_run": run_id})
-            version_rows.append({"specid": sid, "version": v, "sha256": o.sha256,
-                                 "data_v": o.data_v, "current": v == best[1],
-                                 "ingest_run": run_id})
-    ledger_table = pa.Table.from_pylist(ledger_rows, schema=pa.schema([
-        ("sha256", pa.string()), ("path", pa.string()), ("size_bytes", pa.int64()),
-        ("mtime_ns", pa.int64()), ("specid", pa.string()), ("obsid", pa.int64()),
-        ("night", pa.int32()), ("version", pa.int32()), ("ingest_run", pa.string())]))
-    versions = pa.Table.from_pylist(version_rows, schema=pa.schema([
-        ("specid", pa.string()), ("version", pa.int32()), ("sha256", pa.string()),
-        ("data_v", pa.string()), ("current", pa.bool_()), ("ingest_run", pa.string())]))
-    superseded = pa.Table.from_pylist(superseded_rows, schema=pa.schema([
-        ("specid", pa.string()), ("version", pa.int32()), ("ingest_run", pa.string())]))
+            ledger_rows.append(
+                {
+                    "sha256": o.sha256,
+                    "path": o.path,
+                    "size_bytes": o.size_bytes,
+                    "mtime_ns": o.mtime_ns,
+                    "specid": sid,
+                    "obsid": o.obsid,
+                    "night": o.night,
+                    "version": v,
+                    "ingest_run": run_id,
+                }
+            )
+            version_rows.append(
+                {
+                    "specid": sid,
+                    "version": v,
+                    "sha256": o.sha256,
+                    "data_v": o.data_v,
+                    "current": v == best[1],
+                    "ingest_run": run_id,
+                }
+            )
+    ledger_table = pa.Table.from_pylist(
+        ledger_rows,
+        schema=pa.schema(
+            [
+                ("sha256", pa.string()),
+                ("path", pa.string()),
+                ("size_bytes", pa.int64()),
+                ("mtime_ns", pa.int64()),
+                ("specid", pa.string()),
+                ("obsid", pa.int64()),
+                ("night", pa.int32()),
+                ("version", pa.int32()),
+                ("ingest_run", pa.string()),
+            ]
+        ),
+    )
+    versions = pa.Table.from_pylist(
+        version_rows,
+        schema=pa.schema(
+            [
+                ("specid", pa.string()),
+                ("version", pa.int32()),
+                ("sha256", pa.string()),
+                ("data_v", pa.string()),
+                ("current", pa.bool_()),
+                ("ingest_run", pa.string()),
+            ]
+        ),
+    )
+    superseded = pa.Table.from_pylist(
+        superseded_rows,
+        schema=pa.schema(
+            [("specid", pa.string()), ("version", pa.int32()), ("ingest_run", pa.string())]
+        ),
+    )
     return ledger_table, versions, superseded
 
 
 def _quarantine_table(quarantine: list[FileOutcome], run_id: str) -> pa.Table:
     return pa.Table.from_pylist(
-        [{"path": o.path, "sha256": o.sha256, "size_bytes": o.size_bytes,
-          "reason": o.reason, "ingest_run": run_id} for o in quarantine],
-        schema=pa.schema([("path", pa.string()), ("sha256", pa.string()),
-                          ("size_bytes", pa.int64()), ("reason", pa.string()),
-                          ("ingest_run", pa.string())]))
+        [
+            {
+                "path": o.path,
+                "sha256": o.sha256,
+                "size_bytes": o.size_bytes,
+                "reason": o.reason,
+                "ingest_run": run_id,
+            }
+            for o in quarantine
+        ],
+        schema=pa.schema(
+            [
+                ("path", pa.string()),
+                ("sha256", pa.string()),
+                ("size_bytes", pa.int64()),
+                ("reason", pa.string()),
+                ("ingest_run", pa.string()),
+            ]
+        ),
+    )
 
 
-def _drop_rows(catalog: Catalog, staged: list[StagedFile], drop_paths: set[str]
-               ) -> list[StagedFile]:
+def _drop_rows(
+    catalog: Catalog, staged: list[StagedFile], drop_paths: set[str]
+) -> list[StagedFile]:
     """Remove the rows of paths not stored (duplicates, withdrawn...) from the staged files."""
     if not drop_paths:
         return staged
@@ -410,6 +534,5 @@ def _drop_rows(catalog: Catalog, staged: list[StagedFile], drop_paths: set[str]
             continue
         schema = table.schema
         nbytes = write_parquet(table.cast(schema), full, **SPECTRA_ENCODING)
-        out.append(StagedFile(s.table, s.staged, s.final, s.norder, s.npix, table.num_rows,
-                              nbytes))
+        out.append(StagedFile(s.table, s.staged, s.final, s.norder, s.npix, table.num_rows, nbytes))
     return out

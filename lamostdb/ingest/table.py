@@ -15,21 +15,23 @@ from lamostdb.catalog.schema import load_schema
 from lamostdb.healpix import healpix_29
 from lamostdb.io.record import SpectrumRecord
 
-_LIST_COLUMNS = {"flux": np.float32, "ivar": np.float32, "andmask": np.int32,
-                 "ormask": np.int32}
+_LIST_COLUMNS = {"flux": np.float32, "ivar": np.float32, "andmask": np.int32, "ormask": np.int32}
 
 
-def _list_array(arrays: Sequence[np.ndarray | None], dtype: type, arrow_type: pa.DataType
-                ) -> pa.Array:
+def _list_array(
+    arrays: Sequence[np.ndarray | None], dtype: type, arrow_type: pa.DataType
+) -> pa.Array:
     lengths = np.array([0 if a is None else len(a) for a in arrays], dtype=np.int32)
     offsets = np.zeros(len(arrays) + 1, dtype=np.int32)
     np.cumsum(lengths, out=offsets[1:])
     present = [a for a in arrays if a is not None]
-    values: np.ndarray = np.concatenate(present).astype(dtype, copy=False) if present else \
-        np.zeros(0, dtype=dtype)
+    values: np.ndarray = (
+        np.concatenate(present).astype(dtype, copy=False) if present else np.zeros(0, dtype=dtype)
+    )
     mask = pa.array([a is None for a in arrays]) if any(a is None for a in arrays) else None
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=arrow_type.value_type),
-                                    type=arrow_type, mask=mask)
+    return pa.ListArray.from_arrays(
+        pa.array(offsets), pa.array(values, type=arrow_type.value_type), type=arrow_type, mask=mask
+    )
 
 
 def records_healpix(records: Sequence[SpectrumRecord]) -> np.ndarray:
@@ -39,8 +41,9 @@ def records_healpix(records: Sequence[SpectrumRecord]) -> np.ndarray:
     return healpix_29(np.array([r.ra for r in records]), np.array([r.dec for r in records]))
 
 
-def records_to_table(records: Sequence[SpectrumRecord], *, ingest_run: str,
-                     hp: np.ndarray | None = None) -> pa.Table:
+def records_to_table(
+    records: Sequence[SpectrumRecord], *, ingest_run: str, hp: np.ndarray | None = None
+) -> pa.Table:
     """Build the ``spectra`` Arrow table, rows sorted by ``_healpix_29``.
 
     Records are put in order before the columns are built: reordering a finished
@@ -57,8 +60,9 @@ def records_to_table(records: Sequence[SpectrumRecord], *, ingest_run: str,
     for field in schema:
         name = field.name
         if name in _LIST_COLUMNS:
-            columns[name] = _list_array([getattr(r, name) for r in records],
-                                        _LIST_COLUMNS[name], field.type)
+            columns[name] = _list_array(
+                [getattr(r, name) for r in records], _LIST_COLUMNS[name], field.type
+            )
         elif name == "wavelength":
             columns[name] = _list_array([r.wavelength for r in records], np.float64, field.type)
         elif name == "_healpix_29":

@@ -40,8 +40,16 @@ from lamostdb.io.fits_checksum import (
 )
 from lamostdb.io.fits_write import BLOCK, CARD, Card, format_card
 
-_CODE_DTYPE = {"B": ">u1", "I": ">i2", "J": ">i4", "K": ">i8", "E": ">f4", "D": ">f8",
-               "L": "S1", "A": "S1"}
+_CODE_DTYPE = {
+    "B": ">u1",
+    "I": ">i2",
+    "J": ">i4",
+    "K": ">i8",
+    "E": ">f4",
+    "D": ">f8",
+    "L": "S1",
+    "A": "S1",
+}
 _INT_CODES = frozenset("BIJK")
 _FLOAT_CODES = frozenset("ED")
 #: Characters allowed in a FITS character column or header value: printable ASCII.
@@ -80,8 +88,10 @@ class FitsColumn:
         if self.varlen not in (None, "P", "Q"):
             raise ValueError(f"column {self.name}: varlen must be 'P', 'Q' or None")
         if self.tnull is not None and (self.code not in _INT_CODES or self.varlen):
-            raise ValueError(f"column {self.name}: TNULL applies to scalar integer columns "
-                             "only (use null_fill for variable-length ones)")
+            raise ValueError(
+                f"column {self.name}: TNULL applies to scalar integer columns "
+                "only (use null_fill for variable-length ones)"
+            )
         if self.repeat < 1 and self.varlen is None:
             raise ValueError(f"column {self.name}: repeat must be >= 1")
 
@@ -118,15 +128,26 @@ def column_cards(index: int, col: FitsColumn, *, max_len: int | None = None) -> 
     return cards
 
 
-def table_header_cards(columns: list[FitsColumn], *, nrows: int, row_bytes: int,
-                       heap_bytes: int, extname: str, cards: Iterable[Card] = (),
-                       max_lens: Mapping[str, int] | None = None) -> list[Card]:
+def table_header_cards(
+    columns: list[FitsColumn],
+    *,
+    nrows: int,
+    row_bytes: int,
+    heap_bytes: int,
+    extname: str,
+    cards: Iterable[Card] = (),
+    max_lens: Mapping[str, int] | None = None,
+) -> list[Card]:
     """Every card of a BINTABLE header except DATASUM and CHECKSUM."""
     out: list[Card] = [
-        ("XTENSION", "BINTABLE", "binary table extension"), ("BITPIX", 8, "8-bit bytes"),
-        ("NAXIS", 2, "2-dimensional table"), ("NAXIS1", row_bytes, "bytes per row"),
-        ("NAXIS2", nrows, "number of rows"), ("PCOUNT", heap_bytes, "heap size in bytes"),
-        ("GCOUNT", 1, "one data group"), ("TFIELDS", len(columns), "number of columns"),
+        ("XTENSION", "BINTABLE", "binary table extension"),
+        ("BITPIX", 8, "8-bit bytes"),
+        ("NAXIS", 2, "2-dimensional table"),
+        ("NAXIS1", row_bytes, "bytes per row"),
+        ("NAXIS2", nrows, "number of rows"),
+        ("PCOUNT", heap_bytes, "heap size in bytes"),
+        ("GCOUNT", 1, "one data group"),
+        ("TFIELDS", len(columns), "number of columns"),
     ]
     for i, col in enumerate(columns, start=1):
         out += column_cards(i, col, max_len=(max_lens or {}).get(col.name))
@@ -159,7 +180,7 @@ def header_with_checksum(cards: Iterable[Card | bytes], datasum: int) -> bytes:
     header = bytearray(body + b" " * (-len(body) % BLOCK))
     assert checksum_at % CARD == 11  # encode_checksum's rotation assumes column 12
     total = ones_complement_add(checksum_of(bytes(header)), datasum)
-    header[checksum_at:checksum_at + 16] = encode_checksum(total).encode("ascii")
+    header[checksum_at : checksum_at + 16] = encode_checksum(total).encode("ascii")
     return bytes(header)
 
 
@@ -175,14 +196,20 @@ def hdu_bytes(cards: Iterable[Card | bytes], data: bytes = b"") -> bytes:
 
 def primary_hdu_bytes(cards: Iterable[Card | bytes]) -> bytes:
     """An empty-data primary HDU holding ``cards``, with checksums."""
-    return hdu_bytes([("SIMPLE", True, "conforms to FITS standard"),
-                      ("BITPIX", 8, "array data type"),
-                      ("NAXIS", 0, "no data in the primary HDU"),
-                      ("EXTEND", True, "extensions may follow"), *cards])
+    return hdu_bytes(
+        [
+            ("SIMPLE", True, "conforms to FITS standard"),
+            ("BITPIX", 8, "array data type"),
+            ("NAXIS", 0, "no data in the primary HDU"),
+            ("EXTEND", True, "extensions may follow"),
+            *cards,
+        ]
+    )
 
 
-def one_row_table_cards(columns: Iterable[FitsColumn], *, extname: str,
-                        cards: Iterable[Card] = ()) -> bytes:
+def one_row_table_cards(
+    columns: Iterable[FitsColumn], *, extname: str, cards: Iterable[Card] = ()
+) -> bytes:
     """Header card images (no DATASUM/CHECKSUM, no END) of a one-row vector table.
 
     They depend on the columns only, so a caller writing many such tables can build
@@ -190,14 +217,19 @@ def one_row_table_cards(columns: Iterable[FitsColumn], *, extname: str,
     """
     cols = list(columns)
     row_bytes = sum(np.dtype(_CODE_DTYPE[c.code]).itemsize * c.repeat for c in cols)
-    header = table_header_cards(cols, nrows=1, row_bytes=row_bytes, heap_bytes=0,
-                                extname=extname, cards=cards)
+    header = table_header_cards(
+        cols, nrows=1, row_bytes=row_bytes, heap_bytes=0, extname=extname, cards=cards
+    )
     return b"".join(format_card(*card) for card in header)
 
 
-def one_row_table_bytes(columns: list[tuple[FitsColumn, npt.NDArray[np.generic]]], *,
-                        extname: str, cards: Iterable[Card] = (),
-                        header: bytes | None = None) -> bytes:
+def one_row_table_bytes(
+    columns: list[tuple[FitsColumn, npt.NDArray[np.generic]]],
+    *,
+    extname: str,
+    cards: Iterable[Card] = (),
+    header: bytes | None = None,
+) -> bytes:
     """A BINTABLE HDU with one row of fixed-length vector columns (e.g. ``COADD``).
 
     ``header``: the cards from :func:`one_row_table_cards` for these columns, if at hand.
@@ -206,10 +238,17 @@ def one_row_table_bytes(columns: list[tuple[FitsColumn, npt.NDArray[np.generic]]
     for col, values in columns:
         arr = np.asarray(values)
         want = np.dtype(_CODE_DTYPE[col.code])
-        if col.varlen or col.code in "AL" or arr.ndim != 1 or arr.size != col.repeat \
-                or arr.dtype.newbyteorder("=") != want.newbyteorder("="):
-            raise FitsTableError(f"column {col.name}: need {col.repeat} values of {want}, got "
-                                 f"{arr.dtype} {arr.shape}")
+        if (
+            col.varlen
+            or col.code in "AL"
+            or arr.ndim != 1
+            or arr.size != col.repeat
+            or arr.dtype.newbyteorder("=") != want.newbyteorder("=")
+        ):
+            raise FitsTableError(
+                f"column {col.name}: need {col.repeat} values of {want}, got "
+                f"{arr.dtype} {arr.shape}"
+            )
         chunks.append(arr.astype(want, copy=False).tobytes())
     if header is None:
         header = one_row_table_cards([c for c, _ in columns], extname=extname, cards=cards)
@@ -221,8 +260,10 @@ def _check_printable(name: str, arr: pa.Array) -> None:
     bad = pc.match_substring_regex(arr, _NOT_PRINTABLE)
     if pc.any(bad).as_py():
         first = arr.filter(bad)[0].as_py()
-        raise FitsTableError(f"column {name}: value {first!r} has characters outside printable "
-                             "ASCII, which FITS character columns cannot hold")
+        raise FitsTableError(
+            f"column {name}: value {first!r} has characters outside printable "
+            "ASCII, which FITS character columns cannot hold"
+        )
 
 
 def _ints(col: FitsColumn, arr: pa.Array) -> npt.NDArray[np.generic]:
@@ -262,8 +303,10 @@ def _values(col: FitsColumn, arr: pa.Array) -> npt.NDArray[np.generic]:
     strings = _strings(col, arr)
     longest = pc.max(pc.binary_length(strings)).as_py() or 0
     if longest > col.repeat:
-        raise FitsTableError(f"column {col.name}: a value of {longest} characters does not fit "
-                             f"its width {col.repeat}")
+        raise FitsTableError(
+            f"column {col.name}: a value of {longest} characters does not fit "
+            f"its width {col.repeat}"
+        )
     return strings.to_numpy(zero_copy_only=False).astype(f"S{col.repeat}")
 
 
@@ -273,8 +316,8 @@ def _string_bytes(strings: pa.Array) -> bytes:
         return b""
     _, offsets_buf, chars = strings.buffers()
     width = np.int64 if pa.types.is_large_string(strings.type) else np.int32
-    offsets = np.frombuffer(offsets_buf, dtype=width)[strings.offset:]
-    return b"" if chars is None else chars.to_pybytes()[offsets[0]:offsets[len(strings)]]
+    offsets = np.frombuffer(offsets_buf, dtype=width)[strings.offset :]
+    return b"" if chars is None else chars.to_pybytes()[offsets[0] : offsets[len(strings)]]
 
 
 def _heap_values(col: FitsColumn, arr: pa.Array) -> tuple[npt.NDArray[np.int64], bytes]:
@@ -297,8 +340,9 @@ def _exclusive_cumsum(x: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     return out
 
 
-def _row_major_heap(parts: list[tuple[npt.NDArray[np.int64], bytes]], heap_offset: int
-                    ) -> tuple[npt.NDArray[np.int64], bytes]:
+def _row_major_heap(
+    parts: list[tuple[npt.NDArray[np.int64], bytes]], heap_offset: int
+) -> tuple[npt.NDArray[np.int64], bytes]:
     """Lay out the arrays of several columns row by row; return (offsets [row, col], heap).
 
     Row-major order (all arrays of row 0, then of row 1, ...) makes the heap, and so the
@@ -308,16 +352,22 @@ def _row_major_heap(parts: list[tuple[npt.NDArray[np.int64], bytes]], heap_offse
     flat = sizes.ravel()
     dst = _exclusive_cumsum(flat)
     column_base = _exclusive_cumsum(np.array([len(data) for _, data in parts], dtype=np.int64))
-    src = np.stack([base + _exclusive_cumsum(nbytes)
-                    for base, (nbytes, _) in zip(column_base, parts, strict=True)], axis=1)
+    src = np.stack(
+        [
+            base + _exclusive_cumsum(nbytes)
+            for base, (nbytes, _) in zip(column_base, parts, strict=True)
+        ],
+        axis=1,
+    )
     source = np.frombuffer(b"".join(data for _, data in parts), dtype=np.uint8)
     total = int(flat.sum())
     gather = np.repeat(src.ravel() - dst, flat) + np.arange(total, dtype=np.int64)
     return (heap_offset + dst).reshape(sizes.shape), source[gather].tobytes()
 
 
-def encode_batch(columns: list[FitsColumn], batch: pa.RecordBatch | pa.Table, *,
-                 heap_offset: int) -> tuple[bytes, bytes, dict[str, int]]:
+def encode_batch(
+    columns: list[FitsColumn], batch: pa.RecordBatch | pa.Table, *, heap_offset: int
+) -> tuple[bytes, bytes, dict[str, int]]:
     """(row bytes, heap bytes, longest array per variable column) of one batch.
 
     Variable-length arrays are appended to the heap, which already holds
@@ -359,8 +409,15 @@ class StreamingBinTable:
         Folder for the temporary heap file of variable-length columns.
     """
 
-    def __init__(self, fh: BinaryIO, columns: list[FitsColumn], *, extname: str,
-                 cards: Iterable[Card] = (), spool_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        fh: BinaryIO,
+        columns: list[FitsColumn],
+        *,
+        extname: str,
+        cards: Iterable[Card] = (),
+        spool_dir: str | None = None,
+    ) -> None:
         names = [c.name for c in columns]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate column names in {names}")
@@ -370,8 +427,9 @@ class StreamingBinTable:
         self._cards = list(cards)
         self._row_bytes = np.dtype([c.row_dtype for c in columns]).itemsize
         self._start = fh.tell()
-        self._heap = tempfile.TemporaryFile(dir=spool_dir) if any(c.varlen for c in columns) \
-            else None
+        self._heap = (
+            tempfile.TemporaryFile(dir=spool_dir) if any(c.varlen for c in columns) else None
+        )
         self._heap_bytes = 0
         self._longest = {c.name: 0 for c in columns if c.varlen}
         self._sum = RunningSum()
@@ -380,9 +438,15 @@ class StreamingBinTable:
         fh.write(b"\0" * self._header_size)  # rewritten by close()
 
     def _header(self, datasum: int) -> bytes:
-        cards = table_header_cards(self._columns, nrows=self.nrows, row_bytes=self._row_bytes,
-                                   heap_bytes=self._heap_bytes, extname=self._extname,
-                                   cards=self._cards, max_lens=self._longest)
+        cards = table_header_cards(
+            self._columns,
+            nrows=self.nrows,
+            row_bytes=self._row_bytes,
+            heap_bytes=self._heap_bytes,
+            extname=self._extname,
+            cards=self._cards,
+            max_lens=self._longest,
+        )
         return header_with_checksum(cards, datasum)
 
     def write(self, batch: pa.RecordBatch | pa.Table) -> None:
@@ -393,8 +457,10 @@ class StreamingBinTable:
             self._heap.write(heap)
             self._heap_bytes += len(heap)
             if any(c.varlen == "P" for c in self._columns) and self._heap_bytes > _P_MAX:
-                raise FitsTableError(f"table {self._extname}: the heap passed 2 GiB, beyond 'P' "
-                                     "descriptors; use 'Q' variable-length columns")
+                raise FitsTableError(
+                    f"table {self._extname}: the heap passed 2 GiB, beyond 'P' "
+                    "descriptors; use 'Q' variable-length columns"
+                )
         for name, n in longest.items():
             self._longest[name] = max(self._longest[name], n)
         self._fh.write(rows)
@@ -421,15 +487,22 @@ class StreamingBinTable:
         return end - self._start
 
 
-def write_table_file(path: str | Path, *, primary_cards: Iterable[Card | bytes],
-                     columns: list[FitsColumn], batches: Iterable[pa.RecordBatch],
-                     extname: str, cards: Iterable[Card] = ()) -> int:
+def write_table_file(
+    path: str | Path,
+    *,
+    primary_cards: Iterable[Card | bytes],
+    columns: list[FitsColumn],
+    batches: Iterable[pa.RecordBatch],
+    extname: str,
+    cards: Iterable[Card] = (),
+) -> int:
     """Write a FITS file (empty primary HDU + one streamed table); return the row count."""
     path = Path(path)
     with open(path, "wb") as fh:
         fh.write(primary_hdu_bytes(primary_cards))
-        table = StreamingBinTable(fh, columns, extname=extname, cards=cards,
-                                  spool_dir=str(path.parent))
+        table = StreamingBinTable(
+            fh, columns, extname=extname, cards=cards, spool_dir=str(path.parent)
+        )
         for batch in batches:
             table.write(batch)
         table.close()

@@ -35,7 +35,7 @@ def split_cards(header_text: str) -> list[str]:
     """The 80-character cards of a header text, up to (not including) ``END``."""
     cards = []
     for start in range(0, len(header_text), CARD):
-        card = header_text[start:start + CARD].ljust(CARD)
+        card = header_text[start : start + CARD].ljust(CARD)
         if card[:8].rstrip() == "END" and not card[8:].strip():
             break
         cards.append(card)

@@ -47,8 +47,9 @@ def _sum_words(data: bytes | memoryview) -> int:
     step = 4 * (1 << 30)
     total = 0
     for start in range(0, len(data), step):
-        words = np.frombuffer(data, dtype=">u4", offset=start,
-                              count=min(step, len(data) - start) // 4)
+        words = np.frombuffer(
+            data, dtype=">u4", offset=start, count=min(step, len(data) - start) // 4
+        )
         total = ones_complement_add(total, int(words.sum(dtype=np.uint64)))
     return total
 

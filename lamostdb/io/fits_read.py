@@ -134,8 +134,21 @@ def _data_size(h: dict[str, object]) -> int:
 #: Public name of the header parser (bounded.check_structure walks headers with it).
 parse_header = _parse_header
 
-_NEEDED_PARSED = ("SIMPLE", "XTENSION", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "NAXIS3",
-                  "PCOUNT", "GCOUNT", "EXTNAME", "TFIELDS", "BZERO", "BSCALE")
+_NEEDED_PARSED = (
+    "SIMPLE",
+    "XTENSION",
+    "BITPIX",
+    "NAXIS",
+    "NAXIS1",
+    "NAXIS2",
+    "NAXIS3",
+    "PCOUNT",
+    "GCOUNT",
+    "EXTNAME",
+    "TFIELDS",
+    "BZERO",
+    "BSCALE",
+)
 
 
 def struct_values(raw: dict[str, str]) -> dict[str, object]:

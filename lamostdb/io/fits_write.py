@@ -40,14 +40,38 @@ _KEY_RE = re.compile(r"^[A-Z0-9_-]{0,8}$")
 # Structural keywords the writers compute themselves; accepting them from the
 # caller would let the header contradict the data.
 _STRUCTURAL = frozenset(
-    {"SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "NAXIS3", "EXTEND", "XTENSION",
-     "PCOUNT", "GCOUNT", "TFIELDS", "END"}
+    {
+        "SIMPLE",
+        "BITPIX",
+        "NAXIS",
+        "NAXIS1",
+        "NAXIS2",
+        "NAXIS3",
+        "EXTEND",
+        "XTENSION",
+        "PCOUNT",
+        "GCOUNT",
+        "TFIELDS",
+        "END",
+    }
 )
 
-_BITPIX = {np.dtype(np.uint8): 8, np.dtype(np.int16): 16, np.dtype(np.int32): 32,
-           np.dtype(np.int64): 64, np.dtype(np.float32): -32, np.dtype(np.float64): -64}
-_TFORM = {np.dtype(np.uint8): "B", np.dtype(np.int16): "I", np.dtype(np.int32): "J",
-          np.dtype(np.int64): "K", np.dtype(np.float32): "E", np.dtype(np.float64): "D"}
+_BITPIX = {
+    np.dtype(np.uint8): 8,
+    np.dtype(np.int16): 16,
+    np.dtype(np.int32): 32,
+    np.dtype(np.int64): 64,
+    np.dtype(np.float32): -32,
+    np.dtype(np.float64): -64,
+}
+_TFORM = {
+    np.dtype(np.uint8): "B",
+    np.dtype(np.int16): "I",
+    np.dtype(np.int32): "J",
+    np.dtype(np.int64): "K",
+    np.dtype(np.float32): "E",
+    np.dtype(np.float64): "D",
+}
 
 Card = tuple[str, object, str]
 
@@ -242,9 +266,13 @@ def coadd_file_bytes(
     float32), as in LAMOST DR9 and later.
     """
     primary = build_header(
-        [("SIMPLE", True, "conforms to FITS standard"), ("BITPIX", 8, "array data type"),
-         ("NAXIS", 0, "no data in the primary HDU"), ("EXTEND", True, ""),
-         *_user_cards(primary_cards)]
+        [
+            ("SIMPLE", True, "conforms to FITS standard"),
+            ("BITPIX", 8, "array data type"),
+            ("NAXIS", 0, "no data in the primary HDU"),
+            ("EXTEND", True, ""),
+            *_user_cards(primary_cards),
+        ]
     )
     col_cards: list[Card] = []
     chunks: list[bytes] = []
@@ -252,15 +280,25 @@ def coadd_file_bytes(
         arr = np.asarray(values)
         if arr.ndim != 1 or arr.dtype.newbyteorder("=") not in _TFORM:
             raise TypeError(f"column {name}: need a 1-D numeric array, got {arr.dtype} {arr.shape}")
-        col_cards += [(f"TTYPE{i}", name, ""),
-                      (f"TFORM{i}", f"{arr.size}{_TFORM[arr.dtype.newbyteorder('=')]}", "")]
+        col_cards += [
+            (f"TTYPE{i}", name, ""),
+            (f"TFORM{i}", f"{arr.size}{_TFORM[arr.dtype.newbyteorder('=')]}", ""),
+        ]
         chunks.append(np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder(">")).tobytes())
     row = b"".join(chunks)
     table = build_header(
-        [("XTENSION", "BINTABLE", "binary table extension"), ("BITPIX", 8, ""),
-         ("NAXIS", 2, ""), ("NAXIS1", len(row), "bytes per row"), ("NAXIS2", 1, "rows"),
-         ("PCOUNT", 0, ""), ("GCOUNT", 1, ""), ("TFIELDS", len(columns), ""),
-         *col_cards, ("EXTNAME", extname, "extension name")]
+        [
+            ("XTENSION", "BINTABLE", "binary table extension"),
+            ("BITPIX", 8, ""),
+            ("NAXIS", 2, ""),
+            ("NAXIS1", len(row), "bytes per row"),
+            ("NAXIS2", 1, "rows"),
+            ("PCOUNT", 0, ""),
+            ("GCOUNT", 1, ""),
+            ("TFIELDS", len(columns), ""),
+            *col_cards,
+            ("EXTNAME", extname, "extension name"),
+        ]
     )
     return primary + table + _pad_data(row)
 
@@ -294,8 +332,9 @@ def write_coadd_file(
     return write_bytes(path, coadd_file_bytes(primary_cards, columns))
 
 
-def write_file(path: str | Path, data: bytes, *, gzip: bool = False,
-               compresslevel: int = 6) -> tuple[int, str]:
+def write_file(
+    path: str | Path, data: bytes, *, gzip: bool = False, compresslevel: int = 6
+) -> tuple[int, str]:
     """Write ``data`` (gzip-compressed, ``mtime=0``, when ``gzip``).
 
     Returns the bytes on disk and their SHA-256 (hex), without reading the file back.

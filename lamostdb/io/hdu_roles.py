@@ -118,8 +118,11 @@ def find_spectrum_table(tables: Iterable[TableInfo]) -> tuple[int, str] | None:
     (1, 'lamost_coadd')
     """
     tables = list(tables)
-    recognised = [(index, extname, role) for index, extname, cols in tables
-                  if (role := table_role(cols)) in ("sdss_coadd", "lamost_coadd")]
+    recognised = [
+        (index, extname, role)
+        for index, extname, cols in tables
+        if (role := table_role(cols)) in ("sdss_coadd", "lamost_coadd")
+    ]
     for index, extname, role in recognised:
         if _name_is(extname, "COADD"):
             return index, str(role)

@@ -43,8 +43,17 @@ SNR_KEYS = {
     "snrz": ("SNRZ", "SN_Z"),
 }
 #: String header keys stored as they are (reduced to printable ASCII).
-TEXT_KEYS = ("DATE-OBS", "DESIG", "OBJNAME", "OBJTYPE", "TSOURCE", "CLASS", "SUBCLASS",
-             "DATA_V", "VERSPIPE")
+TEXT_KEYS = (
+    "DATE-OBS",
+    "DESIG",
+    "OBJNAME",
+    "OBJTYPE",
+    "TSOURCE",
+    "CLASS",
+    "SUBCLASS",
+    "DATA_V",
+    "VERSPIPE",
+)
 
 
 def _str_or_none(v: Any) -> str | None:
@@ -59,8 +68,10 @@ def _as_float32(arr: np.ndarray, name: str, path: str) -> np.ndarray:
     out = a.astype(np.float32)
     if a.dtype.itemsize == 8 and not np.array_equal(out.astype(np.float64), a, equal_nan=True):
         raise SpectrumReadError(
-            path, f"{name} holds float64 values that float32 cannot represent exactly; "
-            "storing them as float32 would lose information (convert the file or report it)")
+            path,
+            f"{name} holds float64 values that float32 cannot represent exactly; "
+            "storing them as float32 would lose information (convert the file or report it)",
+        )
     return out
 
 
@@ -72,8 +83,7 @@ def _as_mask(arr: np.ndarray, name: str, path: str) -> np.ndarray:
     return a.astype(np.int32)
 
 
-def _present(get: Callable[[str], Any], keys: tuple[str, ...]
-             ) -> tuple[str, Callable[[str], Any]]:
+def _present(get: Callable[[str], Any], keys: tuple[str, ...]) -> tuple[str, Callable[[str], Any]]:
     """The first of ``keys`` present in the header (release spellings differ), else the
     first key; and a lookup that returns its value without parsing it again."""
     for key in keys:
@@ -110,14 +120,18 @@ def build_record(
     fiberid = header_int(get, "FIBERID", path, lo=1, hi=250, required=True)
     for key, val in (("LMJD", lmjd if lmjd is not None else mjd), ("PLANID", planid)):
         if val is None:
-            raise SpectrumReadError(path, f"header key {key} is missing or not readable; "
-                                    "a LAMOST spectrum needs LMJD, PLANID, SPID and FIBERID")
+            raise SpectrumReadError(
+                path,
+                f"header key {key} is missing or not readable; "
+                "a LAMOST spectrum needs LMJD, PLANID, SPID and FIBERID",
+            )
     planid = safe_token(str(planid), "PLANID", path)
     ra = header_float(get, "RA", path)
     dec = header_float(get, "DEC", path)
     if ra is None or dec is None or not (0 <= ra <= 360 and -90 <= dec <= 90):
-        raise SpectrumReadError(path, f"header RA={get('RA')!r} DEC={get('DEC')!r} are not "
-                                "positions in degrees")
+        raise SpectrumReadError(
+            path, f"header RA={get('RA')!r} DEC={get('DEC')!r} are not positions in degrees"
+        )
     night = lmjd if lmjd is not None else mjd
     specid = f"{night}-{planid}_sp{spid:02d}-{fiberid:03d}"
     coeff0 = header_float(get, "COEFF0", path)
@@ -128,15 +142,21 @@ def build_record(
     wavelength: np.ndarray | None = None
     if wave is not None:
         w = np.asarray(wave)
-        if coeff0 is not None and coeff1 is not None and w.dtype.itemsize == 4 and \
-                np.array_equal(w, log_linear_wave(coeff0, coeff1, npix)):
+        if (
+            coeff0 is not None
+            and coeff1 is not None
+            and w.dtype.itemsize == 4
+            and np.array_equal(w, log_linear_wave(coeff0, coeff1, npix))
+        ):
             wavelength = None
         else:
             wavelength = w.astype(np.float64)
     elif coeff0 is None or coeff1 is None:
         raise SpectrumReadError(path, "no wavelength row and no COEFF0/COEFF1 to rebuild it")
-    snr = {name: header_float(one, key, path)
-           for name, (key, one) in ((n, _present(get, k)) for n, k in SNR_KEYS.items())}
+    snr = {
+        name: header_float(one, key, path)
+        for name, (key, one) in ((n, _present(get, k)) for n, k in SNR_KEYS.items())
+    }
     fibertype_key, fibertype = _present(get, FIBERTYPE_KEYS)
     fibermask_key, fibermask = _present(get, FIBERMASK_KEYS)
     text = {key: text_value(get, key, path) for key in TEXT_KEYS}
@@ -160,7 +180,7 @@ def build_record(
         objtype=text["OBJTYPE"],
         tsource=text["TSOURCE"],
         fibertype=text_value(fibertype, fibertype_key, path),
-        fibermask=header_int(fibermask, fibermask_key, path, lo=-2**31, hi=2**31 - 1),
+        fibermask=header_int(fibermask, fibermask_key, path, lo=-(2**31), hi=2**31 - 1),
         helio_rv=header_float(get, "HELIO_RV", path),
         lasp_class=text["CLASS"],
         lasp_subclass=text["SUBCLASS"],
@@ -186,28 +206,45 @@ def build_record(
 
 def _image_rows(path: str, image: np.ndarray) -> tuple[str, dict[str, np.ndarray | None]]:
     if image.ndim != 2 or image.shape[0] < 5:
-        raise SpectrumReadError(path, f"primary image has shape {image.shape}; a LAMOST "
-                                "spectrum has 5 rows (flux, ivar, wavelength, andmask, ormask)")
+        raise SpectrumReadError(
+            path,
+            f"primary image has shape {image.shape}; a LAMOST "
+            "spectrum has 5 rows (flux, ivar, wavelength, andmask, ormask)",
+        )
     if _looks_like_wavelength(image[2]):
         fmt, wave = "lamost_image", image[2]
     else:  # DR1: third row is the continuum-subtracted flux
         fmt, wave = "lamost_dr1_image", None
-    return fmt, {"flux": image[0], "ivar": image[1], "wave": wave,
-                 "andmask": image[3], "ormask": image[4]}
+    return fmt, {
+        "flux": image[0],
+        "ivar": image[1],
+        "wave": wave,
+        "andmask": image[3],
+        "ormask": image[4],
+    }
 
 
 def _coadd_rows(path: str, cols: dict[str, np.ndarray]) -> dict[str, np.ndarray | None]:
     upper = column_lookup(cols)
     missing = [c for c in ("FLUX", "IVAR", "ANDMASK", "ORMASK") if c not in upper]
     if missing:
-        raise SpectrumReadError(path, f"COADD table lacks column(s) {', '.join(missing)} "
-                                f"(it has {', '.join(cols) or 'none'})")
-    return {"flux": upper["FLUX"], "ivar": upper["IVAR"], "wave": upper.get("WAVELENGTH"),
-            "andmask": upper["ANDMASK"], "ormask": upper["ORMASK"]}
+        raise SpectrumReadError(
+            path,
+            f"COADD table lacks column(s) {', '.join(missing)} "
+            f"(it has {', '.join(cols) or 'none'})",
+        )
+    return {
+        "flux": upper["FLUX"],
+        "ivar": upper["IVAR"],
+        "wave": upper.get("WAVELENGTH"),
+        "andmask": upper["ANDMASK"],
+        "ormask": upper["ORMASK"],
+    }
 
 
-def read_lamost_fast(buf: bytes, path: str, sha256: str, nbytes: int,
-                     hdus: list[fr.RawHDU] | None = None) -> SpectrumRecord:
+def read_lamost_fast(
+    buf: bytes, path: str, sha256: str, nbytes: int, hdus: list[fr.RawHDU] | None = None
+) -> SpectrumRecord:
     """Read a LAMOST file from its (decompressed) bytes with the fast FITS subset.
 
     ``hdus``: its first HDUs already scanned (``bounded.check_structure``), if at hand.
@@ -220,8 +257,11 @@ def read_lamost_fast(buf: bytes, path: str, sha256: str, nbytes: int,
         return fr.header_value(primary, key)
 
     if fr.as_int(primary.struct.get("NAXIS", 0) or 0) == 0:
-        tables = [(i, _str_or_none(h.struct.get("EXTNAME")), fr.table_column_names(h))
-                  for i, h in enumerate(hdus) if i > 0]
+        tables = [
+            (i, _str_or_none(h.struct.get("EXTNAME")), fr.table_column_names(h))
+            for i, h in enumerate(hdus)
+            if i > 0
+        ]
         found = find_spectrum_table(tables)
         if found is None:  # astropy looks at every HDU and says what is missing
             raise fr.UnsupportedFits("no COADD table among the first HDUs")
@@ -231,8 +271,15 @@ def read_lamost_fast(buf: bytes, path: str, sha256: str, nbytes: int,
         fmt, rows = "lamost_coadd", _coadd_rows(path, fr.table_row_arrays(buf, hdus[index]))
     else:
         fmt, rows = _image_rows(path, fr.image_data(buf, primary))
-    return build_record(path, get, primary.header_text, file_format=fmt, sha256=sha256,
-                        nbytes=nbytes, **rows)  # type: ignore[arg-type]
+    return build_record(
+        path,
+        get,
+        primary.header_text,
+        file_format=fmt,
+        sha256=sha256,
+        nbytes=nbytes,
+        **rows,  # type: ignore[arg-type]
+    )
 
 
 def read_lamost_astropy(hdul: Any, path: str, sha256: str, nbytes: int) -> SpectrumRecord:
@@ -247,13 +294,21 @@ def read_lamost_astropy(hdul: Any, path: str, sha256: str, nbytes: int) -> Spect
         found = find_spectrum_table(tables)
         if found is None:
             raise SpectrumReadError(
-                path, "primary HDU has no data and no table is a COADD spectrum (named COADD, "
-                "or with columns FLUX, WAVELENGTH, IVAR in any case): "
-                + describe_tables(tables))
+                path,
+                "primary HDU has no data and no table is a COADD spectrum (named COADD, "
+                "or with columns FLUX, WAVELENGTH, IVAR in any case): " + describe_tables(tables),
+            )
         data = hdul[found[0]].data
         cols = {name: np.asarray(data[name][0]) for name in data.columns.names}
         fmt, rows = "lamost_coadd", _coadd_rows(path, cols)
     else:
         fmt, rows = _image_rows(path, np.asarray(hdul[0].data))
-    return build_record(path, get, header.tostring(padding=False).rstrip(), file_format=fmt,
-                        sha256=sha256, nbytes=nbytes, **rows)  # type: ignore[arg-type]
+    return build_record(
+        path,
+        get,
+        header.tostring(padding=False).rstrip(),
+        file_format=fmt,
+        sha256=sha256,
+        nbytes=nbytes,
+        **rows,  # type: ignore[arg-type]
+    )

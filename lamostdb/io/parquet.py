@@ -36,22 +36,43 @@ SPECTRA_ENCODING: ParquetEncoding = {
 }
 
 
-def write_parquet(table: pa.Table, path: str | Path, *, compression: str = "zstd",
-                  compression_level: int | None = 3,
-                  byte_stream_split_columns: tuple[str, ...] = (),
-                  row_group_size: int = 512) -> int:
+def write_parquet(
+    table: pa.Table,
+    path: str | Path,
+    *,
+    compression: str = "zstd",
+    compression_level: int | None = 3,
+    byte_stream_split_columns: tuple[str, ...] = (),
+    row_group_size: int = 512,
+) -> int:
     """Write ``table`` to ``path`` (fsync'ed); return the file size in bytes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # nested columns are addressed by their leaf path ("flux.list.element")
-    bss = [f"{c}.list.element" if pa.types.is_list(table.schema.field(c).type) else c
-           for c in byte_stream_split_columns if c in table.column_names]
-    dict_cols = [f.name for f in table.schema if pa.types.is_string(f.type) and f.name not in
-                 ("header", "specid", "source_path", "source_sha256", "designation", "objname",
-                  "obsdate")]
+    bss = [
+        f"{c}.list.element" if pa.types.is_list(table.schema.field(c).type) else c
+        for c in byte_stream_split_columns
+        if c in table.column_names
+    ]
+    dict_cols = [
+        f.name
+        for f in table.schema
+        if pa.types.is_string(f.type)
+        and f.name
+        not in (
+            "header",
+            "specid",
+            "source_path",
+            "source_sha256",
+            "designation",
+            "objname",
+            "obsdate",
+        )
+    ]
     with open(path, "wb") as fh:
         pq.write_table(
-            table, fh,
+            table,
+            fh,
             compression=compression,
             compression_level=compression_level,
             use_byte_stream_split=bss or False,

@@ -53,14 +53,16 @@ def read_sdss_astropy(hdul: Any, path: str, sha256: str, nbytes: int) -> Spectru
     tables = astropy_tables(hdul)
     found = find_spectrum_table(tables)
     if found is None or found[1] != "sdss_coadd":
-        raise SpectrumReadError(path, "no SDSS COADD table (columns flux, loglam, ivar): "
-                                + describe_tables(tables))
+        raise SpectrumReadError(
+            path, "no SDSS COADD table (columns flux, loglam, ivar): " + describe_tables(tables)
+        )
     coadd_data = hdul[found[0]].data
     coadd = column_lookup({n: n for n in coadd_data.columns.names})
     missing = [c for c in COADD_COLUMNS if c not in coadd]
     if missing:
-        raise SpectrumReadError(path, f"SDSS COADD table (HDU {found[0]}) lacks column(s) "
-                                f"{', '.join(missing)}")
+        raise SpectrumReadError(
+            path, f"SDSS COADD table (HDU {found[0]}) lacks column(s) {', '.join(missing)}"
+        )
     meta_index = find_meta_table(tables)
     meta = None if meta_index is None else hdul[meta_index].data
     plate = _col(meta, "PLATE") or header.get("PLATEID")
@@ -69,11 +71,16 @@ def read_sdss_astropy(hdul: Any, path: str, sha256: str, nbytes: int) -> Spectru
     ra = _col(meta, "PLUG_RA") if _col(meta, "PLUG_RA") is not None else header.get("PLUG_RA")
     dec = _col(meta, "PLUG_DEC") if _col(meta, "PLUG_DEC") is not None else header.get("PLUG_DEC")
     if None in (plate, mjd, fiber, ra, dec):
-        where = ("no SPECOBJ/SPALL table (columns " + ", ".join(sorted(SDSS_META_COLUMNS))
-                 + ") and the primary header lacks them" if meta is None else
-                 f"neither HDU {meta_index} nor the primary header has them")
-        raise SpectrumReadError(path, f"SDSS file lacks PLATE/MJD/FIBERID/PLUG_RA/PLUG_DEC: "
-                                f"{where}")
+        where = (
+            "no SPECOBJ/SPALL table (columns "
+            + ", ".join(sorted(SDSS_META_COLUMNS))
+            + ") and the primary header lacks them"
+            if meta is None
+            else f"neither HDU {meta_index} nor the primary header has them"
+        )
+        raise SpectrumReadError(
+            path, f"SDSS file lacks PLATE/MJD/FIBERID/PLUG_RA/PLUG_DEC: {where}"
+        )
     loglam = np.asarray(coadd_data[coadd["LOGLAM"]], dtype=np.float64)
     flux = np.asarray(coadd_data[coadd["FLUX"]], dtype=np.float32)
     z = _col(meta, "Z")
@@ -100,7 +107,11 @@ def read_sdss_astropy(hdul: Any, path: str, sha256: str, nbytes: int) -> Spectru
         fibertype=None,
         fibermask=None,
         helio_rv=None,
-        snru=None, snrg=None, snrr=None, snri=None, snrz=None,
+        snru=None,
+        snrg=None,
+        snrr=None,
+        snri=None,
+        snrz=None,
         lasp_class=_col(meta, "CLASS"),
         lasp_subclass=_col(meta, "SUBCLASS"),
         lasp_z=None if z is None else float(z),

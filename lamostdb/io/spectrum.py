@@ -23,8 +23,7 @@ from lamostdb.io.sdss import is_sdss, read_sdss_astropy
 from lamostdb.io.validate import DEFAULT_LIMITS, ReadLimits, validate_record
 
 
-def read_file_bytes(path: str | Path, limits: ReadLimits = DEFAULT_LIMITS
-                    ) -> tuple[bytes, bytes]:
+def read_file_bytes(path: str | Path, limits: ReadLimits = DEFAULT_LIMITS) -> tuple[bytes, bytes]:
     """Return (raw file bytes, decompressed FITS bytes) of a plain or gzipped file.
 
     Within ``limits``: a file or decompressed content over the caps is refused
@@ -33,8 +32,9 @@ def read_file_bytes(path: str | Path, limits: ReadLimits = DEFAULT_LIMITS
     return read_bounded(path, limits)
 
 
-def parse_spectrum_bytes(raw: bytes, data: bytes, path: str, *, fast: bool = True,
-                         limits: ReadLimits = DEFAULT_LIMITS) -> SpectrumRecord:
+def parse_spectrum_bytes(
+    raw: bytes, data: bytes, path: str, *, fast: bool = True, limits: ReadLimits = DEFAULT_LIMITS
+) -> SpectrumRecord:
     """Parse and validate a spectrum already in memory (``raw``: file bytes; ``data``: FITS).
 
     The HDU structure is checked first (:func:`~lamostdb.io.bounded.check_structure`),
@@ -43,11 +43,17 @@ def parse_spectrum_bytes(raw: bytes, data: bytes, path: str, *, fast: bool = Tru
     """
     sha = hashlib.sha256(raw).hexdigest()
     if not data:
-        raise SpectrumReadError(path, "file is empty (no FITS content): an interrupted "
-                                "transfer or a placeholder; get a fresh copy")
+        raise SpectrumReadError(
+            path,
+            "file is empty (no FITS content): an interrupted "
+            "transfer or a placeholder; get a fresh copy",
+        )
     if data[:9] != b"SIMPLE  =":
-        raise SpectrumReadError(path, "not a FITS file (no SIMPLE card at the start); "
-                                "only LAMOST and SDSS spectrum files can be ingested")
+        raise SpectrumReadError(
+            path,
+            "not a FITS file (no SIMPLE card at the start); "
+            "only LAMOST and SDSS spectrum files can be ingested",
+        )
     scanned = check_structure(data, path, limits)
     rec = None
     if fast:
@@ -74,19 +80,23 @@ def _read_astropy(data: bytes, path: str, sha: str, nbytes: int) -> SpectrumReco
                     return read_sdss_astropy(hdul, path, sha, nbytes)
                 if hdul[0].data is not None and hdul[0].data.ndim != 2:
                     raise SpectrumReadError(
-                        path, f"primary image is {hdul[0].data.ndim}-D with shape "
+                        path,
+                        f"primary image is {hdul[0].data.ndim}-D with shape "
                         f"{hdul[0].data.shape}: not a LAMOST LRS spectrum (5 x N image or "
-                        "COADD table) nor an SDSS spec file")
+                        "COADD table) nor an SDSS spec file",
+                    )
                 return read_lamost_astropy(hdul, path, sha, nbytes)
     except SpectrumReadError:
         raise
     except Exception as exc:  # astropy raises many types for damaged files
-        raise SpectrumReadError(path, f"FITS structure unreadable: {type(exc).__name__}: {exc}"
-                                ) from None
+        raise SpectrumReadError(
+            path, f"FITS structure unreadable: {type(exc).__name__}: {exc}"
+        ) from None
 
 
-def read_spectrum(path: str | Path, *, fast: bool = True,
-                  limits: ReadLimits = DEFAULT_LIMITS) -> SpectrumRecord:
+def read_spectrum(
+    path: str | Path, *, fast: bool = True, limits: ReadLimits = DEFAULT_LIMITS
+) -> SpectrumRecord:
     """Read any LAMOST LRS (DR1-DR9+, plain or gzipped) or SDSS/BOSS spec file.
 
     Parameters

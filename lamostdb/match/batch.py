@@ -17,8 +17,23 @@ import pyarrow as pa
 from lamostdb.templates.grid import WORKING_GRID, LogGrid, to_working_grid
 
 #: Columns the engine needs from ``spectra``.
-ENGINE_COLUMNS = ("specid", "source_sha256", "obsid", "ra", "dec", "_healpix_29", "coeff0",
-                  "coeff1", "npix", "wavelength", "flux", "ivar", "andmask", "snrg", "fibertype")
+ENGINE_COLUMNS = (
+    "specid",
+    "source_sha256",
+    "obsid",
+    "ra",
+    "dec",
+    "_healpix_29",
+    "coeff0",
+    "coeff1",
+    "npix",
+    "wavelength",
+    "flux",
+    "ivar",
+    "andmask",
+    "snrg",
+    "fibertype",
+)
 
 
 def _list_buffers(series: pl.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -30,8 +45,9 @@ def _list_buffers(series: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     return values, offsets
 
 
-def batch_to_matrices(df: pl.DataFrame, grid: LogGrid = WORKING_GRID
-                      ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+def batch_to_matrices(
+    df: pl.DataFrame, grid: LogGrid = WORKING_GRID
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """(flux, ivar) matrices (S, grid.npix) for a batch of ``spectra`` rows.
 
     Pixels with andmask != 0, non-finite values or ivar <= 0 get ivar 0.
@@ -46,8 +62,8 @@ def batch_to_matrices(df: pl.DataFrame, grid: LogGrid = WORKING_GRID
     # the rows are as long as flux's (``classify.partition.usable_rows`` checks it)
     iv, ioff = _list_buffers(df["ivar"])
     mv, moff = _list_buffers(df["andmask"])
-    iv, mv = iv[ioff[0]:ioff[-1]], mv[moff[0]:moff[-1]]
-    fv = fv[off[0]:]
+    iv, mv = iv[ioff[0] : ioff[-1]], mv[moff[0] : moff[-1]]
+    fv = fv[off[0] :]
     off = off - off[0]
     lengths = np.diff(off)
     c0 = df["coeff0"].fill_null(np.nan).to_numpy()
@@ -58,7 +74,7 @@ def batch_to_matrices(df: pl.DataFrame, grid: LogGrid = WORKING_GRID
     rows = np.repeat(np.arange(n), lengths)
     pos = np.arange(off[-1]) - np.repeat(off[:-1], lengths) + np.repeat(shift, lengths)
     keep = np.repeat(aligned, lengths) & (pos >= 0) & (pos < grid.npix)
-    vals = fv[:off[-1]].astype(np.float64)
+    vals = fv[: off[-1]].astype(np.float64)
     ivals = iv.astype(np.float64)
     good = np.isfinite(vals) & np.isfinite(ivals) & (ivals > 0) & (mv == 0)
     flux[rows[keep], pos[keep]] = np.where(good[keep], vals[keep], 0.0)
@@ -70,7 +86,12 @@ def batch_to_matrices(df: pl.DataFrame, grid: LogGrid = WORKING_GRID
             wave_arr = 10.0 ** (c0[i] + c1[i] * np.arange(b - a))
         else:
             wave_arr = np.asarray(wave.to_numpy(), dtype=np.float64)
-        f32, i32 = to_working_grid(wave_arr, fv[off[i]:off[i + 1]], iv[off[i]:off[i + 1]],
-                                   mv[off[i]:off[i + 1]], grid=grid)
+        f32, i32 = to_working_grid(
+            wave_arr,
+            fv[off[i] : off[i + 1]],
+            iv[off[i] : off[i + 1]],
+            mv[off[i] : off[i + 1]],
+            grid=grid,
+        )
         flux[i], ivar[i] = f32, i32
     return flux, ivar

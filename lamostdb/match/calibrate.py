@@ -20,15 +20,15 @@ from lamostdb.match.fit import fit_spectra
 from lamostdb.match.star_kernel import gather_bins
 
 
-def calibration_curves(flux: npt.NDArray[np.float64], ivar: npt.NDArray[np.float64],
-                       engine: Engine, *, batch: int = 32
-                       ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+def calibration_curves(
+    flux: npt.NDArray[np.float64], ivar: npt.NDArray[np.float64], engine: Engine, *, batch: int = 32
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Binned log(observed / best star template) and weights for spectra best fit as stars."""
     logs, weights = [], []
     star = engine.star
     nz = star.z.size
     for a in range(0, flux.shape[0], batch):
-        f, w = flux[a:a + batch], ivar[a:a + batch] * engine.pixel_weight
+        f, w = flux[a : a + batch], ivar[a : a + batch] * engine.pixel_weight
         fit = fit_spectra(f, w, engine=engine)
         is_star = fit.objclass[:, 0] == 0
         iz = np.clip(np.round((fit.z[:, 0] - star.z[0]) / (star.z[1] - star.z[0])), 0, nz - 1)
@@ -45,16 +45,28 @@ def calibration_curves(flux: npt.NDArray[np.float64], ivar: npt.NDArray[np.float
     return np.concatenate(logs), np.concatenate(weights)
 
 
-def learn_from_spectra(flux: npt.NDArray[np.float64], ivar: npt.NDArray[np.float64], *,
-                       n_vectors: int = 2, legendre_order: int = 3,
-                       source: str = "learned") -> ContinuumBasis:
+def learn_from_spectra(
+    flux: npt.NDArray[np.float64],
+    ivar: npt.NDArray[np.float64],
+    *,
+    n_vectors: int = 2,
+    legendre_order: int = 3,
+    source: str = "learned",
+) -> ContinuumBasis:
     """Fit with the Legendre fallback, then learn ``n_vectors`` SVD vectors (+ constant, arm)."""
     fallback = legendre_basis()
     engine = prepare_engine(basis=fallback)
     log_r, weight = calibration_curves(flux, ivar, engine)
     if log_r.shape[0] < n_vectors + 2:
-        raise ValueError(f"only {log_r.shape[0]} spectra were fit as stars; need at least "
-                         f"{n_vectors + 2} to learn {n_vectors} vectors")
-    return learn_basis(log_r, weight, fallback.bin_starts, n_vectors=n_vectors,
-                       legendre_order=legendre_order,
-                       source=f"{source} ({log_r.shape[0]} star spectra)")
+        raise ValueError(
+            f"only {log_r.shape[0]} spectra were fit as stars; need at least "
+            f"{n_vectors + 2} to learn {n_vectors} vectors"
+        )
+    return learn_basis(
+        log_r,
+        weight,
+        fallback.bin_starts,
+        n_vectors=n_vectors,
+        legendre_order=legendre_order,
+        source=f"{source} ({log_r.shape[0]} star spectra)",
+    )

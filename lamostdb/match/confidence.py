@@ -47,8 +47,18 @@ HIST_EDGES = np.linspace(-5.0, 5.0, 41)
 
 #: Spectral-type groups with their own weight C.
 GROUPS = ("OB", "AF", "GK", "M", "WD/Carbon", "GALAXY", "QSO")
-_LETTER_GROUP = {"O": "OB", "B": "OB", "A": "AF", "F": "AF", "G": "GK", "K": "GK",
-                 "M": "M", "L": "M", "WD": "WD/Carbon", "Carbon": "WD/Carbon"}
+_LETTER_GROUP = {
+    "O": "OB",
+    "B": "OB",
+    "A": "AF",
+    "F": "AF",
+    "G": "GK",
+    "K": "GK",
+    "M": "M",
+    "L": "M",
+    "WD": "WD/Carbon",
+    "Carbon": "WD/Carbon",
+}
 
 
 def type_group(objclass: str, subclass: str) -> str:
@@ -72,10 +82,20 @@ class ConfidenceParams:
     provenance: dict[str, object] = field(default_factory=dict)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps({
-            "blue": list(self.blue), "red": list(self.red), "weight": self.weight,
-            "windows_angstrom": {"blue": BLUE_WINDOW, "red": RED_WINDOW},
-            "provenance": self.provenance}, indent=1, sort_keys=True) + "\n")
+        Path(path).write_text(
+            json.dumps(
+                {
+                    "blue": list(self.blue),
+                    "red": list(self.red),
+                    "weight": self.weight,
+                    "windows_angstrom": {"blue": BLUE_WINDOW, "red": RED_WINDOW},
+                    "provenance": self.provenance,
+                },
+                indent=1,
+                sort_keys=True,
+            )
+            + "\n"
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> ConfidenceParams:
@@ -84,8 +104,10 @@ class ConfidenceParams:
             weight = {g: float(d["weight"][g]) for g in GROUPS}
             return cls(tuple(d["blue"]), tuple(d["red"]), weight, d.get("provenance", {}))
         except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{path}: not a confidence parameter file ({exc!r}); make one "
-                             "with `lamostdb calibrate-confidence`") from exc
+            raise ValueError(
+                f"{path}: not a confidence parameter file ({exc!r}); make one "
+                "with `lamostdb calibrate-confidence`"
+            ) from exc
 
 
 def default_params_path() -> Path:
@@ -101,8 +123,12 @@ def load_params(path: str | None = None) -> ConfidenceParams:
     shipped = default_params_path()
     if shipped.exists():
         return _load_cached(str(shipped))
-    return ConfidenceParams((0.0, -1.0, -1.0), (0.0, -1.0, -1.0), dict.fromkeys(GROUPS, 0.5),
-                            {"source": "neutral fallback (no confidence.json shipped)"})
+    return ConfidenceParams(
+        (0.0, -1.0, -1.0),
+        (0.0, -1.0, -1.0),
+        dict.fromkeys(GROUPS, 0.5),
+        {"source": "neutral fallback (no confidence.json shipped)"},
+    )
 
 
 def default_params() -> ConfidenceParams:
@@ -180,8 +206,7 @@ def window_pixels(wave: F64, window: tuple[float, float]) -> npt.NDArray[np.bool
     return (wave >= window[0]) & (wave <= window[1])
 
 
-def end_stats(flux: F64, ivar: F64, model: F64, wave: F64,
-              window: tuple[float, float]) -> EndStats:
+def end_stats(flux: F64, ivar: F64, model: F64, wave: F64, window: tuple[float, float]) -> EndStats:
     """Gaussian fit of (flux - model) / level over one window, level = median |model| there."""
     in_win = window_pixels(wave, window)
     f, w, m = flux[:, in_win], ivar[:, in_win], model[:, in_win]
@@ -207,8 +232,11 @@ def score(params: tuple[float, float, float], stats: EndStats) -> F64:
 def combine(f_blue: F64, f_red: F64, c: F64) -> F64:
     """C f(B) + (1 - C) f(R); an end that is not scored gives its weight to the other; 0 if none."""
     fb_ok, fr_ok = np.isfinite(f_blue), np.isfinite(f_red)
-    conf = np.where(fb_ok & fr_ok, c * np.nan_to_num(f_blue) + (1 - c) * np.nan_to_num(f_red),
-                    np.where(fb_ok, f_blue, np.where(fr_ok, f_red, 0.0)))
+    conf = np.where(
+        fb_ok & fr_ok,
+        c * np.nan_to_num(f_blue) + (1 - c) * np.nan_to_num(f_red),
+        np.where(fb_ok, f_blue, np.where(fr_ok, f_red, 0.0)),
+    )
     return np.clip(conf, 0.0, 1.0)
 
 
@@ -221,8 +249,14 @@ class Confidence:
     red: EndStats
 
 
-def confidence(flux: F64, ivar: F64, model: F64, wave: F64, groups: npt.NDArray[np.str_],
-               params: ConfidenceParams | None = None) -> Confidence:
+def confidence(
+    flux: F64,
+    ivar: F64,
+    model: F64,
+    wave: F64,
+    groups: npt.NDArray[np.str_],
+    params: ConfidenceParams | None = None,
+) -> Confidence:
     """Confidence of each spectrum's best fit (flux, ivar, model on the working grid)."""
     params = params or default_params()
     blue = end_stats(flux, ivar, model, wave, BLUE_WINDOW)
@@ -232,17 +266,24 @@ def confidence(flux: F64, ivar: F64, model: F64, wave: F64, groups: npt.NDArray[
     return Confidence(combine(fb, fr, c), fb, fr, blue, red)
 
 
-def _conf_from_vector(theta: F64, blue: EndStats, red: EndStats, gidx: npt.NDArray[np.int64]
-                      ) -> F64:
+def _conf_from_vector(
+    theta: F64, blue: EndStats, red: EndStats, gidx: npt.NDArray[np.int64]
+) -> F64:
     c = theta[6:][gidx]
     fb = score(tuple(theta[0:3]), blue)
     fr = score(tuple(theta[3:6]), red)
     return combine(fb, fr, c)
 
 
-def fit_params(blue: EndStats, red: EndStats, groups: npt.ArrayLike, correct: npt.ArrayLike,
-               *, provenance: Mapping[str, object] | None = None, l2: float = 1e-3
-               ) -> ConfidenceParams:
+def fit_params(
+    blue: EndStats,
+    red: EndStats,
+    groups: npt.ArrayLike,
+    correct: npt.ArrayLike,
+    *,
+    provenance: Mapping[str, object] | None = None,
+    l2: float = 1e-3,
+) -> ConfidenceParams:
     """Fit the scoring parameters and the weights C to labelled fits.
 
     Maximises the Bernoulli likelihood of ``correct`` (the fit's class is right) under Conf,
@@ -270,10 +311,20 @@ def fit_params(blue: EndStats, red: EndStats, groups: npt.ArrayLike, correct: np
     present = np.bincount(gidx, minlength=len(GROUPS)) > 0
     weight = {g: float(theta[6 + i]) if present[i] else 0.5 for i, g in enumerate(GROUPS)}
     prov: dict[str, object] = dict(provenance or {})
-    prov.update({"n_spectra": int(y.size), "n_correct": int(y.sum()),
-                 "neg_log_likelihood": round(float(best.fun), 6),
-                 "n_per_group": {g: int(n) for g, n in
-                                 zip(GROUPS, np.bincount(gidx, minlength=len(GROUPS)),
-                                     strict=True)}})
-    return ConfidenceParams((float(theta[0]), float(theta[1]), float(theta[2])),
-                            (float(theta[3]), float(theta[4]), float(theta[5])), weight, prov)
+    prov.update(
+        {
+            "n_spectra": int(y.size),
+            "n_correct": int(y.sum()),
+            "neg_log_likelihood": round(float(best.fun), 6),
+            "n_per_group": {
+                g: int(n)
+                for g, n in zip(GROUPS, np.bincount(gidx, minlength=len(GROUPS)), strict=True)
+            },
+        }
+    )
+    return ConfidenceParams(
+        (float(theta[0]), float(theta[1]), float(theta[2])),
+        (float(theta[3]), float(theta[4]), float(theta[5])),
+        weight,
+        prov,
+    )

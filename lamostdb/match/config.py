@@ -74,6 +74,7 @@ class EngineConfig:
         Workers may run in another folder (a Dask worker, a forkserver): paths must not
         depend on the current directory.
         """
+
         def one(option: str, path: str) -> str:
             p = Path(path).expanduser()
             if not p.exists():
@@ -84,7 +85,8 @@ class EngineConfig:
             self,
             templates=tuple(one("--templates", t) for t in self.templates),
             continuum=one("--continuum", self.continuum) if self.continuum else None,
-            confidence=one("--confidence", self.confidence) if self.confidence else None)
+            confidence=one("--confidence", self.confidence) if self.confidence else None,
+        )
 
 
 #: The shipped engine.

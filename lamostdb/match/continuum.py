@@ -77,14 +77,23 @@ class ContinuumBasis:
         return self.vectors[:, self.bin_of_pixel()]
 
     def save(self, path: str | Path, *, provenance: dict[str, object]) -> None:
-        np.savez(path, bin_starts=self.bin_starts, vectors=self.vectors,
-                 names=np.array(self.names), source=np.array(self.source),
-                 provenance=np.array(json.dumps(provenance, sort_keys=True)))
+        np.savez(
+            path,
+            bin_starts=self.bin_starts,
+            vectors=self.vectors,
+            names=np.array(self.names),
+            source=np.array(self.source),
+            provenance=np.array(json.dumps(provenance, sort_keys=True)),
+        )
 
 
-def uniform_bins(npix: int = WORKING_GRID.npix, bin_pixels: int = DEFAULT_BIN_PIXELS,
-                 *, grid: LogGrid = WORKING_GRID, join_angstrom: float = ARM_JOIN_ANGSTROM
-                 ) -> npt.NDArray[np.int64]:
+def uniform_bins(
+    npix: int = WORKING_GRID.npix,
+    bin_pixels: int = DEFAULT_BIN_PIXELS,
+    *,
+    grid: LogGrid = WORKING_GRID,
+    join_angstrom: float = ARM_JOIN_ANGSTROM,
+) -> npt.NDArray[np.int64]:
     """Bin starts of ~``bin_pixels`` pixels, with one bin edge placed at the arm join."""
     join = int(np.searchsorted(grid.wave_angstrom, join_angstrom))
     blue = np.linspace(0, join, max(1, round(join / bin_pixels)) + 1).round().astype(np.int64)
@@ -99,15 +108,21 @@ def _bin_centres_x(bin_starts: npt.NDArray[np.int64], npix: int) -> npt.NDArray[
     return 2.0 * centre / (npix - 1) - 1.0
 
 
-def _arm_vector(bin_starts: npt.NDArray[np.int64], grid: LogGrid,
-                join_angstrom: float) -> npt.NDArray[np.float64]:
+def _arm_vector(
+    bin_starts: npt.NDArray[np.int64], grid: LogGrid, join_angstrom: float
+) -> npt.NDArray[np.float64]:
     join = int(np.searchsorted(grid.wave_angstrom, join_angstrom))
     return (bin_starts >= join).astype(np.float64)
 
 
-def legendre_basis(order: int = 3, *, bin_pixels: int = DEFAULT_BIN_PIXELS,
-                   grid: LogGrid = WORKING_GRID, arm_vector: bool = True,
-                   join_angstrom: float = ARM_JOIN_ANGSTROM) -> ContinuumBasis:
+def legendre_basis(
+    order: int = 3,
+    *,
+    bin_pixels: int = DEFAULT_BIN_PIXELS,
+    grid: LogGrid = WORKING_GRID,
+    arm_vector: bool = True,
+    join_angstrom: float = ARM_JOIN_ANGSTROM,
+) -> ContinuumBasis:
     """The fallback basis: Legendre P0..P``order`` (+ the red-arm indicator)."""
     starts = uniform_bins(grid.npix, bin_pixels, grid=grid, join_angstrom=join_angstrom)
     x = _bin_centres_x(starts, grid.npix)
@@ -116,15 +131,23 @@ def legendre_basis(order: int = 3, *, bin_pixels: int = DEFAULT_BIN_PIXELS,
     if arm_vector:
         vecs.append(_arm_vector(starts, grid, join_angstrom))
         names.append("red_arm")
-    return ContinuumBasis(starts, np.array(vecs), tuple(names), f"legendre order {order}",
-                          grid.npix)
+    return ContinuumBasis(
+        starts, np.array(vecs), tuple(names), f"legendre order {order}", grid.npix
+    )
 
 
-def learn_basis(log_ratio_bins: npt.NDArray[np.float64], weights: npt.NDArray[np.float64],
-                bin_starts: npt.NDArray[np.int64], *, n_vectors: int = 2,
-                legendre_order: int = 3, grid: LogGrid = WORKING_GRID,
-                source: str = "learned", arm_vector: bool = True,
-                join_angstrom: float = ARM_JOIN_ANGSTROM) -> ContinuumBasis:
+def learn_basis(
+    log_ratio_bins: npt.NDArray[np.float64],
+    weights: npt.NDArray[np.float64],
+    bin_starts: npt.NDArray[np.int64],
+    *,
+    n_vectors: int = 2,
+    legendre_order: int = 3,
+    grid: LogGrid = WORKING_GRID,
+    source: str = "learned",
+    arm_vector: bool = True,
+    join_angstrom: float = ARM_JOIN_ANGSTROM,
+) -> ContinuumBasis:
     """Characteristic vectors from the SVD of binned log(observed / template) ratios.
 
     Parameters
@@ -160,8 +183,9 @@ def learn_basis(log_ratio_bins: npt.NDArray[np.float64], weights: npt.NDArray[np
     _u, _s, vt = np.linalg.svd(centred, full_matrices=False)
     if legendre_order >= 0:
         x = _bin_centres_x(np.asarray(bin_starts), grid.npix)
-        vecs = [legendre.legval(x, np.eye(legendre_order + 1)[k])
-                for k in range(legendre_order + 1)]
+        vecs = [
+            legendre.legval(x, np.eye(legendre_order + 1)[k]) for k in range(legendre_order + 1)
+        ]
         names = [f"P{k}" for k in range(legendre_order + 1)]
     else:
         vecs, names = [np.ones(bin_starts.size)], ["const"]
@@ -171,15 +195,20 @@ def learn_basis(log_ratio_bins: npt.NDArray[np.float64], weights: npt.NDArray[np
     if arm_vector:
         vecs.append(_arm_vector(bin_starts, grid, join_angstrom))
         names.append("red_arm")
-    return ContinuumBasis(np.asarray(bin_starts, dtype=np.int64), np.array(vecs), tuple(names),
-                          source, grid.npix)
+    return ContinuumBasis(
+        np.asarray(bin_starts, dtype=np.int64), np.array(vecs), tuple(names), source, grid.npix
+    )
 
 
 def load_basis(path: str | Path) -> ContinuumBasis:
     """Read a basis written by :meth:`ContinuumBasis.save`."""
     with np.load(path, allow_pickle=False) as z:
-        return ContinuumBasis(z["bin_starts"].astype(np.int64), z["vectors"].astype(np.float64),
-                              tuple(str(n) for n in z["names"]), str(z["source"]))
+        return ContinuumBasis(
+            z["bin_starts"].astype(np.int64),
+            z["vectors"].astype(np.float64),
+            tuple(str(n) for n in z["names"]),
+            str(z["source"]),
+        )
 
 
 def default_basis_path() -> Path:

@@ -65,12 +65,25 @@ GALAXY_EMISSION_ANGSTROM = (3727.1, 4862.7, 4960.3, 5008.2, 6564.6, 6585.3, 6718
 #: H beta, Mg b, H alpha, the Ca II triplet. Sky and telluric ranges are masked anyway.
 #: Blue of Lyman alpha (rest 1215.7 A, with a margin) a QSO's spectrum is forest.
 LYA_EDGE_ANGSTROM = 1230.0
-STELLAR_REST_ANGSTROM = (3934.8, 3969.6, 4102.9, 4341.7, 4862.7, 5174.1, 6564.6, 8500.4,
-                         8544.4, 8664.5)
+STELLAR_REST_ANGSTROM = (
+    3934.8,
+    3969.6,
+    4102.9,
+    4341.7,
+    4862.7,
+    5174.1,
+    6564.6,
+    8500.4,
+    8544.4,
+    8664.5,
+)
 #: QSO broad lines (vacuum Angstrom) and the narrow lines within +-9,000 km/s of each:
 #: H beta with [O III] 4960/5008, H alpha with [N II] 6550/6585 and [S II] 6718/6733.
-BROAD_LINES_ANGSTROM = {2799.1: (), 4862.7: (4862.7, 4960.3, 5008.2),
-                        6564.6: (6549.9, 6564.6, 6585.3, 6718.3, 6732.7)}
+BROAD_LINES_ANGSTROM = {
+    2799.1: (),
+    4862.7: (4862.7, 4960.3, 5008.2),
+    6564.6: (6549.9, 6564.6, 6585.3, 6718.3, 6732.7),
+}
 
 
 @dataclass(frozen=True)
@@ -148,9 +161,18 @@ def best_of_class(fit: FitResult) -> npt.NDArray[np.int64]:
     return out
 
 
-def line_snr(flux: F64, weight: F64, model: F64, wave: F64, z: F64,
-             rest_angstrom: tuple[float, ...], half_kms: float, *, sign: float = 1.0,
-             use: npt.NDArray[np.bool_] | None = None) -> F64:
+def line_snr(
+    flux: F64,
+    weight: F64,
+    model: F64,
+    wave: F64,
+    z: F64,
+    rest_angstrom: tuple[float, ...],
+    half_kms: float,
+    *,
+    sign: float = 1.0,
+    use: npt.NDArray[np.bool_] | None = None,
+) -> F64:
     """Combined S/N of ``sign * (flux - model)`` within +-half_kms of the lines at z: (S,).
 
     ``use`` (S, n_lines) leaves lines out per spectrum.
@@ -162,7 +184,7 @@ def line_snr(flux: F64, weight: F64, model: F64, wave: F64, z: F64,
         centre = lam * (1.0 + z)[:, None]
         inside = np.abs(wave[None, :] - centre) <= centre * half_kms / C_KMS
         if use is not None:
-            inside &= use[:, k:k + 1]
+            inside &= use[:, k : k + 1]
         w = np.where(inside, weight, 0.0)
         good = w > 0
         num += np.where(good, resid, 0.0).sum(axis=1)
@@ -205,8 +227,9 @@ def broad_line_snr(flux: F64, weight: F64, wave: F64, z: float, p: DecisionParam
     return best
 
 
-def decide_class(engine: Engine, fit: FitResult, flux: F64, weight: F64, *,
-                 params: DecisionParams | None = None) -> Decision:
+def decide_class(
+    engine: Engine, fit: FitResult, flux: F64, weight: F64, *, params: DecisionParams | None = None
+) -> Decision:
     """Choose each spectrum's class on a common footing (see the module docstring)."""
     p = params or DecisionParams()
     n_s = flux.shape[0]
@@ -224,8 +247,14 @@ def decide_class(engine: Engine, fit: FitResult, flux: F64, weight: F64, *,
             continue
         j = best[has, code]
         cls = np.full(has.size, CLASS_CODES[code])
-        m = fit_models(engine, flux[has], weight[has], cls,
-                       fit.template[has, j].astype(np.int64), fit.z[has, j]).model
+        m = fit_models(
+            engine,
+            flux[has],
+            weight[has],
+            cls,
+            fit.template[has, j].astype(np.int64),
+            fit.z[has, j],
+        ).model
         models[code, has] = m
         chi2[has, code] = common_chi2(m, flux[has], wj[has], basis)
     r_best = np.min(chi2, axis=1) / n_good
@@ -236,8 +265,15 @@ def decide_class(engine: Engine, fit: FitResult, flux: F64, weight: F64, *,
     # 3. a galaxy at rest without emission lines is not evidence against a star
     gal_lowz = np.abs(np.nan_to_num(z_of[:, GALAXY], nan=1.0)) < p.lowz_galaxy
     if gal_lowz.any():
-        em = line_snr(flux, weight, models[STAR], wave, np.nan_to_num(z_of[:, GALAXY]),
-                      GALAXY_EMISSION_ANGSTROM, 300.0)
+        em = line_snr(
+            flux,
+            weight,
+            models[STAR],
+            wave,
+            np.nan_to_num(z_of[:, GALAXY]),
+            GALAXY_EMISSION_ANGSTROM,
+            300.0,
+        )
         scaled[gal_lowz & (em < p.emission_snr), GALAXY] = np.inf
 
     # edge-of-grid minima (a QSO at z = 6 fitting a star's continuum) are no evidence
@@ -265,33 +301,80 @@ def decide_class(engine: Engine, fit: FitResult, flux: F64, weight: F64, *,
         # say nothing
         z_q = np.where(other[i] == QSO, np.nan_to_num(z_of[i, QSO]), -1.0)
         usable = np.array(STELLAR_REST_ANGSTROM)[None, :] > LYA_EDGE_ANGSTROM * (1 + z_q[:, None])
-        a_other = line_snr(flux[i], weight[i], models[other[i], i], wave, np.zeros(i.size),
-                           STELLAR_REST_ANGSTROM, p.rest_line_kms, sign=-1.0, use=usable)
-        a_star = line_snr(flux[i], weight[i], models[STAR, i], wave, np.zeros(i.size),
-                          STELLAR_REST_ANGSTROM, p.rest_line_kms, sign=-1.0, use=usable)
+        a_other = line_snr(
+            flux[i],
+            weight[i],
+            models[other[i], i],
+            wave,
+            np.zeros(i.size),
+            STELLAR_REST_ANGSTROM,
+            p.rest_line_kms,
+            sign=-1.0,
+            use=usable,
+        )
+        a_star = line_snr(
+            flux[i],
+            weight[i],
+            models[STAR, i],
+            wave,
+            np.zeros(i.size),
+            STELLAR_REST_ANGSTROM,
+            p.rest_line_kms,
+            sign=-1.0,
+            use=usable,
+        )
         rest_lines[i] = a_other - np.maximum(a_star, 0.0)
         n_lines = np.zeros(i.size, dtype=np.int64)
         for k, lam in enumerate(STELLAR_REST_ANGSTROM):  # per line: is it there on its own?
             one = (lam,)
-            u = usable[:, k:k + 1]
-            e_o = line_snr(flux[i], weight[i], models[other[i], i], wave, np.zeros(i.size), one,
-                           p.rest_line_kms, sign=-1.0, use=u)
-            e_s = line_snr(flux[i], weight[i], models[STAR, i], wave, np.zeros(i.size), one,
-                           p.rest_line_kms, sign=-1.0, use=u)
+            u = usable[:, k : k + 1]
+            e_o = line_snr(
+                flux[i],
+                weight[i],
+                models[other[i], i],
+                wave,
+                np.zeros(i.size),
+                one,
+                p.rest_line_kms,
+                sign=-1.0,
+                use=u,
+            )
+            e_s = line_snr(
+                flux[i],
+                weight[i],
+                models[STAR, i],
+                wave,
+                np.zeros(i.size),
+                one,
+                p.rest_line_kms,
+                sign=-1.0,
+                use=u,
+            )
             n_lines += (e_o - np.maximum(e_s, 0.0)) > p.rest_line_each
         line_count[i] = n_lines
     rescued = check & (rest_lines > p.rest_line_snr) & (line_count >= p.rest_line_count)
     # a QSO whose Lyman-alpha break lands on the arm join imitates a join step: it must beat
     # the star on the common footing, where the step is free for every class
-    lya_join = np.abs(LYA_EDGE_ANGSTROM * (1 + np.nan_to_num(z_of[:, QSO], nan=-1.0))
-                      - p.join_angstrom) < p.lya_join_angstrom
-    rescued |= (check & (first == QSO) & lya_join
-                & (scaled[:, STAR] < scaled[:, QSO]) & (scaled[:, STAR] <= scaled[:, GALAXY]))
+    lya_join = (
+        np.abs(LYA_EDGE_ANGSTROM * (1 + np.nan_to_num(z_of[:, QSO], nan=-1.0)) - p.join_angstrom)
+        < p.lya_join_angstrom
+    )
+    rescued |= (
+        check
+        & (first == QSO)
+        & lya_join
+        & (scaled[:, STAR] < scaled[:, QSO])
+        & (scaled[:, STAR] <= scaled[:, GALAXY])
+    )
     pick = np.where(first == STAR, STAR, np.where(rescued, STAR, other))
     # the ranking's non-star was no evidence (a galaxy at rest, a grid-edge minimum): the
     # best class on the common footing, the star included
-    void = ((first != STAR) & ~np.isfinite(scaled[rows, first]) & np.isfinite(scaled).any(axis=1)
-            & ~rescued)
+    void = (
+        (first != STAR)
+        & ~np.isfinite(scaled[rows, first])
+        & np.isfinite(scaled).any(axis=1)
+        & ~rescued
+    )
     pick = np.where(void, np.argmin(np.where(np.isfinite(scaled), scaled, np.inf), axis=1), pick)
     pick = np.where(np.isfinite(scaled[rows, pick]), pick, first)
     # the common footing only arbitrates between the non-star classes: a non-star it swaps in
@@ -299,15 +382,19 @@ def decide_class(engine: Engine, fit: FitResult, flux: F64, weight: F64, *,
     ranked = np.full((n_s, 3), np.inf)
     for code in range(3):
         with_best = best[:, code] >= 0
-        ranked[with_best, code] = (fit.chi2[rows[with_best], best[with_best, code]]
-                                   / scale[with_best])
+        ranked[with_best, code] = (
+            fit.chi2[rows[with_best], best[with_best, code]] / scale[with_best]
+        )
     # 4. a QSO without broad lines at the galaxy's own redshift is a narrow-line galaxy
     z_g = np.nan_to_num(z_of[:, GALAXY], nan=-9.0)
     z_q = np.nan_to_num(z_of[:, QSO], nan=-9.0)
     narrow = np.zeros(n_s, dtype=bool)
-    for s in np.flatnonzero((pick == QSO) & (best[:, GALAXY] >= 0)
-                            & (z_q < p.broad_line_max_z)
-                            & (np.abs(z_g - z_q) < 3e-3 * (1 + np.abs(z_q)))):
+    for s in np.flatnonzero(
+        (pick == QSO)
+        & (best[:, GALAXY] >= 0)
+        & (z_q < p.broad_line_max_z)
+        & (np.abs(z_g - z_q) < 3e-3 * (1 + np.abs(z_q)))
+    ):
         # only QSO answers at low z with a galaxy at the same z: a handful per night
         snr = broad_line_snr(flux[s], weight[s], wave, float(z_q[s]), p)
         narrow[s] = np.isfinite(snr) and snr < p.broad_line_snr
@@ -325,8 +412,10 @@ def decide_class(engine: Engine, fit: FitResult, flux: F64, weight: F64, *,
     # chosen class is ahead for the answer to be clear
     ranked_others = np.where(np.isfinite(others), ranked, np.inf)
     with np.errstate(invalid="ignore"):
-        margin = np.minimum(np.min(others, axis=1) - scaled[rows, chosen],
-                            np.min(ranked_others, axis=1) - ranked[rows, chosen])
+        margin = np.minimum(
+            np.min(others, axis=1) - scaled[rows, chosen],
+            np.min(ranked_others, axis=1) - ranked[rows, chosen],
+        )
     # a star kept on its lines alone: the evidence is the lines' chi-square beyond the cut
     margin = np.where(rescued & (chosen == STAR), rest_lines**2 - p.rest_line_snr**2, margin)
     # a non-star kept although the star's lines are half there: not a confident answer
@@ -334,5 +423,4 @@ def decide_class(engine: Engine, fit: FitResult, flux: F64, weight: F64, *,
     margin = np.where(hint, np.minimum(margin, 0.0), margin)
     # a galaxy kept for want of broad lines, against the QSO's better chi-square
     margin = np.where(narrow & (chosen == GALAXY), np.minimum(margin, 0.0), margin)
-    return Decision(choice.astype(np.int64), scaled, margin, chosen != first, rest_lines,
-                    models)
+    return Decision(choice.astype(np.int64), scaled, margin, chosen != first, rest_lines, models)

@@ -71,8 +71,9 @@ def _obs_key(oa: int, ob: int) -> tuple[int, int]:
     return (min(oa, ob), max(oa, ob))
 
 
-def rest_products(vectors: npt.NDArray[np.float64], design: EigenDesign
-                  ) -> dict[tuple[int, int], npt.NDArray[np.float64]]:
+def rest_products(
+    vectors: npt.NDArray[np.float64], design: EigenDesign
+) -> dict[tuple[int, int], npt.NDArray[np.float64]]:
     """The rest-frame products the design needs (keys as ``_rest_key``)."""
     out: dict[tuple[int, int], npt.NDArray[np.float64]] = {}
     for a, b in design.pairs():
@@ -136,10 +137,10 @@ def eigen_chi2_all(
         else:
             fk = ("w", okey)
             if fk not in fwd:
-                fwd[fk] = np.conj(sfft.rfft(weighted("w", okey), nfft, axis=-1,
-                                            workers=workers))
-            corr = sfft.irfft(fwd[fk] * rest_fft[rkey][None, :], nfft, axis=-1,
-                              workers=workers)[:, lo:hi + 1]
+                fwd[fk] = np.conj(sfft.rfft(weighted("w", okey), nfft, axis=-1, workers=workers))
+            corr = sfft.irfft(fwd[fk] * rest_fft[rkey][None, :], nfft, axis=-1, workers=workers)[
+                :, lo : hi + 1
+            ]
             mt[a, c] = corr
         mt[c, a] = mt[a, c]
     for a in range(n):
@@ -151,10 +152,10 @@ def eigen_chi2_all(
         else:
             fk = ("f", okey)
             if fk not in fwd:
-                fwd[fk] = np.conj(sfft.rfft(weighted("f", okey), nfft, axis=-1,
-                                            workers=workers))
-            bt[a] = sfft.irfft(fwd[fk] * rest_fft[(j, -1)][None, :], nfft, axis=-1,
-                                    workers=workers)[:, lo:hi + 1]
+                fwd[fk] = np.conj(sfft.rfft(weighted("f", okey), nfft, axis=-1, workers=workers))
+            bt[a] = sfft.irfft(
+                fwd[fk] * rest_fft[(j, -1)][None, :], nfft, axis=-1, workers=workers
+            )[:, lo : hi + 1]
     return mt.transpose(2, 3, 0, 1), bt.transpose(1, 2, 0)
 
 

@@ -69,6 +69,7 @@ SKY_TELLURIC_MASK_ANGSTROM: tuple[tuple[float, float], ...] = (
 # median offset from +3.5 to +2.1 km/s (telluric lines do not move with the star and pull the
 # fit towards the heliocentric correction).
 
+
 @dataclass(frozen=True)
 class StarBlock:
     names: tuple[str, ...]
@@ -148,15 +149,21 @@ def _bin_index(basis: ContinuumBasis) -> npt.NDArray[np.int64]:
     return idx
 
 
-def prepare_star(sets: TemplateSet | tuple[TemplateSet, ...], grid: LogGrid,
-                 basis: ContinuumBasis, zgrid: RedshiftGrid = STAR_GRID) -> StarBlock:
+def prepare_star(
+    sets: TemplateSet | tuple[TemplateSet, ...],
+    grid: LogGrid,
+    basis: ContinuumBasis,
+    zgrid: RedshiftGrid = STAR_GRID,
+) -> StarBlock:
     """Shift every single star template of ``sets`` to every redshift of ``zgrid``."""
     sets = (sets,) if isinstance(sets, TemplateSet) else tuple(sets)
     for ts in sets:
         if ts.kind != "single":
-            raise ValueError(f"{ts.source}: a STAR eigen-basis ({ts.subclass or ts.objclass}) "
-                             "cannot be used by the star kernel, which fits single templates "
-                             "with continuum vectors; give single-template files")
+            raise ValueError(
+                f"{ts.source}: a STAR eigen-basis ({ts.subclass or ts.objclass}) "
+                "cannot be used by the star kernel, which fits single templates "
+                "with continuum vectors; give single-template files"
+            )
     z = zgrid.values()
     obs_loglam = grid.loglam0 + grid.dloglam * np.arange(grid.npix)
     blocks = []
@@ -199,11 +206,14 @@ MULT_OBS = {"GALAXY": (1, 2, 3), "QSO": ()}
 # with LAMOST fell (the extra freedom let QSO fits take real stars).
 
 
-def prepare_eigen(ts: TemplateSet, grid: LogGrid, zgrid: RedshiftGrid,
-                  mult_obs: tuple[int, ...] | None = None) -> EigenBlock:
+def prepare_eigen(
+    ts: TemplateSet, grid: LogGrid, zgrid: RedshiftGrid, mult_obs: tuple[int, ...] | None = None
+) -> EigenBlock:
     if abs(ts.dloglam - grid.dloglam) > 1e-12:
-        raise ValueError(f"{ts.source}: template step {ts.dloglam} differs from the working "
-                         f"grid step {grid.dloglam}; resample it first")
+        raise ValueError(
+            f"{ts.source}: template step {ts.dloglam} differs from the working "
+            f"grid step {grid.dloglam}; resample it first"
+        )
     offset_f = (grid.loglam0 - ts.loglam0) / grid.dloglam
     vectors = ts.vectors
     offset = int(round(offset_f))
@@ -225,21 +235,19 @@ def prepare_eigen(ts: TemplateSet, grid: LogGrid, zgrid: RedshiftGrid,
         # additive P0..P(n-1) redward of Lyman alpha only: a rest-frame step vector times the
         # observed-frame polynomials; the forest keeps the eigenvectors' own mean absorption
         n_eig = vectors.shape[0]
-        rest_wave = 10.0 ** (grid.loglam0 + grid.dloglam * (np.arange(vectors.shape[1])
-                                                             - offset))
+        rest_wave = 10.0 ** (grid.loglam0 + grid.dloglam * (np.arange(vectors.shape[1]) - offset))
         step = 0.5 * (1.0 + np.tanh((rest_wave - LYA_STEP_ANGSTROM) / 5.0))
         vectors = np.vstack([vectors, step])
-        design = EigenDesign((*range(n_eig), *([n_eig] * n_red)),
-                             (*([-1] * n_eig), *range(n_red)))
+        design = EigenDesign((*range(n_eig), *([n_eig] * n_red)), (*([-1] * n_eig), *range(n_red)))
     else:
         design = make_design(vectors.shape[0], N_POLY.get(ts.objclass, 3), mult_obs)
     rest_fft = {key: sfft.rfft(arr, nfft) for key, arr in rest_products(vectors, design).items()}
-    return EigenBlock(ts.objclass, vectors.shape[0], offset, lag_lo, lag_hi, nfft, design,
-                      vectors, rest_fft)
+    return EigenBlock(
+        ts.objclass, vectors.shape[0], offset, lag_lo, lag_hi, nfft, design, vectors, rest_fft
+    )
 
 
-def observed_functions(grid: LogGrid, join_angstrom: float = 5800.0
-                       ) -> npt.NDArray[np.float64]:
+def observed_functions(grid: LogGrid, join_angstrom: float = 5800.0) -> npt.NDArray[np.float64]:
     """Rows P0, P1, P2 (Legendre across the grid) and the red-arm indicator."""
     x = np.linspace(-1.0, 1.0, grid.npix)
     rows = [legendre.legval(x, np.eye(3)[k]) for k in range(3)]
@@ -247,11 +255,15 @@ def observed_functions(grid: LogGrid, join_angstrom: float = 5800.0
     return np.array(rows)
 
 
-def prepare_engine(templates: dict[str, TemplateSet] | None = None, *,
-                   extra: tuple[TemplateSet, ...] = (), basis: ContinuumBasis | None = None,
-                   grid: LogGrid = WORKING_GRID, typing: TypingSet | None = None,
-                   zgrids: tuple[RedshiftGrid, RedshiftGrid, RedshiftGrid] = (
-                       STAR_GRID, GALAXY_GRID, QSO_GRID)) -> Engine:
+def prepare_engine(
+    templates: dict[str, TemplateSet] | None = None,
+    *,
+    extra: tuple[TemplateSet, ...] = (),
+    basis: ContinuumBasis | None = None,
+    grid: LogGrid = WORKING_GRID,
+    typing: TypingSet | None = None,
+    zgrids: tuple[RedshiftGrid, RedshiftGrid, RedshiftGrid] = (STAR_GRID, GALAXY_GRID, QSO_GRID),
+) -> Engine:
     """Prepare the default (or given) templates for the kernels.
 
     The default star set is the shipped library (:func:`load_default_star_library`); the
@@ -270,11 +282,14 @@ def prepare_engine(templates: dict[str, TemplateSet] | None = None, *,
         typing = typing or load_default_typing_set()
     typer = None  # checked first: a stale table fails before the templates are prepared
     if typing is not None:
-        typer = prepare_typer(typing.index_names, typing.indices, typing.ordinals,
-                              source=typing.provenance)
+        typer = prepare_typer(
+            typing.index_names, typing.indices, typing.ordinals, source=typing.provenance
+        )
         if typer.index_names != INDEX_NAMES:
-            raise ValueError(f"typing table indices {typer.index_names} are not this engine's "
-                             f"{INDEX_NAMES}; remake it with benchmarks/make_default_library.py")
+            raise ValueError(
+                f"typing table indices {typer.index_names} are not this engine's "
+                f"{INDEX_NAMES}; remake it with benchmarks/make_default_library.py"
+            )
     templates = dict(templates)
     star_sets = [templates["STAR"]]
     for ts in extra:
@@ -287,14 +302,23 @@ def prepare_engine(templates: dict[str, TemplateSet] | None = None, *,
     basis = basis or default_basis()
     star_grid, galaxy_grid, qso_grid = zgrids
     star = prepare_star(tuple(star_sets), grid, basis, star_grid)
-    eigen = tuple(prepare_eigen(templates[c], grid, g) for c, g in
-                  (("GALAXY", galaxy_grid), ("QSO", qso_grid)) if c in templates)
-    return Engine(grid, basis, star, eigen, observed_functions(grid),
-                  mask_weight(grid, SKY_TELLURIC_MASK_ANGSTROM), typer=typer)
+    eigen = tuple(
+        prepare_eigen(templates[c], grid, g)
+        for c, g in (("GALAXY", galaxy_grid), ("QSO", qso_grid))
+        if c in templates
+    )
+    return Engine(
+        grid,
+        basis,
+        star,
+        eigen,
+        observed_functions(grid),
+        mask_weight(grid, SKY_TELLURIC_MASK_ANGSTROM),
+        typer=typer,
+    )
 
 
-def mask_weight(grid: LogGrid, ranges: tuple[tuple[float, float], ...]
-                ) -> npt.NDArray[np.float64]:
+def mask_weight(grid: LogGrid, ranges: tuple[tuple[float, float], ...]) -> npt.NDArray[np.float64]:
     """1 everywhere except 0 inside the given wavelength ranges."""
     wave = grid.wave_angstrom
     weight = np.ones(grid.npix)
@@ -309,7 +333,9 @@ def get_engine(config: EngineConfig = DEFAULT_CONFIG) -> Engine:
     from lamostdb.templates.library import load_template_file
 
     extra = tuple(load_template_file(f) for f in config.templates)
-    engine = prepare_engine(extra=extra,
-                            basis=load_basis(config.continuum) if config.continuum else None,
-                            zgrids=(config.star_grid, config.galaxy_grid, config.qso_grid))
+    engine = prepare_engine(
+        extra=extra,
+        basis=load_basis(config.continuum) if config.continuum else None,
+        zgrids=(config.star_grid, config.galaxy_grid, config.qso_grid),
+    )
     return replace(engine, confidence=load_params(config.confidence), config=config)

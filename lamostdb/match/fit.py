@@ -41,8 +41,9 @@ class FitResult:
     n_good: npt.NDArray[np.int32]  # (S,) pixels with weight
 
 
-def _parabola(cm: npt.NDArray[np.float64], c0: npt.NDArray[np.float64],
-              cp: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64], ...]:
+def _parabola(
+    cm: npt.NDArray[np.float64], c0: npt.NDArray[np.float64], cp: npt.NDArray[np.float64]
+) -> tuple[npt.NDArray[np.float64], ...]:
     """Vertex offset (in steps), vertex value and 1-sigma (delta chi2 = 1) in steps."""
     curv = cm - 2 * c0 + cp
     ok = curv > 0
@@ -56,8 +57,9 @@ def _parabola(cm: npt.NDArray[np.float64], c0: npt.NDArray[np.float64],
 
 def _star_candidates(engine: Engine, flux: np.ndarray, ivar: np.ndarray):
     star = engine.star
-    chi2, coeffs = _star_chi2(flux, ivar, star.tpl_bins, star.tpl2_bins, star.bin_index,
-                              engine.basis.vectors)
+    chi2, coeffs = _star_chi2(
+        flux, ivar, star.tpl_bins, star.tpl2_bins, star.bin_index, engine.basis.vectors
+    )
     n_s = flux.shape[0]
     nz = star.z.size
     nt = len(star.names)
@@ -69,8 +71,9 @@ def _star_candidates(engine: Engine, flux: np.ndarray, ivar: np.ndarray):
     c0 = chi2[s_i, t_i, iz]
     edge = (iz == 0) | (iz == nz - 1)
     izc = np.clip(iz, 1, nz - 2)
-    dx, vertex, sigma = _parabola(chi2[s_i, t_i, izc - 1], chi2[s_i, t_i, izc],
-                                  chi2[s_i, t_i, izc + 1])
+    dx, vertex, sigma = _parabola(
+        chi2[s_i, t_i, izc - 1], chi2[s_i, t_i, izc], chi2[s_i, t_i, izc + 1]
+    )
     step = star.z[1] - star.z[0]
     z = np.where(edge, star.z[iz], star.z[izc] + dx * step)
     z_err = np.where(edge, np.nan, sigma * step)
@@ -87,10 +90,12 @@ def _local_minima(chi2: np.ndarray, n_min: int) -> np.ndarray:
     return np.argsort(masked, axis=1, kind="stable")[:, :n_min]
 
 
-def _eigen_candidates(engine: Engine, block: EigenBlock, flux: np.ndarray, ivar: np.ndarray,
-                      wff: np.ndarray):
-    m_all, b_all = eigen_chi2_all(flux, ivar, engine.obs_funcs, block.design, block.rest_fft,
-                                  block.nfft, block.m_range)
+def _eigen_candidates(
+    engine: Engine, block: EigenBlock, flux: np.ndarray, ivar: np.ndarray, wff: np.ndarray
+):
+    m_all, b_all = eigen_chi2_all(
+        flux, ivar, engine.obs_funcs, block.design, block.rest_fft, block.nfft, block.m_range
+    )
     n_s, n_l = m_all.shape[:2]
     # m index l -> rest offset m = m_lo + l -> lag k = offset - m (descending in l)
     step = COARSE_STEP.get(block.objclass, 1)
@@ -110,8 +115,9 @@ def _eigen_candidates(engine: Engine, block: EigenBlock, flux: np.ndarray, ivar:
     l_best = fine[s_i, m_i, j]
     edge = (l_best == 0) | (l_best == n_l - 1)
     jc = np.clip(j, 1, offsets.size - 2)
-    dx, vertex, sigma = _parabola(f_chi2[s_i, m_i, jc - 1], f_chi2[s_i, m_i, jc],
-                                  f_chi2[s_i, m_i, jc + 1])
+    dx, vertex, sigma = _parabola(
+        f_chi2[s_i, m_i, jc - 1], f_chi2[s_i, m_i, jc], f_chi2[s_i, m_i, jc + 1]
+    )
     l_ref = fine[s_i, m_i, jc]
     inner = ~edge & (j >= 1) & (j <= offsets.size - 2)
     m_lo = block.m_range[0]
@@ -123,7 +129,7 @@ def _eigen_candidates(engine: Engine, block: EigenBlock, flux: np.ndarray, ivar:
     # duplicate minima (coarse minima that refined to the same lag) keep the first only
     dup = np.zeros_like(edge)
     for a in range(1, n_m):  # loop over the 3 minima slots, not spectra or lags
-        dup[:, a] = np.any(np.abs(lag[:, a:a + 1] - lag[:, :a]) < 1.0, axis=1)
+        dup[:, a] = np.any(np.abs(lag[:, a : a + 1] - lag[:, :a]) < 1.0, axis=1)
     chi2 = np.where(dup, np.inf, chi2)
     return chi2, z, z_err, edge, f_coef[s_i, m_i, j]
 
@@ -143,20 +149,29 @@ def _keep_order(rchi2: np.ndarray, cls: np.ndarray, n_keep: int) -> np.ndarray:
     return np.take_along_axis(chosen, np.argsort(again, axis=1, kind="stable"), 1)
 
 
-def weighted_inputs(engine: Engine, flux: npt.ArrayLike, ivar: npt.ArrayLike
-                    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+def weighted_inputs(
+    engine: Engine, flux: npt.ArrayLike, ivar: npt.ArrayLike
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Flux and the weights every fit uses: ivar, 0 where not finite or in a masked range."""
     f = np.ascontiguousarray(flux, dtype=np.float64)
     w = np.ascontiguousarray(ivar, dtype=np.float64)
     if f.ndim != 2 or f.shape != w.shape or f.shape[1] != engine.grid.npix:
-        raise ValueError(f"flux and ivar must both be (n_spectra, {engine.grid.npix}); got "
-                         f"{f.shape} and {w.shape}")
+        raise ValueError(
+            f"flux and ivar must both be (n_spectra, {engine.grid.npix}); got "
+            f"{f.shape} and {w.shape}"
+        )
     w = np.where(np.isfinite(w) & np.isfinite(f) & (w > 0), w, 0.0) * engine.pixel_weight
     return np.where(w > 0, f, 0.0), w
 
 
-def fit_spectra(flux: npt.ArrayLike, ivar: npt.ArrayLike, *, engine: Engine | None = None,
-                n_candidates: int = 10, n_star_templates: int = 6) -> FitResult:
+def fit_spectra(
+    flux: npt.ArrayLike,
+    ivar: npt.ArrayLike,
+    *,
+    engine: Engine | None = None,
+    n_candidates: int = 10,
+    n_star_templates: int = 6,
+) -> FitResult:
     """Fit a batch of spectra on the working grid.
 
     Parameters
@@ -182,14 +197,24 @@ def fit_spectra(flux: npt.ArrayLike, ivar: npt.ArrayLike, *, engine: Engine | No
     k_star = min(n_star_templates, s_chi2.shape[1])
     order = np.argsort(s_chi2, axis=1)[:, :k_star]
     take = np.take_along_axis
-    parts.append((0, order, take(s_chi2, order, 1), take(s_z, order, 1), take(s_zerr, order, 1),
-                  take(s_edge, order, 1), take(s_coef, order[:, :, None], 1),
-                  engine.basis.n_vectors))
+    parts.append(
+        (
+            0,
+            order,
+            take(s_chi2, order, 1),
+            take(s_z, order, 1),
+            take(s_zerr, order, 1),
+            take(s_edge, order, 1),
+            take(s_coef, order[:, :, None], 1),
+            engine.basis.n_vectors,
+        )
+    )
     for block in engine.eigen:
         code = CLASS_CODES.index(block.objclass)
         e_chi2, e_z, e_zerr, e_edge, e_coef = _eigen_candidates(engine, block, f, w, wff)
-        parts.append((code, np.full(e_chi2.shape, -1), e_chi2, e_z, e_zerr, e_edge, e_coef,
-                      block.n_params))
+        parts.append(
+            (code, np.full(e_chi2.shape, -1), e_chi2, e_z, e_zerr, e_edge, e_coef, block.n_params)
+        )
 
     max_params = max(p[7] for p in parts)
     cls = np.concatenate([np.full(p[2].shape, p[0], dtype=np.int8) for p in parts], axis=1)
@@ -198,16 +223,32 @@ def fit_spectra(flux: npt.ArrayLike, ivar: npt.ArrayLike, *, engine: Engine | No
     z = np.concatenate([p[3] for p in parts], axis=1)
     z_err = np.concatenate([p[4] for p in parts], axis=1)
     edge = np.concatenate([p[5] for p in parts], axis=1)
-    dof = np.concatenate([np.broadcast_to((n_good - p[7])[:, None], p[2].shape)
-                          for p in parts], axis=1).astype(np.int32)
-    coeffs = np.concatenate([np.pad(p[6], ((0, 0), (0, 0), (0, max_params - p[7])),
-                                    constant_values=np.nan) for p in parts], axis=1)
+    dof = np.concatenate(
+        [np.broadcast_to((n_good - p[7])[:, None], p[2].shape) for p in parts], axis=1
+    ).astype(np.int32)
+    coeffs = np.concatenate(
+        [
+            np.pad(p[6], ((0, 0), (0, 0), (0, max_params - p[7])), constant_values=np.nan)
+            for p in parts
+        ],
+        axis=1,
+    )
     rchi2 = np.where(dof > 0, chi2 / np.maximum(dof, 1), np.inf)
     order = _keep_order(rchi2, cls, n_candidates)
     pick = lambda a: np.take_along_axis(a, order, 1)  # noqa: E731
     r = pick(rchi2)
     with np.errstate(invalid="ignore"):  # inf - inf where a spectrum has no weight
         delta = np.concatenate([r[:, 1:] - r[:, :-1], np.full((n_s, 1), np.nan)], axis=1)
-    return FitResult(pick(cls), pick(tpl), pick(z), pick(z_err), pick(chi2), pick(dof), r,
-                     delta, pick(edge), np.take_along_axis(coeffs, order[:, :, None], 1),
-                     n_good)
+    return FitResult(
+        pick(cls),
+        pick(tpl),
+        pick(z),
+        pick(z_err),
+        pick(chi2),
+        pick(dof),
+        r,
+        delta,
+        pick(edge),
+        np.take_along_axis(coeffs, order[:, :, None], 1),
+        n_good,
+    )

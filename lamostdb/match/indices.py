@@ -66,8 +66,9 @@ def _band_mean(wave: F64, csum: F64, ccount: F64, scale: F64, lo: float, hi: flo
         return np.where(n >= 2, total / n, np.nan)
 
 
-def line_indices(wave_angstrom: F64, flux: npt.ArrayLike, ivar: npt.ArrayLike,
-                 z: npt.ArrayLike) -> F64:
+def line_indices(
+    wave_angstrom: F64, flux: npt.ArrayLike, ivar: npt.ArrayLike, z: npt.ArrayLike
+) -> F64:
     """Indices (S, len(INDEX_NAMES)) of spectra (S, P) on ``wave_angstrom`` at redshifts z.
 
     Pixels with ivar <= 0 or non-finite flux are not used. An index whose bands have fewer
@@ -84,8 +85,10 @@ def line_indices(wave_angstrom: F64, flux: npt.ArrayLike, ivar: npt.ArrayLike,
     np.cumsum(good, axis=1, out=ccount[:, 1:])
     out = np.full((f.shape[0], len(INDEX_NAMES)), np.nan)
     for k, (feature, blue, red) in enumerate(INDEX_BANDS.values()):  # 23 bands, not pixels
-        cont = 0.5 * (_band_mean(wave_angstrom, csum, ccount, scale, *blue)
-                      + _band_mean(wave_angstrom, csum, ccount, scale, *red))
+        cont = 0.5 * (
+            _band_mean(wave_angstrom, csum, ccount, scale, *blue)
+            + _band_mean(wave_angstrom, csum, ccount, scale, *red)
+        )
         line = _band_mean(wave_angstrom, csum, ccount, scale, *feature)
         with np.errstate(invalid="ignore", divide="ignore"):
             out[:, k] = np.where(cont > 0, line / cont, np.nan)

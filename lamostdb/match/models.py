@@ -34,8 +34,14 @@ class Fitted:
     chi2: F64  # (S,)
 
 
-def shift_rows(vectors: F64, loglam0: float, dloglam: float, rows: npt.NDArray[np.int64],
-               obs_loglam: F64, z: F64) -> F64:
+def shift_rows(
+    vectors: F64,
+    loglam0: float,
+    dloglam: float,
+    rows: npt.NDArray[np.int64],
+    obs_loglam: F64,
+    z: F64,
+) -> F64:
     """Row ``rows[s]`` of ``vectors`` seen at redshift ``z[s]`` on ``obs_loglam``: (S, P).
 
     >>> v = np.arange(10.0)[None, :] ** 2           # x**2 on pixels 0..9
@@ -46,8 +52,14 @@ def shift_rows(vectors: F64, loglam0: float, dloglam: float, rows: npt.NDArray[n
     return shift_many(vectors, loglam0, dloglam, np.asarray(rows)[None, :], obs_loglam, z)[0]
 
 
-def shift_many(vectors: F64, loglam0: float, dloglam: float, rows: npt.NDArray[np.int64],
-               obs_loglam: F64, z: F64) -> F64:
+def shift_many(
+    vectors: F64,
+    loglam0: float,
+    dloglam: float,
+    rows: npt.NDArray[np.int64],
+    obs_loglam: F64,
+    z: F64,
+) -> F64:
     """``shift_rows`` for several rows per spectrum: rows (J, S) -> (J, S, P).
 
     The interpolation weights depend on the redshift only, so they are computed once for
@@ -59,10 +71,12 @@ def shift_many(vectors: F64, loglam0: float, dloglam: float, rows: npt.NDArray[n
     t = x - i0
     n = vectors.shape[1]
     # Keys cubic-convolution weights for pixels i0-1, i0, i0+1, i0+2
-    w = (((-0.5 * t + 1.0) * t - 0.5) * t,
-         (1.5 * t - 2.5) * t * t + 1.0,
-         ((-1.5 * t + 2.0) * t + 0.5) * t,
-         (0.5 * t - 0.5) * t * t)
+    w = (
+        ((-0.5 * t + 1.0) * t - 0.5) * t,
+        (1.5 * t - 2.5) * t * t + 1.0,
+        ((-1.5 * t + 2.0) * t + 0.5) * t,
+        (0.5 * t - 0.5) * t * t,
+    )
     idx = [np.clip(i0 + k, 0, n - 1) for k in (-1, 0, 1, 2)]
     inside = (i0 >= 0) & (i0 <= n - 1)
     out = np.zeros((rows.shape[0],) + x.shape)
@@ -97,8 +111,7 @@ def shifted_stars(engine: Engine, template: npt.NDArray[np.int64], z: F64) -> F6
         local = template - start
         sel = (local >= 0) & (local < len(ts.names))
         if sel.any():
-            shifted[sel] = shift_rows(ts.vectors, ts.loglam0, ts.dloglam, local[sel], obs,
-                                      z[sel])
+            shifted[sel] = shift_rows(ts.vectors, ts.loglam0, ts.dloglam, local[sel], obs, z[sel])
         start += len(ts.names)
     return shifted
 
@@ -122,8 +135,9 @@ def shifted_eigens(engine: Engine, block: EigenBlock, vectors: list[int], z: F64
     return shift_many(block.vectors, rest0, grid.dloglam, rows, obs, z)
 
 
-def star_design(engine: Engine, template: npt.NDArray[np.int64], z: F64,
-                continuum: F64 | None = None) -> F64:
+def star_design(
+    engine: Engine, template: npt.NDArray[np.int64], z: F64, continuum: F64 | None = None
+) -> F64:
     """Shifted single templates times continuum functions: (S, P, K).
 
     ``continuum`` (K, P) defaults to the engine's continuum vectors, pixel by pixel.
@@ -147,8 +161,7 @@ def eigen_design(engine: Engine, block: EigenBlock, z: F64) -> F64:
     return np.stack(cols, axis=2)
 
 
-def candidate_design(engine: Engine, objclass: str, template: npt.NDArray[np.int64],
-                     z: F64) -> F64:
+def candidate_design(engine: Engine, objclass: str, template: npt.NDArray[np.int64], z: F64) -> F64:
     """Design of one class for a batch (all spectra of the batch have class ``objclass``)."""
     if objclass == "STAR":
         return star_design(engine, template, z)
@@ -158,8 +171,14 @@ def candidate_design(engine: Engine, objclass: str, template: npt.NDArray[np.int
     raise KeyError(f"the engine has no {objclass} templates")
 
 
-def fit_models(engine: Engine, flux: F64, ivar: F64, objclass: npt.NDArray[np.str_],
-               template: npt.NDArray[np.int64], z: F64) -> Fitted:
+def fit_models(
+    engine: Engine,
+    flux: F64,
+    ivar: F64,
+    objclass: npt.NDArray[np.str_],
+    template: npt.NDArray[np.int64],
+    z: F64,
+) -> Fitted:
     """Best-fit model of every spectrum for the given class, template and redshift.
 
     Spectra are grouped by class (a loop over the three classes) and each group is solved in

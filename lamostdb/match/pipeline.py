@@ -86,8 +86,9 @@ class Classified:
 
 
 @cache
-def _template_labels(sets: tuple[tuple[str | None, tuple[str, ...], tuple[str, ...] | None], ...]
-                     ) -> tuple[tuple[str, ...], tuple[float, ...]]:
+def _template_labels(
+    sets: tuple[tuple[str | None, tuple[str, ...], tuple[str, ...] | None], ...],
+) -> tuple[tuple[str, ...], tuple[float, ...]]:
     from lamostdb.templates.subclass import parse_subclass, subclass_of_template
 
     subs: list[str] = []
@@ -113,8 +114,9 @@ def _template_labels(sets: tuple[tuple[str | None, tuple[str, ...], tuple[str, .
 
 def template_subclasses(engine: Engine) -> tuple[tuple[str, ...], F64]:
     """Subclass and ordinal of every star template (SDSS table, else the set's label)."""
-    subs, ords = _template_labels(tuple((ts.subclass, ts.names, ts.subclasses)
-                                         for ts in engine.star.rest))
+    subs, ords = _template_labels(
+        tuple((ts.subclass, ts.names, ts.subclasses) for ts in engine.star.rest)
+    )
     return subs, np.array(ords, dtype=np.float64)
 
 
@@ -123,14 +125,23 @@ def _subclass_matrix(fit: FitResult, subs: tuple[str, ...]) -> npt.NDArray[np.st
     return table[np.where(fit.template >= 0, fit.template, len(subs))].astype(str)
 
 
-def _promote(fit: FitResult, choice: npt.NDArray[np.int64], rows: npt.NDArray[np.int64],
-             z: F64, z_err: F64, chi2: F64, n_params: npt.NDArray[np.int64]) -> FitResult:
+def _promote(
+    fit: FitResult,
+    choice: npt.NDArray[np.int64],
+    rows: npt.NDArray[np.int64],
+    z: F64,
+    z_err: F64,
+    chi2: F64,
+    n_params: npt.NDArray[np.int64],
+) -> FitResult:
     """Move candidate ``choice[i]`` of spectrum ``rows[i]`` to the front with re-match values."""
     n_s = fit.z.shape[0]
     order = _promote_order(fit.z.shape, rows, choice)
     take = lambda a: np.take_along_axis(a, order, 1).copy()  # noqa: E731
-    out = {k: take(getattr(fit, k)) for k in ("objclass", "template", "z", "z_err", "chi2",
-                                               "dof", "rchi2", "z_edge")}
+    out = {
+        k: take(getattr(fit, k))
+        for k in ("objclass", "template", "z", "z_err", "chi2", "dof", "rchi2", "z_edge")
+    }
     out["z"][rows, 0] = z
     out["z_err"][rows, 0] = z_err
     out["chi2"][rows, 0] = chi2
@@ -145,15 +156,17 @@ def _promote(fit: FitResult, choice: npt.NDArray[np.int64], rows: npt.NDArray[np
     return replace(fit, **out, delta_rchi2=delta, coeffs=coeffs)
 
 
-def _small_delta(fit: FitResult, degenerate: npt.NDArray[np.bool_],
-                 subclass: npt.NDArray[np.str_]) -> npt.NDArray[np.bool_]:
+def _small_delta(
+    fit: FitResult, degenerate: npt.NDArray[np.bool_], subclass: npt.NDArray[np.str_]
+) -> npt.NDArray[np.bool_]:
     """Next non-degenerate different answer within SMALL_DELTA_RCHI2 of the best."""
     from lamostdb.templates.subclass import spectral_letter
 
     letters = np.vectorize(lambda s: spectral_letter(s) or "", otypes=[object])(subclass)
     dv = np.abs(fit.z - fit.z[:, :1]) / (1 + fit.z[:, :1]) * C_KMS
-    different = ((fit.objclass != fit.objclass[:, :1]) | (dv > DIFFERENT_Z_KMS)
-                 | (letters != letters[:, :1]))
+    different = (
+        (fit.objclass != fit.objclass[:, :1]) | (dv > DIFFERENT_Z_KMS) | (letters != letters[:, :1])
+    )
     different[:, 0] = False
     cand = different & ~degenerate & np.isfinite(fit.rchi2)
     first = np.argmax(cand, axis=1)
@@ -207,9 +220,14 @@ def _inverted_best(engine: Engine, fit: FitResult) -> npt.NDArray[np.bool_]:
     return out
 
 
-def classify_arrays(flux: npt.ArrayLike, ivar: npt.ArrayLike, *, engine: Engine | None = None,
-                    options: PipelineOptions | None = None,
-                    fibertype: npt.ArrayLike | None = None) -> Classified:
+def classify_arrays(
+    flux: npt.ArrayLike,
+    ivar: npt.ArrayLike,
+    *,
+    engine: Engine | None = None,
+    options: PipelineOptions | None = None,
+    fibertype: npt.ArrayLike | None = None,
+) -> Classified:
     """Classify a batch of spectra on the engine's working grid (arrays in, arrays out)."""
     engine = engine or get_engine()
     opt = options or PipelineOptions()
@@ -247,11 +265,18 @@ def classify_arrays(flux: npt.ArrayLike, ivar: npt.ArrayLike, *, engine: Engine 
     model = reused_model
     todo = np.flatnonzero(~reused)
     if todo.size:
-        model[todo] = fit_models(engine, f[todo], w[todo], best_cls[todo],
-                                 fit.template[todo, 0].astype(np.int64), fit.z[todo, 0]).model
+        model[todo] = fit_models(
+            engine,
+            f[todo],
+            w[todo],
+            best_cls[todo],
+            fit.template[todo, 0].astype(np.int64),
+            fit.z[todo, 0],
+        ).model
     wave = engine.grid.wave_angstrom
-    groups = np.array([type_group(c, s) for c, s in zip(best_cls, subclass[:, 0], strict=True)],
-                      dtype="U9")
+    groups = np.array(
+        [type_group(c, s) for c, s in zip(best_cls, subclass[:, 0], strict=True)], dtype="U9"
+    )
     params = opt.params or engine.confidence or default_params()
     refined = np.zeros(n_s, dtype=bool)
     inverted = _inverted_best(engine, fit)
@@ -263,28 +288,46 @@ def classify_arrays(flux: npt.ArrayLike, ivar: npt.ArrayLike, *, engine: Engine 
         low = np.flatnonzero((conf < opt.conf_threshold) & (fit.n_good > 0))
         if opt.refine and low.size:
             n_l = min(opt.n_rematch, fit.z.shape[1])
-            rm = rematch(engine, f[low], w[low], fit.objclass[low, :n_l],
-                         fit.template[low, :n_l].astype(np.int64), fit.z[low, :n_l],
-                         opt.checks)
+            rm = rematch(
+                engine,
+                f[low],
+                w[low],
+                fit.objclass[low, :n_l],
+                fit.template[low, :n_l].astype(np.int64),
+                fit.z[low, :n_l],
+                opt.checks,
+            )
             inverted[low] |= rm.inverted_lowest
             took = rm.choice >= 0
             if took.any():
                 rows = low[took]
                 ch = rm.choice[took]
-                fit = _promote(fit, ch, rows, rm.z[took, ch], rm.z_err[took, ch],
-                               rm.chi2[took, ch], rm.n_params[took, ch])
-                degenerate = np.take_along_axis(degenerate, _promote_order(
-                    degenerate.shape, rows, ch), 1)
+                fit = _promote(
+                    fit,
+                    ch,
+                    rows,
+                    rm.z[took, ch],
+                    rm.z_err[took, ch],
+                    rm.chi2[took, ch],
+                    rm.n_params[took, ch],
+                )
+                degenerate = np.take_along_axis(
+                    degenerate, _promote_order(degenerate.shape, rows, ch), 1
+                )
                 refined[rows] = True
                 model[rows] = rm.model[took]
                 subclass = _subclass_matrix(fit, subs)
                 best_cls = cls_names[fit.objclass[:, 0]]
-                groups[rows] = [type_group(c, s) for c, s in
-                                zip(best_cls[rows], subclass[rows, 0], strict=True)]
+                groups[rows] = [
+                    type_group(c, s) for c, s in zip(best_cls[rows], subclass[rows, 0], strict=True)
+                ]
                 again = confidence(f[rows], w[rows], model[rows], wave, groups[rows], params)
                 conf, conf_b, conf_r = conf.copy(), conf_b.copy(), conf_r.copy()
-                conf[rows], conf_b[rows], conf_r[rows] = (again.conf, again.conf_blue,
-                                                          again.conf_red)
+                conf[rows], conf_b[rows], conf_r[rows] = (
+                    again.conf,
+                    again.conf_blue,
+                    again.conf_red,
+                )
     marginal = margin < opt.decision.marginal
     if opt.confidence and opt.decide and marginal.any():
         # an answer the class decision itself finds marginal is not a confident one
@@ -328,12 +371,19 @@ def classify_arrays(flux: npt.ArrayLike, ivar: npt.ArrayLike, *, engine: Engine 
         setbit(ZWarning.CLASS_MARGINAL, marginal)
     if opt.index_typing and engine.typer is not None:
         subclass = typed_subclass(engine, engine.typer, fit, f, w, subclass)
-    return Classified(fit, subclass, degenerate, conf, conf_b, conf_r, refined, zw, model,
-                      quality, groups)
+    return Classified(
+        fit, subclass, degenerate, conf, conf_b, conf_r, refined, zw, model, quality, groups
+    )
 
 
-def typed_subclass(engine: Engine, typer: IndexTyper, fit: FitResult, flux: F64, weight: F64,
-                   subclass: npt.NDArray[np.str_]) -> npt.NDArray[np.str_]:
+def typed_subclass(
+    engine: Engine,
+    typer: IndexTyper,
+    fit: FitResult,
+    flux: F64,
+    weight: F64,
+    subclass: npt.NDArray[np.str_],
+) -> npt.NDArray[np.str_]:
     """``subclass`` with the best candidate of STAR answers typed from line indices.
 
     Only stars whose template letter the typing table covers (``typer.letters``) are typed;
@@ -356,17 +406,21 @@ def typed_subclass(engine: Engine, typer: IndexTyper, fit: FitResult, flux: F64,
 def _reordered(fit: FitResult, order: npt.NDArray[np.int64]) -> FitResult:
     """The candidates of ``fit`` in the given column order, ``delta_rchi2`` recomputed."""
     take = lambda a: np.take_along_axis(a, order, 1)  # noqa: E731
-    out = {k: take(getattr(fit, k)) for k in ("objclass", "template", "z", "z_err", "chi2",
-                                               "dof", "rchi2", "z_edge")}
+    out = {
+        k: take(getattr(fit, k))
+        for k in ("objclass", "template", "z", "z_err", "chi2", "dof", "rchi2", "z_edge")
+    }
     r = out["rchi2"]
     with np.errstate(invalid="ignore"):
         delta = np.concatenate([r[:, 1:] - r[:, :-1], np.full((r.shape[0], 1), np.nan)], axis=1)
-    return replace(fit, **out, delta_rchi2=delta,
-                   coeffs=np.take_along_axis(fit.coeffs, order[:, :, None], 1))
+    return replace(
+        fit, **out, delta_rchi2=delta, coeffs=np.take_along_axis(fit.coeffs, order[:, :, None], 1)
+    )
 
 
-def _promote_order(shape: tuple[int, int], rows: npt.NDArray[np.int64],
-                   choice: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+def _promote_order(
+    shape: tuple[int, int], rows: npt.NDArray[np.int64], choice: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
     n_s, n_c = shape
     order = np.tile(np.arange(n_c), (n_s, 1))
     pos = np.arange(n_c)[None, :]

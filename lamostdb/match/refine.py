@@ -72,8 +72,9 @@ def _continuum_rows(engine: Engine, order: int) -> F64:
     return np.vstack([legendre_rows(engine.grid.npix, order), engine.obs_funcs[3][None, :]])
 
 
-def _design(engine: Engine, cls: npt.NDArray[np.int8], tpl: npt.NDArray[np.int64], z: F64,
-            cont: F64) -> F64:
+def _design(
+    engine: Engine, cls: npt.NDArray[np.int8], tpl: npt.NDArray[np.int64], z: F64, cont: F64
+) -> F64:
     """(R, P, K) design rows for mixed classes; K = continuum terms + extra eigen terms."""
     grid = engine.grid
     n_r = cls.size
@@ -107,17 +108,26 @@ def _eigen_extra(block: EigenBlock) -> int:
     return block.n_vectors - 1 + sum(1 for r in block.design.rest if r < 0)
 
 
-def rematch(engine: Engine, flux: F64, ivar: F64, cls: npt.NDArray[np.int8],
-            tpl: npt.NDArray[np.int64], z: F64, checks: RefineChecks = RefineChecks()
-            ) -> Rematch:
+def rematch(
+    engine: Engine,
+    flux: F64,
+    ivar: F64,
+    cls: npt.NDArray[np.int8],
+    tpl: npt.NDArray[np.int64],
+    z: F64,
+    checks: RefineChecks = RefineChecks(),
+) -> Rematch:
     """Re-match candidates (S, L) of spectra (S, P) with the polynomial continuum."""
     n_s, n_l = cls.shape
     cont = _continuum_rows(engine, checks.poly_order)
     n_c = cont.shape[0]
     steps = np.arange(-N_STEPS, N_STEPS + 1)
     dl = engine.grid.dloglam
-    z_try = np.where(cls[:, :, None] == 0, z[:, :, None] + STAR_STEP * steps,
-                     (1 + z[:, :, None]) * 10.0 ** (steps * dl) - 1)  # (S, L, T)
+    z_try = np.where(
+        cls[:, :, None] == 0,
+        z[:, :, None] + STAR_STEP * steps,
+        (1 + z[:, :, None]) * 10.0 ** (steps * dl) - 1,
+    )  # (S, L, T)
     n_t = steps.size
     flat_s = np.repeat(np.arange(n_s), n_l * n_t)
     flat_c = np.repeat(cls.ravel(), n_t)
@@ -150,7 +160,7 @@ def rematch(engine: Engine, flux: F64, ivar: F64, cls: npt.NDArray[np.int8],
     cmin = np.where(weighted, corr, np.inf).min(axis=2)
     inverted = (a0 <= 0) | (cmin <= 0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        poly_ratio = np.max(np.abs(coef[:, :, 1:n_c - 1]), axis=2) / a0
+        poly_ratio = np.max(np.abs(coef[:, :, 1 : n_c - 1]), axis=2) / a0
         arm_ratio = np.abs(coef[:, :, n_c - 1]) / a0
     plausible = (poly_ratio <= checks.max_poly_ratio) & (arm_ratio <= checks.max_arm_ratio)
     accepted = ~inverted & plausible
@@ -159,8 +169,9 @@ def rematch(engine: Engine, flux: F64, ivar: F64, cls: npt.NDArray[np.int8],
     best_chi2 = masked[np.arange(n_s), best]
     first = chi2_best[:, 0]
     gap = np.maximum(checks.min_delta_chi2, checks.min_delta_fraction * first)
-    replace_ok = np.isfinite(best_chi2) & (best != 0) & (
-        ~accepted[:, 0] | (first - best_chi2 >= gap))
+    replace_ok = (
+        np.isfinite(best_chi2) & (best != 0) & (~accepted[:, 0] | (first - best_chi2 >= gap))
+    )
     choice = np.where(replace_ok, best, -1)
     # the lowest-chi2 re-match needed an inverted continuum (and was rejected)
     lowest = np.argmin(chi2_best, axis=1)
@@ -171,5 +182,15 @@ def rematch(engine: Engine, flux: F64, ivar: F64, cls: npt.NDArray[np.int8],
     for block in engine.eigen:
         extra[CLASS_CODES.index(block.objclass)] = _eigen_extra(block)
     n_params = n_c + np.where(cls == 1, extra[1], np.where(cls == 2, extra[2], 0))
-    return Rematch(z_best, z_err, chi2_best, n_params.astype(np.int64), a0, inverted,
-                   inverted_lowest, accepted, choice, model)
+    return Rematch(
+        z_best,
+        z_err,
+        chi2_best,
+        n_params.astype(np.int64),
+        a0,
+        inverted,
+        inverted_lowest,
+        accepted,
+        choice,
+        model,
+    )

@@ -55,8 +55,9 @@ def degenerate_mask(fit: FitResult, ordinals: npt.NDArray[np.float64]) -> npt.ND
     return np.concatenate([np.zeros((cls.shape[0], 1), dtype=bool), deg], axis=1)
 
 
-def reorder(fit: FitResult, ordinals: npt.NDArray[np.float64]
-            ) -> tuple[FitResult, npt.NDArray[np.bool_]]:
+def reorder(
+    fit: FitResult, ordinals: npt.NDArray[np.float64]
+) -> tuple[FitResult, npt.NDArray[np.bool_]]:
     """The candidates with degenerate ones moved to the end, and the flag in the new order."""
     deg = degenerate_mask(fit, ordinals)
     n = deg.shape[1]
@@ -65,17 +66,28 @@ def reorder(fit: FitResult, ordinals: npt.NDArray[np.float64]
     take = lambda a: np.take_along_axis(a, order, 1)  # noqa: E731
     rchi2 = take(fit.rchi2)
     with np.errstate(invalid="ignore"):  # inf - inf where a spectrum has no weight
-        delta = np.concatenate([rchi2[:, 1:] - rchi2[:, :-1],
-                                np.full((rchi2.shape[0], 1), np.nan)], axis=1)
-    out = replace(fit, objclass=take(fit.objclass), template=take(fit.template), z=take(fit.z),
-                  z_err=take(fit.z_err), chi2=take(fit.chi2), dof=take(fit.dof), rchi2=rchi2,
-                  delta_rchi2=delta, z_edge=take(fit.z_edge),
-                  coeffs=np.take_along_axis(fit.coeffs, order[:, :, None], 1))
+        delta = np.concatenate(
+            [rchi2[:, 1:] - rchi2[:, :-1], np.full((rchi2.shape[0], 1), np.nan)], axis=1
+        )
+    out = replace(
+        fit,
+        objclass=take(fit.objclass),
+        template=take(fit.template),
+        z=take(fit.z),
+        z_err=take(fit.z_err),
+        chi2=take(fit.chi2),
+        dof=take(fit.dof),
+        rchi2=rchi2,
+        delta_rchi2=delta,
+        z_edge=take(fit.z_edge),
+        coeffs=np.take_along_axis(fit.coeffs, order[:, :, None], 1),
+    )
     return out, take(deg)
 
 
-def best_chain_spans_letters(fit: FitResult, ordinals: npt.NDArray[np.float64],
-                             subclass: npt.NDArray[np.str_]) -> npt.NDArray[np.bool_]:
+def best_chain_spans_letters(
+    fit: FitResult, ordinals: npt.NDArray[np.float64], subclass: npt.NDArray[np.str_]
+) -> npt.NDArray[np.bool_]:
     """(S,) True where the best fit's run of degenerate neighbours crosses a spectral letter.
 
     The run is candidates 1, 2, ... of the original order for as long as each is degenerate

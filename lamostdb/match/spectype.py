@@ -47,15 +47,23 @@ class IndexTyper:
         return np.where(np.isfinite(z), z, 0.0)
 
 
-def prepare_typer(index_names: tuple[str, ...], indices: npt.ArrayLike,
-                  ordinals: npt.ArrayLike, *, k: int = 7, min_per_letter: int = 30,
-                  source: str = "") -> IndexTyper:
+def prepare_typer(
+    index_names: tuple[str, ...],
+    indices: npt.ArrayLike,
+    ordinals: npt.ArrayLike,
+    *,
+    k: int = 7,
+    min_per_letter: int = 30,
+    source: str = "",
+) -> IndexTyper:
     """An :class:`IndexTyper` from a table of indices (N, F) and LAMOST subclass ordinals."""
     x = np.asarray(indices, dtype=np.float64)
     o = np.asarray(ordinals, dtype=np.float64)
     if x.ndim != 2 or x.shape != (o.size, len(index_names)):
-        raise ValueError(f"typing table: indices {x.shape} do not match {o.size} stars x "
-                         f"{len(index_names)} index names")
+        raise ValueError(
+            f"typing table: indices {x.shape} do not match {o.size} stars x "
+            f"{len(index_names)} index names"
+        )
     if o.size < k:
         raise ValueError(f"typing table: {o.size} stars, fewer than k = {k}")
     mean = np.nanmean(x, axis=0)
@@ -64,11 +72,9 @@ def prepare_typer(index_names: tuple[str, ...], indices: npt.ArrayLike,
     mean = np.where(np.isfinite(mean), mean, 0.0)
     base = {v: name for name, v in LETTER_BASE.items() if v < 100}
     decade = (o // 10) * 10
-    letters = tuple(base[d] for d in sorted(base)
-                    if int(np.sum(decade == d)) >= min_per_letter)
+    letters = tuple(base[d] for d in sorted(base) if int(np.sum(decade == d)) >= min_per_letter)
     typer = IndexTyper(tuple(index_names), np.zeros(0), o, mean, scale, letters, k, source)
-    return IndexTyper(typer.index_names, typer.standardise(x), o, mean, scale, letters, k,
-                      source)
+    return IndexTyper(typer.index_names, typer.standardise(x), o, mean, scale, letters, k, source)
 
 
 def type_ordinals(typer: IndexTyper, indices: npt.ArrayLike) -> F64:

@@ -22,8 +22,9 @@ import numpy.typing as npt
 from lamostdb.match.linalg import solve_normal_equations
 
 
-def gather_bins(x: npt.NDArray[np.float64], bin_index: npt.NDArray[np.int64]
-                ) -> npt.NDArray[np.float64]:
+def gather_bins(
+    x: npt.NDArray[np.float64], bin_index: npt.NDArray[np.int64]
+) -> npt.NDArray[np.float64]:
     """(S, P) -> (J, S, B): pixels of each bin, zero-padded (index P means padding)."""
     padded = np.concatenate([x, np.zeros((x.shape[0], 1), dtype=x.dtype)], axis=1)
     return np.ascontiguousarray(padded[:, bin_index].transpose(1, 0, 2))

@@ -93,8 +93,7 @@ class _SplineShifter:
     def __init__(self, engine: Engine, template: npt.NDArray[np.int64]) -> None:
         grid = engine.grid
         self.obs = grid.loglam0 + grid.dloglam * np.arange(grid.npix)
-        self.parts: list[tuple[npt.NDArray[np.intp], npt.NDArray[np.int64], float, float,
-                               F64]] = []
+        self.parts: list[tuple[npt.NDArray[np.intp], npt.NDArray[np.int64], float, float, F64]] = []
         start = 0
         for ts, coef in zip(engine.star.rest, engine.star.spline_coeffs, strict=True):
             local = template - start  # a loop over template files (usually one)
@@ -121,8 +120,14 @@ class _SplineShifter:
         return out
 
 
-def _chi2_curve(engine: Engine, flux: F64, ivar: F64, template: npt.NDArray[np.int64],
-                z_trials: F64, continuum: F64) -> F64:
+def _chi2_curve(
+    engine: Engine,
+    flux: F64,
+    ivar: F64,
+    template: npt.NDArray[np.int64],
+    z_trials: F64,
+    continuum: F64,
+) -> F64:
     """Chi-square (S, T) of each spectrum's template at each of its trial redshifts."""
     n_s, n_t = z_trials.shape
     k = continuum.shape[0]
@@ -152,9 +157,16 @@ def _vertex(cm: F64, c0: F64, cp: F64) -> tuple[F64, F64, F64]:
     return dx, vertex, sigma
 
 
-def _scan(engine: Engine, flux: F64, ivar: F64, template: npt.NDArray[np.int64],
-          centre: F64, step: float, n_half: int, continuum: F64
-          ) -> tuple[npt.NDArray[np.int64], F64, F64, F64, F64]:
+def _scan(
+    engine: Engine,
+    flux: F64,
+    ivar: F64,
+    template: npt.NDArray[np.int64],
+    centre: F64,
+    step: float,
+    n_half: int,
+    continuum: F64,
+) -> tuple[npt.NDArray[np.int64], F64, F64, F64, F64]:
     """Chi-square at ``centre + k * step * (1 + centre)``, |k| <= n_half, and its parabola.
 
     Returns the index of the minimum, the vertex redshift, the vertex chi-square, the
@@ -173,16 +185,25 @@ def _scan(engine: Engine, flux: F64, ivar: F64, template: npt.NDArray[np.int64],
     return j, trials[s, jc] + dx * dz, vertex, sigma * dz, trials
 
 
-def _fit_velocity(engine: Engine, flux: F64, ivar: F64, template: npt.NDArray[np.int64],
-                  z0: F64, continuum: F64, n_params: int, opt: VelocityOptions
-                  ) -> VelocityFit:
+def _fit_velocity(
+    engine: Engine,
+    flux: F64,
+    ivar: F64,
+    template: npt.NDArray[np.int64],
+    z0: F64,
+    continuum: F64,
+    n_params: int,
+    opt: VelocityOptions,
+) -> VelocityFit:
     """Coarse scan, fine triplet about its vertex, and the error rule (arrays (S, ...))."""
     n_half = max(1, int(round(opt.half_width_kms / opt.step_kms)))
-    j, z_c, _, _, _ = _scan(engine, flux, ivar, template, z0, opt.step_kms / C_KMS, n_half,
-                            continuum)
+    j, z_c, _, _, _ = _scan(
+        engine, flux, ivar, template, z0, opt.step_kms / C_KMS, n_half, continuum
+    )
     on_edge = (j == 0) | (j == 2 * n_half)
-    _, z, vertex, sigma, _ = _scan(engine, flux, ivar, template, z_c,
-                                   opt.fine_step_kms / C_KMS, 1, continuum)
+    _, z, vertex, sigma, _ = _scan(
+        engine, flux, ivar, template, z_c, opt.fine_step_kms / C_KMS, 1, continuum
+    )
     dof = np.maximum((ivar > 0).sum(axis=1) - n_params, 1)
     rchi2 = vertex / dof
     z_err = sigma * np.sqrt(np.maximum(rchi2, 1.0)) * opt.err_scale
@@ -192,10 +213,16 @@ def _fit_velocity(engine: Engine, flux: F64, ivar: F64, template: npt.NDArray[np
     return VelocityFit(z, z_err, vertex, on_edge)
 
 
-def fit_star_velocity(engine: Engine, flux: npt.ArrayLike, ivar: npt.ArrayLike,
-                      template: npt.ArrayLike, z0: npt.ArrayLike, *,
-                      continuum: F64 | None = None,
-                      options: VelocityOptions | None = None) -> VelocityFit:
+def fit_star_velocity(
+    engine: Engine,
+    flux: npt.ArrayLike,
+    ivar: npt.ArrayLike,
+    template: npt.ArrayLike,
+    z0: npt.ArrayLike,
+    *,
+    continuum: F64 | None = None,
+    options: VelocityOptions | None = None,
+) -> VelocityFit:
     """Velocity of star template ``template[s]`` in spectrum ``s``, scanned around ``z0[s]``.
 
     Parameters
@@ -226,10 +253,17 @@ def fit_star_velocity(engine: Engine, flux: npt.ArrayLike, ivar: npt.ArrayLike,
     w = np.ascontiguousarray(ivar, dtype=np.float64)
     tpl = np.asarray(template, dtype=np.int64).reshape(-1)
     z_start = np.asarray(z0, dtype=np.float64).reshape(-1)
-    if f.ndim != 2 or f.shape != w.shape or f.shape[1] != engine.grid.npix \
-            or tpl.size != f.shape[0] or z_start.size != f.shape[0]:
-        raise ValueError(f"need flux and ivar (S, {engine.grid.npix}) and template, z0 (S,); "
-                         f"got {f.shape}, {w.shape}, {tpl.shape}, {z_start.shape}")
+    if (
+        f.ndim != 2
+        or f.shape != w.shape
+        or f.shape[1] != engine.grid.npix
+        or tpl.size != f.shape[0]
+        or z_start.size != f.shape[0]
+    ):
+        raise ValueError(
+            f"need flux and ivar (S, {engine.grid.npix}) and template, z0 (S,); "
+            f"got {f.shape}, {w.shape}, {tpl.shape}, {z_start.shape}"
+        )
     if not (opt.step_kms > 0 and opt.half_width_kms >= opt.step_kms):
         raise ValueError(f"{opt}: need step_kms > 0 and half_width_kms >= step_kms")
     cont = engine.basis.per_pixel() if continuum is None else np.asarray(continuum, np.float64)
@@ -239,9 +273,15 @@ def fit_star_velocity(engine: Engine, flux: npt.ArrayLike, ivar: npt.ArrayLike,
     return _fit_velocity(engine, f, w, tpl, z_start, cont, cont.shape[0], opt)
 
 
-def refine_best_star(engine: Engine, fit: FitResult, flux: F64, ivar: F64,
-                     refined: npt.NDArray[np.bool_], options: VelocityOptions,
-                     poly_order: int) -> FitResult:
+def refine_best_star(
+    engine: Engine,
+    fit: FitResult,
+    flux: F64,
+    ivar: F64,
+    refined: npt.NDArray[np.bool_],
+    options: VelocityOptions,
+    poly_order: int,
+) -> FitResult:
     """``fit`` with the full-resolution z and z_err of every best fit of class STAR.
 
     Only the first candidate changes (the other candidates keep the kernel's values). Best
@@ -249,20 +289,31 @@ def refine_best_star(engine: Engine, fit: FitResult, flux: F64, ivar: F64,
     continuum (Legendre P0..P``poly_order`` and the red-arm indicator), the others with the
     engine's continuum vectors. A scan whose minimum is on its edge keeps the kernel's z.
     """
-    star = np.flatnonzero((fit.objclass[:, 0] == CLASS_CODES.index("STAR"))
-                          & (fit.template[:, 0] >= 0) & (fit.n_good > 0))
+    star = np.flatnonzero(
+        (fit.objclass[:, 0] == CLASS_CODES.index("STAR"))
+        & (fit.template[:, 0] >= 0)
+        & (fit.n_good > 0)
+    )
     if star.size == 0:
         return fit
     z = fit.z.copy()
     z_err = fit.z_err.copy()
     poly = np.vstack([legendre_rows(engine.grid.npix, poly_order), engine.obs_funcs[3][None, :]])
-    for rows, cont in ((star[~refined[star]], engine.basis.per_pixel()),
-                       (star[refined[star]], poly)):  # the two continuum kinds
+    for rows, cont in (
+        (star[~refined[star]], engine.basis.per_pixel()),
+        (star[refined[star]], poly),
+    ):  # the two continuum kinds
         if rows.size == 0:
             continue
-        v = fit_star_velocity(engine, flux[rows], ivar[rows],
-                              fit.template[rows, 0].astype(np.int64), fit.z[rows, 0],
-                              continuum=cont, options=options)
+        v = fit_star_velocity(
+            engine,
+            flux[rows],
+            ivar[rows],
+            fit.template[rows, 0].astype(np.int64),
+            fit.z[rows, 0],
+            continuum=cont,
+            options=options,
+        )
         keep = v.on_edge
         z[rows, 0] = np.where(keep, fit.z[rows, 0], v.z)
         z_err[rows, 0] = np.where(keep, fit.z_err[rows, 0], v.z_err)

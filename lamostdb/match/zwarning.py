@@ -62,8 +62,9 @@ class ZWarning(enum.IntFlag):
 
 
 #: Bit number of every flag, by name (for SQL users: ``zwarning & (1 << bit) != 0``).
-ZWARNING_BITS: dict[str, int] = {f.name: f.value.bit_length() - 1 for f in ZWarning
-                                 if f.name is not None}
+ZWARNING_BITS: dict[str, int] = {
+    f.name: f.value.bit_length() - 1 for f in ZWarning if f.name is not None
+}
 
 
 def describe(value: int) -> list[str]:
@@ -72,14 +73,14 @@ def describe(value: int) -> list[str]:
 
 
 #: Rest-frame vacuum wavelengths (Angstrom) of the broad QSO lines checked for NEGATIVE_EMISSION.
-QSO_LINES = {"CIV": 1549.06, "CIII]": 1908.73, "MgII": 2798.75, "Hbeta": 4862.68,
-             "Halpha": 6564.61}
+QSO_LINES = {"CIV": 1549.06, "CIII]": 1908.73, "MgII": 2798.75, "Hbeta": 4862.68, "Halpha": 6564.61}
 LINE_HALF_WIDTH = 0.01  # +-1 % of the line wavelength (3,000 km/s)
 SIDEBAND = (0.015, 0.03)  # continuum from 1.5-3 % either side
 
 
-def negative_emission(flux: np.ndarray, ivar: np.ndarray, wave: np.ndarray,
-                      z: np.ndarray) -> np.ndarray:
+def negative_emission(
+    flux: np.ndarray, ivar: np.ndarray, wave: np.ndarray, z: np.ndarray
+) -> np.ndarray:
     """(S,) True where a broad line in coverage has flux + 3 sigma < 0 above its continuum.
 
     The continuum is the weighted mean of the two sidebands; the line flux is the sum of
@@ -95,8 +96,7 @@ def negative_emission(flux: np.ndarray, ivar: np.ndarray, wave: np.ndarray,
         n_line, n_side = line.sum(axis=1), side.sum(axis=1)
         ok = (n_line >= 5) & (n_side >= 5)
         with np.errstate(divide="ignore", invalid="ignore"):
-            cont = (np.where(side, ivar * flux, 0).sum(axis=1)
-                    / np.where(side, ivar, 0).sum(axis=1))
+            cont = np.where(side, ivar * flux, 0).sum(axis=1) / np.where(side, ivar, 0).sum(axis=1)
             resid = np.where(line, flux - cont[:, None], 0.0).sum(axis=1)
             err = np.sqrt(np.where(line, 1.0 / np.where(good, ivar, 1.0), 0.0).sum(axis=1))
         out |= ok & (resid + 3.0 * err < 0)

@@ -163,8 +163,14 @@ class NightlySummary:
     @property
     def nothing_new(self) -> bool:
         """True when no stage had anything to do (the night was already complete)."""
-        return not (self.n_new_spectra or self.n_new_quarantined or self.n_fitted
-                    or self.n_matched or self.n_ids_written or self.n_reference_rows_added)
+        return not (
+            self.n_new_spectra
+            or self.n_new_quarantined
+            or self.n_fitted
+            or self.n_matched
+            or self.n_ids_written
+            or self.n_reference_rows_added
+        )
 
     @property
     def stage_seconds(self) -> dict[str, float]:
@@ -184,21 +190,27 @@ def night_folder(night_dir: str | Path) -> tuple[Path, list[Path]]:
     """The resolved night folder and its spectrum files; :class:`NightlyError` if unusable."""
     night = Path(night_dir)
     if not night.exists():
-        raise NightlyError(f"{night}: no such folder; give the folder that holds the night's "
-                           "spectrum files")
+        raise NightlyError(
+            f"{night}: no such folder; give the folder that holds the night's spectrum files"
+        )
     if not night.is_dir():
-        raise NightlyError(f"{night} is a file, not a night folder; add single files with "
-                           "`lamostdb ingest CATALOG FILE...`")
+        raise NightlyError(
+            f"{night} is a file, not a night folder; add single files with "
+            "`lamostdb ingest CATALOG FILE...`"
+        )
     night = night.resolve()
     files = discover([night], [])  # unreadable sub-folders: reported by the ingest stage
     if not files:
-        raise NightlyError(f"{night} holds no spectrum files ({', '.join(SPECTRUM_SUFFIXES)}) "
-                           "in it or its subfolders: nothing to run; check the folder name")
+        raise NightlyError(
+            f"{night} holds no spectrum files ({', '.join(SPECTRUM_SUFFIXES)}) "
+            "in it or its subfolders: nothing to run; check the folder name"
+        )
     return night, files
 
 
-def reference_files(night: Path, options: NightlyOptions) -> tuple[dict[str, list[Path]],
-                                                                   list[str]]:
+def reference_files(
+    night: Path, options: NightlyOptions
+) -> tuple[dict[str, list[Path]], list[str]]:
     """Reference files to load per table, and notes for the summary.
 
     Raises
@@ -206,26 +218,33 @@ def reference_files(night: Path, options: NightlyOptions) -> tuple[dict[str, lis
     NightlyError
         A given file does not exist, or ``refcat_from_night`` finds no extract.
     """
-    refs = {"gaia": [Path(p).resolve() for p in options.gaia_files],
-            "ps1": [Path(p).resolve() for p in options.ps1_files]}
+    refs = {
+        "gaia": [Path(p).resolve() for p in options.gaia_files],
+        "ps1": [Path(p).resolve() for p in options.ps1_files],
+    }
     for kind, paths in refs.items():
         for p in paths:
             if not p.is_file():
                 raise NightlyError(f"--{kind} {p}: no such file")
-    in_night = {k: night / name for k, name in NIGHT_REFCAT_FILES.items()
-                if (night / name).is_file()}
+    in_night = {
+        k: night / name for k, name in NIGHT_REFCAT_FILES.items() if (night / name).is_file()
+    }
     notes: list[str] = []
     if options.refcat_from_night:
         if not in_night:
-            raise NightlyError(f"--refcat-from-night: {night} holds neither "
-                               + " nor ".join(NIGHT_REFCAT_FILES.values()))
+            raise NightlyError(
+                f"--refcat-from-night: {night} holds neither "
+                + " nor ".join(NIGHT_REFCAT_FILES.values())
+            )
         for kind, p in in_night.items():
             if p not in refs[kind]:
                 refs[kind].append(p)
     elif in_night:
         names = ", ".join(p.name for p in in_night.values())
-        notes.append(f"{night} holds {names}: not loaded (pass --refcat-from-night to load "
-                     "a simulated night's mock references)")
+        notes.append(
+            f"{night} holds {names}: not loaded (pass --refcat-from-night to load "
+            "a simulated night's mock references)"
+        )
     return refs, notes
 
 
@@ -248,7 +267,8 @@ def _timed(name: str, fn: Callable[[], _T]) -> tuple[_T, float]:
         raise NightlyError(
             f"stage {name} failed: {type(exc).__name__}: {exc}. What earlier stages committed "
             f"is kept and the {name} run is rolled back when the catalogue is next opened; "
-            "fix the cause and run the same command again to resume") from exc
+            "fix the cause and run the same command again to resume"
+        ) from exc
     return out, round(time.perf_counter() - t0, 3)
 
 
@@ -263,8 +283,10 @@ def _refcat_stage(cat: Catalog, refs: dict[str, list[Path]], progress: bool) -> 
             out.n_done += rep.n_added
             if rep.n_files > rep.n_unchanged:
                 out.run_ids.append(rep.run_id)
-            parts.append(f"{kind} {rep.n_added} rows added ({rep.n_unchanged} of "
-                         f"{rep.n_files} files already in)")
+            parts.append(
+                f"{kind} {rep.n_added} rows added ({rep.n_unchanged} of "
+                f"{rep.n_files} files already in)"
+            )
         out.message = "; ".join(parts) or "no reference files given"
         return out
 
@@ -273,9 +295,13 @@ def _refcat_stage(cat: Catalog, refs: dict[str, list[Path]], progress: bool) -> 
     return out
 
 
-def _run_stages(cat: Catalog, night: Path, refs: dict[str, list[Path]],
-                options: NightlyOptions, on_stage: Callable[[StageOutcome], None] | None
-                ) -> tuple[list[StageOutcome], dict[str, Any]]:
+def _run_stages(
+    cat: Catalog,
+    night: Path,
+    refs: dict[str, list[Path]],
+    options: NightlyOptions,
+    on_stage: Callable[[StageOutcome], None] | None,
+) -> tuple[list[StageOutcome], dict[str, Any]]:
     """Run the stages in order; return their outcomes and the numbers the summary needs."""
     outcomes: list[StageOutcome] = []
     facts: dict[str, Any] = {}
@@ -288,44 +314,101 @@ def _run_stages(cat: Catalog, night: Path, refs: dict[str, list[Path]],
 
     done(_refcat_stage(cat, refs, options.progress))
 
-    irep, secs = _timed("ingest", lambda: ingest(
-        cat, [night], workers=options.workers, chunk_size=options.chunk_size,
-        progress=options.progress, limits=options.read_limits, cluster=options.cluster))
+    irep, secs = _timed(
+        "ingest",
+        lambda: ingest(
+            cat,
+            [night],
+            workers=options.workers,
+            chunk_size=options.chunk_size,
+            progress=options.progress,
+            limits=options.read_limits,
+            cluster=options.cluster,
+        ),
+    )
     facts["n_new_spectra"], facts["n_new_quarantined"] = irep.n_ingested, irep.n_quarantined
     facts["unreadable_dirs"] = irep.unreadable_dirs
-    done(StageOutcome("ingest", secs, irep.n_ingested,
-                      [irep.run_id] if irep.n_ingested or irep.n_quarantined else [],
-                      f"{irep.n_ingested} new spectra, {irep.n_quarantined} quarantined, "
-                      f"{irep.n_unchanged} of {irep.n_inputs} files already in",
-                      round(irep.peak_worker_rss_mb, 1), _executor(irep)))
+    done(
+        StageOutcome(
+            "ingest",
+            secs,
+            irep.n_ingested,
+            [irep.run_id] if irep.n_ingested or irep.n_quarantined else [],
+            f"{irep.n_ingested} new spectra, {irep.n_quarantined} quarantined, "
+            f"{irep.n_unchanged} of {irep.n_inputs} files already in",
+            round(irep.peak_worker_rss_mb, 1),
+            _executor(irep),
+        )
+    )
 
-    crep, secs = _timed("classify", lambda: classify(cat, config=options.engine,
-                                                      workers=options.workers,
-                                                      progress=options.progress,
-                                                      cluster=options.cluster))
+    crep, secs = _timed(
+        "classify",
+        lambda: classify(
+            cat,
+            config=options.engine,
+            workers=options.workers,
+            progress=options.progress,
+            cluster=options.cluster,
+        ),
+    )
     facts["n_fitted"] = crep.n_fitted
-    done(StageOutcome("classify", secs, crep.n_fitted, [crep.run_id] if crep.n_fitted else [],
-                      f"{crep.n_fitted} spectra fitted"
-                      + (f" ({crep.spectra_per_s:.0f} spectra/s)" if crep.n_fitted else ""),
-                      round(crep.peak_worker_rss_mb, 1), _executor(crep)))
+    done(
+        StageOutcome(
+            "classify",
+            secs,
+            crep.n_fitted,
+            [crep.run_id] if crep.n_fitted else [],
+            f"{crep.n_fitted} spectra fitted"
+            + (f" ({crep.spectra_per_s:.0f} spectra/s)" if crep.n_fitted else ""),
+            round(crep.peak_worker_rss_mb, 1),
+            _executor(crep),
+        )
+    )
 
-    xrep, secs = _timed("xmatch", lambda: xmatch(cat, radius_arcsec=options.radius_arcsec,
-                                                 progress=options.progress,
-                                                 cluster=options.cluster))
+    xrep, secs = _timed(
+        "xmatch",
+        lambda: xmatch(
+            cat,
+            radius_arcsec=options.radius_arcsec,
+            progress=options.progress,
+            cluster=options.cluster,
+        ),
+    )
     facts["n_matched"], facts["missing_references"] = xrep.n_todo, xrep.missing_references
     matched = ", ".join(f"{k} {v}" for k, v in xrep.n_matched.items())
-    done(StageOutcome("xmatch", secs, xrep.n_todo, [xrep.run_id] if xrep.n_todo else [],
-                      f"{xrep.n_todo} spectra matched" + (f" (counterparts: {matched})"
-                                                          if xrep.n_todo else ""),
-                      executor=_executor(xrep)))
+    done(
+        StageOutcome(
+            "xmatch",
+            secs,
+            xrep.n_todo,
+            [xrep.run_id] if xrep.n_todo else [],
+            f"{xrep.n_todo} spectra matched"
+            + (f" (counterparts: {matched})" if xrep.n_todo else ""),
+            executor=_executor(xrep),
+        )
+    )
 
-    drep, secs = _timed("ids", lambda: assign_ids(cat, radius_arcsec=options.radius_arcsec,
-                                                  progress=options.progress,
-                                                  cluster=options.cluster))
+    drep, secs = _timed(
+        "ids",
+        lambda: assign_ids(
+            cat,
+            radius_arcsec=options.radius_arcsec,
+            progress=options.progress,
+            cluster=options.cluster,
+        ),
+    )
     facts["n_ids_written"] = drep.n_written
-    done(StageOutcome("ids", secs, drep.n_written, [drep.run_id] if drep.committed else [],
-                      f"{drep.n_written} identifier rows written, {drep.n_objects} objects, "
-                      f"{drep.n_aliases} new UID aliases", executor=_executor(drep)))
+    done(
+        StageOutcome(
+            "ids",
+            secs,
+            drep.n_written,
+            [drep.run_id] if drep.committed else [],
+            f"{drep.n_written} identifier rows written, {drep.n_objects} objects, "
+            f"{drep.n_aliases} new UID aliases",
+            executor=_executor(drep),
+        )
+    )
     return outcomes, facts
 
 
@@ -339,18 +422,32 @@ def night_state(cat: Catalog, night: Path, n_files: int) -> NightState:
     """What the catalogue holds for the spectra of ``night`` (a resolved folder)."""
     params = {"prefix": str(night).rstrip("/") + "/"}
     progress = cat.sql(statement("nightly.sql", "night_progress"), params).row(0, named=True)
-    classes = {("unclassified" if c is None else str(c)): int(n) for c, n in
-               cat.sql(statement("nightly.sql", "night_classes"), params).iter_rows()}
-    quarantined = [(str(p), str(r)) for p, r in
-                   cat.sql(statement("nightly.sql", "night_quarantine"), params).iter_rows()]
-    return NightState(n_files, int(progress["n_spectra"]), int(progress["n_classified"]),
-                      int(progress["n_matched"]), int(progress["n_identified"]), classes,
-                      quarantined)
+    classes = {
+        ("unclassified" if c is None else str(c)): int(n)
+        for c, n in cat.sql(statement("nightly.sql", "night_classes"), params).iter_rows()
+    }
+    quarantined = [
+        (str(p), str(r))
+        for p, r in cat.sql(statement("nightly.sql", "night_quarantine"), params).iter_rows()
+    ]
+    return NightState(
+        n_files,
+        int(progress["n_spectra"]),
+        int(progress["n_classified"]),
+        int(progress["n_matched"]),
+        int(progress["n_identified"]),
+        classes,
+        quarantined,
+    )
 
 
-def run_nightly(catalog: str | Path, night_dir: str | Path,
-                options: NightlyOptions | None = None, *,
-                on_stage: Callable[[StageOutcome], None] | None = None) -> NightlySummary:
+def run_nightly(
+    catalog: str | Path,
+    night_dir: str | Path,
+    options: NightlyOptions | None = None,
+    *,
+    on_stage: Callable[[StageOutcome], None] | None = None,
+) -> NightlySummary:
     """Run every stage on one night folder; resumable, see the module docstring.
 
     Parameters
@@ -389,36 +486,57 @@ def run_nightly(catalog: str | Path, night_dir: str | Path,
         outcomes, facts = _run_stages(cat, night, refs, opts, on_stage)
         if opts.compact:
             rep, secs = _timed("compact", lambda: compact(cat))
-            outcomes.append(StageOutcome("compact", secs, rep.files_before - rep.files_after,
-                                         [t.run_id for t in rep.tables if t.run_id],
-                                         f"files {rep.files_before} -> {rep.files_after}"))
+            outcomes.append(
+                StageOutcome(
+                    "compact",
+                    secs,
+                    rep.files_before - rep.files_after,
+                    [t.run_id for t in rep.tables if t.run_id],
+                    f"files {rep.files_before} -> {rep.files_after}",
+                )
+            )
             if on_stage is not None:
                 on_stage(outcomes[-1])
         state = night_state(cat, night, len(files))
         missing = list(facts["missing_references"])
         if missing:
-            notes.append("no rows in " + ", ".join(missing) + ": those cross-match columns are "
-                         "null; load the references (--gaia/--ps1 or `lamostdb refcat ingest`) "
-                         "and run `lamostdb xmatch --rerun`")
+            notes.append(
+                "no rows in " + ", ".join(missing) + ": those cross-match columns are "
+                "null; load the references (--gaia/--ps1 or `lamostdb refcat ingest`) "
+                "and run `lamostdb xmatch --rerun`"
+            )
         if state.n_classified < state.n_spectra:
-            notes.append(f"{state.n_spectra - state.n_classified} of the night's spectra have "
-                         "no result")
+            notes.append(
+                f"{state.n_spectra - state.n_classified} of the night's spectra have no result"
+            )
         if facts.get("unreadable_dirs"):
-            notes.append(f"{len(facts['unreadable_dirs'])} folders of the night could not be "
-                         "read, their files were not ingested: " + "; ".join(
-                             f"{d} ({why})" for d, why in facts["unreadable_dirs"]))
+            notes.append(
+                f"{len(facts['unreadable_dirs'])} folders of the night could not be "
+                "read, their files were not ingested: "
+                + "; ".join(f"{d} ({why})" for d, why in facts["unreadable_dirs"])
+            )
         total_s = round(time.perf_counter() - t0, 3)
         summary = NightlySummary(
-            run_id=run_id, catalog=str(cat.root), night_dir=str(night), started_at=started,
-            night=state, stages=outcomes, total_s=total_s,
-            n_new_spectra=facts["n_new_spectra"], n_new_quarantined=facts["n_new_quarantined"],
-            n_fitted=facts["n_fitted"], n_matched=facts["n_matched"],
+            run_id=run_id,
+            catalog=str(cat.root),
+            night_dir=str(night),
+            started_at=started,
+            night=state,
+            stages=outcomes,
+            total_s=total_s,
+            n_new_spectra=facts["n_new_spectra"],
+            n_new_quarantined=facts["n_new_quarantined"],
+            n_fitted=facts["n_fitted"],
+            n_matched=facts["n_matched"],
             n_ids_written=facts["n_ids_written"],
             n_reference_rows_added=outcomes[0].n_done,
             spectra_per_s=round(facts["n_new_spectra"] / max(total_s, 1e-9), 1),
-            missing_references=missing, notes=notes,
-            locations=_locations(cat, run_id), unreadable_dirs=facts.get("unreadable_dirs", []),
-            cluster=opts.cluster)
+            missing_references=missing,
+            notes=notes,
+            locations=_locations(cat, run_id),
+            unreadable_dirs=facts.get("unreadable_dirs", []),
+            cluster=opts.cluster,
+        )
         commit.commit_run(cat, run_id, "nightly", [], lambda: None, summary.as_dict())
     return summary
 
@@ -429,5 +547,5 @@ def _locations(cat: Catalog, run_id: str) -> dict[str, str]:
         if cat.table_files(table):
             out[table] = str(cat.root / table)
     out["summary"] = f"SELECT summary FROM runs WHERE run_id = '{run_id}'"
-    out["views"] = "lrs, mec (lamostdb sql CATALOG \"SELECT * FROM lrs\")"
+    out["views"] = 'lrs, mec (lamostdb sql CATALOG "SELECT * FROM lrs")'
     return out

@@ -54,9 +54,14 @@ __all__ = [
 ]
 
 
-def spectrum_figure(catalog: Catalog | str | Path, obsid: int | None = None, *,
-                    specid: str | None = None, n_candidates: int = 0,
-                    engine: Engine | None = None) -> Figure:
+def spectrum_figure(
+    catalog: Catalog | str | Path,
+    obsid: int | None = None,
+    *,
+    specid: str | None = None,
+    n_candidates: int = 0,
+    engine: Engine | None = None,
+) -> Figure:
     """A figure of one spectrum with its best-fit model.
 
     Upper panel: the flux (masked pixels grey and shaded), its 1-sigma noise, the best-fit
@@ -90,5 +95,6 @@ def spectrum_figure(catalog: Catalog | str | Path, obsid: int | None = None, *,
         No spectrum with that obsid/specid, or several share the obsid.
     """
     require_matplotlib()
-    return draw_spectrum(spectrum_plot_data(catalog, obsid, specid=specid,
-                                            n_candidates=n_candidates, engine=engine))
+    return draw_spectrum(
+        spectrum_plot_data(catalog, obsid, specid=specid, n_candidates=n_candidates, engine=engine)
+    )

@@ -117,8 +117,9 @@ class SpectrumPlotData:
         return self.note is None
 
 
-def masked_pixels(flux: npt.ArrayLike, ivar: npt.ArrayLike,
-                  andmask: npt.ArrayLike | None) -> npt.NDArray[np.bool_]:
+def masked_pixels(
+    flux: npt.ArrayLike, ivar: npt.ArrayLike, andmask: npt.ArrayLike | None
+) -> npt.NDArray[np.bool_]:
     """Pixels the fit gives no weight: ivar <= 0, non-finite values, or andmask != 0.
 
     >>> masked_pixels([1.0, 2.0, np.nan, 4.0], [1.0, 0.0, 1.0, 1.0], [0, 0, 0, 8]).tolist()
@@ -132,37 +133,43 @@ def masked_pixels(flux: npt.ArrayLike, ivar: npt.ArrayLike,
     return ~good
 
 
-def find_record(catalog: Catalog, obsid: int | None = None, *,
-                specid: str | None = None) -> SpectrumRecord:
+def find_record(
+    catalog: Catalog, obsid: int | None = None, *, specid: str | None = None
+) -> SpectrumRecord:
     """The current version of the spectrum with this obsid (or specid).
 
     Raises :class:`SpectrumLookupError` when none matches, or when several spectra share
     the obsid and no specid picks one.
     """
-    hint = (f"list some with: lamostdb sql {catalog.root} "
-            '"SELECT obsid, specid FROM spectra LIMIT 5"')
+    hint = (
+        f'list some with: lamostdb sql {catalog.root} "SELECT obsid, specid FROM spectra LIMIT 5"'
+    )
     if specid is not None:
         specids = [specid]
     elif obsid is None:
         raise ValueError("give an obsid or a specid")
     else:
-        specids = catalog.sql(statement("plot.sql", "specids_by_obsid"),
-                              {"obsid": int(obsid)})["specid"].to_list()
+        specids = catalog.sql(statement("plot.sql", "specids_by_obsid"), {"obsid": int(obsid)})[
+            "specid"
+        ].to_list()
         if not specids:
-            raise SpectrumLookupError(f"no spectrum with obsid {obsid} in {catalog.root}; "
-                                      f"{hint}")
+            raise SpectrumLookupError(f"no spectrum with obsid {obsid} in {catalog.root}; {hint}")
         if len(specids) > 1:
             raise SpectrumLookupError(
                 f"obsid {obsid} matches {len(specids)} spectra ({', '.join(specids)}); "
-                "choose one with --specid (Python: specid=)")
+                "choose one with --specid (Python: specid=)"
+            )
     try:
         record = catalog.spectrum(specid=specids[0])
     except KeyError:
-        raise SpectrumLookupError(f"no spectrum with specid {specids[0]!r} in {catalog.root}; "
-                                  f"{hint}") from None
+        raise SpectrumLookupError(
+            f"no spectrum with specid {specids[0]!r} in {catalog.root}; {hint}"
+        ) from None
     if obsid is not None and record.obsid != obsid:
-        raise SpectrumLookupError(f"spectrum {record.specid} has obsid {record.obsid}, not "
-                                  f"{obsid}; give the obsid or the specid alone")
+        raise SpectrumLookupError(
+            f"spectrum {record.specid} has obsid {record.obsid}, not "
+            f"{obsid}; give the obsid or the specid alone"
+        )
     return record
 
 
@@ -172,17 +179,28 @@ def _opt_float(v: Any) -> float | None:
 
 def catalogue_fit(catalog: Catalog, record: SpectrumRecord) -> FitSummary | None:
     """The catalogue's current result for this version of the spectrum, or None."""
-    rows = catalog.sql(statement("plot.sql", "result_of_spectrum"),
-                       {"specid": record.specid, "source_sha256": record.source_sha256})
+    rows = catalog.sql(
+        statement("plot.sql", "result_of_spectrum"),
+        {"specid": record.specid, "source_sha256": record.source_sha256},
+    )
     if rows.height == 0:
         return None
     r = rows.row(0, named=True)
     return FitSummary(
-        objclass=r["class"], subclass=r["subclass"], template=r["template"], z=float(r["z"]),
-        z_err=_opt_float(r["z_err"]), rchi2=float(r["rchi2"]), conf=_opt_float(r["conf"]),
-        conf_blue=_opt_float(r["conf_blue"]), conf_red=_opt_float(r["conf_red"]),
+        objclass=r["class"],
+        subclass=r["subclass"],
+        template=r["template"],
+        z=float(r["z"]),
+        z_err=_opt_float(r["z_err"]),
+        rchi2=float(r["rchi2"]),
+        conf=_opt_float(r["conf"]),
+        conf_blue=_opt_float(r["conf_blue"]),
+        conf_red=_opt_float(r["conf_red"]),
         zwarning=None if r["zwarning"] is None else int(r["zwarning"]),
-        refined=r["refined"], engine_version=r["engine_version"], continuum=r["continuum"])
+        refined=r["refined"],
+        engine_version=r["engine_version"],
+        continuum=r["continuum"],
+    )
 
 
 def _template_name(engine: Engine, objclass: str, template: int) -> str:
@@ -194,32 +212,52 @@ def _refit_summary(engine: Engine, out: Classified) -> FitSummary:
     fit = out.fit
     cls = CLASS_CODES[int(fit.objclass[0, 0])]
     return FitSummary(
-        objclass=cls, subclass=str(out.subclass[0, 0]),
-        template=_template_name(engine, cls, int(fit.template[0, 0])), z=float(fit.z[0, 0]),
-        z_err=_opt_float(fit.z_err[0, 0]), rchi2=float(fit.rchi2[0, 0]),
-        conf=_opt_float(out.conf[0]), conf_blue=_opt_float(out.conf_blue[0]),
-        conf_red=_opt_float(out.conf_red[0]), zwarning=int(out.zwarning[0]),
-        refined=bool(out.refined[0]), engine_version=engine.version,
-        continuum=engine.basis.source)
+        objclass=cls,
+        subclass=str(out.subclass[0, 0]),
+        template=_template_name(engine, cls, int(fit.template[0, 0])),
+        z=float(fit.z[0, 0]),
+        z_err=_opt_float(fit.z_err[0, 0]),
+        rchi2=float(fit.rchi2[0, 0]),
+        conf=_opt_float(out.conf[0]),
+        conf_blue=_opt_float(out.conf_blue[0]),
+        conf_red=_opt_float(out.conf_red[0]),
+        zwarning=int(out.zwarning[0]),
+        refined=bool(out.refined[0]),
+        engine_version=engine.version,
+        continuum=engine.basis.source,
+    )
 
 
-def _candidates(engine: Engine, out: Classified, flux: F64, ivar: F64,
-                n: int) -> tuple[CandidateModel, ...]:
+def _candidates(
+    engine: Engine, out: Classified, flux: F64, ivar: F64, n: int
+) -> tuple[CandidateModel, ...]:
     """Models of candidates 2..n+1 of a one-spectrum fit (one batched least-squares solve)."""
     fit = out.fit
-    ranks = [k for k in range(1, min(n + 1, fit.z.shape[1]))
-             if np.isfinite(fit.z[0, k]) and np.isfinite(fit.rchi2[0, k])]
+    ranks = [
+        k
+        for k in range(1, min(n + 1, fit.z.shape[1]))
+        if np.isfinite(fit.z[0, k]) and np.isfinite(fit.rchi2[0, k])
+    ]
     if not ranks:
         return ()
     cls = np.array([CLASS_CODES[int(fit.objclass[0, k])] for k in ranks])
     tpl = fit.template[0, ranks].astype(np.int64)
-    f, w = weighted_inputs(engine, np.repeat(flux[None], len(ranks), 0),
-                           np.repeat(ivar[None], len(ranks), 0))
+    f, w = weighted_inputs(
+        engine, np.repeat(flux[None], len(ranks), 0), np.repeat(ivar[None], len(ranks), 0)
+    )
     models = fit_models(engine, f, w, cls, tpl, fit.z[0, ranks]).model
-    return tuple(CandidateModel(k, str(c), str(out.subclass[0, k]),
-                                _template_name(engine, str(c), int(t)), float(fit.z[0, k]),
-                                float(fit.rchi2[0, k]), models[i])
-                 for i, (k, c, t) in enumerate(zip(ranks, cls, tpl, strict=True)))
+    return tuple(
+        CandidateModel(
+            k,
+            str(c),
+            str(out.subclass[0, k]),
+            _template_name(engine, str(c), int(t)),
+            float(fit.z[0, k]),
+            float(fit.rchi2[0, k]),
+            models[i],
+        )
+        for i, (k, c, t) in enumerate(zip(ranks, cls, tpl, strict=True))
+    )
 
 
 def compare_fits(catalogue: FitSummary | None, refit: FitSummary) -> str | None:
@@ -234,28 +272,42 @@ def compare_fits(catalogue: FitSummary | None, refit: FitSummary) -> str | None:
     >>> compare_fits(replace(a, engine_version="0.1.0"), a).split(": ")[0]
     "the catalogue's result (STAR G8, z = 0.000100) is from engine 0.1.0"
     """
-    shown = f"the fit shown is a re-fit with engine {refit.engine_version}, not the " \
-            "catalogue's result"
+    shown = (
+        f"the fit shown is a re-fit with engine {refit.engine_version}, not the catalogue's result"
+    )
     if catalogue is None:
         return f"no result in the catalogue for this spectrum yet (run lamostdb classify): {shown}"
     if catalogue.engine_version != refit.engine_version:
-        return (f"the catalogue's result ({catalogue.label()}) is from engine "
-                f"{catalogue.engine_version}: {shown}")
+        return (
+            f"the catalogue's result ({catalogue.label()}) is from engine "
+            f"{catalogue.engine_version}: {shown}"
+        )
     dv_kms = abs(catalogue.z - refit.z) / (1.0 + catalogue.z) * C_KMS
-    if (catalogue.objclass, catalogue.subclass) != (refit.objclass, refit.subclass) or \
-            dv_kms > Z_AGREE_KMS:
-        return (f"the re-fit gives {refit.label()} but the catalogue has {catalogue.label()} "
-                f"(other templates or continuum vectors: re-fit with the --templates and "
-                f"--continuum the catalogue was classified with): {shown}")
+    if (catalogue.objclass, catalogue.subclass) != (
+        refit.objclass,
+        refit.subclass,
+    ) or dv_kms > Z_AGREE_KMS:
+        return (
+            f"the re-fit gives {refit.label()} but the catalogue has {catalogue.label()} "
+            f"(other templates or continuum vectors: re-fit with the --templates and "
+            f"--continuum the catalogue was classified with): {shown}"
+        )
     if catalogue.continuum != refit.continuum:
-        return ("the catalogue's result used other star continuum vectors "
-                f"({catalogue.continuum!r}; re-fit with --continuum FILE): {shown}")
+        return (
+            "the catalogue's result used other star continuum vectors "
+            f"({catalogue.continuum!r}; re-fit with --continuum FILE): {shown}"
+        )
     return None
 
 
-def spectrum_plot_data(catalog: Catalog | str | Path, obsid: int | None = None, *,
-                       specid: str | None = None, n_candidates: int = 0,
-                       engine: Engine | None = None) -> SpectrumPlotData:
+def spectrum_plot_data(
+    catalog: Catalog | str | Path,
+    obsid: int | None = None,
+    *,
+    specid: str | None = None,
+    n_candidates: int = 0,
+    engine: Engine | None = None,
+) -> SpectrumPlotData:
     """Find one spectrum, re-fit it and read the catalogue's result for it.
 
     Parameters
@@ -272,30 +324,51 @@ def spectrum_plot_data(catalog: Catalog | str | Path, obsid: int | None = None, 
         pass ``get_engine(EngineConfig(...))`` for the one the catalogue was classified with).
     """
     if not 0 <= n_candidates <= MAX_EXTRA_CANDIDATES:
-        raise ValueError(f"n_candidates must be in 0..{MAX_EXTRA_CANDIDATES} (classify keeps "
-                         f"10 candidates), got {n_candidates}")
+        raise ValueError(
+            f"n_candidates must be in 0..{MAX_EXTRA_CANDIDATES} (classify keeps "
+            f"10 candidates), got {n_candidates}"
+        )
     if not isinstance(catalog, Catalog):
         with open_catalog(catalog) as cat:
-            return spectrum_plot_data(cat, obsid, specid=specid, n_candidates=n_candidates,
-                                      engine=engine)
+            return spectrum_plot_data(
+                cat, obsid, specid=specid, n_candidates=n_candidates, engine=engine
+            )
     record = find_record(catalog, obsid, specid=specid)
     stored = catalogue_fit(catalog, record)
     engine = engine or get_engine()
     wave = np.asarray(record.wave_angstrom(), dtype=np.float64)
-    gf, gi = to_working_grid(wave, record.flux, record.ivar, record.andmask,
-                             coeff0=record.coeff0, coeff1=record.coeff1, grid=engine.grid)
+    gf, gi = to_working_grid(
+        wave,
+        record.flux,
+        record.ivar,
+        record.andmask,
+        coeff0=record.coeff0,
+        coeff1=record.coeff1,
+        grid=engine.grid,
+    )
     flux, ivar = gf.astype(np.float64), gi.astype(np.float64)
-    out = classify_arrays(flux[None], ivar[None], engine=engine,
-                          fibertype=np.array([record.fibertype], dtype=object))
+    out = classify_arrays(
+        flux[None], ivar[None], engine=engine, fibertype=np.array([record.fibertype], dtype=object)
+    )
     refit = _refit_summary(engine, out)
     note = compare_fits(stored, refit)
     return SpectrumPlotData(
-        record=record, wave_angstrom=wave, flux=record.flux.astype(np.float64),
+        record=record,
+        wave_angstrom=wave,
+        flux=record.flux.astype(np.float64),
         ivar=record.ivar.astype(np.float64),
         masked=masked_pixels(record.flux, record.ivar, record.andmask),
-        grid_wave_angstrom=np.asarray(engine.grid.wave_angstrom), grid_flux=flux,
-        grid_ivar=ivar, model=out.model[0], pixel_weight=engine.pixel_weight,
-        sky_telluric_angstrom=SKY_TELLURIC_MASK_ANGSTROM, blue_window=BLUE_WINDOW,
-        red_window=RED_WINDOW, shown=stored if note is None and stored is not None else refit,
-        catalogue=stored, refit=refit, note=note,
-        candidates=_candidates(engine, out, flux, ivar, n_candidates))
+        grid_wave_angstrom=np.asarray(engine.grid.wave_angstrom),
+        grid_flux=flux,
+        grid_ivar=ivar,
+        model=out.model[0],
+        pixel_weight=engine.pixel_weight,
+        sky_telluric_angstrom=SKY_TELLURIC_MASK_ANGSTROM,
+        blue_window=BLUE_WINDOW,
+        red_window=RED_WINDOW,
+        shown=stored if note is None and stored is not None else refit,
+        catalogue=stored,
+        refit=refit,
+        note=note,
+        candidates=_candidates(engine, out, flux, ivar, n_candidates),
+    )

@@ -26,17 +26,24 @@ def default_png_name(data: SpectrumPlotData) -> str:
     return f"{rec.obsid if rec.obsid is not None else rec.specid}.png"
 
 
-def write_spectrum_png(catalog: Catalog | str | Path, obsid: int | None = None, *,
-                       specid: str | None = None, out: str | Path | None = None,
-                       n_candidates: int = 0, engine: Engine | None = None) -> WrittenPlot:
+def write_spectrum_png(
+    catalog: Catalog | str | Path,
+    obsid: int | None = None,
+    *,
+    specid: str | None = None,
+    out: str | Path | None = None,
+    n_candidates: int = 0,
+    engine: Engine | None = None,
+) -> WrittenPlot:
     """Draw one spectrum (see :func:`lamostdb.plot.spectrum_figure`) and write it as PNG.
 
     ``out`` defaults to ``<obsid>.png`` in the working directory. ``WrittenPlot.data.note``
     is None when the model drawn is the catalogue's result, else the reason it is a re-fit.
     """
     require_matplotlib()  # before the fit: fail fast
-    data = spectrum_plot_data(catalog, obsid, specid=specid, n_candidates=n_candidates,
-                              engine=engine)
+    data = spectrum_plot_data(
+        catalog, obsid, specid=specid, n_candidates=n_candidates, engine=engine
+    )
     path = Path(out) if out is not None else Path(default_png_name(data))
     if path.suffix.lower() != ".png":
         raise ValueError(f"{path}: the output is a PNG file; give a name ending in .png")

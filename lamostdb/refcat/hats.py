@@ -38,8 +38,10 @@ from lamostdb.refcat.readers import (
 )
 
 #: Stored columns an attached catalogue must provide (xmatch needs them).
-ATTACH_REQUIRED = {"gaia": ("source_id", "ra", "dec", "pmra", "pmdec", "ref_epoch"),
-                   "ps1": ("objID", "raMean", "decMean")}
+ATTACH_REQUIRED = {
+    "gaia": ("source_id", "ra", "dec", "pmra", "pmdec", "ref_epoch"),
+    "ps1": ("objID", "raMean", "decMean"),
+}
 #: ``catalog_meta`` key of the record of an attached catalogue of ``kind``.
 META_KEY = "refcat_hats_{kind}"
 #: HATS names of the order-29 pixel column (``_hipscat_index``: hipscat, HATS' predecessor).
@@ -79,9 +81,16 @@ class AttachedRefcat:
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
-        return {"kind": self.kind, "path": self.path, "columns": self.columns,
-                "margin": self.margin, "margin_threshold_arcsec": self.margin_threshold_arcsec,
-                "n_rows": self.n_rows, "n_partitions": self.n_partitions, "notes": self.notes}
+        return {
+            "kind": self.kind,
+            "path": self.path,
+            "columns": self.columns,
+            "margin": self.margin,
+            "margin_threshold_arcsec": self.margin_threshold_arcsec,
+            "n_rows": self.n_rows,
+            "n_partitions": self.n_partitions,
+            "notes": self.notes,
+        }
 
 
 def _properties(folder: Path) -> dict[str, str]:
@@ -95,9 +104,11 @@ def _properties(folder: Path) -> dict[str, str]:
                     key, _, value = line.partition("=")
                     out[key.strip()] = value.strip()
             return out
-    raise RefcatError(f"{folder}: not a HATS catalogue (no properties or hats.properties "
-                      "file); give the folder that hats-import wrote (it holds "
-                      "partition_info.csv and dataset/)")
+    raise RefcatError(
+        f"{folder}: not a HATS catalogue (no properties or hats.properties "
+        "file); give the folder that hats-import wrote (it holds "
+        "partition_info.csv and dataset/)"
+    )
 
 
 def open_hats(path: str | Path) -> HatsCatalog:
@@ -114,8 +125,9 @@ def open_hats(path: str | Path) -> HatsCatalog:
     props = _properties(folder)
     info = folder / "partition_info.csv"
     if not info.is_file():
-        raise RefcatError(f"{folder}: no partition_info.csv; is this a HATS catalogue written "
-                          "by hats-import?")
+        raise RefcatError(
+            f"{folder}: no partition_info.csv; is this a HATS catalogue written by hats-import?"
+        )
     lines = [ln.split(",") for ln in info.read_text().splitlines() if ln.strip()]
     header = [h.strip() for h in lines[0]]
     try:
@@ -133,8 +145,9 @@ def open_hats(path: str | Path) -> HatsCatalog:
     return HatsCatalog(str(folder), props, pixels, names)
 
 
-def leaf_files(path: str, norder: int, npix: int,
-               properties: Mapping[str, str] | None = None) -> list[str]:
+def leaf_files(
+    path: str, norder: int, npix: int, properties: Mapping[str, str] | None = None
+) -> list[str]:
     """Parquet files of partition ``(norder, npix)``: ``Npix=N.parquet``, or the files of
     the folder ``Npix=N/`` (``hats_npix_suffix=/``). Empty when the partition has none."""
     base = Path(path) / "dataset" / f"Norder={norder}" / f"Dir={partition_dir(npix)}"
@@ -186,8 +199,9 @@ def _properties_file(p: Path) -> dict[str, str]:
     return out
 
 
-def map_hats_columns(cat: HatsCatalog, kind: str,
-                     overrides: Mapping[str, str | None] | None = None) -> dict[str, str | None]:
+def map_hats_columns(
+    cat: HatsCatalog, kind: str, overrides: Mapping[str, str | None] | None = None
+) -> dict[str, str | None]:
     """Stored column -> column of ``cat`` (``column_map.json`` names and ``overrides``).
 
     Raises
@@ -195,13 +209,16 @@ def map_hats_columns(cat: HatsCatalog, kind: str,
     RefcatError
         A column xmatch needs (:data:`ATTACH_REQUIRED`) is missing; the message names it.
     """
+
     def unused(name: str) -> tuple[pa.Array, str | None]:  # pragma: no cover - never read
         raise AssertionError(name)
 
     given = dict(overrides or {})
-    missing = [c for c in ATTACH_REQUIRED[kind]
-               if given.get(c) is None and not any(n in cat.names
-                                                   for n in accepted_names(kind, c) or [c])]
+    missing = [
+        c
+        for c in ATTACH_REQUIRED[kind]
+        if given.get(c) is None and not any(n in cat.names for n in accepted_names(kind, c) or [c])
+    ]
     if missing:
         c = missing[0]
         raise RefcatError(
@@ -209,7 +226,8 @@ def map_hats_columns(cat: HatsCatalog, kind: str,
             f"xmatch needs (missing: {missing}; accepted names for {c}: "
             f"{accepted_names(kind, c) or [c]}; the catalogue has {len(cat.names)} columns: "
             f"{', '.join(cat.names[:12])}{', ...' if len(cat.names) > 12 else ''}). Pass "
-            f"--column {c}=NAME if it has another name.")
+            f"--column {c}=NAME if it has another name."
+        )
     src = SourceTable(Path(cat.path), "hats", cat.n_rows, cat.names, unused)
     sources = dict(resolve_columns(src, kind, overrides).sources)
     # the order-29 pixel column, or None: computed from ra, dec at read time
@@ -217,9 +235,15 @@ def map_hats_columns(cat: HatsCatalog, kind: str,
     return sources
 
 
-def attach_hats(catalog: Catalog, kind: str, path: str | Path, *,
-                margin: str | Path | None = None, find_margin: bool = True,
-                columns: Mapping[str, str | None] | None = None) -> AttachedRefcat:
+def attach_hats(
+    catalog: Catalog,
+    kind: str,
+    path: str | Path,
+    *,
+    margin: str | Path | None = None,
+    find_margin: bool = True,
+    columns: Mapping[str, str | None] | None = None,
+) -> AttachedRefcat:
     """Register the HATS catalogue at ``path`` as table ``kind`` of ``catalog`` (``mode='w'``).
 
     Nothing is copied: the path, the column mapping and the margin cache (``margin``, else
@@ -236,27 +260,40 @@ def attach_hats(catalog: Catalog, kind: str, path: str | Path, *,
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     cat = open_hats(path)
     if cat.properties.get("dataproduct_type") == "margin":
-        raise RefcatError(f"{cat.path} is a margin cache; attach its primary catalogue "
-                          f"({cat.properties.get('hats_primary_table_url', '?')}) instead")
+        raise RefcatError(
+            f"{cat.path} is a margin cache; attach its primary catalogue "
+            f"({cat.properties.get('hats_primary_table_url', '?')}) instead"
+        )
     if not cat.pixels:
         raise RefcatError(f"{cat.path}: partition_info.csv lists no partitions")
     sources = map_hats_columns(cat, kind, columns)
-    notes = [f"{t}: absent, read as null" for t, s in sources.items()
-             if s is None and t not in ATTACH_REQUIRED[kind] and t != "_healpix_29"]
-    mcat = (open_hats(margin) if margin is not None
-            else _find_margin(cat) if find_margin else None)
+    notes = [
+        f"{t}: absent, read as null"
+        for t, s in sources.items()
+        if s is None and t not in ATTACH_REQUIRED[kind] and t != "_healpix_29"
+    ]
+    mcat = open_hats(margin) if margin is not None else _find_margin(cat) if find_margin else None
     if mcat is not None and mcat.margin_threshold_arcsec is None:
-        raise RefcatError(f"{mcat.path}: margin cache without hats_margin_threshold in its "
-                          "properties")
+        raise RefcatError(
+            f"{mcat.path}: margin cache without hats_margin_threshold in its properties"
+        )
     if mcat is None:
         notes.append("no margin cache: xmatch reads neighbouring partitions whole")
-    rec = AttachedRefcat(kind, cat.path, sources, None if mcat is None else mcat.path,
-                         None if mcat is None else mcat.margin_threshold_arcsec, cat.n_rows,
-                         len(cat.pixels), notes)
+    rec = AttachedRefcat(
+        kind,
+        cat.path,
+        sources,
+        None if mcat is None else mcat.path,
+        None if mcat is None else mcat.margin_threshold_arcsec,
+        cat.n_rows,
+        len(cat.pixels),
+        notes,
+    )
     with catalog.write_lock():
-        catalog.con.execute(statement("ledger.sql", "set_meta"),
-                            {"key": META_KEY.format(kind=kind),
-                             "value": json.dumps(rec.as_dict(), sort_keys=True)})
+        catalog.con.execute(
+            statement("ledger.sql", "set_meta"),
+            {"key": META_KEY.format(kind=kind), "value": json.dumps(rec.as_dict(), sort_keys=True)},
+        )
         catalog.publish()
     return rec
 
@@ -267,13 +304,19 @@ def attached(catalog: Catalog, kind: str) -> AttachedRefcat | None:
     if not text:
         return None
     d = json.loads(text)
-    return AttachedRefcat(d["kind"], d["path"], dict(d["columns"]), d.get("margin"),
-                          d.get("margin_threshold_arcsec"), int(d.get("n_rows", 0)),
-                          int(d.get("n_partitions", 0)), list(d.get("notes", [])))
+    return AttachedRefcat(
+        d["kind"],
+        d["path"],
+        dict(d["columns"]),
+        d.get("margin"),
+        d.get("margin_threshold_arcsec"),
+        int(d.get("n_rows", 0)),
+        int(d.get("n_partitions", 0)),
+        list(d.get("notes", [])),
+    )
 
 
-def read_leaves(files: Sequence[str], kind: str, columns: Mapping[str, str | None]
-                ) -> pa.Table:
+def read_leaves(files: Sequence[str], kind: str, columns: Mapping[str, str | None]) -> pa.Table:
     """Rows of ``files`` (leaves of an attached catalogue) in the stored columns of ``kind``.
 
     Only the mapped columns are read. Columns absent from the catalogue are left out (the
@@ -300,8 +343,7 @@ def read_leaves(files: Sequence[str], kind: str, columns: Mapping[str, str | Non
     return pa.table(out)
 
 
-def partitions_at(pixels: Iterable[tuple[int, int]], hp29: np.ndarray
-                  ) -> set[tuple[int, int]]:
+def partitions_at(pixels: Iterable[tuple[int, int]], hp29: np.ndarray) -> set[tuple[int, int]]:
     """The partitions of ``pixels`` that contain one of the positions ``hp29``."""
     by_order: dict[int, set[int]] = {}
     for o, p in pixels:

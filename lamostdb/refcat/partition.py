@@ -62,18 +62,23 @@ def partition_rows(rows: pa.Table, config: RefcatConfig) -> dict[int, pa.Table]:
     spec = column_map()[config.kind]
     ra = rows.column(spec["ra"]).to_numpy(zero_copy_only=False)
     dec = rows.column(spec["dec"]).to_numpy(zero_copy_only=False)
-    cols = {f.name: (rows.column(f.name) if f.name in rows.column_names
-                     else pa.nulls(rows.num_rows, f.type)) for f in schema}
+    cols = {
+        f.name: (
+            rows.column(f.name) if f.name in rows.column_names else pa.nulls(rows.num_rows, f.type)
+        )
+        for f in schema
+    }
     cols["_healpix_29"] = pa.array(healpix_29(ra, dec), pa.int64())
-    cols["ingest_run"] = pa.array(np.full(rows.num_rows, config.run_id, dtype=object),
-                                  pa.string())
+    cols["ingest_run"] = pa.array(np.full(rows.num_rows, config.run_id, dtype=object), pa.string())
     table = _sorted(pa.table(cols).cast(schema), config.kind)
     if table.num_rows == 0:
         return {}
     pix = pixel_at_order(table.column("_healpix_29").to_numpy(), config.partition_order)
     bounds = np.flatnonzero(np.r_[True, pix[1:] != pix[:-1], True])
-    return {int(pix[a]): table.slice(int(a), int(b - a))
-            for a, b in zip(bounds[:-1], bounds[1:], strict=True)}
+    return {
+        int(pix[a]): table.slice(int(a), int(b - a))
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+    }
 
 
 def merge_pieces(pieces: Sequence[pa.Table], kind: str) -> pa.Table:

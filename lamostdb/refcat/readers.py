@@ -30,12 +30,23 @@ from astropy.units import UnitsWarning
 from astropy.utils.exceptions import AstropyWarning
 
 KINDS = ("gaia", "ps1")
-SUPPORTED_FORMATS = ("Parquet (.parquet, .pq)", "CSV (.csv, .csv.gz)", "ECSV (.ecsv)",
-                     "FITS binary table (.fits, .fit, .fits.gz)",
-                     "VOTable (.vot, .xml, .votable, .vot.gz)",
-                     "Gaia-archive or MAST JSON (.json)")
-_ASTROPY_FORMATS = {".ecsv": "ascii.ecsv", ".fits": "fits", ".fit": "fits", ".fts": "fits",
-                    ".vot": "votable", ".xml": "votable", ".votable": "votable"}
+SUPPORTED_FORMATS = (
+    "Parquet (.parquet, .pq)",
+    "CSV (.csv, .csv.gz)",
+    "ECSV (.ecsv)",
+    "FITS binary table (.fits, .fit, .fits.gz)",
+    "VOTable (.vot, .xml, .votable, .vot.gz)",
+    "Gaia-archive or MAST JSON (.json)",
+)
+_ASTROPY_FORMATS = {
+    ".ecsv": "ascii.ecsv",
+    ".fits": "fits",
+    ".fit": "fits",
+    ".fts": "fits",
+    ".vot": "votable",
+    ".xml": "votable",
+    ".votable": "votable",
+}
 # units that are converted; magnitudes and epochs are taken as they come
 _CONVERTIBLE = ("deg", "mas", "mas / yr")
 
@@ -98,10 +109,14 @@ def read_source(path: str | Path) -> SourceTable:
     except RefcatError:
         raise
     except Exception as exc:  # every parser has its own exception types
-        raise RefcatError(f"{p}: cannot read it as {ext.lstrip('.')} ({type(exc).__name__}: "
-                          f"{exc}). Check that the file is complete and of that format.") from exc
-    raise RefcatError(f"{p}: unsupported file type {ext or '(no extension)'!r}; supported: "
-                      f"{', '.join(SUPPORTED_FORMATS)}. Convert it to one of these first.")
+        raise RefcatError(
+            f"{p}: cannot read it as {ext.lstrip('.')} ({type(exc).__name__}: "
+            f"{exc}). Check that the file is complete and of that format."
+        ) from exc
+    raise RefcatError(
+        f"{p}: unsupported file type {ext or '(no extension)'!r}; supported: "
+        f"{', '.join(SUPPORTED_FORMATS)}. Convert it to one of these first."
+    )
 
 
 #: Formats :func:`iter_batches` reads in batches; the others are read whole (their readers,
@@ -142,14 +157,16 @@ def iter_batches(path: str | Path, batch_rows: int = BATCH_ROWS) -> Iterator[Sou
             reader = pacsv.open_csv(p, read_options=pacsv.ReadOptions(block_size=_block()))
             yield from _batch_sources(p, fmt, reader.schema, iter(reader))
         else:
-            with (gzip.open(p, "rb") if _gzipped(p) else open(p, "rb")) as fh:
+            with gzip.open(p, "rb") if _gzipped(p) else open(p, "rb") as fh:
                 schema_md, reader = _open_ecsv(p, fh)
                 yield from _batch_sources(p, fmt, schema_md, iter(reader), ecsv=True)
     except RefcatError:
         raise
     except Exception as exc:  # every parser has its own exception types
-        raise RefcatError(f"{p}: cannot read it as {fmt} ({type(exc).__name__}: {exc}). "
-                          "Check that the file is complete and of that format.") from exc
+        raise RefcatError(
+            f"{p}: cannot read it as {fmt} ({type(exc).__name__}: {exc}). "
+            "Check that the file is complete and of that format."
+        ) from exc
 
 
 def _gzipped(path: Path) -> bool:
@@ -162,9 +179,14 @@ def _block() -> int:
     return min(64 << 20, max(1 << 20, BATCH_ROWS * 64))
 
 
-def _batch_sources(path: Path, fmt: str, schema: pa.Schema,
-                   batches: Iterator[pa.RecordBatch], *, ecsv: bool = False
-                   ) -> Iterator[SourceTable]:
+def _batch_sources(
+    path: Path,
+    fmt: str,
+    schema: pa.Schema,
+    batches: Iterator[pa.RecordBatch],
+    *,
+    ecsv: bool = False,
+) -> Iterator[SourceTable]:
     """One :class:`SourceTable` per batch (an empty one when there is none)."""
     any_batch = False
     for batch in batches:
@@ -194,15 +216,19 @@ def _open_ecsv(path: Path, fh: Any) -> tuple[pa.Schema, Any]:
     fh.seek(pos)
     meta, types, delimiter = _ecsv_header(path, header)
     reader = pacsv.open_csv(
-        fh, read_options=pacsv.ReadOptions(block_size=_block()),
+        fh,
+        read_options=pacsv.ReadOptions(block_size=_block()),
         parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char='"'),
-        convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=True,
-                                             null_values=["", "nan", "NaN", "--"]))
+        convert_options=pacsv.ConvertOptions(
+            column_types=types, strings_can_be_null=True, null_values=["", "nan", "NaN", "--"]
+        ),
+    )
     return _ecsv_schema(reader.schema, meta), reader
 
 
-def _ecsv_header(path: Path, header: list[str]
-                 ) -> tuple[list[dict[str, Any]], dict[str, pa.DataType], str]:
+def _ecsv_header(
+    path: Path, header: list[str]
+) -> tuple[list[dict[str, Any]], dict[str, pa.DataType], str]:
     """``(datatype entries, Arrow types by name, delimiter)`` of an ECSV header."""
     import yaml
 
@@ -210,8 +236,7 @@ def _ecsv_header(path: Path, header: list[str]
         raise RefcatError(f"{path}: not an ECSV file (no '# %ECSV' first line)")
     meta = yaml.safe_load("\n".join(header[1:])) or {}
     datatype: list[dict[str, Any]] = meta.get("datatype", [])
-    types = {c["name"]: _ECSV_TYPES.get(c.get("datatype", "string"), pa.string())
-             for c in datatype}
+    types = {c["name"]: _ECSV_TYPES.get(c.get("datatype", "string"), pa.string()) for c in datatype}
     return datatype, types, meta.get("delimiter", " ")
 
 
@@ -224,11 +249,21 @@ def _ecsv_schema(schema: pa.Schema, datatype: list[dict[str, Any]]) -> pa.Schema
     return pa.schema(fields)
 
 
-_ECSV_TYPES = {"int8": pa.int8(), "int16": pa.int16(), "int32": pa.int32(),
-               "int64": pa.int64(), "uint8": pa.uint8(), "uint16": pa.uint16(),
-               "uint32": pa.uint32(), "uint64": pa.uint64(), "float16": pa.float32(),
-               "float32": pa.float32(), "float64": pa.float64(), "bool": pa.bool_(),
-               "string": pa.string()}
+_ECSV_TYPES = {
+    "int8": pa.int8(),
+    "int16": pa.int16(),
+    "int32": pa.int32(),
+    "int64": pa.int64(),
+    "uint8": pa.uint8(),
+    "uint16": pa.uint16(),
+    "uint32": pa.uint32(),
+    "uint64": pa.uint64(),
+    "float16": pa.float32(),
+    "float32": pa.float32(),
+    "float64": pa.float64(),
+    "bool": pa.bool_(),
+    "string": pa.string(),
+}
 
 
 def _read_ecsv(path: Path) -> pa.Table:
@@ -255,13 +290,13 @@ def _read_ecsv(path: Path) -> pa.Table:
     delimiter = meta.get("delimiter", " ")
     body = "\n".join(ln for ln in lines if not ln.startswith("#"))
     datatype = meta.get("datatype", [])
-    types = {c["name"]: _ECSV_TYPES.get(c.get("datatype", "string"), pa.string())
-             for c in datatype}
+    types = {c["name"]: _ECSV_TYPES.get(c.get("datatype", "string"), pa.string()) for c in datatype}
     table = pacsv.read_csv(
         io.BytesIO(body.encode("utf-8")),
         parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char='"'),
-        convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=True,
-                                             null_values=["", "nan", "NaN", "--"]),
+        convert_options=pacsv.ConvertOptions(
+            column_types=types, strings_can_be_null=True, null_values=["", "nan", "NaN", "--"]
+        ),
     )
     fields = []
     for f in table.schema:
@@ -291,8 +326,11 @@ def _astropy_source(path: Path, fmt: str) -> SourceTable:
             # sessions (segfaults later, at random places); its pure-Python parser does not
             from astropy.io import votable
 
-            table = votable.parse(str(path), _debug_python_based_parser=True
-                                  ).get_first_table().to_table()
+            table = (
+                votable.parse(str(path), _debug_python_based_parser=True)
+                .get_first_table()
+                .to_table()
+            )
         else:
             table = Table.read(path, format=fmt)
 
@@ -300,8 +338,9 @@ def _astropy_source(path: Path, fmt: str) -> SourceTable:
         col = table[name]
         data = np.asarray(np.ma.getdata(col))
         if data.ndim != 1:
-            raise RefcatError(f"{path}: column {name!r} is not a scalar column "
-                              f"(shape {data.shape[1:]} per row)")
+            raise RefcatError(
+                f"{path}: column {name!r} is not a scalar column (shape {data.shape[1:]} per row)"
+            )
         mask = np.ma.getmaskarray(col) if hasattr(col, "mask") else None
         if data.dtype.kind in "SU":
             data = data.astype(str)
@@ -322,16 +361,19 @@ def _read_json(path: Path) -> pa.Table:
     fields = raw.get("metadata") or raw.get("info") if isinstance(raw, dict) else None
     data = raw.get("data") if isinstance(raw, dict) else None
     if not isinstance(fields, list) or not isinstance(data, list):
-        raise RefcatError(f"{path}: JSON is not a Gaia-archive ({{'metadata', 'data'}}) or MAST "
-                          f"({{'info', 'data'}}) table; supported: {', '.join(SUPPORTED_FORMATS)}")
+        raise RefcatError(
+            f"{path}: JSON is not a Gaia-archive ({{'metadata', 'data'}}) or MAST "
+            f"({{'info', 'data'}}) table; supported: {', '.join(SUPPORTED_FORMATS)}"
+        )
     names = [str(f["name"]) for f in fields]
     if data and isinstance(data[0], dict):  # MAST "records" style
         columns = [[row.get(n) for row in data] for n in names]
     else:
         bad = [i for i, row in enumerate(data) if len(row) != len(names)]
         if bad:
-            raise RefcatError(f"{path}: data row {bad[0]} has {len(data[bad[0]])} values for "
-                              f"{len(names)} columns")
+            raise RefcatError(
+                f"{path}: data row {bad[0]} has {len(data[bad[0]])} values for {len(names)} columns"
+            )
         columns = [list(c) for c in zip(*data, strict=True)] if data else [[] for _ in names]
     return pa.table({n: pa.array(c) for n, c in zip(names, columns, strict=True)})
 
@@ -360,8 +402,9 @@ def _joined(name: str, names: tuple[str, ...]) -> list[str]:
     return [n for n in names if rx.fullmatch(n)]
 
 
-def resolve_columns(src: SourceTable, kind: str,
-                    overrides: Mapping[str, str | None] | None = None) -> Resolution:
+def resolve_columns(
+    src: SourceTable, kind: str, overrides: Mapping[str, str | None] | None = None
+) -> Resolution:
     """Choose the source column of every stored column of ``kind``.
 
     Parameters
@@ -385,15 +428,17 @@ def resolve_columns(src: SourceTable, kind: str,
     overrides = dict(overrides or {})
     unknown = sorted(set(overrides) - set(targets))
     if unknown:
-        raise RefcatError(f"--column names unknown {kind} column(s) {unknown}; the {kind} "
-                          f"columns are {targets}")
+        raise RefcatError(
+            f"--column names unknown {kind} column(s) {unknown}; the {kind} columns are {targets}"
+        )
     sources: dict[str, str | None] = {}
     implied: dict[str, float] = {}
     notes: list[str] = []
     for target, name in overrides.items():
         if name is not None and name not in src.names:
-            raise RefcatError(f"{src.path}: --column {target}={name}: the file has no column "
-                              f"{name!r}")
+            raise RefcatError(
+                f"{src.path}: --column {target}={name}: the file has no column {name!r}"
+            )
         if name is None and spec["columns"][target].get("required"):
             raise RefcatError(f"{kind} column {target!r} is required and cannot be set absent")
         sources[target] = name
@@ -413,23 +458,25 @@ def resolve_columns(src: SourceTable, kind: str,
     for target, cspec in spec["columns"].items():
         if target in sources or target in grouped:
             continue
-        sources[target] = _pick(src, kind, [target], [[v] for v in cspec.get("variants", [])],
-                                notes)[0][0]
+        sources[target] = _pick(
+            src, kind, [target], [[v] for v in cspec.get("variants", [])], notes
+        )[0][0]
     for target, cspec in spec["columns"].items():
         if sources[target] is None and cspec.get("required"):
             raise RefcatError(
                 f"{src.path}: no column for required {kind} column {target!r}; accepted names: "
                 f"{accepted_names(kind, target)} (file has {len(src.names)} columns: "
-                f"{_preview(src.names)}). Rename the column or pass --column {target}=NAME.")
+                f"{_preview(src.names)}). Rename the column or pass --column {target}=NAME."
+            )
         if sources[target] is None and target not in implied:
             default = cspec.get("default")
-            notes.append(f"{target}: absent, stored as "
-                         f"{'null' if default is None else default}")
+            notes.append(f"{target}: absent, stored as {'null' if default is None else default}")
     return Resolution({t: sources[t] for t in spec["columns"]}, implied, tuple(notes))
 
 
-def _pick(src: SourceTable, kind: str, members: list[str], variants: list[list[str]],
-          notes: list[str]) -> tuple[list[str | None], int | None]:
+def _pick(
+    src: SourceTable, kind: str, members: list[str], variants: list[list[str]], notes: list[str]
+) -> tuple[list[str | None], int | None]:
     """First variant (a name per member) present in ``src``; joins make it ambiguous."""
     for i, names in enumerate(variants):
         exact = [n in src.names for n in names]
@@ -442,12 +489,14 @@ def _pick(src: SourceTable, kind: str, members: list[str], variants: list[list[s
             picked = [s[0] for s in suffixed]
             notes.append(f"{', '.join(members)}: taken from {', '.join(picked)} (join suffix)")
             return list(picked), i
-        found = sorted({n for n, e in zip(names, exact, strict=True) if e}
-                       | {x for s in suffixed for x in s})
+        found = sorted(
+            {n for n, e in zip(names, exact, strict=True) if e} | {x for s in suffixed for x in s}
+        )
         flags = " ".join(f"--column {m}=NAME" for m in members)
         raise RefcatError(
             f"{src.path}: {kind} column(s) {members} are ambiguous: the file has {found} (a "
-            f"joined table?) and it is not clear which belong to {kind}. Choose with {flags}.")
+            f"joined table?) and it is not clear which belong to {kind}. Choose with {flags}."
+        )
     return [None] * len(members), None
 
 
@@ -467,8 +516,7 @@ class Mapped:
     filled: dict[str, int] = field(default_factory=dict)
 
 
-def map_rows(src: SourceTable, kind: str, resolution: Resolution,
-             schema: pa.Schema) -> Mapped:
+def map_rows(src: SourceTable, kind: str, resolution: Resolution, schema: pa.Schema) -> Mapped:
     """Build the contract columns of ``kind`` from ``src`` and drop unusable rows.
 
     Floats: NaN becomes null (FITS and astropy mark missing values so). Rows whose id is null,
@@ -484,8 +532,9 @@ def map_rows(src: SourceTable, kind: str, resolution: Resolution,
         name = resolution.sources[target]
         if name is None:
             value = resolution.implied.get(target, cspec.get("default"))
-            cols[target] = pa.nulls(n, ftype) if value is None else pa.array(
-                np.full(n, value), ftype)
+            cols[target] = (
+                pa.nulls(n, ftype) if value is None else pa.array(np.full(n, value), ftype)
+            )
             continue
         arr, unit = src.get(name)
         cols[target] = _typed(src, target, name, arr, unit, cspec, ftype)
@@ -501,32 +550,46 @@ def map_rows(src: SourceTable, kind: str, resolution: Resolution,
     has_pos = np.isfinite(ra) & np.isfinite(dec)
     in_range = np.abs(np.where(has_pos, dec, 0.0)) <= 90.0
     keep = ok_id & has_pos & in_range
-    dropped = {"null_id": int(np.sum(~ok_id)),
-               "null_position": int(np.sum(ok_id & ~has_pos)),
-               "position_out_of_range": int(np.sum(ok_id & has_pos & ~in_range))}
+    dropped = {
+        "null_id": int(np.sum(~ok_id)),
+        "null_position": int(np.sum(ok_id & ~has_pos)),
+        "position_out_of_range": int(np.sum(ok_id & has_pos & ~in_range)),
+    }
     cols[ra_col] = pa.array(np.where(has_pos, np.mod(ra, 360.0), np.nan), pa.float64())
     table = pa.table(cols).filter(pa.array(keep))
     return Mapped(table, n, dropped, resolution, filled)
 
 
-def _typed(src: SourceTable, target: str, name: str, arr: pa.Array, unit: str | None,
-           cspec: Mapping[str, Any], ftype: pa.DataType) -> pa.Array:
+def _typed(
+    src: SourceTable,
+    target: str,
+    name: str,
+    arr: pa.Array,
+    unit: str | None,
+    cspec: Mapping[str, Any],
+    ftype: pa.DataType,
+) -> pa.Array:
     """Cast one source column to its stored type and unit."""
     if pa.types.is_integer(ftype):
         if pa.types.is_floating(arr.type):
             # floats cannot hold 64-bit ids exactly: refuse rather than store rounded ids
-            raise RefcatError(f"{src.path}: id column {name!r} is stored as floating point, "
-                              "which cannot hold 64-bit ids exactly; export it as an integer")
+            raise RefcatError(
+                f"{src.path}: id column {name!r} is stored as floating point, "
+                "which cannot hold 64-bit ids exactly; export it as an integer"
+            )
         try:
             return pc.cast(arr, ftype)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-            raise RefcatError(f"{src.path}: id column {name!r} (for {target}) is not an "
-                              f"integer column ({arr.type}): {exc}") from None
+            raise RefcatError(
+                f"{src.path}: id column {name!r} (for {target}) is not an "
+                f"integer column ({arr.type}): {exc}"
+            ) from None
     try:
         out = pc.cast(arr, pa.float64())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        raise RefcatError(f"{src.path}: column {name!r} (for {target}) is not numeric "
-                          f"({arr.type})") from None
+        raise RefcatError(
+            f"{src.path}: column {name!r} (for {target}) is not numeric ({arr.type})"
+        ) from None
     vals = out.to_numpy(zero_copy_only=False).astype(np.float64)
     valid = out.is_valid().to_numpy(zero_copy_only=False) & ~np.isnan(vals)
     want = cspec.get("unit")
@@ -534,8 +597,10 @@ def _typed(src: SourceTable, target: str, name: str, arr: pa.Array, unit: str | 
         try:
             vals = (vals * u.Unit(unit)).to_value(u.Unit(want))
         except (ValueError, u.UnitConversionError):
-            raise RefcatError(f"{src.path}: column {name!r} has unit {unit!r}, which cannot be "
-                              f"converted to {want!r} for {target}") from None
+            raise RefcatError(
+                f"{src.path}: column {name!r} has unit {unit!r}, which cannot be "
+                f"converted to {want!r} for {target}"
+            ) from None
     lo_hi = cspec.get("valid_range")
     if lo_hi is not None and np.any(valid):
         bad = valid & ((vals < lo_hi[0]) | (vals > lo_hi[1]))
@@ -544,5 +609,6 @@ def _typed(src: SourceTable, target: str, name: str, arr: pa.Array, unit: str | 
                 f"{src.path}: column {name!r} mapped to {target} has values like "
                 f"{vals[bad][0]:g}, outside {lo_hi[0]:g}..{lo_hi[1]:g} (an MJD or another "
                 f"catalogue's column?). Choose the right column with --column {target}=NAME, "
-                f"or --column {target}= to use the default {cspec.get('default')}.")
+                f"or --column {target}= to use the default {cspec.get('default')}."
+            )
     return pa.array(vals, pa.float64(), mask=~valid).cast(ftype)

@@ -106,10 +106,17 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def ingest_refcat(cat: Catalog, kind: str, files: Sequence[str | Path], *,
-                  columns: Mapping[str, str | None] | None = None,
-                  progress: bool = True, batch_rows: int = BATCH_ROWS,
-                  workers: int | None = 1, cluster: str | None = None) -> RefcatReport:
+def ingest_refcat(
+    cat: Catalog,
+    kind: str,
+    files: Sequence[str | Path],
+    *,
+    columns: Mapping[str, str | None] | None = None,
+    progress: bool = True,
+    batch_rows: int = BATCH_ROWS,
+    workers: int | None = 1,
+    cluster: str | None = None,
+) -> RefcatReport:
     """Ingest reference-catalogue files into table ``kind`` of ``cat`` (opened ``mode='w'``).
 
     Parameters
@@ -151,15 +158,24 @@ def ingest_refcat(cat: Catalog, kind: str, files: Sequence[str | Path], *,
     with cat.write_lock():
         cat.con.execute(statement("refcat.sql", "create_refcat_ledger"))
         shas = [file_sha256(p) for p in paths]
-        known = {r[0] for r in cat.con.execute(statement("refcat.sql", "known_refcat_files"),
-                                               {"shas": shas, "kind": kind}).fetchall()}
+        known = {
+            r[0]
+            for r in cat.con.execute(
+                statement("refcat.sql", "known_refcat_files"), {"shas": shas, "kind": kind}
+            ).fetchall()
+        }
         config = RefcatConfig(kind, cat.partition_order, report.run_id)
         spill = staging_dir(cat, report.run_id) / "spill"
         ingested: list[FileReport] = []
         seen = _SeenIds()
         n_pieces = 0
-        bar = tqdm(total=sum(p.stat().st_size for p in paths), unit="B", unit_scale=True,
-                   desc=f"refcat {kind}", disable=not progress)
+        bar = tqdm(
+            total=sum(p.stat().st_size for p in paths),
+            unit="B",
+            unit_scale=True,
+            desc=f"refcat {kind}",
+            disable=not progress,
+        )
         try:
             for p, sha in zip(paths, shas, strict=True):
                 fr = FileReport(str(p), sha)
@@ -183,14 +199,18 @@ def ingest_refcat(cat: Catalog, kind: str, files: Sequence[str | Path], *,
                         filled[c] = filled.get(c, 0) + n
                     rows = _new_rows(cat, kind, m.table, fr, seen)
                     for npix, piece in partition_rows(rows, config).items():
-                        write_parquet(piece, spill / f"Npix={npix}" / f"{n_pieces:06d}.parquet",
-                                      row_group_size=ROW_GROUP_SIZE)
+                        write_parquet(
+                            piece,
+                            spill / f"Npix={npix}" / f"{n_pieces:06d}.parquet",
+                            row_group_size=ROW_GROUP_SIZE,
+                        )
                         n_pieces += 1
                     del m, rows
                 assert res is not None  # iter_batches yields at least one batch
                 fr.column_map = res.sources
-                fr.notes = list(res.notes) + [f"{c}: {n} null value(s) set to the default"
-                                              for c, n in filled.items()]
+                fr.notes = list(res.notes) + [
+                    f"{c}: {n} null value(s) set to the default" for c, n in filled.items()
+                ]
                 bar.update(p.stat().st_size)
         except BaseException:
             remove_tree(staging_dir(cat, report.run_id))
@@ -241,8 +261,7 @@ class _SeenIds:
         return keep
 
 
-def _new_rows(cat: Catalog, kind: str, rows: pa.Table, fr: FileReport, seen: _SeenIds
-              ) -> pa.Table:
+def _new_rows(cat: Catalog, kind: str, rows: pa.Table, fr: FileReport, seen: _SeenIds) -> pa.Table:
     """Drop ids met earlier in this call and ids already stored; count both in ``fr``."""
     ids = rows.column(column_map()[kind]["id"]).to_numpy()
     keep = seen.first_here(ids)
@@ -290,22 +309,32 @@ def merge_task(task: MergeTask) -> StagedFile:
     nbytes = write_parquet(table, root / rel, row_group_size=ROW_GROUP_SIZE)
     for f in pieces:
         f.unlink()
-    return StagedFile(task.kind, rel, f"{leaf}/{name}", task.norder, task.npix, table.num_rows,
-                      nbytes)
+    return StagedFile(
+        task.kind, rel, f"{leaf}/{name}", task.norder, task.npix, table.num_rows, nbytes
+    )
 
 
-def _stage(cat: Catalog, kind: str, spill: Path, run_id: str, *, workers: int | None,
-           cluster: str | None) -> list[StagedFile]:
+def _stage(
+    cat: Catalog, kind: str, spill: Path, run_id: str, *, workers: int | None, cluster: str | None
+) -> list[StagedFile]:
     """One staged Parquet file per partition pixel, merged from the spilled pieces."""
     if not spill.is_dir():
         return []
-    pixels = sorted(int(d.name.partition("=")[2]) for d in spill.iterdir()
-                    if any(d.iterdir()))
-    tasks = [MergeTask(str(cat.root), kind, run_id, cat.partition_order, npix, i)
-             for i, npix in enumerate(pixels)]
+    pixels = sorted(int(d.name.partition("=")[2]) for d in spill.iterdir() if any(d.iterdir()))
+    tasks = [
+        MergeTask(str(cat.root), kind, run_id, cat.partition_order, npix, i)
+        for i, npix in enumerate(pixels)
+    ]
     staged: list[StagedFile] = []
-    with open_executor(cluster, workers=workers, n_tasks=len(tasks), root=cat.root,
-                       staging=STAGING, run_id=run_id, preload="lamostdb.refcat.stage") as ex:
+    with open_executor(
+        cluster,
+        workers=workers,
+        n_tasks=len(tasks),
+        root=cat.root,
+        staging=STAGING,
+        run_id=run_id,
+        preload="lamostdb.refcat.stage",
+    ) as ex:
         for _, sf in ex.run(merge_task, tasks):
             if sf.n_rows:
                 staged.append(sf)
@@ -325,14 +354,35 @@ def _summarise(report: RefcatReport, files: list[FileReport]) -> None:
 
 
 def _ledger_table(kind: str, files: list[FileReport], run_id: str) -> pa.Table:
-    rows = [{"sha256": fr.sha256, "kind": kind, "path": fr.path,
-             "size_bytes": Path(fr.path).stat().st_size, "n_rows": fr.n_rows,
-             "n_added": fr.n_added, "n_dropped": fr.n_dropped,
-             "n_duplicates": fr.n_duplicates_in_input + fr.n_already_stored,
-             "column_map": json.dumps(fr.column_map, sort_keys=True), "ingest_run": run_id}
-            for fr in files]
-    return pa.Table.from_pylist(rows, schema=pa.schema([
-        ("sha256", pa.string()), ("kind", pa.string()), ("path", pa.string()),
-        ("size_bytes", pa.int64()), ("n_rows", pa.int64()), ("n_added", pa.int64()),
-        ("n_dropped", pa.int64()), ("n_duplicates", pa.int64()), ("column_map", pa.string()),
-        ("ingest_run", pa.string())]))
+    rows = [
+        {
+            "sha256": fr.sha256,
+            "kind": kind,
+            "path": fr.path,
+            "size_bytes": Path(fr.path).stat().st_size,
+            "n_rows": fr.n_rows,
+            "n_added": fr.n_added,
+            "n_dropped": fr.n_dropped,
+            "n_duplicates": fr.n_duplicates_in_input + fr.n_already_stored,
+            "column_map": json.dumps(fr.column_map, sort_keys=True),
+            "ingest_run": run_id,
+        }
+        for fr in files
+    ]
+    return pa.Table.from_pylist(
+        rows,
+        schema=pa.schema(
+            [
+                ("sha256", pa.string()),
+                ("kind", pa.string()),
+                ("path", pa.string()),
+                ("size_bytes", pa.int64()),
+                ("n_rows", pa.int64()),
+                ("n_added", pa.int64()),
+                ("n_dropped", pa.int64()),
+                ("n_duplicates", pa.int64()),
+                ("column_map", pa.string()),
+                ("ingest_run", pa.string()),
+            ]
+        ),
+    )

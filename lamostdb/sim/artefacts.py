@@ -30,8 +30,15 @@ F64 = npt.NDArray[np.float64]
 JOIN_RANGE_ANGSTROM = (5700.0, 5950.0)
 BUMP_WINDOWS_ANGSTROM = ((6800.0, 7400.0), (8200.0, 8800.0))
 #: Truth-table columns written for every spectrum (neutral values when no artefact).
-COLUMNS = ("art_join_angstrom", "art_join_step", "art_join_spike", "art_spike_pixels",
-           "art_red_bump", "art_bump_angstrom", "art_bump_sigma_angstrom")
+COLUMNS = (
+    "art_join_angstrom",
+    "art_join_step",
+    "art_join_spike",
+    "art_spike_pixels",
+    "art_red_bump",
+    "art_bump_angstrom",
+    "art_bump_sigma_angstrom",
+)
 _SPIKE_EDGE_PIXELS = 1.5  # soft edges of the spike's top hat
 
 
@@ -107,14 +114,20 @@ class Artefacts:
 
 def neutral(n: int) -> dict[str, np.ndarray]:
     """Parameters of ``n`` spectra without artefacts (the values :data:`COLUMNS` get)."""
-    return {"art_join_angstrom": np.full(n, np.nan), "art_join_step": np.ones(n),
-            "art_join_spike": np.ones(n), "art_spike_pixels": np.zeros(n, dtype=np.int32),
-            "art_red_bump": np.zeros(n), "art_bump_angstrom": np.full(n, np.nan),
-            "art_bump_sigma_angstrom": np.full(n, np.nan)}
+    return {
+        "art_join_angstrom": np.full(n, np.nan),
+        "art_join_step": np.ones(n),
+        "art_join_spike": np.ones(n),
+        "art_spike_pixels": np.zeros(n, dtype=np.int32),
+        "art_red_bump": np.zeros(n),
+        "art_bump_angstrom": np.full(n, np.nan),
+        "art_bump_sigma_angstrom": np.full(n, np.nan),
+    }
 
 
-def draw(rng: np.random.Generator, eligible: npt.NDArray[np.bool_],
-         spec: Artefacts) -> dict[str, np.ndarray]:
+def draw(
+    rng: np.random.Generator, eligible: npt.NDArray[np.bool_], spec: Artefacts
+) -> dict[str, np.ndarray]:
     """Per-spectrum artefact parameters (:data:`COLUMNS`) for spectra ``eligible``.
 
     Ineligible spectra (sky and junk fibres) and spectra not picked by a rate get
@@ -164,7 +177,8 @@ def factors(params: dict[str, np.ndarray], wave: F64) -> tuple[F64, F64]:
     bumped = np.flatnonzero(params["art_red_bump"] != 0.0)
     if bumped.size:
         x = (wave[None, :] - params["art_bump_angstrom"][bumped, None]) / params[
-            "art_bump_sigma_angstrom"][bumped, None]
+            "art_bump_sigma_angstrom"
+        ][bumped, None]
         calib[bumped] *= 1.0 + params["art_red_bump"][bumped, None] * np.exp(-0.5 * x**2)
     on_flux = calib.copy()
     spiked = np.flatnonzero(params["art_join_spike"] != 1.0)
@@ -182,6 +196,8 @@ def factors(params: dict[str, np.ndarray], wave: F64) -> tuple[F64, F64]:
 
 def flags(params: dict[str, np.ndarray]) -> dict[str, npt.NDArray[np.bool_]]:
     """Which spectra carry each artefact: ``join_step``, ``join_spike``, ``red_bump``."""
-    return {"join_step": params["art_join_step"] != 1.0,
-            "join_spike": params["art_join_spike"] != 1.0,
-            "red_bump": params["art_red_bump"] != 0.0}
+    return {
+        "join_step": params["art_join_step"] != 1.0,
+        "join_spike": params["art_join_spike"] != 1.0,
+        "red_bump": params["art_red_bump"] != 0.0,
+    }

@@ -58,8 +58,16 @@ def night_fields(seed: int, n: int) -> list[int]:
     return [int(f) for f in order[:n_plates]]
 
 
-def _plan_plate(seed: int, k: int, field: int, size: int, targets: refcat.Targets,
-                tilt_max: float, arm_max: float, basis: np.ndarray) -> dict[str, Any]:
+def _plan_plate(
+    seed: int,
+    k: int,
+    field: int,
+    size: int,
+    targets: refcat.Targets,
+    tilt_max: float,
+    arm_max: float,
+    basis: np.ndarray,
+) -> dict[str, Any]:
     """Per-observation columns of plate ``k``: who is observed where, and how."""
     rng = np.random.default_rng([NIGHT_TAG, seed, 1, k])
     # Weighted sampling without replacement (Gumbel top-k) by target priority.
@@ -72,8 +80,12 @@ def _plan_plate(seed: int, k: int, field: int, size: int, targets: refcat.Target
     p["spid"] = slot // FIBERS_PER_SPECTROGRAPH + 1
     p["fiberid"] = slot % FIBERS_PER_SPECTROGRAPH + 1
     # Brighter objects get higher S/N; the plate (seeing, moon) shifts all of them.
-    log_snr = (np.log10(20.0) - 0.3 * (p["mag_g"] - 16.0) + rng.normal(0, 0.08)
-               + rng.normal(0.0, 0.12, size=size))
+    log_snr = (
+        np.log10(20.0)
+        - 0.3 * (p["mag_g"] - 16.0)
+        + rng.normal(0, 0.08)
+        + rng.normal(0.0, 0.12, size=size)
+    )
     p["snr_g"] = 10.0 ** np.clip(np.nan_to_num(log_snr), np.log10(2.0), 2.0)
     phase = rng.uniform(0.0, 2.0 * np.pi, size=size)
     p["v_kms"] = np.clip(p["v_sys_kms"] + p["binary_k_kms"] * np.sin(phase), -1099.0, 1099.0)
@@ -88,14 +100,14 @@ def _plan_plate(seed: int, k: int, field: int, size: int, targets: refcat.Target
     p["sky_level"] = np.where(sky, rng.uniform(0.2, 1.5, size=size), 0.0)
     amps = rng.uniform(3.0, 15.0, size=(size, 4)) * rng.choice([-1.0, 1.0], size=(size, 4))
     p["sky_amps"] = np.where(sky[:, None], amps, 0.0)
-    p["n_masked_runs"] = np.where(rng.uniform(size=size) < 0.3,
-                                  rng.integers(1, 4, size=size), 0)
+    p["n_masked_runs"] = np.where(rng.uniform(size=size) < 0.3, rng.integers(1, 4, size=size), 0)
     p["run_start"] = rng.integers(0, sm.NPIX - 60, size=(size, 3))
     p["run_length"] = rng.integers(5, 61, size=(size, 3))
     p["run_bits"] = rng.choice(np.array(sm.MASK_BITS_DEAD), size=(size, 3))
     # The pipeline's answer: the truth with a redshift error that grows as S/N falls.
-    base_err = np.select([is_star, p["class"] == "GALAXY"],
-                         [5.0 / C_KMS, 5e-5 * (1 + p["z"])], 5e-4 * (1 + p["z"]))
+    base_err = np.select(
+        [is_star, p["class"] == "GALAXY"], [5.0 / C_KMS, 5e-5 * (1 + p["z"])], 5e-4 * (1 + p["z"])
+    )
     z_err = base_err * 20.0 / p["snr_g"]
     p["header_z"] = np.round(p["z"] + z_err * rng.normal(size=size), 8)
     p["header_z_err"] = np.round(z_err * rng.uniform(0.8, 1.2, size=size), 8)
@@ -107,10 +119,18 @@ def _plan_plate(seed: int, k: int, field: int, size: int, targets: refcat.Target
     return p
 
 
-def plan_night(seed: int, n: int, templates: dict[str, TemplateSet], *,
-               layout: str = "mixed", gzip: bool = False, tilt_max: float = 0.30,
-               arm_mismatch_max: float = 0.15, artefacts: art.Artefacts | None = None,
-               targets: dict[int, refcat.Targets] | None = None) -> dict[str, Any]:
+def plan_night(
+    seed: int,
+    n: int,
+    templates: dict[str, TemplateSet],
+    *,
+    layout: str = "mixed",
+    gzip: bool = False,
+    tilt_max: float = 0.30,
+    arm_mismatch_max: float = 0.15,
+    artefacts: art.Artefacts | None = None,
+    targets: dict[int, refcat.Targets] | None = None,
+) -> dict[str, Any]:
     """Every observation of the night as columns (no pixels yet), sorted by obsid.
 
     ``artefacts`` (None: none) adds arm-join and calibration artefacts, drawn from
@@ -125,8 +145,10 @@ def plan_night(seed: int, n: int, templates: dict[str, TemplateSet], *,
             targets[f] = refcat.field_targets(f, templates)
     sizes = [n // len(fields) + (k < n % len(fields)) for k in range(len(fields))]
     basis = sm.legendre_basis()
-    plates = [_plan_plate(seed, k, f, size, targets[f], tilt_max, arm_mismatch_max, basis)
-              for k, (f, size) in enumerate(zip(fields, sizes, strict=True))]
+    plates = [
+        _plan_plate(seed, k, f, size, targets[f], tilt_max, arm_mismatch_max, basis)
+        for k, (f, size) in enumerate(zip(fields, sizes, strict=True))
+    ]
     p: dict[str, Any] = {key: np.concatenate([pl[key] for pl in plates]) for key in plates[0]}
     order = np.lexsort((p["fiberid"], p["spid"], p["plate"]))
     p = {key: val[order] for key, val in p.items()}
@@ -134,30 +156,41 @@ def plan_night(seed: int, n: int, templates: dict[str, TemplateSet], *,
     if artefacts is None or not artefacts.active:
         p.update(art.neutral(n))
     else:
-        p.update(art.draw(np.random.default_rng([NIGHT_TAG, seed, 3]), p["class"] != "UNKNOWN",
-                          artefacts))
+        p.update(
+            art.draw(
+                np.random.default_rng([NIGHT_TAG, seed, 3]), p["class"] != "UNKNOWN", artefacts
+            )
+        )
     p["lmjd"] = np.full(n, 57000 + seed % 3000, dtype=np.int64)
     p["mjd"] = p["lmjd"] - 1
     p["planid"] = np.array([f"SIM{seed:05d}F{k:02d}" for k in p["plate"]], dtype=object)
-    p["date_obs"] = np.array([f"{refcat.mjd_to_date(m)}T{t}"
-                              for m, t in zip(p["mjd"], p["time"], strict=True)], dtype=object)
+    p["date_obs"] = np.array(
+        [f"{refcat.mjd_to_date(m)}T{t}" for m, t in zip(p["mjd"], p["time"], strict=True)],
+        dtype=object,
+    )
     p["epoch_jyear"] = 2000.0 + (p["mjd"] + p["day_fraction"] - 51544.5) / 365.25
-    p["ra"], p["dec"] = refcat.propagate(p["ra_2016"], p["dec_2016"], p["pmra"], p["pmdec"],
-                                         p["epoch_jyear"] - refcat.GAIA_EPOCH)
+    p["ra"], p["dec"] = refcat.propagate(
+        p["ra_2016"], p["dec_2016"], p["pmra"], p["pmdec"], p["epoch_jyear"] - refcat.GAIA_EPOCH
+    )
     if layout == "mixed":
         p["layout"] = np.where(p["spid"] % 2 == 1, "dr9", "dr5").astype(object)
     else:
         p["layout"] = np.full(n, layout, dtype=object)
     suffix = ".fits.gz" if gzip else ".fits"
     p["filename"] = np.array(
-        [f"spec-{lm}-{pl}_sp{sp:02d}-{fi:03d}{suffix}" for lm, pl, sp, fi in
-         zip(p["lmjd"], p["planid"], p["spid"], p["fiberid"], strict=True)], dtype=object)
+        [
+            f"spec-{lm}-{pl}_sp{sp:02d}-{fi:03d}{suffix}"
+            for lm, pl, sp, fi in zip(p["lmjd"], p["planid"], p["spid"], p["fiberid"], strict=True)
+        ],
+        dtype=object,
+    )
     p["fields"] = fields
     return p
 
 
-def render(p: dict[str, Any], sl: slice, templates: dict[str, TemplateSet],
-           rng: np.random.Generator) -> dict[str, np.ndarray]:
+def render(
+    p: dict[str, Any], sl: slice, templates: dict[str, TemplateSet], rng: np.random.Generator
+) -> dict[str, np.ndarray]:
     """Pixel arrays of observations ``sl`` of plan ``p``.
 
     Returns float32 ``flux``, ``ivar``, ``andmask``, ``ormask``, ``model`` (the
@@ -169,8 +202,9 @@ def render(p: dict[str, Any], sl: slice, templates: dict[str, TemplateSet],
     m = cls.size
     model = np.zeros((m, sm.NPIX))
     star = cls == "STAR"
-    model[star] = sm.shift_templates(templates["STAR"], p["star_row"][sl][star],
-                                     p["z"][sl][star], wave)
+    model[star] = sm.shift_templates(
+        templates["STAR"], p["star_row"][sl][star], p["z"][sl][star], wave
+    )
     for key in ("GALAXY", "QSO"):
         sel = cls == key
         model[sel] = sm.eigen_model(templates[key], p["coeffs"][sl][sel], p["z"][sl][sel], wave)
@@ -181,8 +215,9 @@ def render(p: dict[str, Any], sl: slice, templates: dict[str, TemplateSet],
     model[obj] *= (target / median_g)[:, None]
     # Sky and junk fibres: a weak continuum (sky fibres only) plus sky-line residuals.
     unk = ~obj
-    model[unk] = SKY_UNIT * (p["sky_level"][sl][unk, None]
-                             + sm.sky_residuals(p["sky_amps"][sl][unk], wave))
+    model[unk] = SKY_UNIT * (
+        p["sky_level"][sl][unk, None] + sm.sky_residuals(p["sky_amps"][sl][unk], wave)
+    )
     # Multiplicative flux-calibration tilt and blue/red arm mismatch.
     model *= 1.0 + p["tilt"][sl] @ sm.legendre_basis()
     red = wave[None, :] > p["arm_join"][sl][:, None]
@@ -208,14 +243,18 @@ def render(p: dict[str, Any], sl: slice, templates: dict[str, TemplateSet],
     ormask = andmask.copy()
     # The dichroic join: a few pixels flagged in some exposures but still usable.
     join = (wave >= 5700.0) & (wave <= 5900.0)
-    ormask[:, join] |= np.where(rng.uniform(size=(m, join.sum())) < 0.01,
-                                sm.MASK_BIT_PARTIAL, 0)
+    ormask[:, join] |= np.where(rng.uniform(size=(m, join.sum())) < 0.01, sm.MASK_BIT_PARTIAL, 0)
     dead = andmask != 0
     flux[dead] = 0.0
     ivar[dead] = 0.0
-    out: dict[str, np.ndarray] = {"flux": flux.astype(np.float32), "ivar": ivar.astype(np.float32),
-           "andmask": andmask.astype(np.float32), "ormask": ormask.astype(np.float32),
-           "model": model.astype(np.float32), "snr_g": snr_g}
+    out: dict[str, np.ndarray] = {
+        "flux": flux.astype(np.float32),
+        "ivar": ivar.astype(np.float32),
+        "andmask": andmask.astype(np.float32),
+        "ormask": ormask.astype(np.float32),
+        "model": model.astype(np.float32),
+        "snr_g": snr_g,
+    }
     measured = sm.measured_snr(out["flux"], out["ivar"], wave)
     out.update({f"SNR{b}": np.round(v, 2) for b, v in measured.items()})
     return out
@@ -231,8 +270,11 @@ def header_cards(row: dict[str, Any]) -> list[Card]:
         ("FILENAME", row["filename"].removesuffix(".gz"), ""),
         ("OBSID", row["obsid"], "Unique number ID of this spectrum"),
         ("AUTHOR", "lamostdb simulator", "Who compiled the information"),
-        ("DATA_V", "LAMOST DR9" if row["layout"] == "dr9" else "LAMOST DR5",
-         "Data release version"),
+        (
+            "DATA_V",
+            "LAMOST DR9" if row["layout"] == "dr9" else "LAMOST DR5",
+            "Data release version",
+        ),
         ("TELESCOP", "LAMOST", "GuoShouJing Telescope"),
         ("COMMENT", "--------OBSERVATION PARAMETERS", ""),
         ("DATE-OBS", row["date_obs"], "The observation median UTC"),
@@ -270,9 +312,26 @@ def header_cards(row: dict[str, Any]) -> list[Card]:
     return cards
 
 
-_ROW_KEYS = ("class", "unknown_kind", "filename", "obsid", "layout", "date_obs", "lmjd", "mjd",
-             "planid", "ra", "dec", "fiberid", "object_id", "spid", "helio_rv", "subclass",
-             "header_z", "header_z_err")
+_ROW_KEYS = (
+    "class",
+    "unknown_kind",
+    "filename",
+    "obsid",
+    "layout",
+    "date_obs",
+    "lmjd",
+    "mjd",
+    "planid",
+    "ra",
+    "dec",
+    "fiberid",
+    "object_id",
+    "spid",
+    "helio_rv",
+    "subclass",
+    "header_z",
+    "header_z_err",
+)
 
 
 def _file_bytes(row: dict[str, Any], pix: np.ndarray) -> bytes:
@@ -282,8 +341,14 @@ def _file_bytes(row: dict[str, Any], pix: np.ndarray) -> bytes:
     return image_file_bytes(header_cards(row), pix[:5])
 
 
-def write_spectra(p: dict[str, Any], spectra_dir: Path, templates: dict[str, TemplateSet],
-                  seed: int, *, progress: bool = False) -> tuple[int, np.ndarray]:
+def write_spectra(
+    p: dict[str, Any],
+    spectra_dir: Path,
+    templates: dict[str, TemplateSet],
+    seed: int,
+    *,
+    progress: bool = False,
+) -> tuple[int, np.ndarray]:
     """Render and write every spectrum of plan ``p``.
 
     Returns the bytes written and the noise-free g-band S/N of each spectrum.
@@ -292,8 +357,10 @@ def write_spectra(p: dict[str, Any], spectra_dir: Path, templates: dict[str, Tem
     wave32 = sm.wave_angstrom().astype(np.float32)
     snr_g = np.zeros(n)
     total = 0
-    with tqdm(total=n, disable=not progress, unit="spec", desc="simulate") as bar, \
-            ThreadPoolExecutor(max_workers=2) as pool:
+    with (
+        tqdm(total=n, disable=not progress, unit="spec", desc="simulate") as bar,
+        ThreadPoolExecutor(max_workers=2) as pool,
+    ):
         for c, start in enumerate(range(0, n, CHUNK)):
             sl = slice(start, min(start + CHUNK, n))
             pix = render(p, sl, templates, np.random.default_rng([NIGHT_TAG, seed, 2, c]))
@@ -308,8 +375,11 @@ def write_spectra(p: dict[str, Any], spectra_dir: Path, templates: dict[str, Tem
             for j in range(m):
                 row = {key: vals[j] for key, vals in cols.items()}
                 # zlib and file writes release the GIL, so threads overlap them.
-                jobs.append(pool.submit(write_bytes, spectra_dir / row["filename"],
-                                        _file_bytes(row, stack[j])))
+                jobs.append(
+                    pool.submit(
+                        write_bytes, spectra_dir / row["filename"], _file_bytes(row, stack[j])
+                    )
+                )
             total += sum(job.result() for job in jobs)
             bar.update(m)
     return total, snr_g
@@ -324,45 +394,69 @@ def truth_table(p: dict[str, Any], snr_g: np.ndarray) -> pa.Table:
     n = p["obsid"].size
     star = p["class"] == "STAR"
     obj = p["class"] != "UNKNOWN"
-    tilt = pa.ListArray.from_arrays(pa.array(np.arange(0, 3 * n + 1, 3), pa.int32()),
-                                    pa.array(p["tilt"].ravel(), pa.float64()))
+    tilt = pa.ListArray.from_arrays(
+        pa.array(np.arange(0, 3 * n + 1, 3), pa.int32()), pa.array(p["tilt"].ravel(), pa.float64())
+    )
     cols: dict[str, Any] = {
         "obsid": pa.array(p["obsid"], pa.int64()),
         "object_id": pa.array(p["object_id"], pa.int64()),
-        "class": p["class"].astype(str), "subclass": p["subclass"].astype(str),
+        "class": p["class"].astype(str),
+        "subclass": p["subclass"].astype(str),
         "template_name": p["template_name"].astype(str),
         "z": _nullable(p["z"], obj, pa.float64()),
         "v_kms": _nullable(p["v_kms"], star, pa.float64()),
         "v_sys_kms": _nullable(p["v_sys_kms"], star, pa.float64()),
         "is_binary": star & (p["binary_k_kms"] > 0),
-        "snr_g": snr_g, "tilt_coeffs": tilt,
-        "arm_join_angstrom": p["arm_join"], "arm_scale": p["arm_scale"],
+        "snr_g": snr_g,
+        "tilt_coeffs": tilt,
+        "arm_join_angstrom": p["arm_join"],
+        "arm_scale": p["arm_scale"],
         "n_masked_runs": p["n_masked_runs"].astype(np.int32),
-        "layout": p["layout"].astype(str), "filename": p["filename"].astype(str),
-        "planid": p["planid"].astype(str), "field": p["field"].astype(np.int32),
-        "spid": p["spid"].astype(np.int32), "fiberid": p["fiberid"].astype(np.int32),
+        "layout": p["layout"].astype(str),
+        "filename": p["filename"].astype(str),
+        "planid": p["planid"].astype(str),
+        "field": p["field"].astype(np.int32),
+        "spid": p["spid"].astype(np.int32),
+        "fiberid": p["fiberid"].astype(np.int32),
         "fiber_type": np.where(p["unknown_kind"] == "sky", "Sky", "Obj"),
         "unknown_kind": p["unknown_kind"].astype(str),
-        "ra": p["ra"], "dec": p["dec"], "ra_2016": p["ra_2016"], "dec_2016": p["dec_2016"],
-        "pmra": p["pmra"], "pmdec": p["pmdec"], "parallax": p["parallax"],
-        "high_pm": p["high_pm"], "close_pair": p["close_pair"],
-        "mag_g": _nullable(p["mag_g"], obj, pa.float64()), "lmjd": p["lmjd"], "mjd": p["mjd"],
-        "date_obs": p["date_obs"].astype(str), "epoch_jyear": p["epoch_jyear"],
-        "header_z": p["header_z"], "header_z_err": p["header_z_err"],
+        "ra": p["ra"],
+        "dec": p["dec"],
+        "ra_2016": p["ra_2016"],
+        "dec_2016": p["dec_2016"],
+        "pmra": p["pmra"],
+        "pmdec": p["pmdec"],
+        "parallax": p["parallax"],
+        "high_pm": p["high_pm"],
+        "close_pair": p["close_pair"],
+        "mag_g": _nullable(p["mag_g"], obj, pa.float64()),
+        "lmjd": p["lmjd"],
+        "mjd": p["mjd"],
+        "date_obs": p["date_obs"].astype(str),
+        "epoch_jyear": p["epoch_jyear"],
+        "header_z": p["header_z"],
+        "header_z_err": p["header_z_err"],
         "gaia_source_id": _nullable(p["gaia_source_id"], p["has_gaia"], pa.int64()),
         "ps1_objid": _nullable(p["ps1_objid"], p["has_ps1"], pa.int64()),
     }
     for key in art.COLUMNS:  # null where a spectrum has no such artefact
         val = p[key] if key in p else art.neutral(n)[key]
-        cols[key] = _nullable(val, np.isfinite(val), pa.float64()) if val.dtype.kind == "f" \
-            else val
+        cols[key] = _nullable(val, np.isfinite(val), pa.float64()) if val.dtype.kind == "f" else val
     return pa.table(cols)
 
 
-def simulate_night(out_dir: str | Path, *, n: int, seed: int, layout: str = "mixed",
-                   gzip: bool = False, arm_mismatch_max: float = 0.15,
-                   tilt_max: float = 0.30, artefacts: art.Artefacts | None = None,
-                   progress: bool = False) -> dict[str, Any]:
+def simulate_night(
+    out_dir: str | Path,
+    *,
+    n: int,
+    seed: int,
+    layout: str = "mixed",
+    gzip: bool = False,
+    arm_mismatch_max: float = 0.15,
+    tilt_max: float = 0.30,
+    artefacts: art.Artefacts | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
     """Write a simulated LAMOST night into ``out_dir`` (which must be new or empty).
 
     Writes ``spectra/spec-*.fits[.gz]``, ``truth.parquet``, ``gaia.parquet`` and
@@ -391,11 +485,24 @@ def simulate_night(out_dir: str | Path, *, n: int, seed: int, layout: str = "mix
     spectra_dir.mkdir(parents=True)
     templates = load_default_templates()
     targets: dict[int, refcat.Targets] = {}
-    p = plan_night(seed, n, templates, layout=layout, gzip=gzip, tilt_max=tilt_max,
-                   arm_mismatch_max=arm_mismatch_max, artefacts=artefacts, targets=targets)
+    p = plan_night(
+        seed,
+        n,
+        templates,
+        layout=layout,
+        gzip=gzip,
+        tilt_max=tilt_max,
+        arm_mismatch_max=arm_mismatch_max,
+        artefacts=artefacts,
+        targets=targets,
+    )
     total, snr_g = write_spectra(p, spectra_dir, templates, seed, progress=progress)
-    paths = {"spectra": spectra_dir, "truth": out / "truth.parquet",
-             "gaia": out / "gaia.parquet", "ps1": out / "ps1.parquet"}
+    paths = {
+        "spectra": spectra_dir,
+        "truth": out / "truth.parquet",
+        "gaia": out / "gaia.parquet",
+        "ps1": out / "ps1.parquet",
+    }
     pq.write_table(truth_table(p, snr_g), paths["truth"], compression="zstd")
     gaia, ps1 = refcat.reference_tables(p["fields"], templates, targets)
     pq.write_table(gaia, paths["gaia"], compression="zstd")
@@ -404,7 +511,10 @@ def simulate_night(out_dir: str | Path, *, n: int, seed: int, layout: str = "mix
     classes, counts = np.unique(p["class"].astype(str), return_counts=True)
     layouts, lcounts = np.unique(p["layout"].astype(str), return_counts=True)
     return {
-        "n": n, "seed": seed, "layout": layout, "gzip": gzip,
+        "n": n,
+        "seed": seed,
+        "layout": layout,
+        "gzip": gzip,
         "counts": {str(c): int(k) for c, k in zip(classes, counts, strict=True)},
         "layouts": {str(c): int(k) for c, k in zip(layouts, lcounts, strict=True)},
         "fields": list(p["fields"]),

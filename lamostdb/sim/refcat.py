@@ -59,8 +59,7 @@ def field_centre(index: int) -> tuple[float, float]:
     return float(ra), float(np.degrees(np.arcsin(sin_dec)))
 
 
-def tangent_to_sky(ra0: F64 | float, dec0: F64 | float, xi: F64, eta: F64
-                   ) -> tuple[F64, F64]:
+def tangent_to_sky(ra0: F64 | float, dec0: F64 | float, xi: F64, eta: F64) -> tuple[F64, F64]:
     """Inverse gnomonic projection: tangent-plane offsets (radians) to (ra, dec) degrees."""
     a0, d0 = np.radians(ra0), np.radians(dec0)
     denom = np.cos(d0) - eta * np.sin(d0)
@@ -69,8 +68,9 @@ def tangent_to_sky(ra0: F64 | float, dec0: F64 | float, xi: F64, eta: F64
     return ra, dec
 
 
-def _scatter(rng: np.random.Generator, ra0: F64, dec0: F64, r_max_deg: F64 | float
-             ) -> tuple[F64, F64]:
+def _scatter(
+    rng: np.random.Generator, ra0: F64, dec0: F64, r_max_deg: F64 | float
+) -> tuple[F64, F64]:
     """Uniform points in discs of radius ``r_max_deg`` around each (ra0, dec0)."""
     ra0, dec0 = np.broadcast_arrays(np.asarray(ra0, float), np.asarray(dec0, float))
     r = np.tan(np.radians(r_max_deg)) * np.sqrt(rng.uniform(size=ra0.shape))
@@ -83,8 +83,7 @@ def offset(ra: F64, dec: F64, east_deg: F64, north_deg: F64) -> tuple[F64, F64]:
     return tangent_to_sky(ra, dec, np.radians(east_deg), np.radians(north_deg))
 
 
-def propagate(ra: F64, dec: F64, pmra: F64, pmdec: F64, dt_yr: F64 | float
-              ) -> tuple[F64, F64]:
+def propagate(ra: F64, dec: F64, pmra: F64, pmdec: F64, dt_yr: F64 | float) -> tuple[F64, F64]:
     """Positions moved by proper motion (mas/yr, pmra includes cos dec) over ``dt_yr``.
 
     Small-angle tangent-plane propagation: good to < 1 mas for |pm dt| < 30".
@@ -108,15 +107,19 @@ def designation(ra_deg: float, dec_deg: float) -> str:
     d, drem = divmod(ds, 36000)
     dm, drem = divmod(drem, 600)
     sign = "-" if dec_deg < 0 else "+"
-    return (f"LAMOST J{h:02d}{m:02d}{rem // 100:02d}.{rem % 100:02d}"
-            f"{sign}{d:02d}{dm:02d}{drem // 10:02d}.{drem % 10}")
+    return (
+        f"LAMOST J{h:02d}{m:02d}{rem // 100:02d}.{rem % 100:02d}"
+        f"{sign}{d:02d}{dm:02d}{drem // 10:02d}.{drem % 10}"
+    )
 
 
-def gaia_like_id(ra: F64, dec: F64, field: int, local: npt.NDArray[np.int64]
-                 ) -> npt.NDArray[np.int64]:
+def gaia_like_id(
+    ra: F64, dec: F64, field: int, local: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
     """Gaia-style source_id: HEALPix level-12 nested pixel * 2**35 + a unique number."""
-    pix = lonlat_to_healpix(np.asarray(ra) * u.deg, np.asarray(dec) * u.deg, 4096,
-                            order="nested").astype(np.int64)
+    pix = lonlat_to_healpix(
+        np.asarray(ra) * u.deg, np.asarray(dec) * u.deg, 4096, order="nested"
+    ).astype(np.int64)
     return pix * (1 << 35) + (field + 1) * (1 << 20) + local
 
 
@@ -144,8 +147,9 @@ def field_targets(index: int, templates: dict[str, TemplateSet]) -> Targets:
     ps1_objid (-1 when absent), close_pair, unknown_kind, priority.
     """
     ra0, dec0 = field_centre(index)
-    streams = [np.random.default_rng(s)
-               for s in np.random.SeedSequence([SURVEY_SEED, 1, index]).spawn(8)]
+    streams = [
+        np.random.default_rng(s) for s in np.random.SeedSequence([SURVEY_SEED, 1, index]).spawn(8)
+    ]
     r_pos, r_cls, r_star, r_kin, r_ext, r_mag, r_ref, r_sel = streams
     n = TARGETS_PER_FIELD
     wave = sm.wave_angstrom()
@@ -157,44 +161,52 @@ def field_targets(index: int, templates: dict[str, TemplateSet]) -> Targets:
     # Half the UNKNOWN targets are sky fibres, half junk (artefacts in the input catalogue).
     kind = np.where(r_cls.uniform(size=n) < 0.5, "sky", "junk")
     t["unknown_kind"] = np.where(is_unk, kind, "").astype(object)
-    t["ra_2016"], t["dec_2016"] = _scatter(r_pos, np.full(n, ra0), np.full(n, dec0),
-                                           FIELD_RADIUS_DEG)
+    t["ra_2016"], t["dec_2016"] = _scatter(
+        r_pos, np.full(n, ra0), np.full(n, dec0), FIELD_RADIUS_DEG
+    )
 
     stars = templates["STAR"]
     pool, p = sm.star_pool(stars)
     t["star_row"] = np.where(is_star, r_star.choice(pool, size=n, p=p), -1)
     names = np.array(stars.names, dtype=object)
-    t["template_name"] = np.where(is_star, names[np.maximum(t["star_row"], 0)],
-                                  np.where(is_unk, "none", "eigen"))
+    t["template_name"] = np.where(
+        is_star, names[np.maximum(t["star_row"], 0)], np.where(is_unk, "none", "eigen")
+    )
     subclass = {name: sm.subclass_of(name) for name in set(names[pool])}
-    t["subclass"] = np.array([subclass[x] if s else "Non"
-                              for x, s in zip(t["template_name"], is_star, strict=True)],
-                             dtype=object)
+    t["subclass"] = np.array(
+        [subclass[x] if s else "Non" for x, s in zip(t["template_name"], is_star, strict=True)],
+        dtype=object,
+    )
 
     t.update(_kinematics(r_kin, is_star))
 
     # Extragalactic redshifts (more galaxies at low z) and eigen-coefficients.
     z_gal = 0.6 * r_ext.beta(1.5, 4.0, size=n)
     z_qso = 0.1 + 3.9 * r_ext.beta(2.0, 3.5, size=n)
-    t["z_sys"] = np.select([is_star, is_gal, is_qso],
-                           [t["v_sys_kms"] / C_KMS, z_gal, z_qso], 0.0)
+    t["z_sys"] = np.select([is_star, is_gal, is_qso], [t["v_sys_kms"] / C_KMS, z_gal, z_qso], 0.0)
     coeffs = np.zeros((n, 4))
     for flag, key in ((is_gal, "GALAXY"), (is_qso, "QSO")):
-        coeffs[flag] = sm.draw_eigen_coeffs(r_ext, templates[key], t["z_sys"][flag],
-                                            (0.3, 0.2, 0.1), wave)
+        coeffs[flag] = sm.draw_eigen_coeffs(
+            r_ext, templates[key], t["z_sys"][flag], (0.3, 0.2, 0.1), wave
+        )
     t["coeffs"] = coeffs
     t.update(_photometry(r_mag, t, templates, pool))
 
     # Which reference catalogues see the target (faint / extended ones drop out).
     draw = r_ref.uniform(size=(n, 3))
-    t["has_gaia"] = ((is_star & (draw[:, 0] < 0.97)) | (is_qso & (draw[:, 0] < 0.7))
-                     | (is_gal & (draw[:, 0] < 0.1)))
+    t["has_gaia"] = (
+        (is_star & (draw[:, 0] < 0.97))
+        | (is_qso & (draw[:, 0] < 0.7))
+        | (is_gal & (draw[:, 0] < 0.1))
+    )
     t["has_ps1"] = ~is_unk & (draw[:, 1] < 0.97)
     t["close_pair"] = ~is_unk & (draw[:, 2] < CLOSE_PAIR_FRACTION)
     t["gaia_source_id"] = np.where(
-        t["has_gaia"], gaia_like_id(t["ra_2016"], t["dec_2016"], index, local), -1)
-    ra_ps1, dec_ps1 = propagate(t["ra_2016"], t["dec_2016"], t["pmra"], t["pmdec"],
-                                PS1_EPOCH - GAIA_EPOCH)
+        t["has_gaia"], gaia_like_id(t["ra_2016"], t["dec_2016"], index, local), -1
+    )
+    ra_ps1, dec_ps1 = propagate(
+        t["ra_2016"], t["dec_2016"], t["pmra"], t["pmdec"], PS1_EPOCH - GAIA_EPOCH
+    )
     t["ps1_objid"] = np.where(t["has_ps1"], ps1_like_id(ra_ps1, dec_ps1, local), -1)
     # Selection weight: some targets get onto plates far more often than others.
     t["priority"] = np.exp(r_sel.normal(0.0, 0.7, size=n))
@@ -227,8 +239,12 @@ def _kinematics(rng: np.random.Generator, is_star: npt.NDArray[np.bool_]) -> Tar
     }
 
 
-def _photometry(rng: np.random.Generator, t: Targets, templates: dict[str, TemplateSet],
-                pool: npt.NDArray[np.intp]) -> Targets:
+def _photometry(
+    rng: np.random.Generator,
+    t: Targets,
+    templates: dict[str, TemplateSet],
+    pool: npt.NDArray[np.intp],
+) -> Targets:
     """g from a class-dependent distribution, other bands from the model's colours."""
     n = t["class"].size
     is_star, is_gal, is_qso = (t["class"] == c for c in CLASSES[:3])
@@ -236,12 +252,15 @@ def _photometry(rng: np.random.Generator, t: Targets, templates: dict[str, Templ
     stars = templates["STAR"]
     g = np.select(
         [is_star, is_gal, is_qso],
-        [np.clip(rng.normal(15.8, 1.2, size=n), 10.5, 19.0),
-         np.clip(rng.normal(17.6, 0.5, size=n), 15.5, 18.8),
-         np.clip(rng.normal(18.3, 0.6, size=n), 16.0, 19.5)], np.nan)
+        [
+            np.clip(rng.normal(15.8, 1.2, size=n), 10.5, 19.0),
+            np.clip(rng.normal(17.6, 0.5, size=n), 15.5, 18.8),
+            np.clip(rng.normal(18.3, 0.6, size=n), 16.0, 19.5),
+        ],
+        np.nan,
+    )
     colours = np.zeros((n, 4))
-    star_mags = sm.band_flux_mags(
-        sm.shift_templates(stars, pool, np.zeros(pool.size), wave), wave)
+    star_mags = sm.band_flux_mags(sm.shift_templates(stars, pool, np.zeros(pool.size), wave), wave)
     lookup = np.zeros((len(stars.names), 4))
     lookup[pool] = star_mags
     colours[is_star] = lookup[t["star_row"][is_star]]
@@ -265,20 +284,29 @@ def _sources(index: int, targets: Targets) -> dict[str, np.ndarray]:
     near_area = np.pi * (BACKGROUND_NEAR_RADIUS_ARCSEC / 60.0) ** 2
     n_near = rng.poisson(BACKGROUND_NEAR_DENSITY * near_area, size=TARGETS_PER_FIELD)
     host = np.repeat(np.arange(TARGETS_PER_FIELD), n_near)
-    ra_n, dec_n = _scatter(rng, targets["ra_2016"][host], targets["dec_2016"][host],
-                           BACKGROUND_NEAR_RADIUS_ARCSEC / 3600.0)
+    ra_n, dec_n = _scatter(
+        rng,
+        targets["ra_2016"][host],
+        targets["dec_2016"][host],
+        BACKGROUND_NEAR_RADIUS_ARCSEC / 3600.0,
+    )
     n_far = int(rng.poisson(BACKGROUND_FIELD_DENSITY * np.pi * (FIELD_RADIUS_DEG * 60) ** 2))
     ra_f, dec_f = _scatter(rng, np.full(n_far, ra0), np.full(n_far, dec0), FIELD_RADIUS_DEG)
     # Close companions 1-2.5 arcsec from 1 % of the targets.
     pair = np.flatnonzero(targets["close_pair"])
     sep = rng.uniform(1.0, 2.5, size=pair.size) / 3600.0
     pa_ = rng.uniform(0.0, 2.0 * np.pi, size=pair.size)
-    ra_p, dec_p = offset(targets["ra_2016"][pair], targets["dec_2016"][pair],
-                         sep * np.sin(pa_), sep * np.cos(pa_))
+    ra_p, dec_p = offset(
+        targets["ra_2016"][pair], targets["dec_2016"][pair], sep * np.sin(pa_), sep * np.cos(pa_)
+    )
     n_bg = host.size + n_far
     n_extra = pair.size + n_bg
-    g_extra = np.concatenate([targets["mag_g"][pair] + rng.uniform(0.5, 3.0, pair.size),
-                              17.0 + 4.5 * np.sqrt(rng.uniform(size=n_bg))])
+    g_extra = np.concatenate(
+        [
+            targets["mag_g"][pair] + rng.uniform(0.5, 3.0, pair.size),
+            17.0 + 4.5 * np.sqrt(rng.uniform(size=n_bg)),
+        ]
+    )
     # A fifth of the background are galaxies: red-ish, no motion, not in Gaia.
     is_galaxy = np.concatenate([np.zeros(pair.size, bool), rng.uniform(size=n_bg) < 0.2])
     gr = np.where(is_galaxy, rng.uniform(0.6, 1.0, n_extra), rng.uniform(0.2, 1.4, n_extra))
@@ -289,8 +317,12 @@ def _sources(index: int, targets: Targets) -> dict[str, np.ndarray]:
     z = i - 0.2 * gr
     big_g, bp, rp = gaia_mags(g_extra, r)
     ps1_noise = rng.normal(0.0, 0.015 / 3600.0, size=(TARGETS_PER_FIELD + n_extra, 2))
-    extra_local = np.concatenate([_PAIR_BASE + np.arange(pair.size, dtype=np.int64),
-                                  _BACKGROUND_BASE + np.arange(n_bg, dtype=np.int64)])
+    extra_local = np.concatenate(
+        [
+            _PAIR_BASE + np.arange(pair.size, dtype=np.int64),
+            _BACKGROUND_BASE + np.arange(n_bg, dtype=np.int64),
+        ]
+    )
     has_gaia_extra = ~is_galaxy & (big_g < 20.8) & (rng.uniform(size=n_extra) < 0.95)
     has_ps1_extra = rng.uniform(size=n_extra) < 0.97
     src = {
@@ -312,8 +344,9 @@ def _sources(index: int, targets: Targets) -> dict[str, np.ndarray]:
         "has_ps1": np.concatenate([targets["has_ps1"], has_ps1_extra]),
     }
     src["gaia_source_id"] = gaia_like_id(src["ra"], src["dec"], index, src["local"])
-    ra_ps1, dec_ps1 = propagate(src["ra"], src["dec"], src["pmra"], src["pmdec"],
-                                PS1_EPOCH - GAIA_EPOCH)
+    ra_ps1, dec_ps1 = propagate(
+        src["ra"], src["dec"], src["pmra"], src["pmdec"], PS1_EPOCH - GAIA_EPOCH
+    )
     src["ps1_objid"] = ps1_like_id(ra_ps1, dec_ps1, src["local"])
     # Id from the noise-free position so a target's id equals targets["ps1_objid"].
     src["ra_ps1"] = (ra_ps1 + ps1_noise[:, 0] / np.cos(np.radians(dec_ps1))) % 360.0
@@ -321,8 +354,9 @@ def _sources(index: int, targets: Targets) -> dict[str, np.ndarray]:
     return src
 
 
-def reference_tables(fields: list[int], templates: dict[str, TemplateSet],
-                     targets: dict[int, Targets] | None = None) -> tuple[pa.Table, pa.Table]:
+def reference_tables(
+    fields: list[int], templates: dict[str, TemplateSet], targets: dict[int, Targets] | None = None
+) -> tuple[pa.Table, pa.Table]:
     """Mock Gaia (epoch 2016.0) and PS1 tables covering ``fields``, sorted by id.
 
     ``targets`` may hold :func:`field_targets` results already computed.
@@ -330,25 +364,35 @@ def reference_tables(fields: list[int], templates: dict[str, TemplateSet],
     if not fields:
         raise ValueError("no fields given")
     targets = targets or {}
-    parts = [_sources(f, targets[f] if f in targets else field_targets(f, templates))
-             for f in sorted(set(fields))]
+    parts = [
+        _sources(f, targets[f] if f in targets else field_targets(f, templates))
+        for f in sorted(set(fields))
+    ]
     src = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
     g = np.flatnonzero(src["has_gaia"])
     g = g[np.argsort(src["gaia_source_id"][g], kind="stable")]
-    gaia = pa.table({
-        "source_id": pa.array(src["gaia_source_id"][g], pa.int64()),
-        "ra": src["ra"][g], "dec": src["dec"][g],
-        "pmra": src["pmra"][g], "pmdec": src["pmdec"][g], "parallax": src["parallax"][g],
-        "ref_epoch": np.full(g.size, GAIA_EPOCH),
-        "phot_g_mean_mag": src["gaia_g"][g].astype(np.float32),
-        "phot_bp_mean_mag": src["gaia_bp"][g].astype(np.float32),
-        "phot_rp_mean_mag": src["gaia_rp"][g].astype(np.float32),
-    })
+    gaia = pa.table(
+        {
+            "source_id": pa.array(src["gaia_source_id"][g], pa.int64()),
+            "ra": src["ra"][g],
+            "dec": src["dec"][g],
+            "pmra": src["pmra"][g],
+            "pmdec": src["pmdec"][g],
+            "parallax": src["parallax"][g],
+            "ref_epoch": np.full(g.size, GAIA_EPOCH),
+            "phot_g_mean_mag": src["gaia_g"][g].astype(np.float32),
+            "phot_bp_mean_mag": src["gaia_bp"][g].astype(np.float32),
+            "phot_rp_mean_mag": src["gaia_rp"][g].astype(np.float32),
+        }
+    )
     p = np.flatnonzero(src["has_ps1"])
     p = p[np.argsort(src["ps1_objid"][p], kind="stable")]
-    ps1 = pa.table({
-        "objID": pa.array(src["ps1_objid"][p], pa.int64()),
-        "raMean": src["ra_ps1"][p], "decMean": src["dec_ps1"][p],
-        **{f"{b}MeanPSFMag": src[b][p].astype(np.float32) for b in "grizy"},
-    })
+    ps1 = pa.table(
+        {
+            "objID": pa.array(src["ps1_objid"][p], pa.int64()),
+            "raMean": src["ra_ps1"][p],
+            "decMean": src["dec_ps1"][p],
+            **{f"{b}MeanPSFMag": src[b][p].astype(np.float32) for b in "grizy"},
+        }
+    )
     return gaia, ps1

@@ -36,8 +36,15 @@ MASK_BIT_BRIGHTSKY = 1 << 23
 
 # Relative weights of the star families in a LAMOST-like target mix.
 STAR_FAMILY_WEIGHTS: dict[str, float] = {
-    "O": 0.003, "B": 0.03, "A": 0.08, "F": 0.25, "G": 0.30, "K": 0.25, "M": 0.07,
-    "WD": 0.01, "Carbon": 0.003,
+    "O": 0.003,
+    "B": 0.03,
+    "A": 0.08,
+    "F": 0.25,
+    "G": 0.30,
+    "K": 0.25,
+    "M": 0.07,
+    "WD": 0.01,
+    "Carbon": 0.003,
 }
 EXCLUDED_STARS = frozenset({"Ldwarf"})  # far too red for the LAMOST optical window
 
@@ -105,9 +112,7 @@ def _shift_index(tset: TemplateSet, z: F64, wave: F64) -> tuple[npt.NDArray[np.i
     return left, frac
 
 
-def shift_templates(
-    tset: TemplateSet, rows: npt.NDArray[np.intp], z: F64, wave: F64
-) -> F64:
+def shift_templates(tset: TemplateSet, rows: npt.NDArray[np.intp], z: F64, wave: F64) -> F64:
     """``vectors[rows[j]]`` redshifted by ``z[j]`` and sampled at ``wave``.
 
     Same numbers as ``np.interp(wave / (1 + z[j]), tset.wave_angstrom,

@@ -25,8 +25,7 @@ F64 = npt.NDArray[np.float64]
 SPECIAL_FIELDS = ((0.0, 89.6), (137.0, -89.9), (0.3, 12.0), (359.8, -35.0), (0.0, 0.0))
 
 
-def _in_discs(rng: np.random.Generator, ra0: F64, dec0: F64, r_deg: float | F64
-              ) -> tuple[F64, F64]:
+def _in_discs(rng: np.random.Generator, ra0: F64, dec0: F64, r_deg: float | F64) -> tuple[F64, F64]:
     """Uniform points in discs around (ra0, dec0)."""
     r = np.asarray(r_deg) * np.sqrt(rng.uniform(size=ra0.shape))
     theta = rng.uniform(0.0, 2.0 * np.pi, size=ra0.shape)
@@ -37,13 +36,25 @@ def position_table(ids: npt.ArrayLike, ra: F64, dec: F64) -> pa.Table:
     """``id, ra, dec, _healpix_29`` table (the kernel's input layout)."""
     ra = np.asarray(ra, dtype=np.float64) % 360.0
     dec = np.clip(np.asarray(dec, dtype=np.float64), -90.0, 90.0)
-    return pa.table({"id": pa.array(np.asarray(ids), pa.int64()), "ra": ra, "dec": dec,
-                     "_healpix_29": healpix_29(ra, dec)})
+    return pa.table(
+        {
+            "id": pa.array(np.asarray(ids), pa.int64()),
+            "ra": ra,
+            "dec": dec,
+            "_healpix_29": healpix_29(ra, dec),
+        }
+    )
 
 
-def mock_sky(n_left: int, n_right: int, *, seed: int, field_radius_deg: float = 2.5,
-             n_fields: int | None = None, radius_arcsec: float = 3.0
-             ) -> tuple[pa.Table, pa.Table]:
+def mock_sky(
+    n_left: int,
+    n_right: int,
+    *,
+    seed: int,
+    field_radius_deg: float = 2.5,
+    n_fields: int | None = None,
+    radius_arcsec: float = 3.0,
+) -> tuple[pa.Table, pa.Table]:
     """Left (spectra-like) and right (reference-like) position tables.
 
     ``n_fields`` defaults to about 40 000 reference sources per field.
@@ -52,8 +63,9 @@ def mock_sky(n_left: int, n_right: int, *, seed: int, field_radius_deg: float = 
     n_fields = n_fields or max(len(SPECIAL_FIELDS), n_right // 40_000)
     n_random = n_fields - len(SPECIAL_FIELDS)
     f_ra = np.concatenate([[f[0] for f in SPECIAL_FIELDS], rng.uniform(0, 360, n_random)])
-    f_dec = np.concatenate([[f[1] for f in SPECIAL_FIELDS],
-                            np.degrees(np.arcsin(rng.uniform(-1, 1, n_random)))])
+    f_dec = np.concatenate(
+        [[f[1] for f in SPECIAL_FIELDS], np.degrees(np.arcsin(rng.uniform(-1, 1, n_random)))]
+    )
     n_corner = n_left // 10
     n_seam = n_left // 100
     n_near = 2 * n_corner + n_seam  # reference sources around the corners and the seam
@@ -70,14 +82,16 @@ def mock_sky(n_left: int, n_right: int, *, seed: int, field_radius_deg: float = 
     # Pixel corners at the match order, each with two reference sources within 4".
     order = match_order(radius_arcsec)
     nside = 2**order
-    pix = core.lonlat_to_healpix(r_ra[:n_corner] * u.deg, r_dec[:n_corner] * u.deg, nside,
-                                 order="nested")
+    pix = core.lonlat_to_healpix(
+        r_ra[:n_corner] * u.deg, r_dec[:n_corner] * u.deg, nside, order="nested"
+    )
     lon, lat = core.boundaries_lonlat(pix, 1, nside, order="nested")
     which = rng.integers(0, 4, size=n_corner)
     c_ra = lon.to_value(u.deg)[np.arange(n_corner), which]
     c_dec = lat.to_value(u.deg)[np.arange(n_corner), which]
-    n_ra, n_dec = _in_discs(rng, np.repeat(c_ra, 2), np.repeat(c_dec, 2),
-                            4.0 * radius_arcsec / 3.0 / 3600.0)
+    n_ra, n_dec = _in_discs(
+        rng, np.repeat(c_ra, 2), np.repeat(c_dec, 2), 4.0 * radius_arcsec / 3.0 / 3600.0
+    )
     # The RA = 0/360 seam: positions within 2" of it, each with a source within 3 radii.
     s_ra = rng.uniform(-2.0, 2.0, n_seam) / 3600.0 % 360.0
     s_dec = np.degrees(np.arcsin(rng.uniform(-0.9, 0.9, n_seam)))

@@ -53,8 +53,16 @@ from lamostdb.templates.templateset import TemplateSet
 F64 = npt.NDArray[np.float64]
 MAD_TO_SIGMA = 1.4826
 
-__all__ = ["BuildConfig", "BuildResult", "BuiltTemplate", "ReportedLabel", "build_from_records",
-           "build_templates", "rest_grid", "shift_to_rest"]
+__all__ = [
+    "BuildConfig",
+    "BuildResult",
+    "BuiltTemplate",
+    "ReportedLabel",
+    "build_from_records",
+    "build_templates",
+    "rest_grid",
+    "shift_to_rest",
+]
 
 
 @dataclass(frozen=True)
@@ -148,13 +156,24 @@ class BuildResult:
         if not self.templates:
             raise ValueError("no template was built; see BuildResult.reported for why")
         vectors = np.stack([t.flux for t in self.templates])
-        notes = tuple(f"stack of {t.n_spectra} spectra, median S/N {t.median_snr:.1f}, "
-                      f"scatter {t.scatter:.4f}, {t.n_outliers} outliers dropped"
-                      for t in self.templates)
+        notes = tuple(
+            f"stack of {t.n_spectra} spectra, median S/N {t.median_snr:.1f}, "
+            f"scatter {t.scatter:.4f}, {t.n_outliers} outliers dropped"
+            for t in self.templates
+        )
         labels = tuple(t.label for t in self.templates)
         names = tuple(f"{t.label} (stack of {t.n_spectra})" for t in self.templates)
-        return TemplateSet("STAR", "single", names, self.loglam0, self.dloglam, vectors, source,
-                           subclasses=labels, notes=notes)
+        return TemplateSet(
+            "STAR",
+            "single",
+            names,
+            self.loglam0,
+            self.dloglam,
+            vectors,
+            source,
+            subclasses=labels,
+            notes=notes,
+        )
 
 
 def rest_grid(grid: LogGrid = WORKING_GRID, max_abs_z: float = 0.01) -> tuple[float, int, int]:
@@ -170,12 +189,26 @@ def rest_grid(grid: LogGrid = WORKING_GRID, max_abs_z: float = 0.01) -> tuple[fl
 def _keys_weights(t: F64) -> F64:
     """Keys cubic-convolution weights (a = -1/2) of taps -1, 0, 1, 2 at fraction ``t``."""
     t2, t3 = t * t, t * t * t
-    return np.stack([-0.5 * t3 + t2 - 0.5 * t, 1.5 * t3 - 2.5 * t2 + 1.0,
-                     -1.5 * t3 + 2.0 * t2 + 0.5 * t, 0.5 * t3 - 0.5 * t2], axis=-1)
+    return np.stack(
+        [
+            -0.5 * t3 + t2 - 0.5 * t,
+            1.5 * t3 - 2.5 * t2 + 1.0,
+            -1.5 * t3 + 2.0 * t2 + 0.5 * t,
+            0.5 * t3 - 0.5 * t2,
+        ],
+        axis=-1,
+    )
 
 
-def shift_to_rest(flux: F64, ivar: F64, z: F64, *, grid: LogGrid = WORKING_GRID,
-                  rest_loglam0: float, rest_npix: int) -> tuple[F64, F64]:
+def shift_to_rest(
+    flux: F64,
+    ivar: F64,
+    z: F64,
+    *,
+    grid: LogGrid = WORKING_GRID,
+    rest_loglam0: float,
+    rest_npix: int,
+) -> tuple[F64, F64]:
     """Spectra on ``grid`` (observed frame) resampled onto a rest grid of the same step.
 
     Parameters
@@ -257,8 +290,11 @@ def _stack(flux: F64, ivar: F64, cfg: BuildConfig) -> tuple[F64, F64, F64]:
     med, sig = _column_median_mad(flux, good)
     noise = np.where(good, 1.0 / np.sqrt(np.where(good, ivar, 1.0)), np.inf)
     keep = good & (np.abs(flux - med) <= cfg.clip_sigma * np.maximum(sig, noise))
-    w = np.where(keep, 1.0 / (np.where(keep, 1.0 / np.where(good, ivar, 1.0), 1.0)
-                              + cfg.intrinsic_scatter**2), 0.0)
+    w = np.where(
+        keep,
+        1.0 / (np.where(keep, 1.0 / np.where(good, ivar, 1.0), 1.0) + cfg.intrinsic_scatter**2),
+        0.0,
+    )
     wsum = w.sum(axis=0)
     mean = np.where(wsum > 0, (w * flux).sum(axis=0) / np.where(wsum > 0, wsum, 1.0), 0.0)
     return mean, wsum, sig
@@ -269,8 +305,9 @@ def _legendre(x: F64, degree: int) -> F64:
     return np.asarray(np.polynomial.legendre.legvander(x, degree).T, dtype=np.float64)
 
 
-def _fit_corrections(flux: F64, ivar: F64, stack: F64, legendre: F64,
-                     red: npt.NDArray[np.bool_]) -> F64:
+def _fit_corrections(
+    flux: F64, ivar: F64, stack: F64, legendre: F64, red: npt.NDArray[np.bool_]
+) -> F64:
     """Per-spectrum smooth multiplicative corrections ``c`` with ``flux ~ stack * c``."""
     n_k = legendre.shape[0]
     weight = ivar * (stack > 0)[None, :]
@@ -316,9 +353,14 @@ def _fill(values: F64, covered: npt.NDArray[np.bool_]) -> F64:
     return np.interp(idx, idx[covered], values[covered])
 
 
-def _build_one(flux: F64, ivar: F64, red: npt.NDArray[np.bool_], in_window: npt.NDArray[np.bool_],
-               legendre: F64, cfg: BuildConfig
-               ) -> tuple[F64 | None, npt.NDArray[np.bool_], float, float]:
+def _build_one(
+    flux: F64,
+    ivar: F64,
+    red: npt.NDArray[np.bool_],
+    in_window: npt.NDArray[np.bool_],
+    legendre: F64,
+    cfg: BuildConfig,
+) -> tuple[F64 | None, npt.NDArray[np.bool_], float, float]:
     """Stack one label's rest-frame spectra; returns (template, used rows, scatter, coverage)."""
     norm = _median_norm(flux, ivar, in_window)
     used = np.isfinite(norm) & (norm > 0)
@@ -358,9 +400,16 @@ def _build_one(flux: F64, ivar: F64, red: npt.NDArray[np.bool_], in_window: npt.
     return template / scale, used, scatter, float(covered.mean())
 
 
-def build_templates(flux: npt.ArrayLike, ivar: npt.ArrayLike, labels: Sequence[str | None],
-                    z: npt.ArrayLike, snr: npt.ArrayLike, *, grid: LogGrid = WORKING_GRID,
-                    config: BuildConfig | None = None) -> BuildResult:
+def build_templates(
+    flux: npt.ArrayLike,
+    ivar: npt.ArrayLike,
+    labels: Sequence[str | None],
+    z: npt.ArrayLike,
+    snr: npt.ArrayLike,
+    *,
+    grid: LogGrid = WORKING_GRID,
+    config: BuildConfig | None = None,
+) -> BuildResult:
     """Stack spectra per label into star templates.
 
     Parameters
@@ -388,16 +437,19 @@ def build_templates(flux: npt.ArrayLike, ivar: npt.ArrayLike, labels: Sequence[s
     snr_a = np.asarray(snr, dtype=np.float64).reshape(-1)
     n_s = len(labels)
     if flux_a.shape != (n_s, grid.npix) or ivar_a.shape != flux_a.shape:
-        raise ValueError(f"flux and ivar must have shape ({n_s}, {grid.npix}) for {n_s} labels, "
-                         f"got {flux_a.shape} and {ivar_a.shape}")
+        raise ValueError(
+            f"flux and ivar must have shape ({n_s}, {grid.npix}) for {n_s} labels, "
+            f"got {flux_a.shape} and {ivar_a.shape}"
+        )
     if z_a.shape[0] != n_s or snr_a.shape[0] != n_s:
         raise ValueError(f"z and snr need one value per spectrum ({n_s})")
     ivar_a = np.where(np.isfinite(ivar_a) & np.isfinite(flux_a) & (ivar_a > 0), ivar_a, 0.0)
     flux_a = np.where(ivar_a > 0, flux_a, 0.0)
     loglam0, npix, _ = rest_grid(grid, cfg.max_abs_z)
     rest_wave = 10.0 ** (loglam0 + grid.dloglam * np.arange(npix))
-    in_window = (rest_wave >= cfg.norm_window_angstrom[0]) & \
-        (rest_wave <= cfg.norm_window_angstrom[1])
+    in_window = (rest_wave >= cfg.norm_window_angstrom[0]) & (
+        rest_wave <= cfg.norm_window_angstrom[1]
+    )
     x = np.linspace(-1.0, 1.0, npix)
     legendre = _legendre(x, cfg.legendre_degree)
 
@@ -407,8 +459,9 @@ def build_templates(flux: npt.ArrayLike, ivar: npt.ArrayLike, labels: Sequence[s
     for i, lab in enumerate(labels):
         key = None if lab is None else str(lab).strip()
         if not key or spectral_letter(key) is None:
-            not_stellar[lab if lab is None else str(lab)] = \
+            not_stellar[lab if lab is None else str(lab)] = (
                 not_stellar.get(lab if lab is None else str(lab), 0) + 1
+            )
         else:
             groups.setdefault(key, []).append(i)
     for lab, count in not_stellar.items():
@@ -421,37 +474,69 @@ def build_templates(flux: npt.ArrayLike, ivar: npt.ArrayLike, labels: Sequence[s
         snr_ok = np.isfinite(snr_a[rows]) & (snr_a[rows] >= cfg.min_snr)
         n_low = int((~snr_ok).sum())
         if (~z_ok).any():
-            reported.append(ReportedLabel(lab, int((~z_ok).sum()),
-                                          f"spectra without a redshift within "
-                                          f"+-{cfg.max_abs_z} left out"))
+            reported.append(
+                ReportedLabel(
+                    lab,
+                    int((~z_ok).sum()),
+                    f"spectra without a redshift within +-{cfg.max_abs_z} left out",
+                )
+            )
         sel = rows[z_ok & snr_ok]
         if sel.size < cfg.min_spectra:
             below = f"; {n_low} below the S/N cut" if n_low else ""
-            reported.append(ReportedLabel(lab, int(sel.size),
-                                          f"too few spectra with S/N >= {cfg.min_snr} "
-                                          f"({sel.size} < {cfg.min_spectra}{below})"))
+            reported.append(
+                ReportedLabel(
+                    lab,
+                    int(sel.size),
+                    f"too few spectra with S/N >= {cfg.min_snr} "
+                    f"({sel.size} < {cfg.min_spectra}{below})",
+                )
+            )
             continue
-        rf, rw = shift_to_rest(flux_a[sel], ivar_a[sel], z_a[sel], grid=grid,
-                               rest_loglam0=loglam0, rest_npix=npix)
+        rf, rw = shift_to_rest(
+            flux_a[sel], ivar_a[sel], z_a[sel], grid=grid, rest_loglam0=loglam0, rest_npix=npix
+        )
         obs_wave = rest_wave[None, :] * (1.0 + z_a[sel])[:, None]
         red = obs_wave >= cfg.arm_split_angstrom
         template, used, scatter, coverage = _build_one(rf, rw, red, in_window, legendre, cfg)
         n_used = int(used.sum())
         n_out = int(sel.size - n_used)
         if n_out:
-            reported.append(ReportedLabel(lab, n_out, "outlier spectra dropped (residual far "
-                                          "above the label's median, or no usable continuum)"))
+            reported.append(
+                ReportedLabel(
+                    lab,
+                    n_out,
+                    "outlier spectra dropped (residual far "
+                    "above the label's median, or no usable continuum)",
+                )
+            )
         if template is None or n_used < cfg.min_spectra:
-            reported.append(ReportedLabel(lab, n_used, "too few spectra after outlier "
-                                          f"rejection ({n_used} < {cfg.min_spectra})"))
+            reported.append(
+                ReportedLabel(
+                    lab,
+                    n_used,
+                    f"too few spectra after outlier rejection ({n_used} < {cfg.min_spectra})",
+                )
+            )
             continue
-        built.append(BuiltTemplate(lab, template, n_used, float(np.median(snr_a[sel][used])),
-                                   scatter, n_out, n_low, coverage))
+        built.append(
+            BuiltTemplate(
+                lab,
+                template,
+                n_used,
+                float(np.median(snr_a[sel][used])),
+                scatter,
+                n_out,
+                n_low,
+                coverage,
+            )
+        )
     return BuildResult(loglam0, grid.dloglam, tuple(built), tuple(reported), cfg)
 
 
-def build_from_records(records: Sequence[object], *, grid: LogGrid = WORKING_GRID,
-                       config: BuildConfig | None = None) -> BuildResult:
+def build_from_records(
+    records: Sequence[object], *, grid: LogGrid = WORKING_GRID, config: BuildConfig | None = None
+) -> BuildResult:
     """`build_templates` on `lamostdb.io.SpectrumRecord` objects, without a catalogue.
 
     Uses each record's ``lasp_subclass`` (label), ``lasp_z`` and ``snrg``; records without
@@ -466,6 +551,6 @@ def build_from_records(records: Sequence[object], *, grid: LogGrid = WORKING_GRI
     flux, ivar = batch_to_working_grid(recs, grid=grid)
     z = np.array([np.nan if r.lasp_z is None else r.lasp_z for r in recs])
     snr = np.array([np.nan if r.snrg is None else r.snrg for r in recs])
-    return build_templates(flux, ivar, [r.lasp_subclass for r in recs], z, snr, grid=grid,
-                           config=config)
-
+    return build_templates(
+        flux, ivar, [r.lasp_subclass for r in recs], z, snr, grid=grid, config=config
+    )

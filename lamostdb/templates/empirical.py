@@ -51,14 +51,27 @@ class ImportedLibrary:
     left_out: tuple[LeftOut, ...]
 
 
-def on_lamost_grid(names: tuple[str, ...], subclasses: tuple[str, ...], notes: list[str],
-                   vectors: npt.NDArray[np.float64], k_lo: int, files: list) -> TemplateSet:
+def on_lamost_grid(
+    names: tuple[str, ...],
+    subclasses: tuple[str, ...],
+    notes: list[str],
+    vectors: npt.NDArray[np.float64],
+    k_lo: int,
+    files: list,
+) -> TemplateSet:
     """An imported single STAR set whose first pixel is grid index ``k_lo``."""
     source = str(files[0]) if len(files) == 1 else str(files[0].parent)
-    return TemplateSet(objclass="STAR", kind="single", names=names,
-                       loglam0=LAMOST_LOGLAM0 + LAMOST_DLOGLAM * k_lo, dloglam=LAMOST_DLOGLAM,
-                       vectors=vectors, source=source, subclasses=subclasses,
-                       notes=tuple(notes))
+    return TemplateSet(
+        objclass="STAR",
+        kind="single",
+        names=names,
+        loglam0=LAMOST_LOGLAM0 + LAMOST_DLOGLAM * k_lo,
+        dloglam=LAMOST_DLOGLAM,
+        vectors=vectors,
+        source=source,
+        subclasses=subclasses,
+        notes=tuple(notes),
+    )
 
 
 def grid_index(loglam: npt.ArrayLike) -> npt.NDArray[np.int64]:
@@ -84,8 +97,12 @@ def air_to_vacuum_angstrom(wave_air_angstrom: npt.ArrayLike) -> npt.NDArray[np.f
     """
     lam = np.asarray(wave_air_angstrom, dtype=np.float64)
     s2 = (1e4 / lam) ** 2
-    n = (1.0 + 8.336624212083e-5 + 2.408926869968e-2 / (130.1065924522 - s2)
-         + 1.599740894897e-4 / (38.92568793293 - s2))
+    n = (
+        1.0
+        + 8.336624212083e-5
+        + 2.408926869968e-2 / (130.1065924522 - s2)
+        + 1.599740894897e-4 / (38.92568793293 - s2)
+    )
     return lam * n
 
 
@@ -101,8 +118,9 @@ def vacuum_to_air_angstrom(wave_vacuum_angstrom: npt.ArrayLike) -> npt.NDArray[n
     return lam / n
 
 
-def fill_gaps(flux: npt.NDArray[np.float64], valid: npt.NDArray[np.bool_]
-              ) -> tuple[npt.NDArray[np.float64], int]:
+def fill_gaps(
+    flux: npt.NDArray[np.float64], valid: npt.NDArray[np.bool_]
+) -> tuple[npt.NDArray[np.float64], int]:
     """Replace invalid interior pixels by linear interpolation between valid neighbours.
 
     The caller has already trimmed the ends, so the first and last pixels are valid.

@@ -81,21 +81,28 @@ class LogGrid:
         aligned start counts as aligned: SDSS files store loglam as float32 (3.5529 reads
         back as 3.55290008, 7.6e-4 pixel off), and that is the file's precision, not a shift.
         """
-        if coeff0 is None or coeff1 is None or not math.isfinite(coeff0) \
-                or abs(coeff1 - self.dloglam) > STEP_TOL:
+        if (
+            coeff0 is None
+            or coeff1 is None
+            or not math.isfinite(coeff0)
+            or abs(coeff1 - self.dloglam) > STEP_TOL
+        ):
             return None
         shift = (coeff0 - self.loglam0) / self.dloglam
         if abs(shift) > _MAX_SHIFT:
             return None
         k = round(shift)
-        if abs(shift - k) <= OFFSET_TOL_PIXEL or \
-                np.float32(coeff0) == np.float32(self.loglam0 + k * self.dloglam):
+        if abs(shift - k) <= OFFSET_TOL_PIXEL or np.float32(coeff0) == np.float32(
+            self.loglam0 + k * self.dloglam
+        ):
             return k
         return None
 
-    def pixel_offsets(self, coeff0: Sequence[float | None] | npt.NDArray[np.float64],
-                      coeff1: Sequence[float | None] | npt.NDArray[np.float64]
-                      ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    def pixel_offsets(
+        self,
+        coeff0: Sequence[float | None] | npt.NDArray[np.float64],
+        coeff1: Sequence[float | None] | npt.NDArray[np.float64],
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
         """Vectorised `pixel_offset`: ``(k, aligned)``; k is 0 where not aligned."""
         c0 = np.asarray(coeff0, dtype=np.float64)  # None becomes NaN here
         c1 = np.asarray(coeff1, dtype=np.float64)
@@ -105,7 +112,8 @@ class LogGrid:
         k = np.rint(np.where(finite, shift, 0.0)).astype(np.int64)
         aligned_start = (np.abs(shift - k) <= OFFSET_TOL_PIXEL) | (
             np.where(finite, c0, 0.0).astype(np.float32)
-            == (self.loglam0 + k * self.dloglam).astype(np.float32))
+            == (self.loglam0 + k * self.dloglam).astype(np.float32)
+        )
         aligned = finite & (np.abs(c1 - self.dloglam) <= STEP_TOL) & aligned_start
         return np.where(aligned, k, 0), aligned
 
@@ -117,9 +125,14 @@ def _log_edges(coeff0: float, coeff1: float, npix: int) -> npt.NDArray[np.float6
     return 10.0 ** (coeff0 + coeff1 * (np.arange(npix + 1, dtype=np.float64) - 0.5))
 
 
-def _place_shifted(flux: npt.NDArray[np.floating], ivar: npt.NDArray[np.floating],
-                   andmask: npt.NDArray[np.integer] | None, k: int,
-                   out_flux: Float32Array, out_ivar: Float32Array) -> None:
+def _place_shifted(
+    flux: npt.NDArray[np.floating],
+    ivar: npt.NDArray[np.floating],
+    andmask: npt.NDArray[np.integer] | None,
+    k: int,
+    out_flux: Float32Array,
+    out_ivar: Float32Array,
+) -> None:
     """Write a spectrum whose pixel i is working pixel i + k into zeroed output rows."""
     i0, i1 = max(0, -k), min(flux.shape[0], out_flux.shape[0] - k)
     if i1 <= i0:
@@ -132,29 +145,41 @@ def _place_shifted(flux: npt.NDArray[np.floating], ivar: npt.NDArray[np.floating
         good &= andmask[i0:i1] == 0
     # copyto with where= writes only the good pixels: the zeroed rows already hold the
     # weight-0 value, so no temporary of the whole spectrum is made.
-    np.copyto(out_flux[i0 + k:i1 + k], f, where=good)
-    np.copyto(out_ivar[i0 + k:i1 + k], iv, where=good)
+    np.copyto(out_flux[i0 + k : i1 + k], f, where=good)
+    np.copyto(out_ivar[i0 + k : i1 + k], iv, where=good)
 
 
-def _masked_ivar(ivar: npt.NDArray[np.floating], andmask: npt.NDArray[np.integer] | None
-                 ) -> npt.NDArray[np.floating]:
+def _masked_ivar(
+    ivar: npt.NDArray[np.floating], andmask: npt.NDArray[np.integer] | None
+) -> npt.NDArray[np.floating]:
     if andmask is None:
         return ivar
     return np.where(andmask == 0, ivar, 0)
 
 
 def _check_lengths(flux: np.ndarray, ivar: np.ndarray, andmask: np.ndarray | None) -> None:
-    if flux.ndim != 1 or ivar.shape != flux.shape or \
-            (andmask is not None and andmask.shape != flux.shape):
-        raise ValueError("flux, ivar and andmask must be 1-D arrays of one length, got "
-                         f"{flux.shape}, {ivar.shape}, "
-                         f"{None if andmask is None else andmask.shape}")
+    if (
+        flux.ndim != 1
+        or ivar.shape != flux.shape
+        or (andmask is not None and andmask.shape != flux.shape)
+    ):
+        raise ValueError(
+            "flux, ivar and andmask must be 1-D arrays of one length, got "
+            f"{flux.shape}, {ivar.shape}, "
+            f"{None if andmask is None else andmask.shape}"
+        )
 
 
-def to_working_grid(wave_angstrom: npt.ArrayLike | None, flux: npt.ArrayLike,
-                    ivar: npt.ArrayLike, andmask: npt.ArrayLike | None, *,
-                    coeff0: float | None = None, coeff1: float | None = None,
-                    grid: LogGrid = WORKING_GRID) -> tuple[Float32Array, Float32Array]:
+def to_working_grid(
+    wave_angstrom: npt.ArrayLike | None,
+    flux: npt.ArrayLike,
+    ivar: npt.ArrayLike,
+    andmask: npt.ArrayLike | None,
+    *,
+    coeff0: float | None = None,
+    coeff1: float | None = None,
+    grid: LogGrid = WORKING_GRID,
+) -> tuple[Float32Array, Float32Array]:
     """One spectrum on ``grid``: ``(flux, ivar)`` as float32 arrays of length ``grid.npix``.
 
     Pixels with non-finite flux or ivar, ivar <= 0 or andmask != 0 get flux 0 and ivar 0,
@@ -195,21 +220,24 @@ def to_working_grid(wave_angstrom: npt.ArrayLike | None, flux: npt.ArrayLike,
         raise ValueError("to_working_grid needs wave_angstrom or coeff0 and coeff1")
     if src_edges.shape[0] != flux_arr.shape[0] + 1:
         raise ValueError(f"{src_edges.shape[0] - 1} wavelengths for {flux_arr.shape[0]} pixels")
-    rf, ri = rebin_flux_conserving_batch(src_edges, flux_arr[None, :],
-                                         _masked_ivar(ivar_arr, mask_arr)[None, :],
-                                         grid.edges_angstrom)
+    rf, ri = rebin_flux_conserving_batch(
+        src_edges, flux_arr[None, :], _masked_ivar(ivar_arr, mask_arr)[None, :], grid.edges_angstrom
+    )
     out_flux[:] = rf[0]
     out_ivar[:] = ri[0]
     return out_flux, out_ivar
 
 
-def arrays_to_working_grid(flux_list: Sequence[npt.NDArray[np.floating]],
-                           ivar_list: Sequence[npt.NDArray[np.floating]],
-                           andmask_list: Sequence[npt.NDArray[np.integer] | None],
-                           coeff0: Sequence[float | None] | npt.NDArray[np.float64],
-                           coeff1: Sequence[float | None] | npt.NDArray[np.float64], *,
-                           wave_list: Sequence[npt.ArrayLike | None] | None = None,
-                           grid: LogGrid = WORKING_GRID) -> tuple[Float32Array, Float32Array]:
+def arrays_to_working_grid(
+    flux_list: Sequence[npt.NDArray[np.floating]],
+    ivar_list: Sequence[npt.NDArray[np.floating]],
+    andmask_list: Sequence[npt.NDArray[np.integer] | None],
+    coeff0: Sequence[float | None] | npt.NDArray[np.float64],
+    coeff1: Sequence[float | None] | npt.NDArray[np.float64],
+    *,
+    wave_list: Sequence[npt.ArrayLike | None] | None = None,
+    grid: LogGrid = WORKING_GRID,
+) -> tuple[Float32Array, Float32Array]:
     """Many spectra on ``grid``: C-contiguous float32 ``(flux, ivar)`` of shape (S, npix).
 
     Same rules and same values as `to_working_grid`, row by row. Aligned rows are sliced
@@ -238,31 +266,44 @@ def arrays_to_working_grid(flux_list: Sequence[npt.NDArray[np.floating]],
             groups.setdefault((float(c0[i]), float(c1[i]), flux_i.shape[0]), []).append(i)
         else:
             wave_i = None if wave_list is None else wave_list[i]
-            out_flux[i], out_ivar[i] = to_working_grid(wave_i, flux_i, ivar_i, mask_i,
-                                                       grid=grid)
+            out_flux[i], out_ivar[i] = to_working_grid(wave_i, flux_i, ivar_i, mask_i, grid=grid)
     for (g0, g1, npix), rows in groups.items():
-        stacked_ivar = np.stack([_masked_ivar(np.asarray(ivar_list[i]),
-                                              None if andmask_list[i] is None
-                                              else np.asarray(andmask_list[i]))
-                                 for i in rows])
-        rf, ri = rebin_flux_conserving_batch(_log_edges(g0, g1, npix),
-                                             np.stack([np.asarray(flux_list[i]) for i in rows]),
-                                             stacked_ivar, grid.edges_angstrom)
+        stacked_ivar = np.stack(
+            [
+                _masked_ivar(
+                    np.asarray(ivar_list[i]),
+                    None if andmask_list[i] is None else np.asarray(andmask_list[i]),
+                )
+                for i in rows
+            ]
+        )
+        rf, ri = rebin_flux_conserving_batch(
+            _log_edges(g0, g1, npix),
+            np.stack([np.asarray(flux_list[i]) for i in rows]),
+            stacked_ivar,
+            grid.edges_angstrom,
+        )
         out_flux[rows] = rf
         out_ivar[rows] = ri
     return out_flux, out_ivar
 
 
-def batch_to_working_grid(records: Sequence[SpectrumRecord], *, grid: LogGrid = WORKING_GRID
-                          ) -> tuple[Float32Array, Float32Array]:
+def batch_to_working_grid(
+    records: Sequence[SpectrumRecord], *, grid: LogGrid = WORKING_GRID
+) -> tuple[Float32Array, Float32Array]:
     """Records on ``grid``: C-contiguous float32 ``(flux, ivar)`` of shape (S, npix).
 
     Same values as `to_working_grid` on each record (see `arrays_to_working_grid`).
     """
     has_coeffs = [r.coeff0 is not None and r.coeff1 is not None for r in records]
     return arrays_to_working_grid(
-        [r.flux for r in records], [r.ivar for r in records], [r.andmask for r in records],
-        [r.coeff0 for r in records], [r.coeff1 for r in records],
-        wave_list=[None if ok else r.wave_angstrom() for r, ok in zip(records, has_coeffs,
-                                                                      strict=True)],
-        grid=grid)
+        [r.flux for r in records],
+        [r.ivar for r in records],
+        [r.andmask for r in records],
+        [r.coeff0 for r in records],
+        [r.coeff1 for r in records],
+        wave_list=[
+            None if ok else r.wave_angstrom() for r, ok in zip(records, has_coeffs, strict=True)
+        ],
+        grid=grid,
+    )

@@ -39,8 +39,9 @@ from lamostdb.templates.subclass import subclass_ordinal
 
 __all__ = ["KESSELI_SOURCE", "is_kesseli_file", "load_kesseli", "load_kesseli_dir"]
 
-KESSELI_SOURCE = ("Kesseli et al. 2017, ApJS 230, 16 (PyHammer templates, "
-                  "mveyette/PyHammer, MIT licence)")
+KESSELI_SOURCE = (
+    "Kesseli et al. 2017, ApJS 230, 16 (PyHammer templates, mveyette/PyHammer, MIT licence)"
+)
 _NAME_RE = re.compile(r"^(?P<type>[OBAFGKML]\d(?:\.\d)?)(?:_(?P<feh>[+-]\d+\.\d+)_(?P<lum>\w+))?$")
 _GRID_TOL_DEX = 1e-6
 
@@ -64,8 +65,10 @@ def _read_one(path: Path) -> tuple[int, np.ndarray, str]:
     """(grid index of the first pixel, flux, co-addition comment) of one file."""
     with fits.open(path, memmap=False) as hdul:
         if not is_kesseli_file(hdul):
-            raise ValueError(f"{path}: HDU 1 is not a table with LogLam and Flux columns; "
-                             "not a Kesseli/PyHammer template")
+            raise ValueError(
+                f"{path}: HDU 1 is not a table with LogLam and Flux columns; "
+                "not a Kesseli/PyHammer template"
+            )
         cols = {c.upper(): c for c in hdul[1].columns.names}
         loglam = np.asarray(hdul[1].data[cols["LOGLAM"]], dtype=np.float64)
         flux = np.asarray(hdul[1].data[cols["FLUX"]], dtype=np.float64)
@@ -75,7 +78,8 @@ def _read_one(path: Path) -> tuple[int, np.ndarray, str]:
     if off.max() > _GRID_TOL_DEX or not np.all(np.diff(k) == 1):
         raise ValueError(
             f"{path}: LogLam is not on the log10 grid 3.5682 + 1e-4 k (largest offset "
-            f"{off.max():.2e} dex); rebin the template onto it first")
+            f"{off.max():.2e} dex); rebin the template onto it first"
+        )
     made = next((c for c in comments if c.startswith("Template made from")), "")
     return int(k[0]), flux, made
 
@@ -103,16 +107,33 @@ def load_kesseli(paths: Path | str | list[Path] | list[str]) -> ImportedLibrary:
         m = _NAME_RE.match(name)
         sub = lamost_subclass(m["type"]) if m else None
         if m is None or sub is None:
-            left_out.append(LeftOut(name, str(path), "file name gives no MK type "
-                                    "(expected e.g. A3_+0.0_Dwarf, L3)"))
+            left_out.append(
+                LeftOut(
+                    name, str(path), "file name gives no MK type (expected e.g. A3_+0.0_Dwarf, L3)"
+                )
+            )
             continue
         k0, flux, made = _read_one(path)
         feh = float(m["feh"]) if m["feh"] else None
-        rows.append((subclass_ordinal(sub), feh if feh is not None else 0.0, name, sub, k0,
-                     flux, m["lum"], feh, made, str(path)))
+        rows.append(
+            (
+                subclass_ordinal(sub),
+                feh if feh is not None else 0.0,
+                name,
+                sub,
+                k0,
+                flux,
+                m["lum"],
+                feh,
+                made,
+                str(path),
+            )
+        )
     if not rows:
-        raise ValueError(f"no Kesseli template among {len(files)} file(s): "
-                         + "; ".join(f"{x.name}: {x.reason}" for x in left_out))
+        raise ValueError(
+            f"no Kesseli template among {len(files)} file(s): "
+            + "; ".join(f"{x.name}: {x.reason}" for x in left_out)
+        )
     rows.sort(key=lambda r: (r[0], r[1], r[2]))
     # Common grid: the pixels every template covers with data.
     starts, stops, valids = [], [], []
@@ -143,8 +164,9 @@ def load_kesseli(paths: Path | str | list[Path] | list[str]) -> ImportedLibrary:
         if n_filled:
             parts.append(f"{n_filled} pixels without data interpolated")
         notes.append("; ".join(parts))
-    ts = on_lamost_grid(tuple(r[2] for r in rows), tuple(r[3] for r in rows), notes, vectors,
-                        k_lo, files)
+    ts = on_lamost_grid(
+        tuple(r[2] for r in rows), tuple(r[3] for r in rows), notes, vectors, k_lo, files
+    )
     return ImportedLibrary(ts, tuple(left_out))
 
 

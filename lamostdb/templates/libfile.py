@@ -39,11 +39,29 @@ LIBVERS = 1
 EXTNAME = "TEMPLATES"
 #: Largest distance (in pixels) of a start from a whole pixel for slicing instead of rebinning.
 PHASE_TOL_PIXEL = 1e-6
-_COLUMNS = ("NAME", "CLASS", "SUBCLASS", "SOURCE", "LICENCE", "NOTES", "N_SPECTRA",
-            "MEDIAN_SNR", "SCATTER", "LOGLAM0", "DLOGLAM", "FLUX")
+_COLUMNS = (
+    "NAME",
+    "CLASS",
+    "SUBCLASS",
+    "SOURCE",
+    "LICENCE",
+    "NOTES",
+    "N_SPECTRA",
+    "MEDIAN_SNR",
+    "SCATTER",
+    "LOGLAM0",
+    "DLOGLAM",
+    "FLUX",
+)
 
-__all__ = ["LIBFMT", "TemplateStats", "is_library_file", "library_table", "load_library",
-           "write_library"]
+__all__ = [
+    "LIBFMT",
+    "TemplateStats",
+    "is_library_file",
+    "library_table",
+    "load_library",
+    "write_library",
+]
 
 
 @dataclass(frozen=True)
@@ -75,8 +93,9 @@ def _common_grid(sets: Sequence[TemplateSet]) -> tuple[float, float, int]:
     return start, step, npix
 
 
-def _on_grid(ts: TemplateSet, loglam0: float, dloglam: float, npix: int
-             ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+def _on_grid(
+    ts: TemplateSet, loglam0: float, dloglam: float, npix: int
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
     """``ts.vectors`` on the common grid and the mask of covered pixels."""
     from lamostdb.templates.rebin import rebin_flux_conserving_batch
 
@@ -87,7 +106,7 @@ def _on_grid(ts: TemplateSet, loglam0: float, dloglam: float, npix: int
     covered = np.zeros((n_t, npix), dtype=bool)
     if abs(ts.dloglam - dloglam) <= 1e-12 and abs(offset_f - k) <= PHASE_TOL_PIXEL:
         a, b = max(0, k), min(npix, k + n_p)
-        out[:, a:b] = ts.vectors[:, a - k:b - k]
+        out[:, a:b] = ts.vectors[:, a - k : b - k]
         covered[:, a:b] = np.isfinite(out[:, a:b])
     else:
         src = 10.0 ** (ts.loglam0 + ts.dloglam * (np.arange(n_p + 1) - 0.5))
@@ -98,8 +117,9 @@ def _on_grid(ts: TemplateSet, loglam0: float, dloglam: float, npix: int
     return out, covered
 
 
-def _fill_nearest(row: npt.NDArray[np.float64], covered: npt.NDArray[np.bool_]
-                  ) -> npt.NDArray[np.float64]:
+def _fill_nearest(
+    row: npt.NDArray[np.float64], covered: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.float64]:
     idx = np.arange(row.size)
     return np.interp(idx, idx[covered], row[covered])
 
@@ -108,9 +128,15 @@ def _ascii(text: str) -> str:
     return text.encode("ascii", "replace").decode("ascii")
 
 
-def write_library(path: str | Path, sets: Sequence[TemplateSet], *, name: str, provenance: str,
-                  stats: Sequence[Sequence[TemplateStats | None]] | None = None,
-                  licences: Sequence[str] | None = None) -> None:
+def write_library(
+    path: str | Path,
+    sets: Sequence[TemplateSet],
+    *,
+    name: str,
+    provenance: str,
+    stats: Sequence[Sequence[TemplateStats | None]] | None = None,
+    licences: Sequence[str] | None = None,
+) -> None:
     """Write single STAR template sets as one library file, atomically.
 
     Parameters
@@ -132,10 +158,13 @@ def write_library(path: str | Path, sets: Sequence[TemplateSet], *, name: str, p
         raise ValueError("write_library needs at least one template set")
     for ts in sets:
         if ts.objclass != "STAR" or ts.kind != "single":
-            raise ValueError(f"{ts.source}: a library holds single STAR templates, not "
-                             f"{ts.objclass}/{ts.kind}")
-    if stats is not None and (len(stats) != len(sets) or any(
-            len(st) != ts.vectors.shape[0] for st, ts in zip(stats, sets, strict=True))):
+            raise ValueError(
+                f"{ts.source}: a library holds single STAR templates, not {ts.objclass}/{ts.kind}"
+            )
+    if stats is not None and (
+        len(stats) != len(sets)
+        or any(len(st) != ts.vectors.shape[0] for st, ts in zip(stats, sets, strict=True))
+    ):
         raise ValueError("stats must give one entry per template of every set")
     if licences is not None and len(licences) != len(sets):
         raise ValueError(f"licences must give one entry per set ({len(sets)})")
@@ -155,14 +184,17 @@ def write_library(path: str | Path, sets: Sequence[TemplateSet], *, name: str, p
             rows["NAME"].append(_ascii(ts.names[i]))
             rows["CLASS"].append("STAR")
             rows["SUBCLASS"].append(_ascii(_subclass_of(ts, i)))
-            rows["SOURCE"].append(_ascii(Path(ts.source).name if os.sep in ts.source
-                                         else ts.source))
+            rows["SOURCE"].append(
+                _ascii(Path(ts.source).name if os.sep in ts.source else ts.source)
+            )
             rows["LICENCE"].append(_ascii(licences[si] if licences is not None else "unknown"))
             rows["NOTES"].append(_ascii(note))
             n_sp = st.n_spectra if st is not None else None
             rows["N_SPECTRA"].append(-1 if n_sp is None else int(n_sp))
-            for key, val in (("MEDIAN_SNR", st.median_snr if st else None),
-                             ("SCATTER", st.scatter if st else None)):
+            for key, val in (
+                ("MEDIAN_SNR", st.median_snr if st else None),
+                ("SCATTER", st.scatter if st else None),
+            ):
                 rows[key].append(math.nan if val is None else float(val))
             rows["LOGLAM0"].append(loglam0)
             rows["DLOGLAM"].append(dloglam)
@@ -175,31 +207,39 @@ def _text_column(name: str, values: list[object]) -> fits.Column:
     return fits.Column(name=name, format=f"{width}A", array=np.array(values, dtype=f"U{width}"))
 
 
-def _write_fits(path: Path, rows: dict[str, list[object]], npix: int, *, name: str,
-                provenance: str) -> None:
+def _write_fits(
+    path: Path, rows: dict[str, list[object]], npix: int, *, name: str, provenance: str
+) -> None:
     primary = fits.PrimaryHDU()
     hdr = primary.header
     hdr["LIBFMT"] = (LIBFMT, "lamostdb star-template library")
     hdr["LIBVERS"] = (LIBVERS, "version of the library layout")
     hdr["LIBNAME"] = _ascii(name)
     hdr["NTEMPL"] = (len(rows["NAME"]), "number of templates")
-    hdr.add_comment("Templates: HDU TEMPLATES, one row each; log10(lambda/A) = LOGLAM0 + "
-                    "DLOGLAM*i, vacuum, rest frame.")
+    hdr.add_comment(
+        "Templates: HDU TEMPLATES, one row each; log10(lambda/A) = LOGLAM0 + "
+        "DLOGLAM*i, vacuum, rest frame."
+    )
     for line in provenance.splitlines() or [""]:
         for piece in textwrap.wrap(_ascii(line), 70) or [""]:
             hdr.add_history(piece)
-    cols = [_text_column(c, rows[c]) for c in ("NAME", "CLASS", "SUBCLASS", "SOURCE",
-                                                "LICENCE", "NOTES")]
+    cols = [
+        _text_column(c, rows[c])
+        for c in ("NAME", "CLASS", "SUBCLASS", "SOURCE", "LICENCE", "NOTES")
+    ]
     cols += [
-        fits.Column(name="N_SPECTRA", format="J", null=-1,
-                    array=np.array(rows["N_SPECTRA"], dtype=np.int32)),
-        fits.Column(name="MEDIAN_SNR", format="D",
-                    array=np.array(rows["MEDIAN_SNR"], dtype=np.float64)),
+        fits.Column(
+            name="N_SPECTRA", format="J", null=-1, array=np.array(rows["N_SPECTRA"], dtype=np.int32)
+        ),
+        fits.Column(
+            name="MEDIAN_SNR", format="D", array=np.array(rows["MEDIAN_SNR"], dtype=np.float64)
+        ),
         fits.Column(name="SCATTER", format="D", array=np.array(rows["SCATTER"], np.float64)),
         fits.Column(name="LOGLAM0", format="D", array=np.array(rows["LOGLAM0"], np.float64)),
         fits.Column(name="DLOGLAM", format="D", array=np.array(rows["DLOGLAM"], np.float64)),
-        fits.Column(name="FLUX", format=f"{npix}E",
-                    array=np.stack([np.asarray(f) for f in rows["FLUX"]])),
+        fits.Column(
+            name="FLUX", format=f"{npix}E", array=np.stack([np.asarray(f) for f in rows["FLUX"]])
+        ),
     ]
     table = fits.BinTableHDU.from_columns(cols, name=EXTNAME)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -224,16 +264,21 @@ def _read_rows(path: str | Path) -> tuple[fits.Header, fits.FITS_rec]:
     with fits.open(path, memmap=False) as hdul:
         header = hdul[0].header.copy()
         if str(header.get("LIBFMT", "")).strip() != LIBFMT:
-            raise ValueError(f"{path}: primary header has no LIBFMT = '{LIBFMT}'; not a "
-                             "lamostdb library file (make one with `lamostdb templates build`)")
+            raise ValueError(
+                f"{path}: primary header has no LIBFMT = '{LIBFMT}'; not a "
+                "lamostdb library file (make one with `lamostdb templates build`)"
+            )
         if EXTNAME not in hdul:
-            raise ValueError(f"{path}: no {EXTNAME} table HDU; the library file is damaged, "
-                             "write it again")
+            raise ValueError(
+                f"{path}: no {EXTNAME} table HDU; the library file is damaged, write it again"
+            )
         data = hdul[EXTNAME].data
         missing = [c for c in _COLUMNS if c not in data.columns.names]
         if missing:
-            raise ValueError(f"{path}: {EXTNAME} lacks column(s) {missing}; write the library "
-                             "again with this lamostdb version")
+            raise ValueError(
+                f"{path}: {EXTNAME} lacks column(s) {missing}; write the library "
+                "again with this lamostdb version"
+            )
         data = data.copy()
     if len(data) == 0:
         raise ValueError(f"{path}: the {EXTNAME} table has no rows")
@@ -256,10 +301,18 @@ def load_library(path: str | Path) -> TemplateSet:
     vectors = np.asarray(data["FLUX"], dtype=np.float32).astype(np.float64)
     if not np.all(np.isfinite(vectors)):
         raise ValueError(f"{path}: FLUX holds non-finite values; write the library again")
-    return TemplateSet("STAR", "single", _strings(data, "NAME"), float(data["LOGLAM0"][0]),
-                       float(data["DLOGLAM"][0]), vectors, str(path),
-                       subclass=None, subclasses=_strings(data, "SUBCLASS"),
-                       notes=_strings(data, "NOTES"))
+    return TemplateSet(
+        "STAR",
+        "single",
+        _strings(data, "NAME"),
+        float(data["LOGLAM0"][0]),
+        float(data["DLOGLAM"][0]),
+        vectors,
+        str(path),
+        subclass=None,
+        subclasses=_strings(data, "SUBCLASS"),
+        notes=_strings(data, "NOTES"),
+    )
 
 
 def library_table(path: str | Path) -> pl.DataFrame:
@@ -271,14 +324,18 @@ def library_table(path: str | Path) -> pl.DataFrame:
     n_sp = np.asarray(data["N_SPECTRA"], dtype=np.int64)
     snr = np.asarray(data["MEDIAN_SNR"], dtype=np.float64)
     scat = np.asarray(data["SCATTER"], dtype=np.float64)
-    return pl.DataFrame({
-        "name": list(_strings(data, "NAME")),
-        "subclass": list(_strings(data, "SUBCLASS")),
-        "source": list(_strings(data, "SOURCE")),
-        "licence": list(_strings(data, "LICENCE")),
-        "n_spectra": pl.Series([None if v < 0 else int(v) for v in n_sp], dtype=pl.Int64),
-        "median_snr": pl.Series([float(v) if np.isfinite(v) else None for v in snr],
-                                dtype=pl.Float64),
-        "scatter": pl.Series([float(v) if np.isfinite(v) else None for v in scat],
-                             dtype=pl.Float64),
-    })
+    return pl.DataFrame(
+        {
+            "name": list(_strings(data, "NAME")),
+            "subclass": list(_strings(data, "SUBCLASS")),
+            "source": list(_strings(data, "SOURCE")),
+            "licence": list(_strings(data, "LICENCE")),
+            "n_spectra": pl.Series([None if v < 0 else int(v) for v in n_sp], dtype=pl.Int64),
+            "median_snr": pl.Series(
+                [float(v) if np.isfinite(v) else None for v in snr], dtype=pl.Float64
+            ),
+            "scatter": pl.Series(
+                [float(v) if np.isfinite(v) else None for v in scat], dtype=pl.Float64
+            ),
+        }
+    )

@@ -98,8 +98,7 @@ def load_redrock(path: str | Path) -> TemplateSet:
         loglam0 = float(np.ceil(np.log10(edges[0]) / dloglam) * dloglam + dloglam / 2)
         n_out = int((np.log10(edges[-1]) - loglam0) / dloglam)
         dst_loglam = loglam0 + dloglam * (np.arange(n_out + 1) - 0.5)
-        vectors, _ = rebin_flux_conserving_batch(edges, data, np.ones_like(data),
-                                                 10.0**dst_loglam)
+        vectors, _ = rebin_flux_conserving_batch(edges, data, np.ones_like(data), 10.0**dst_loglam)
     n = vectors.shape[0]
     names: tuple[str, ...]
     if objclass == "STAR" and n == 1:
@@ -107,8 +106,9 @@ def load_redrock(path: str | Path) -> TemplateSet:
     else:
         kind = "eigen"
         names = tuple(f"{subtype or objclass}:eigen{i}" for i in range(n))
-    return TemplateSet(objclass, kind, names, loglam0, dloglam, np.asarray(vectors), str(path),
-                       subtype, z_range)
+    return TemplateSet(
+        objclass, kind, names, loglam0, dloglam, np.asarray(vectors), str(path), subtype, z_range
+    )
 
 
 def _report_left_out(left_out: tuple[LeftOut, ...]) -> None:
@@ -138,9 +138,11 @@ def load_template_file(path: str | Path, objclass: str | None = None) -> Templat
         fmt = _detect(files[0])
         loaders = {"kesseli": load_kesseli_dir, "stelib": load_stelib_dir}
         if fmt not in loaders:
-            raise ValueError(f"{path}: a template folder must hold Kesseli/PyHammer or STELIB "
-                             f"files; {files[0].name} is a {fmt} file (give such files one by "
-                             "one)")
+            raise ValueError(
+                f"{path}: a template folder must hold Kesseli/PyHammer or STELIB "
+                f"files; {files[0].name} is a {fmt} file (give such files one by "
+                "one)"
+            )
         imported = loaders[fmt](path)
         _report_left_out(imported.left_out)
         return imported.templates
@@ -158,11 +160,22 @@ def load_template_file(path: str | Path, objclass: str | None = None) -> Templat
         row = imported.left_out[0]
         raise ValueError(f"{path}: {row.name}: {row.reason}")
     name = path.name
-    guess = objclass or ("STAR" if "Star" in name else "GALAXY" if "Gal" in name else
-                         "QSO" if "QSO" in name else "CV" if "CV" in name else None)
+    guess = objclass or (
+        "STAR"
+        if "Star" in name
+        else "GALAXY"
+        if "Gal" in name
+        else "QSO"
+        if "QSO" in name
+        else "CV"
+        if "CV" in name
+        else None
+    )
     if guess is None:
-        raise ValueError(f"{path}: cannot tell the class of an SDSS template file from its "
-                         "name; say it (CLASS=FILE)")
+        raise ValueError(
+            f"{path}: cannot tell the class of an SDSS template file from its "
+            "name; say it (CLASS=FILE)"
+        )
     return load_sdss_eigen(path, guess)
 
 

@@ -49,9 +49,11 @@ def edges_from_centers_log(wave_angstrom: npt.ArrayLike) -> npt.NDArray[np.float
     return 10.0 ** np.concatenate(([first], mid, [last]))
 
 
-def _overlaps(src_edges: npt.NDArray[np.float64], dst_edges: npt.NDArray[np.float64]
-              ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.float64],
-                         npt.NDArray[np.float64]]:
+def _overlaps(
+    src_edges: npt.NDArray[np.float64], dst_edges: npt.NDArray[np.float64]
+) -> tuple[
+    npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.float64], npt.NDArray[np.float64]
+]:
     """Where each output pixel starts and ends in the source grid.
 
     Returns ``(ka, kb, o_first, o_last)``: the output pixel covers the tail ``o_first`` of
@@ -73,10 +75,14 @@ def _overlaps(src_edges: npt.NDArray[np.float64], dst_edges: npt.NDArray[np.floa
     return ka, kb, o_first, o_last
 
 
-def _overlap_sum(values: npt.NDArray[np.float64], full: npt.NDArray[np.float64],
-                 ka: npt.NDArray[np.intp], kb: npt.NDArray[np.intp],
-                 w_first: npt.NDArray[np.float64], w_last: npt.NDArray[np.float64]
-                 ) -> npt.NDArray[np.float64]:
+def _overlap_sum(
+    values: npt.NDArray[np.float64],
+    full: npt.NDArray[np.float64],
+    ka: npt.NDArray[np.intp],
+    kb: npt.NDArray[np.intp],
+    w_first: npt.NDArray[np.float64],
+    w_last: npt.NDArray[np.float64],
+) -> npt.NDArray[np.float64]:
     """``sum_i w(o_ij) * values_i`` for every output pixel j, rows of ``values`` at once.
 
     ``full`` is ``w(width_i) * values_i`` (the contribution of a fully covered pixel).
@@ -87,9 +93,12 @@ def _overlap_sum(values: npt.NDArray[np.float64], full: npt.NDArray[np.float64],
     return w_first * values[:, ka] + w_last * values[:, kb] + inner
 
 
-def _rebin_kernel(src_edges: npt.NDArray[np.float64], flux: npt.NDArray[np.float64],
-                  ivar: npt.NDArray[np.float64], dst_edges: npt.NDArray[np.float64]
-                  ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+def _rebin_kernel(
+    src_edges: npt.NDArray[np.float64],
+    flux: npt.NDArray[np.float64],
+    ivar: npt.NDArray[np.float64],
+    dst_edges: npt.NDArray[np.float64],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Rebin rows of ``flux``/``ivar`` (S, n) onto ``dst_edges``; inputs already validated."""
     valid = np.isfinite(flux) & np.isfinite(ivar) & (ivar > 0)
     weight = valid.astype(np.float64)
@@ -117,9 +126,9 @@ def _check_edges(edges: npt.ArrayLike, name: str) -> npt.NDArray[np.float64]:
     return arr
 
 
-def rebin_flux_conserving_batch(src_edges: npt.ArrayLike, flux: npt.ArrayLike,
-                                ivar: npt.ArrayLike, dst_edges: npt.ArrayLike
-                                ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+def rebin_flux_conserving_batch(
+    src_edges: npt.ArrayLike, flux: npt.ArrayLike, ivar: npt.ArrayLike, dst_edges: npt.ArrayLike
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Rebin many spectra that share one source grid (see `rebin_flux_conserving`).
 
     Parameters
@@ -139,14 +148,16 @@ def rebin_flux_conserving_batch(src_edges: npt.ArrayLike, flux: npt.ArrayLike,
     flux_arr = np.asarray(flux, dtype=np.float64)
     ivar_arr = np.asarray(ivar, dtype=np.float64)
     if flux_arr.ndim != 2 or flux_arr.shape != ivar_arr.shape or flux_arr.shape[1] != src.size - 1:
-        raise ValueError(f"flux and ivar must both have shape (S, {src.size - 1}), got "
-                         f"{flux_arr.shape} and {ivar_arr.shape}")
+        raise ValueError(
+            f"flux and ivar must both have shape (S, {src.size - 1}), got "
+            f"{flux_arr.shape} and {ivar_arr.shape}"
+        )
     return _rebin_kernel(src, flux_arr, ivar_arr, dst)
 
 
-def rebin_flux_conserving(src_edges: npt.ArrayLike, flux: npt.ArrayLike, ivar: npt.ArrayLike,
-                          dst_edges: npt.ArrayLike
-                          ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+def rebin_flux_conserving(
+    src_edges: npt.ArrayLike, flux: npt.ArrayLike, ivar: npt.ArrayLike, dst_edges: npt.ArrayLike
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Rebin one spectrum onto new pixel boundaries, conserving the flux integral.
 
     Input pixels with ``ivar <= 0`` or non-finite flux/ivar carry no flux and no weight.
@@ -178,6 +189,7 @@ def rebin_flux_conserving(src_edges: npt.ArrayLike, flux: npt.ArrayLike, ivar: n
     flux_arr, ivar_arr = np.asarray(flux), np.asarray(ivar)
     if flux_arr.ndim != 1:
         raise ValueError("rebin_flux_conserving takes one spectrum; use the _batch variant")
-    out_flux, out_ivar = rebin_flux_conserving_batch(src_edges, flux_arr[None, :],
-                                                     ivar_arr[None, :], dst_edges)
+    out_flux, out_ivar = rebin_flux_conserving_batch(
+        src_edges, flux_arr[None, :], ivar_arr[None, :], dst_edges
+    )
     return out_flux[0], out_ivar[0]

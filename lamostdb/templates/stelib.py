@@ -38,8 +38,9 @@ from lamostdb.templates.subclass import subclass_ordinal
 
 __all__ = ["STELIB_SOURCE", "is_stelib_header", "load_stelib", "load_stelib_dir"]
 
-STELIB_SOURCE = ("STELIB v3.2, Le Borgne et al. 2003, A&A 402, 433 (via sdss/mangadap, "
-                 "BSD-3-Clause licence)")
+STELIB_SOURCE = (
+    "STELIB v3.2, Le Borgne et al. 2003, A&A 402, 433 (via sdss/mangadap, BSD-3-Clause licence)"
+)
 #: Rest-frame range a kept star must cover with data: LAMOST's 3700-9100 A widened by the
 #: star redshift grid (|z| <= 0.004) and a few pixels of margin.
 DEFAULT_WAVE_RANGE_ANGSTROM = (3680.0, 9140.0)
@@ -47,8 +48,12 @@ DEFAULT_WAVE_RANGE_ANGSTROM = (3680.0, 9140.0)
 
 def is_stelib_header(header: fits.Header) -> bool:
     """True for a 1-D linear-grid spectrum with an MK type in ``SPECTYPE``."""
-    return ("SPECTYPE" in header and int(header.get("NAXIS", 0)) == 1
-            and "CRVAL1" in header and "CDELT1" in header)
+    return (
+        "SPECTYPE" in header
+        and int(header.get("NAXIS", 0)) == 1
+        and "CRVAL1" in header
+        and "CDELT1" in header
+    )
 
 
 def _read_one(path: Path) -> tuple[str, str, np.ndarray, np.ndarray, str]:
@@ -60,16 +65,21 @@ def _read_one(path: Path) -> tuple[str, str, np.ndarray, np.ndarray, str]:
         with fits.open(path, memmap=False) as hdul:
             header = hdul[0].header
             if not is_stelib_header(header):
-                raise ValueError(f"{path}: not a STELIB spectrum (1-D image with SPECTYPE, "
-                                 "CRVAL1, CDELT1)")
+                raise ValueError(
+                    f"{path}: not a STELIB spectrum (1-D image with SPECTYPE, CRVAL1, CDELT1)"
+                )
             flux = np.asarray(hdul[0].data, dtype=np.float64)
             star = str(header.get("OBJECT") or header.get("STARIDEN") or path.stem).strip()
             mk = str(header["SPECTYPE"]).strip()
             crpix = float(header.get("CRPIX1", 1.0))
             wave = float(header["CRVAL1"]) + float(header["CDELT1"]) * (
-                np.arange(flux.size) + 1.0 - crpix)
-            params = ", ".join(f"{k} = {str(header[k]).strip()}" for k in ("TEFF", "FE_H")
-                               if k in header and str(header[k]).strip() not in ("", "-"))
+                np.arange(flux.size) + 1.0 - crpix
+            )
+            params = ", ".join(
+                f"{k} = {str(header[k]).strip()}"
+                for k in ("TEFF", "FE_H")
+                if k in header and str(header[k]).strip() not in ("", "-")
+            )
     return star, mk, wave, flux, params
 
 
@@ -78,9 +88,11 @@ def _edges(centres: np.ndarray) -> np.ndarray:
     return np.concatenate([[2 * centres[0] - mid[0]], mid, [2 * centres[-1] - mid[-1]]])
 
 
-def load_stelib(paths: Path | str | list[Path] | list[str], *,
-                wave_range_angstrom: tuple[float, float] = DEFAULT_WAVE_RANGE_ANGSTROM
-                ) -> ImportedLibrary:
+def load_stelib(
+    paths: Path | str | list[Path] | list[str],
+    *,
+    wave_range_angstrom: tuple[float, float] = DEFAULT_WAVE_RANGE_ANGSTROM,
+) -> ImportedLibrary:
     """Load STELIB files into one STAR TemplateSet on LAMOST's log10 grid (vacuum).
 
     Parameters
@@ -107,25 +119,36 @@ def load_stelib(paths: Path | str | list[Path] | list[str], *,
         name = f"{mk} ({star})"
         sub = lamost_subclass(mk)
         if mk.upper().startswith("W"):
-            left_out.append(LeftOut(name, str(path), f"Wolf-Rayet star ({mk}): LAMOST has no "
-                                    "such subclass"))
+            left_out.append(
+                LeftOut(name, str(path), f"Wolf-Rayet star ({mk}): LAMOST has no such subclass")
+            )
             continue
         if sub is None:
-            left_out.append(LeftOut(name, str(path), f"MK type {mk!r} gives no LAMOST "
-                                    "subclass (no subtype digit)"))
+            left_out.append(
+                LeftOut(
+                    name, str(path), f"MK type {mk!r} gives no LAMOST subclass (no subtype digit)"
+                )
+            )
             continue
         edges = air_to_vacuum_angstrom(_edges(wave_air))
         valid = np.isfinite(flux) & (flux != 0)
         cover = edges[:-1][valid][0], edges[1:][valid][-1]
         if cover[0] > lo_want or cover[1] < hi_want:
-            left_out.append(LeftOut(name, str(path), f"covers {cover[0]:.0f}-{cover[1]:.0f} A "
-                                    f"(vacuum), not {lo_want:.0f}-{hi_want:.0f} A"))
+            left_out.append(
+                LeftOut(
+                    name,
+                    str(path),
+                    f"covers {cover[0]:.0f}-{cover[1]:.0f} A "
+                    f"(vacuum), not {lo_want:.0f}-{hi_want:.0f} A",
+                )
+            )
             continue
-        kept.append((subclass_ordinal(sub), name, sub, edges, flux, valid, mk, params,
-                     str(path)))
+        kept.append((subclass_ordinal(sub), name, sub, edges, flux, valid, mk, params, str(path)))
     if not kept:
-        raise ValueError(f"no usable STELIB star among {len(files)} file(s): "
-                         + "; ".join(f"{x.name}: {x.reason}" for x in left_out))
+        raise ValueError(
+            f"no usable STELIB star among {len(files)} file(s): "
+            + "; ".join(f"{x.name}: {x.reason}" for x in left_out)
+        )
     kept.sort(key=lambda r: (r[0], r[1]))
     # Output pixels whose whole width lies inside every kept star's coverage with data.
     half = LAMOST_DLOGLAM / 2
@@ -139,8 +162,8 @@ def load_stelib(paths: Path | str | list[Path] | list[str], *,
     notes = []
     for i, (_o, _name, _sub, edges, flux, valid, mk, params, _src) in enumerate(kept):
         out, weight = rebin_flux_conserving_batch(
-            edges, np.where(valid, flux, 0.0)[None, :], valid.astype(np.float64)[None, :],
-            dst_edges)
+            edges, np.where(valid, flux, 0.0)[None, :], valid.astype(np.float64)[None, :], dst_edges
+        )
         good = weight[0] > 0
         vectors[i], n_filled = fill_gaps(np.where(good, out[0], 0.0), good)
         parts = [STELIB_SOURCE, f"MK type {mk}"]
@@ -150,14 +173,15 @@ def load_stelib(paths: Path | str | list[Path] | list[str], *,
         if n_filled:
             parts.append(f"{n_filled} pixels without data interpolated")
         notes.append("; ".join(parts))
-    ts = on_lamost_grid(tuple(r[1] for r in kept), tuple(r[2] for r in kept), notes, vectors,
-                        k_lo, files)
+    ts = on_lamost_grid(
+        tuple(r[1] for r in kept), tuple(r[2] for r in kept), notes, vectors, k_lo, files
+    )
     return ImportedLibrary(ts, tuple(left_out))
 
 
-def load_stelib_dir(folder: Path | str, *,
-                    wave_range_angstrom: tuple[float, float] = DEFAULT_WAVE_RANGE_ANGSTROM
-                    ) -> ImportedLibrary:
+def load_stelib_dir(
+    folder: Path | str, *, wave_range_angstrom: tuple[float, float] = DEFAULT_WAVE_RANGE_ANGSTROM
+) -> ImportedLibrary:
     """Load every ``*.fits`` STELIB spectrum of a folder as one set."""
     folder = Path(folder)
     files = sorted(p for p in folder.iterdir() if p.name.endswith((".fits", ".fits.gz")))

@@ -42,8 +42,16 @@ SUBCLASS_TABLE = "star_subclasses.csv"
 
 #: Ordinal of subtype 0 of each MK letter, and the ordinal of the two special classes.
 LETTER_BASE: dict[str, int] = {
-    "O": 0, "B": 10, "A": 20, "F": 30, "G": 40, "K": 50, "M": 60, "L": 70,
-    "WD": 200, "Carbon": 300,
+    "O": 0,
+    "B": 10,
+    "A": 20,
+    "F": 30,
+    "G": 40,
+    "K": 50,
+    "M": 60,
+    "L": 70,
+    "WD": 200,
+    "Carbon": 300,
 }
 
 # An MK type with an optional LAMOST dwarf/giant/subdwarf prefix ("dM5", "gM3",
@@ -88,14 +96,16 @@ def load_subclass_table() -> tuple[SubclassRow, ...]:
     rows = []
     for rec in csv.DictReader(text.splitlines()):
         ordinal = rec["ordinal"].strip()
-        rows.append(SubclassRow(
-            template_name=rec["template_name"],
-            subclass=rec["subclass"],
-            letter=rec["letter"],
-            ordinal=int(ordinal) if ordinal else None,
-            luminosity_class=rec["luminosity_class"],
-            notes=rec["notes"],
-        ))
+        rows.append(
+            SubclassRow(
+                template_name=rec["template_name"],
+                subclass=rec["subclass"],
+                letter=rec["letter"],
+                ordinal=int(ordinal) if ordinal else None,
+                luminosity_class=rec["luminosity_class"],
+                notes=rec["notes"],
+            )
+        )
     return tuple(rows)
 
 

@@ -52,5 +52,6 @@ class TemplateSet:
     @property
     def wave_angstrom(self) -> npt.NDArray[np.float64]:
         """Rest-frame wavelength of each pixel (vacuum Angstrom)."""
-        return 10.0 ** (self.loglam0 + self.dloglam * np.arange(self.vectors.shape[1],
-                                                                   dtype=np.float64))
+        return 10.0 ** (
+            self.loglam0 + self.dloglam * np.arange(self.vectors.shape[1], dtype=np.float64)
+        )

@@ -49,12 +49,14 @@ class TypingSet:
     def __post_init__(self) -> None:
         n = len(self.labels)
         if self.indices.shape != (n, len(self.index_names)):
-            raise ValueError(f"typing set: indices {self.indices.shape}, expected "
-                             f"({n}, {len(self.index_names)})")
+            raise ValueError(
+                f"typing set: indices {self.indices.shape}, expected ({n}, {len(self.index_names)})"
+            )
         for name in ("ordinals", "obsids", "snrg"):
             if getattr(self, name).shape != (n,):
-                raise ValueError(f"typing set: {name} has shape {getattr(self, name).shape}, "
-                                 f"expected ({n},)")
+                raise ValueError(
+                    f"typing set: {name} has shape {getattr(self, name).shape}, expected ({n},)"
+                )
 
 
 def write_typing_set(path: str | Path, ts: TypingSet) -> None:
@@ -66,12 +68,16 @@ def write_typing_set(path: str | Path, ts: TypingSet) -> None:
     for line in textwrap.wrap(ts.provenance.encode("ascii", "replace").decode(), 70):
         primary.header.add_history(line)
     width = max([1, *(len(s) for s in ts.labels)])
-    cols = [fits.Column(name="OBSID", format="K", array=ts.obsids.astype(np.int64)),
-            fits.Column(name="LABEL", format=f"{width}A", array=np.array(ts.labels)),
-            fits.Column(name="ORDINAL", format="J", array=ts.ordinals.astype(np.int32)),
-            fits.Column(name="SNRG", format="E", array=ts.snrg.astype(np.float32))]
-    cols += [fits.Column(name=n, format="E", array=ts.indices[:, k].astype(np.float32))
-             for k, n in enumerate(ts.index_names)]
+    cols = [
+        fits.Column(name="OBSID", format="K", array=ts.obsids.astype(np.int64)),
+        fits.Column(name="LABEL", format=f"{width}A", array=np.array(ts.labels)),
+        fits.Column(name="ORDINAL", format="J", array=ts.ordinals.astype(np.int32)),
+        fits.Column(name="SNRG", format="E", array=ts.snrg.astype(np.float32)),
+    ]
+    cols += [
+        fits.Column(name=n, format="E", array=ts.indices[:, k].astype(np.float32))
+        for k, n in enumerate(ts.index_names)
+    ]
     table = fits.BinTableHDU.from_columns(cols, name=EXTNAME)
     tmp = path.with_name(path.name + ".tmp")
     try:
@@ -85,10 +91,12 @@ def load_typing_set(path: str | Path) -> TypingSet:
     """Read a typing table written by :func:`write_typing_set`."""
     with fits.open(path, memmap=False) as hdul:
         if hdul[0].header.get("TYPEFMT") != TYPEFMT or EXTNAME not in hdul:
-            raise ValueError(f"{path}: not a lamostdb typing table (TYPEFMT = "
-                             f"{hdul[0].header.get('TYPEFMT')!r}, expected {TYPEFMT!r} and "
-                             f"an HDU {EXTNAME!r}); make one with "
-                             "benchmarks/make_default_library.py")
+            raise ValueError(
+                f"{path}: not a lamostdb typing table (TYPEFMT = "
+                f"{hdul[0].header.get('TYPEFMT')!r}, expected {TYPEFMT!r} and "
+                f"an HDU {EXTNAME!r}); make one with "
+                "benchmarks/make_default_library.py"
+            )
         prov = " ".join(str(c) for c in hdul[0].header.get("HISTORY", []))
         data = hdul[EXTNAME].data
         names = tuple(n for n in data.columns.names if n not in _FIXED)
@@ -99,7 +107,8 @@ def load_typing_set(path: str | Path) -> TypingSet:
             ordinals=np.asarray(data["ORDINAL"], np.int64),
             obsids=np.asarray(data["OBSID"], np.int64),
             snrg=np.asarray(data["SNRG"], np.float64),
-            provenance=prov)
+            provenance=prov,
+        )
 
 
 def load_default_typing_set() -> TypingSet:

@@ -44,10 +44,15 @@ class Validation:
     report: Report
 
 
-def validate_catalog(catalog: str | Path, truth: str | Path, out_dir: str | Path, *,
-                     conf_threshold: float = 0.8,
-                     ablation: Sequence[Mapping[str, Any]] | None = None,
-                     plots_wanted: bool = True) -> Validation:
+def validate_catalog(
+    catalog: str | Path,
+    truth: str | Path,
+    out_dir: str | Path,
+    *,
+    conf_threshold: float = 0.8,
+    ablation: Sequence[Mapping[str, Any]] | None = None,
+    plots_wanted: bool = True,
+) -> Validation:
     """Compare a catalogue's current results with a truth and write the report.
 
     Parameters
@@ -72,9 +77,16 @@ def validate_catalog(catalog: str | Path, truth: str | Path, out_dir: str | Path
         joined = load_joined(cat, truth)
         root = cat.root
     summary = summarize(joined.frame, conf_threshold=conf_threshold)
-    summary = {"inputs": {"catalog": str(root), "truth": joined.truth,
-                          "n_truth": joined.n_truth, "n_results": joined.n_results},
-               **summary}
-    report = write_report(summary, joined.frame, out_dir, ablation=ablation,
-                          plots_wanted=plots_wanted)
+    summary = {
+        "inputs": {
+            "catalog": str(root),
+            "truth": joined.truth,
+            "n_truth": joined.n_truth,
+            "n_results": joined.n_results,
+        },
+        **summary,
+    }
+    report = write_report(
+        summary, joined.frame, out_dir, ablation=ablation, plots_wanted=plots_wanted
+    )
     return Validation(summary=summary, report=report)

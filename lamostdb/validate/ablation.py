@@ -49,13 +49,14 @@ def _baseline_engine() -> Engine:
 
 
 CONFIGS: tuple[Config, ...] = (
-    Config("polynomial continuum (SDSS-like baseline)", _baseline_engine,
-           PipelineOptions(reorder=False, refine=False, decide=False)),
-    Config("SVD continuum", get_engine, PipelineOptions(reorder=False, refine=False,
-                                                        decide=False)),
+    Config(
+        "polynomial continuum (SDSS-like baseline)",
+        _baseline_engine,
+        PipelineOptions(reorder=False, refine=False, decide=False),
+    ),
+    Config("SVD continuum", get_engine, PipelineOptions(reorder=False, refine=False, decide=False)),
     Config("SVD + reordering", get_engine, PipelineOptions(refine=False, decide=False)),
-    Config("SVD + reordering + confidence + refinement", get_engine,
-           PipelineOptions(decide=False)),
+    Config("SVD + reordering + confidence + refinement", get_engine, PipelineOptions(decide=False)),
     Config("+ class decision (full)", get_engine, PipelineOptions()),
 )
 
@@ -67,8 +68,10 @@ def _other_class_rank(objclass: np.ndarray) -> np.ndarray:
 
 
 def _spectra_batches(cat: Any, specids: list[str], batch_rows: int = 512):
-    rel = cat.con.sql(statement("ablation.sql", "spectra_for_ablation"),
-                      params={"specids": specids, "columns": list(ENGINE_COLUMNS)})
+    rel = cat.con.sql(
+        statement("ablation.sql", "spectra_for_ablation"),
+        params={"specids": specids, "columns": list(ENGINE_COLUMNS)},
+    )
     reader = rel.to_arrow_reader(batch_rows)
     for rb in reader:
         df = pl.from_arrow(rb)
@@ -76,9 +79,15 @@ def _spectra_batches(cat: Any, specids: list[str], batch_rows: int = 512):
         yield df
 
 
-def run_ablation(catalog: str | Path, joined: pl.DataFrame, *, dataset: str,
-                 conf_threshold: float = 0.8, progress: bool = True,
-                 configs: tuple[Config, ...] = CONFIGS) -> list[dict[str, Any]]:
+def run_ablation(
+    catalog: str | Path,
+    joined: pl.DataFrame,
+    *,
+    dataset: str,
+    conf_threshold: float = 0.8,
+    progress: bool = True,
+    configs: tuple[Config, ...] = CONFIGS,
+) -> list[dict[str, Any]]:
     """One row of figures per configuration for the spectra of ``joined`` (the validate frame).
 
     Each row: config, dataset, n, class accuracy, accuracy and coverage at Conf >=
@@ -95,23 +104,37 @@ def run_ablation(catalog: str | Path, joined: pl.DataFrame, *, dataset: str,
     frames: dict[str, list[pl.DataFrame]] = {c.name: [] for c in configs}
     engines = {c.name: c.engine() for c in configs}
     with open_catalog(catalog) as cat:
-        bar = tqdm(total=len(specids) * len(configs), unit="fit", desc="ablation",
-                   disable=not progress)
+        bar = tqdm(
+            total=len(specids) * len(configs), unit="fit", desc="ablation", disable=not progress
+        )
         for df in _spectra_batches(cat, specids):
             for start in range(0, df.height, BATCH):
                 sub = df.slice(start, BATCH)
                 for cfg in configs:
                     engine = engines[cfg.name]
                     flux, ivar = batch_to_matrices(sub, engine.grid)
-                    out = classify_arrays(flux, ivar, engine=engine, options=cfg.options,
-                                          fibertype=sub["fibertype"].to_numpy())
-                    frames[cfg.name].append(pl.DataFrame({
-                        "specid": sub["specid"],
-                        "class": np.array(CLASS_CODES)[out.fit.objclass[:, 0]],
-                        "subclass": out.subclass[:, 0], "z": out.fit.z[:, 0],
-                        "conf": out.conf, "refined": out.refined, "zwarning": out.zwarning,
-                        "delta_rchi2": out.fit.delta_rchi2[:, 0],
-                        "other_class_rank": _other_class_rank(out.fit.objclass)}))
+                    out = classify_arrays(
+                        flux,
+                        ivar,
+                        engine=engine,
+                        options=cfg.options,
+                        fibertype=sub["fibertype"].to_numpy(),
+                    )
+                    frames[cfg.name].append(
+                        pl.DataFrame(
+                            {
+                                "specid": sub["specid"],
+                                "class": np.array(CLASS_CODES)[out.fit.objclass[:, 0]],
+                                "subclass": out.subclass[:, 0],
+                                "z": out.fit.z[:, 0],
+                                "conf": out.conf,
+                                "refined": out.refined,
+                                "zwarning": out.zwarning,
+                                "delta_rchi2": out.fit.delta_rchi2[:, 0],
+                                "other_class_rank": _other_class_rank(out.fit.objclass),
+                            }
+                        )
+                    )
                     bar.update(sub.height)
         bar.close()
     rows = []
@@ -122,16 +145,21 @@ def run_ablation(catalog: str | Path, joined: pl.DataFrame, *, dataset: str,
         conf_acc = s["accuracy_conf_ge_threshold"] or {}
         lab = frame.filter(pl.col("true_class").is_in(list(CLASS_CODES)))
         right = (lab["class"] == lab["true_class"]).to_numpy()
-        rows.append({
-            "config": cfg.name, "dataset": dataset, "n": s["n_labelled"],
-            "class_accuracy": s["class_accuracy"],
-            f"accuracy_conf_ge_{conf_threshold:g}": conf_acc.get("accuracy"),
-            f"coverage_conf_ge_{conf_threshold:g}": conf_acc.get("coverage"),
-            "auc": (s["auc"] or {}).get("auc"),
-            "catastrophic_rate": s["catastrophic"].get("rate"),
-            "n_refined": int(fitted["refined"].sum()),
-            "auc_delta_rchi2": roc_auc(np.nan_to_num(lab["delta_rchi2"].to_numpy(), nan=0.0),
-                                       right),
-            "median_rank_other_class": float(np.median(fitted["other_class_rank"].to_numpy())),
-        })
+        rows.append(
+            {
+                "config": cfg.name,
+                "dataset": dataset,
+                "n": s["n_labelled"],
+                "class_accuracy": s["class_accuracy"],
+                f"accuracy_conf_ge_{conf_threshold:g}": conf_acc.get("accuracy"),
+                f"coverage_conf_ge_{conf_threshold:g}": conf_acc.get("coverage"),
+                "auc": (s["auc"] or {}).get("auc"),
+                "catastrophic_rate": s["catastrophic"].get("rate"),
+                "n_refined": int(fitted["refined"].sum()),
+                "auc_delta_rchi2": roc_auc(
+                    np.nan_to_num(lab["delta_rchi2"].to_numpy(), nan=0.0), right
+                ),
+                "median_rank_other_class": float(np.median(fitted["other_class_rank"].to_numpy())),
+            }
+        )
     return rows

@@ -13,8 +13,16 @@ import numpy.typing as npt
 
 from lamostdb.validate.metrics import robust_scatter
 
-__all__ = ["Figure", "Target", "best_rchi2_by_class", "confusion_counts", "format_confusion",
-           "format_table", "fraction", "robust_scatter"]
+__all__ = [
+    "Figure",
+    "Target",
+    "best_rchi2_by_class",
+    "confusion_counts",
+    "format_confusion",
+    "format_table",
+    "fraction",
+    "robust_scatter",
+]
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,7 @@ class Target:
 
     def text(self, fmt: str = ".4g", *, percent: bool = False) -> str:
         """``>= 99.5 %``, ``<= 3``, ``[0.8, 1.25]`` or ``= 0``."""
+
         def show(v: float) -> str:
             return f"{100 * v:{fmt}} %" if percent else f"{v:{fmt}}"
 
@@ -81,13 +90,17 @@ class Figure:
 def format_table(figures: Sequence[Figure]) -> str:
     """A fixed-width text table: figure | measured | target | verdict | detail."""
     rows = [("figure", "measured", "target", "verdict", "detail")]
-    rows += [(f.name, f.value_text(), f.target.text(".4g", percent=f.percent), f.verdict,
-              f.detail) for f in figures]
+    rows += [
+        (f.name, f.value_text(), f.target.text(".4g", percent=f.percent), f.verdict, f.detail)
+        for f in figures
+    ]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = []
     for k, r in enumerate(rows):
-        lines.append(" | ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True))
-                     + (" | " + r[4] if r[4] else ""))
+        lines.append(
+            " | ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True))
+            + (" | " + r[4] if r[4] else "")
+        )
         if k == 0:
             lines.append("-+-".join("-" * w for w in widths))
     return "\n".join(lines)
@@ -103,8 +116,9 @@ def fraction(ok: npt.ArrayLike) -> tuple[float | None, int, int]:
     return (float(a.mean()) if a.size else None), int(a.sum()), int(a.size)
 
 
-def confusion_counts(labels: npt.ArrayLike, ours: npt.ArrayLike, rows: Sequence[str],
-                     cols: Sequence[str]) -> npt.NDArray[np.int64]:
+def confusion_counts(
+    labels: npt.ArrayLike, ours: npt.ArrayLike, rows: Sequence[str], cols: Sequence[str]
+) -> npt.NDArray[np.int64]:
     """Counts of (label, our answer) pairs, rows ``rows`` by columns ``cols``.
 
     >>> confusion_counts(["STAR", "STAR", "QSO"], ["STAR", "GALAXY", "QSO"],
@@ -120,21 +134,29 @@ def confusion_counts(labels: npt.ArrayLike, ours: npt.ArrayLike, rows: Sequence[
     return out
 
 
-def format_confusion(counts: npt.NDArray[np.int64], rows: Sequence[str],
-                     cols: Sequence[str], corner: str = "label \\ ours") -> str:
+def format_confusion(
+    counts: npt.NDArray[np.int64],
+    rows: Sequence[str],
+    cols: Sequence[str],
+    corner: str = "label \\ ours",
+) -> str:
     """A confusion matrix as text, with row totals."""
     w = max(len(corner), *(len(r) for r in rows)) + 1
     cw = max(8, *(len(c) + 1 for c in cols))
     head = corner.ljust(w) + "".join(c.rjust(cw) for c in cols) + "total".rjust(cw)
     lines = [head]
     for r, counts_row in zip(rows, counts, strict=True):
-        lines.append(r.ljust(w) + "".join(str(v).rjust(cw) for v in counts_row)
-                     + str(int(counts_row.sum())).rjust(cw))
+        lines.append(
+            r.ljust(w)
+            + "".join(str(v).rjust(cw) for v in counts_row)
+            + str(int(counts_row.sum())).rjust(cw)
+        )
     return "\n".join(lines)
 
 
-def best_rchi2_by_class(objclass: npt.NDArray[np.integer], rchi2: npt.NDArray[np.floating],
-                        n_classes: int) -> npt.NDArray[np.float64]:
+def best_rchi2_by_class(
+    objclass: npt.NDArray[np.integer], rchi2: npt.NDArray[np.floating], n_classes: int
+) -> npt.NDArray[np.float64]:
     """(S, n_classes): lowest reduced chi2 among each spectrum's candidates of each class.
 
     NaN where a spectrum has no candidate of that class.

@@ -86,12 +86,23 @@ CATASTROPHIC_DEFINITION = (
 #: 1.4826 * MAD estimates the standard deviation of a normal distribution.
 NMAD_SCALE = 1.4826
 
-REQUIRED_COLUMNS = ("specid", "snrg", "class", "subclass", "z", "true_class", "true_subclass",
-                    "true_z")
+REQUIRED_COLUMNS = (
+    "specid",
+    "snrg",
+    "class",
+    "subclass",
+    "z",
+    "true_class",
+    "true_subclass",
+    "true_z",
+)
 #: Columns of the results view that may not exist yet (added with the confidence estimate).
 OPTIONAL_COLUMNS: dict[str, pl.DataType] = {
-    "conf": pl.Float64(), "conf_blue": pl.Float64(), "conf_red": pl.Float64(),
-    "refined": pl.Boolean(), "zwarning": pl.Int64(),
+    "conf": pl.Float64(),
+    "conf_blue": pl.Float64(),
+    "conf_red": pl.Float64(),
+    "refined": pl.Boolean(),
+    "zwarning": pl.Int64(),
 }
 
 
@@ -137,7 +148,8 @@ def prepare(joined: pl.DataFrame) -> pl.DataFrame:
         raise ValueError(f"joined frame lacks column(s) {missing}; it needs {REQUIRED_COLUMNS}")
     df = joined.with_columns(
         pl.lit(None, dtype=dtype).alias(name)
-        for name, dtype in OPTIONAL_COLUMNS.items() if name not in joined.columns
+        for name, dtype in OPTIONAL_COLUMNS.items()
+        if name not in joined.columns
     )
     snr = pl.col("snrg").cast(pl.Float64)
     snr_bin: Then | ChainedThen = pl.when(snr.is_null() | snr.is_nan()).then(pl.lit(SNR_MISSING))
@@ -152,8 +164,10 @@ def prepare(joined: pl.DataFrame) -> pl.DataFrame:
         dz=(pl.col("z") - pl.col("true_z")) / (1.0 + pl.col("true_z")),
         dv_kms=C_KMS * (pl.col("z") - pl.col("true_z")),
     )
-    z_bad = ((extragalactic & (pl.col("dz").abs() > CATASTROPHIC_DZ))
-             | (star & (pl.col("dv_kms").abs() > CATASTROPHIC_DV_KMS))).fill_null(False)
+    z_bad = (
+        (extragalactic & (pl.col("dz").abs() > CATASTROPHIC_DZ))
+        | (star & (pl.col("dv_kms").abs() > CATASTROPHIC_DV_KMS))
+    ).fill_null(False)
     df = df.with_columns(catastrophic=pl.col("labelled") & (~pl.col("correct") | z_bad))
     parsed = _ordinals(pl.concat([df["subclass"], df["true_subclass"]]))
     ordinal = {k: v[1] for k, v in parsed.items()}
@@ -186,10 +200,12 @@ def confusion_matrix(df: pl.DataFrame) -> dict[str, Any]:
     """
     lab = _labelled(df)
     ours = [c for c in CLASSES] + sorted(set(lab["class"].drop_nulls().to_list()) - set(CLASSES))
-    counts = {(t, p): n for t, p, n in
-              lab.group_by("true_class", "class").len().iter_rows()}
-    return {"true": list(CLASSES), "predicted": ours,
-            "counts": [[int(counts.get((t, p), 0)) for p in ours] for t in CLASSES]}
+    counts = {(t, p): n for t, p, n in lab.group_by("true_class", "class").len().iter_rows()}
+    return {
+        "true": list(CLASSES),
+        "predicted": ours,
+        "counts": [[int(counts.get((t, p), 0)) for p in ours] for t in CLASSES],
+    }
 
 
 def _bins_present(df: pl.DataFrame) -> list[str]:
@@ -251,8 +267,11 @@ def robust_scatter(x: npt.ArrayLike) -> float | None:
 
 def _spread(values: pl.Series) -> dict[str, Any]:
     a = values.drop_nulls().drop_nans().to_numpy()
-    return {"n": int(a.size), "median": _num(np.median(a)) if a.size else None,
-            "nmad": robust_scatter(a)}
+    return {
+        "n": int(a.size),
+        "median": _num(np.median(a)) if a.size else None,
+        "nmad": robust_scatter(a),
+    }
 
 
 def redshift_scatter(df: pl.DataFrame) -> dict[str, Any]:
@@ -273,8 +292,10 @@ def redshift_scatter(df: pl.DataFrame) -> dict[str, Any]:
     for cls in CLASSES:
         quantity = "dv_kms" if cls == "STAR" else "dz"
         sub = ok.filter(pl.col("true_class") == cls)
-        bins = [{"snr_bin": b, **_spread(sub.filter(pl.col("snr_bin") == b)[quantity])}
-                for b in _bins_present(sub)]
+        bins = [
+            {"snr_bin": b, **_spread(sub.filter(pl.col("snr_bin") == b)[quantity])}
+            for b in _bins_present(sub)
+        ]
         out[cls] = {"quantity": quantity, "all": _spread(sub[quantity]), "bins": bins}
     return out
 
@@ -327,9 +348,16 @@ def reliability(df: pl.DataFrame, *, n_bins: int = 10) -> list[dict[str, Any]]:
     for i in range(n_bins):
         sel = idx == i
         n, k = int(sel.sum()), int(correct[sel].sum())
-        rows.append({"conf_lo": i / n_bins, "conf_hi": (i + 1) / n_bins, "n": n,
-                     "n_correct": k, "fraction_correct": _ratio(k, n),
-                     "mean_conf": _num(conf[sel].mean()) if n else None})
+        rows.append(
+            {
+                "conf_lo": i / n_bins,
+                "conf_hi": (i + 1) / n_bins,
+                "n": n,
+                "n_correct": k,
+                "fraction_correct": _ratio(k, n),
+                "mean_conf": _num(conf[sel].mean()) if n else None,
+            }
+        )
     return rows
 
 
@@ -341,8 +369,13 @@ def conf_threshold_accuracy(df: pl.DataFrame, threshold: float) -> dict[str, Any
     sub = _with_conf(df)
     above = sub.filter(pl.col("conf") >= threshold)
     k = int(above["correct"].sum())
-    return {"threshold": threshold, "n": above.height, "n_correct": k,
-            "accuracy": _ratio(k, above.height), "coverage": _ratio(above.height, sub.height)}
+    return {
+        "threshold": threshold,
+        "n": above.height,
+        "n_correct": k,
+        "accuracy": _ratio(k, above.height),
+        "coverage": _ratio(above.height, sub.height),
+    }
 
 
 def roc_auc(score: npt.ArrayLike, positive: npt.ArrayLike) -> float | None:
@@ -376,8 +409,11 @@ def conf_auc(df: pl.DataFrame) -> dict[str, Any]:
     auc = roc_auc(sub["conf"].to_numpy(), sub["correct"].to_numpy())
     note = None
     if auc is None:
-        empty = "no spectra with a Conf" if sub.height == 0 else (
-            "no wrong classes" if n_pos == sub.height else "no right classes")
+        empty = (
+            "no spectra with a Conf"
+            if sub.height == 0
+            else ("no wrong classes" if n_pos == sub.height else "no right classes")
+        )
         note = f"undefined: {empty}"
     return {"auc": auc, "n_correct": n_pos, "n_wrong": sub.height - n_pos, "note": note}
 
@@ -390,8 +426,11 @@ def zwarning_counts(df: pl.DataFrame, bits: dict[str, int]) -> dict[str, Any]:
     {'SKY': 2, 'LITTLE_COVERAGE': 0, 'SMALL_DELTA_CHI2': 1}
     """
     zw = df["zwarning"].drop_nulls().cast(pl.Int64).to_numpy()
-    return {"n": int(zw.size), "n_zero": int((zw == 0).sum()),
-            "bits": {name: int(((zw >> bit) & 1).sum()) for name, bit in bits.items()}}
+    return {
+        "n": int(zw.size),
+        "n_zero": int((zw == 0).sum()),
+        "bits": {name: int(((zw >> bit) & 1).sum()) for name, bit in bits.items()},
+    }
 
 
 def column_status(joined: pl.DataFrame, names: Sequence[str]) -> dict[str, str]:
@@ -407,8 +446,12 @@ def column_status(joined: pl.DataFrame, names: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def summarize(joined: pl.DataFrame, *, conf_threshold: float = 0.8,
-              zwarning_bits: dict[str, int] | None = None) -> dict[str, Any]:
+def summarize(
+    joined: pl.DataFrame,
+    *,
+    conf_threshold: float = 0.8,
+    zwarning_bits: dict[str, int] | None = None,
+) -> dict[str, Any]:
     """Every figure of the validation report, JSON-ready.
 
     Parameters
@@ -451,9 +494,9 @@ def summarize(joined: pl.DataFrame, *, conf_threshold: float = 0.8,
         "redshift": redshift_scatter(df),
         "catastrophic": catastrophic_rate(df),
         "reliability": reliability(df) if has_conf else None,
-        "accuracy_conf_ge_threshold": (conf_threshold_accuracy(df, conf_threshold)
-                                       if has_conf else None),
+        "accuracy_conf_ge_threshold": (
+            conf_threshold_accuracy(df, conf_threshold) if has_conf else None
+        ),
         "auc": conf_auc(df) if has_conf else None,
-        "zwarning": (zwarning_counts(df, zwarning_bits)
-                     if status["zwarning"] == "ok" else None),
+        "zwarning": (zwarning_counts(df, zwarning_bits) if status["zwarning"] == "ok" else None),
     }

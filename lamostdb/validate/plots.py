@@ -83,8 +83,14 @@ def plot_confusion(confusion: dict[str, Any]) -> bytes:
     frac = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
     im = ax.imshow(frac, cmap="Blues", vmin=0.0, vmax=1.0)
     for (i, j), n in np.ndenumerate(counts):
-        ax.text(j, i, f"{int(n)}", ha="center", va="center",
-                color="white" if frac[i, j] > 0.6 else "black")
+        ax.text(
+            j,
+            i,
+            f"{int(n)}",
+            ha="center",
+            va="center",
+            color="white" if frac[i, j] > 0.6 else "black",
+        )
     ax.set_xticks(range(len(confusion["predicted"])), confusion["predicted"])
     ax.set_yticks(range(len(confusion["true"])), confusion["true"])
     ax.set_xlabel("our class")
@@ -108,9 +114,12 @@ def plot_subclass_offsets(offsets: dict[str, Any]) -> bytes:
         ax.set_yscale("log")
         ax.set_ylim(0.5, None)
     frac = offsets["same_letter_fraction"]
-    ax.set_title(f"{offsets['n_compared']} stars; same letter "
-                 f"{'n/a' if frac is None else f'{frac:.1%}'}; "
-                 f"{outside} beyond ±{OFFSET_RANGE}", fontsize=9)
+    ax.set_title(
+        f"{offsets['n_compared']} stars; same letter "
+        f"{'n/a' if frac is None else f'{frac:.1%}'}; "
+        f"{outside} beyond ±{OFFSET_RANGE}",
+        fontsize=9,
+    )
     ax.set_xlabel("subclass offset (our ordinal − true ordinal, subtypes)")
     ax.set_ylabel("spectra")
     return _png(fig)
@@ -132,14 +141,25 @@ def _snr_axis(ax: Axes) -> None:
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
-def _scatter_panel(ax: Axes, frame: pl.DataFrame, redshift: dict[str, Any],
-                   classes: tuple[str, ...], quantity: str, threshold: float,
-                   linthresh: float, ylabel: str) -> None:
+def _scatter_panel(
+    ax: Axes,
+    frame: pl.DataFrame,
+    redshift: dict[str, Any],
+    classes: tuple[str, ...],
+    quantity: str,
+    threshold: float,
+    linthresh: float,
+    ylabel: str,
+) -> None:
     colours = {"STAR": "tab:orange", "GALAXY": "tab:blue", "QSO": "tab:green"}
     n_drawn = 0
     for cls in classes:
-        sub = frame.filter((pl.col("true_class") == cls) & pl.col("correct")
-                           & pl.col(quantity).is_not_null() & (pl.col("snrg") > 0))
+        sub = frame.filter(
+            (pl.col("true_class") == cls)
+            & pl.col("correct")
+            & pl.col(quantity).is_not_null()
+            & (pl.col("snrg") > 0)
+        )
         snr = sub["snrg"].cast(pl.Float64).to_numpy()
         y = sub[quantity].to_numpy()
         n_drawn += snr.size
@@ -150,8 +170,14 @@ def _scatter_panel(ax: Axes, frame: pl.DataFrame, redshift: dict[str, Any],
             if b is None or b["median"] is None:
                 continue
             ax.hlines(b["median"], lo, hi, color=colours[cls], lw=2)
-            ax.fill_between([lo, hi], b["median"] - b["nmad"], b["median"] + b["nmad"],
-                            color=colours[cls], alpha=0.15, lw=0)
+            ax.fill_between(
+                [lo, hi],
+                b["median"] - b["nmad"],
+                b["median"] + b["nmad"],
+                color=colours[cls],
+                alpha=0.15,
+                lw=0,
+            )
     _snr_axis(ax)
     ax.set_yscale("symlog", linthresh=linthresh)
     for sign in (-1, 1):
@@ -171,10 +197,19 @@ def plot_redshift_vs_snr(frame: pl.DataFrame, redshift: dict[str, Any]) -> bytes
     dotted red lines mark the catastrophic limits.
     """
     fig, (left, right) = _figure(10.0, 4.0, ncols=2)
-    _scatter_panel(left, frame, redshift, ("STAR",), "dv_kms", CATASTROPHIC_DV_KMS, 10.0,
-                   "Δv = c·(z − z_true)  [km/s]")
-    _scatter_panel(right, frame, redshift, ("GALAXY", "QSO"), "dz", CATASTROPHIC_DZ, 1e-4,
-                   "Δz / (1 + z_true)")
+    _scatter_panel(
+        left,
+        frame,
+        redshift,
+        ("STAR",),
+        "dv_kms",
+        CATASTROPHIC_DV_KMS,
+        10.0,
+        "Δv = c·(z − z_true)  [km/s]",
+    )
+    _scatter_panel(
+        right, frame, redshift, ("GALAXY", "QSO"), "dz", CATASTROPHIC_DZ, 1e-4, "Δz / (1 + z_true)"
+    )
     return _png(fig)
 
 
@@ -185,11 +220,15 @@ def plot_reliability(bins: list[dict[str, Any]], threshold: float) -> bytes:
     full = [b for b in bins if b["n"]]
     centres = [(b["conf_lo"] + b["conf_hi"]) / 2 for b in full]
     widths = [0.9 * (b["conf_hi"] - b["conf_lo"]) for b in full]
-    ax.bar(centres, [b["fraction_correct"] for b in full], width=widths, alpha=0.8,
-           label="fraction with the right class")
+    ax.bar(
+        centres,
+        [b["fraction_correct"] for b in full],
+        width=widths,
+        alpha=0.8,
+        label="fraction with the right class",
+    )
     for x, b in zip(centres, full, strict=True):
-        ax.text(x, min(b["fraction_correct"] + 0.02, 1.02), str(b["n"]), ha="center",
-                fontsize=7)
+        ax.text(x, min(b["fraction_correct"] + 0.02, 1.02), str(b["n"]), ha="center", fontsize=7)
     ax.axvline(threshold, color="red", ls=":", lw=1, label=f"Conf = {threshold:g}")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.08)
@@ -201,8 +240,9 @@ def plot_reliability(bins: list[dict[str, Any]], threshold: float) -> bytes:
     return _png(fig)
 
 
-def write_plots(summary: dict[str, Any], frame: pl.DataFrame, out_dir: str | Path
-                ) -> dict[str, Path]:
+def write_plots(
+    summary: dict[str, Any], frame: pl.DataFrame, out_dir: str | Path
+) -> dict[str, Path]:
     """Write every figure the summary supports into ``out_dir``; return paths by figure.
 
     ``frame`` is the prepared joined frame. The reliability diagram needs a Conf column.
@@ -215,7 +255,8 @@ def write_plots(summary: dict[str, Any], frame: pl.DataFrame, out_dir: str | Pat
     }
     if summary["reliability"] is not None:
         figures["reliability"] = plot_reliability(
-            summary["reliability"], summary["accuracy_conf_ge_threshold"]["threshold"])
+            summary["reliability"], summary["accuracy_conf_ge_threshold"]["threshold"]
+        )
     paths = {}
     for name, png in figures.items():
         paths[name] = out / f"{name}.png"

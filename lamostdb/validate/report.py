@@ -86,47 +86,67 @@ def _inputs(s: dict[str, Any]) -> list[str]:
     inp = s.get("inputs", {})
     lines = ["# Validation report", ""]
     if inp:
-        lines += [f"- catalogue: `{inp.get('catalog')}`", f"- truth: `{inp.get('truth')}` "
-                  f"({inp.get('n_truth')} rows)", f"- results: {inp.get('n_results')} spectra"]
-    lines += [f"- spectra with a result and a truth row: {s['n_joined']}; labelled STAR / "
-              f"GALAXY / QSO: {s['n_labelled']}; UNKNOWN truth (sky / junk fibres, no label), "
-              f"left out of every accuracy figure: {s['n_unknown_truth']}", ""]
+        lines += [
+            f"- catalogue: `{inp.get('catalog')}`",
+            f"- truth: `{inp.get('truth')}` ({inp.get('n_truth')} rows)",
+            f"- results: {inp.get('n_results')} spectra",
+        ]
+    lines += [
+        f"- spectra with a result and a truth row: {s['n_joined']}; labelled STAR / "
+        f"GALAXY / QSO: {s['n_labelled']}; UNKNOWN truth (sky / junk fibres, no label), "
+        f"left out of every accuracy figure: {s['n_unknown_truth']}",
+        "",
+    ]
     absent = {name: state for name, state in s["columns"].items() if state != "ok"}
     if absent:
-        names = ", ".join(f"`{n}` ({'not a column' if st == 'missing' else st})"
-                          for n, st in absent.items())
+        names = ", ".join(
+            f"`{n}` ({'not a column' if st == 'missing' else st})" for n, st in absent.items()
+        )
         lost = [_COLUMN_USE[n] for n in absent if n in _COLUMN_USE]
-        lines += [f"> Not in the results view: {names}. This report therefore has "
-                  f"{' and '.join(lost) if lost else 'every other figure'}.", ""]
+        lines += [
+            f"> Not in the results view: {names}. This report therefore has "
+            f"{' and '.join(lost) if lost else 'every other figure'}.",
+            "",
+        ]
     return lines
 
 
 def _classes(s: dict[str, Any], figures: Mapping[str, Path]) -> list[str]:
     cm = s["confusion"]
     rows = [[t, *counts] for t, counts in zip(cm["true"], cm["counts"], strict=True)]
-    snr = [[b["snr_bin"], b["n"], b["n_correct"], _frac(b["accuracy"])]
-           for b in s["accuracy_by_snr"]]
+    snr = [
+        [b["snr_bin"], b["n"], b["n_correct"], _frac(b["accuracy"])] for b in s["accuracy_by_snr"]
+    ]
     return [
-        "## Classes", "",
+        "## Classes",
+        "",
         f"Class accuracy: **{_frac(s['class_accuracy'])}** over {s['n_labelled']} labelled "
-        "spectra.", "",
-        markdown_table(["true \\ ours", *cm["predicted"]], rows), "",
+        "spectra.",
+        "",
+        markdown_table(["true \\ ours", *cm["predicted"]], rows),
+        "",
         *_image(figures, "confusion", "confusion matrix"),
-        "Accuracy per S/N in g:", "",
-        markdown_table(["S/N_g", "n", "right class", "accuracy"], snr), "",
+        "Accuracy per S/N in g:",
+        "",
+        markdown_table(["S/N_g", "n", "right class", "accuracy"], snr),
+        "",
     ]
 
 
 def _subclasses(s: dict[str, Any], figures: Mapping[str, Path]) -> list[str]:
     o = s["subclass_offsets"]
     return [
-        "## Stellar subclasses", "",
+        "## Stellar subclasses",
+        "",
         f"Stars that both call STAR: {o['n_stars']}; with both subclasses on the ordinal "
         f"scale (O0 = 0 … L9 = 79, WD = 200, Carbon = 300): {o['n_compared']}; median offset "
         f"{_fmt(o['median_offset'])}; same spectral letter: {o['n_same_letter']} of "
-        f"{o['n_letter_compared']} ({_pct(o['same_letter_fraction'])}).", "",
-        markdown_table(["offset (ours − true)", "n"],
-                       [[h["offset"], h["n"]] for h in o["histogram"]]), "",
+        f"{o['n_letter_compared']} ({_pct(o['same_letter_fraction'])}).",
+        "",
+        markdown_table(
+            ["offset (ours − true)", "n"], [[h["offset"], h["n"]] for h in o["histogram"]]
+        ),
+        "",
         *_image(figures, "subclass_offsets", "subclass offsets"),
     ]
 
@@ -138,10 +158,13 @@ def _redshifts(s: dict[str, Any], figures: Mapping[str, Path]) -> list[str]:
         for b in [{"snr_bin": "all", **r["all"]}, *r["bins"]]:
             rows.append([cls, unit, b["snr_bin"], b["n"], b["median"], b["nmad"]])
     return [
-        "## Redshifts", "",
+        "## Redshifts",
+        "",
         "Spectra with the right class and a true redshift. Stars: Δv = c·(z − z_true); "
-        "galaxies and QSOs: Δz/(1+z_true). NMAD = 1.4826 × median absolute deviation.", "",
-        markdown_table(["class", "quantity", "S/N_g", "n", "median", "NMAD"], rows), "",
+        "galaxies and QSOs: Δz/(1+z_true). NMAD = 1.4826 × median absolute deviation.",
+        "",
+        markdown_table(["class", "quantity", "S/N_g", "n", "median", "NMAD"], rows),
+        "",
         *_image(figures, "redshift_vs_snr", "redshift error against S/N"),
     ]
 
@@ -149,31 +172,57 @@ def _redshifts(s: dict[str, Any], figures: Mapping[str, Path]) -> list[str]:
 def _catastrophic(s: dict[str, Any]) -> list[str]:
     c = s["catastrophic"]
     return [
-        "## Catastrophic failures", "",
-        f"Definition: {c['definition']}.", "",
-        markdown_table(["n", "catastrophic", "rate", "wrong class", "bad redshift",
-                        "no true z"],
-                       [[c["n"], c["n_catastrophic"], _pct(c["rate"]), c["n_wrong_class"],
-                         c["n_bad_redshift"], c["n_no_true_z"]]]), "",
+        "## Catastrophic failures",
+        "",
+        f"Definition: {c['definition']}.",
+        "",
+        markdown_table(
+            ["n", "catastrophic", "rate", "wrong class", "bad redshift", "no true z"],
+            [
+                [
+                    c["n"],
+                    c["n_catastrophic"],
+                    _pct(c["rate"]),
+                    c["n_wrong_class"],
+                    c["n_bad_redshift"],
+                    c["n_no_true_z"],
+                ]
+            ],
+        ),
+        "",
     ]
 
 
 def _confidence(s: dict[str, Any], figures: Mapping[str, Path]) -> list[str]:
     lines = ["## Confidence (Conf)", ""]
     if s["reliability"] is None:
-        return lines + ["No Conf in the results view: no reliability diagram, no accuracy "
-                        "at a Conf threshold, no AUC.", ""]
+        return lines + [
+            "No Conf in the results view: no reliability diagram, no accuracy "
+            "at a Conf threshold, no AUC.",
+            "",
+        ]
     t, auc = s["accuracy_conf_ge_threshold"], s["auc"]
     auc_text = _frac(auc["auc"]) if auc["auc"] is not None else auc["note"]
-    rows = [[f"{b['conf_lo']:.1f}–{b['conf_hi']:.1f}", b["n"], b["n_correct"],
-             _frac(b["fraction_correct"]), _frac(b["mean_conf"])] for b in s["reliability"]]
+    rows = [
+        [
+            f"{b['conf_lo']:.1f}–{b['conf_hi']:.1f}",
+            b["n"],
+            b["n_correct"],
+            _frac(b["fraction_correct"]),
+            _frac(b["mean_conf"]),
+        ]
+        for b in s["reliability"]
+    ]
     return lines + [
         f"Accuracy with Conf ≥ {t['threshold']:g}: **{_frac(t['accuracy'])}** "
         f"({t['n_correct']} of {t['n']}; {_pct(t['coverage'])} of the labelled spectra with "
-        "a Conf).", "",
+        "a Conf).",
+        "",
         f"ROC AUC of Conf for telling right from wrong classes: **{auc_text}** "
-        f"({auc['n_correct']} right, {auc['n_wrong']} wrong).", "",
-        markdown_table(["Conf", "n", "right class", "fraction right", "mean Conf"], rows), "",
+        f"({auc['n_correct']} right, {auc['n_wrong']} wrong).",
+        "",
+        markdown_table(["Conf", "n", "right class", "fraction right", "mean Conf"], rows),
+        "",
         *_image(figures, "reliability", "reliability diagram"),
     ]
 
@@ -186,8 +235,10 @@ def _zwarning(s: dict[str, Any]) -> list[str]:
     rows = [[name, n] for name, n in z["bits"].items()]
     return lines + [
         f"Over all {z['n']} joined spectra with a ZWARNING (UNKNOWN truth included): "
-        f"{z['n_zero']} without any warning.", "",
-        markdown_table(["bit", "spectra with it set"], rows), "",
+        f"{z['n_zero']} without any warning.",
+        "",
+        markdown_table(["bit", "spectra with it set"], rows),
+        "",
     ]
 
 
@@ -195,12 +246,20 @@ def _ablation(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     headers: list[str] = []
     for row in rows:
         headers += [k for k in row if k not in headers]
-    return ["## Ablation", "",
-            markdown_table(headers, [[row.get(h) for h in headers] for row in rows]), ""]
+    return [
+        "## Ablation",
+        "",
+        markdown_table(headers, [[row.get(h) for h in headers] for row in rows]),
+        "",
+    ]
 
 
-def render_markdown(summary: dict[str, Any], figures: Mapping[str, Path] | None = None, *,
-                    plot_note: str | None = None) -> str:
+def render_markdown(
+    summary: dict[str, Any],
+    figures: Mapping[str, Path] | None = None,
+    *,
+    plot_note: str | None = None,
+) -> str:
     """``report.md`` for a summary; ``figures`` are embedded by file name."""
     figs = figures or {}
     lines = _inputs(summary)
@@ -221,9 +280,14 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
-def write_report(summary: dict[str, Any], joined: pl.DataFrame, out_dir: str | Path, *,
-                 ablation: Sequence[Mapping[str, Any]] | None = None,
-                 plots_wanted: bool = True) -> Report:
+def write_report(
+    summary: dict[str, Any],
+    joined: pl.DataFrame,
+    out_dir: str | Path,
+    *,
+    ablation: Sequence[Mapping[str, Any]] | None = None,
+    plots_wanted: bool = True,
+) -> Report:
     """Write ``summary.json``, ``report.md`` and the PNG figures into ``out_dir``.
 
     Parameters
@@ -264,5 +328,10 @@ def write_report(summary: dict[str, Any], joined: pl.DataFrame, out_dir: str | P
     atomic_write_bytes(out / "summary.json", (text + "\n").encode())
     md = render_markdown(summary, figures, plot_note=plot_note)
     atomic_write_bytes(out / "report.md", md.encode())
-    return Report(out_dir=out, summary_json=out / "summary.json", report_md=out / "report.md",
-                  figures=figures, plot_note=plot_note)
+    return Report(
+        out_dir=out,
+        summary_json=out / "summary.json",
+        report_md=out / "report.md",
+        figures=figures,
+        plot_note=plot_note,
+    )

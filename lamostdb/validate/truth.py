@@ -68,13 +68,17 @@ def read_truth_table(path: str | Path) -> pl.DataFrame:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"truth file {path} does not exist; give the truth.parquet of "
-                                "`lamostdb simulate` or --truth lamost for the LAMOST labels")
+        raise FileNotFoundError(
+            f"truth file {path} does not exist; give the truth.parquet of "
+            "`lamostdb simulate` or --truth lamost for the LAMOST labels"
+        )
     raw = pl.read_parquet(path)
     missing = [c for c in ("obsid", "class", "z") if c not in raw.columns]
     if missing:
-        raise ValueError(f"truth file {path} lacks column(s) {missing}: it needs obsid, class "
-                         "and z (subclass and v_kms are optional)")
+        raise ValueError(
+            f"truth file {path} lacks column(s) {missing}: it needs obsid, class "
+            "and z (subclass and v_kms are optional)"
+        )
     if raw["obsid"].is_duplicated().any():
         raise ValueError(f"truth file {path} repeats obsids; one row per obsid is needed")
 
@@ -92,7 +96,8 @@ def read_truth_table(path: str | Path) -> pl.DataFrame:
 
 def _lamost_labels(cat: Catalog) -> pl.DataFrame:
     return cat.sql(statement("validate.sql", "lamost_labels")).with_columns(
-        true_v_kms=pl.lit(None, dtype=pl.Float64))
+        true_v_kms=pl.lit(None, dtype=pl.Float64)
+    )
 
 
 def load_joined(cat: Catalog, truth: str | Path) -> Joined:
@@ -111,8 +116,9 @@ def load_joined(cat: Catalog, truth: str | Path) -> Joined:
     """
     results = cat.sql(statement("validate.sql", "results_for_validation"))
     if results.height == 0:
-        raise ValueError(f"{cat.root} has no classification results: run "
-                         f"`lamostdb classify {cat.root}` first")
+        raise ValueError(
+            f"{cat.root} has no classification results: run `lamostdb classify {cat.root}` first"
+        )
     keep = [*_RESULT_COLUMNS, *(c for c in OPTIONAL_COLUMNS if c in results.columns)]
     ours = results.select(keep)
     if str(truth) == LAMOST_TRUTH:
@@ -124,8 +130,10 @@ def load_joined(cat: Catalog, truth: str | Path) -> Joined:
         frame = ours.join(labels, on="obsid", how="inner")
         name, key = str(truth), "obsids"
     if frame.height == 0:
-        raise ValueError(f"no overlap: none of the {labels.height} {key} of the truth "
-                         f"({name}) is among the {results.height} classified spectra of "
-                         f"{cat.root}; ingest and classify the spectra the truth describes")
+        raise ValueError(
+            f"no overlap: none of the {labels.height} {key} of the truth "
+            f"({name}) is among the {results.height} classified spectra of "
+            f"{cat.root}; ingest and classify the spectra the truth describes"
+        )
     frame = frame.select(*keep, *_TRUTH_COLUMNS).sort("specid")
     return Joined(frame=frame, truth=name, n_truth=labels.height, n_results=results.height)

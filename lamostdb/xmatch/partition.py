@@ -32,8 +32,16 @@ REFERENCES = ("gaia", "ps1")
 AMBIGUOUS_RATIO = 1.5
 AMBIGUOUS_DELTA_ARCSEC = 1.0
 #: Columns of the spectra input (the ``todo`` statement of ``sql/xmatch.sql``).
-SPECTRA_COLUMNS = ("specid", "source_sha256", "obsid", "ra", "dec", "mjd", "_healpix_29",
-                   "epoch_jyear")
+SPECTRA_COLUMNS = (
+    "specid",
+    "source_sha256",
+    "obsid",
+    "ra",
+    "dec",
+    "mjd",
+    "_healpix_29",
+    "epoch_jyear",
+)
 
 
 @dataclass(frozen=True)
@@ -53,8 +61,7 @@ class XmatchConfig:
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.radius_arcsec) and self.radius_arcsec > 0):
-            raise ValueError(f"radius_arcsec must be a positive number, got "
-                             f"{self.radius_arcsec}")
+            raise ValueError(f"radius_arcsec must be a positive number, got {self.radius_arcsec}")
 
 
 def best_matches(con: duckdb.DuckDBPyConnection, pairs: pa.Table) -> pa.Table:
@@ -64,19 +71,24 @@ def best_matches(con: duckdb.DuckDBPyConnection, pairs: pa.Table) -> pa.Table:
     Ties in separation go to the smaller ``right_id``.
     """
     with _registered(con, xm_pairs=pairs):
-        return con.sql(statement("xmatch.sql", "best"),
-                       params={"ambiguous_ratio": AMBIGUOUS_RATIO,
-                               "ambiguous_delta_arcsec": AMBIGUOUS_DELTA_ARCSEC}
-                       ).to_arrow_table()
+        return con.sql(
+            statement("xmatch.sql", "best"),
+            params={
+                "ambiguous_ratio": AMBIGUOUS_RATIO,
+                "ambiguous_delta_arcsec": AMBIGUOUS_DELTA_ARCSEC,
+            },
+        ).to_arrow_table()
 
 
-def _best(con: duckdb.DuckDBPyConnection, kind: str, left: pa.Table, ref: pa.Table,
-          radius_arcsec: float) -> pa.Table:
+def _best(
+    con: duckdb.DuckDBPyConnection, kind: str, left: pa.Table, ref: pa.Table, radius_arcsec: float
+) -> pa.Table:
     """Best-match columns of ``kind`` for each left row (``row`` plus the xmatch columns)."""
     with _registered(con, xm_ref_files=ref):
         right = con.sql(statement("xmatch.sql", f"{kind}_source"))
-        pairs = crossmatch_pairs(con, left, right, radius_arcsec=radius_arcsec,
-                                 proper_motion=(kind == "gaia"))
+        pairs = crossmatch_pairs(
+            con, left, right, radius_arcsec=radius_arcsec, proper_motion=(kind == "gaia")
+        )
         best = best_matches(con, pairs)
         with _registered(con, xm_best=best):
             return con.sql(statement("xmatch.sql", f"{kind}_best")).to_arrow_table()
@@ -87,14 +99,24 @@ def reference_rows(kind: str, table: pa.Table | None) -> pa.Table:
     schema = load_schema(kind).arrow_schema()
     if table is None:
         return schema.empty_table()
-    cols = {f.name: (table.column(f.name).cast(f.type) if f.name in table.column_names
-                     else pa.nulls(table.num_rows, f.type)) for f in schema}
+    cols = {
+        f.name: (
+            table.column(f.name).cast(f.type)
+            if f.name in table.column_names
+            else pa.nulls(table.num_rows, f.type)
+        )
+        for f in schema
+    }
     return pa.table(cols, schema=schema)
 
 
-def xmatch_partition(spectra: pa.Table, refs: Mapping[str, pa.Table | None],
-                     config: XmatchConfig, *,
-                     con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
+def xmatch_partition(
+    spectra: pa.Table,
+    refs: Mapping[str, pa.Table | None],
+    config: XmatchConfig,
+    *,
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> pa.Table:
     """Best Gaia and PS1 counterpart of every spectrum of ``spectra``.
 
     Parameters
@@ -133,23 +155,34 @@ def xmatch_partition(spectra: pa.Table, refs: Mapping[str, pa.Table | None],
     """
     missing = [c for c in SPECTRA_COLUMNS if c not in spectra.column_names]
     if missing:
-        raise KeyError(f"spectra lack column(s) {missing}; xmatch_partition needs "
-                       f"{list(SPECTRA_COLUMNS)}")
+        raise KeyError(
+            f"spectra lack column(s) {missing}; xmatch_partition needs {list(SPECTRA_COLUMNS)}"
+        )
     own = con is None
     con = duckdb.connect() if con is None else con
     try:
         rows = pa.array(np.arange(spectra.num_rows, dtype=np.int64))
-        left = pa.table({"id": rows, "ra": spectra.column("ra"), "dec": spectra.column("dec"),
-                         "_healpix_29": spectra.column("_healpix_29"),
-                         "epoch_jyear": spectra.column("epoch_jyear")})
-        best = {kind: _best(con, kind, left, reference_rows(kind, refs.get(kind)),
-                            float(config.radius_arcsec))
-                for kind in REFERENCES}
+        left = pa.table(
+            {
+                "id": rows,
+                "ra": spectra.column("ra"),
+                "dec": spectra.column("dec"),
+                "_healpix_29": spectra.column("_healpix_29"),
+                "epoch_jyear": spectra.column("epoch_jyear"),
+            }
+        )
+        best = {
+            kind: _best(
+                con, kind, left, reference_rows(kind, refs.get(kind)), float(config.radius_arcsec)
+            )
+            for kind in REFERENCES
+        }
         part = spectra.select(list(SPECTRA_COLUMNS)).append_column("row", rows)
         with _registered(con, xm_spectra=part, xm_gaia=best["gaia"], xm_ps1=best["ps1"]):
-            out = con.sql(statement("xmatch.sql", "assemble"),
-                          params={"radius_arcsec": float(config.radius_arcsec),
-                                  "run_id": config.run_id}).to_arrow_table()
+            out = con.sql(
+                statement("xmatch.sql", "assemble"),
+                params={"radius_arcsec": float(config.radius_arcsec), "run_id": config.run_id},
+            ).to_arrow_table()
     finally:
         if own:
             con.close()

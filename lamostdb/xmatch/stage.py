@@ -56,9 +56,20 @@ from lamostdb.xmatch.partition import (
     xmatch_partition,
 )
 
-__all__ = ["AMBIGUOUS_DELTA_ARCSEC", "AMBIGUOUS_RATIO", "CHUNK_SPECTRA", "MAX_MOTION_ARCSEC",
-           "REFERENCES", "RefRead", "XmatchReport", "XmatchResult", "XmatchTask",
-           "best_matches", "match_task", "xmatch"]
+__all__ = [
+    "AMBIGUOUS_DELTA_ARCSEC",
+    "AMBIGUOUS_RATIO",
+    "CHUNK_SPECTRA",
+    "MAX_MOTION_ARCSEC",
+    "REFERENCES",
+    "RefRead",
+    "XmatchReport",
+    "XmatchResult",
+    "XmatchTask",
+    "best_matches",
+    "match_task",
+    "xmatch",
+]
 
 #: Spectra per task (whole partitions): bounds the memory of one join.
 CHUNK_SPECTRA = 200_000
@@ -149,8 +160,9 @@ def _chunks(npix: np.ndarray, size: int) -> Iterator[slice]:
         yield slice(begin, npix.size)
 
 
-def _pixels_near(pixels: Iterable[tuple[int, int]], hp29: np.ndarray, radius_arcsec: float
-                 ) -> set[tuple[int, int]]:
+def _pixels_near(
+    pixels: Iterable[tuple[int, int]], hp29: np.ndarray, radius_arcsec: float
+) -> set[tuple[int, int]]:
     """Partitions ``(norder, npix)`` of ``pixels`` that hold, or neighbour, a position of
     ``hp29`` (within the radius plus :data:`MAX_MOTION_ARCSEC`)."""
     by_order: dict[int, set[int]] = {}
@@ -163,27 +175,35 @@ def _pixels_near(pixels: Iterable[tuple[int, int]], hp29: np.ndarray, radius_arc
         own = np.unique(pixel_at_order(hp29, k))
         _, near = pixel_block(pixel_start(own, k), k)
         wanted = set(np.unique(near).tolist())
-        out |= {(norder, p) for p in pix
-                if int(pixel_at_order([p], k, from_order=norder)[0]) in wanted}
+        out |= {
+            (norder, p) for p in pix if int(pixel_at_order([p], k, from_order=norder)[0]) in wanted
+        }
     return out
 
 
-def _files_near(files: Sequence[TableFile], hp29: np.ndarray, radius_arcsec: float
-                ) -> list[TableFile]:
+def _files_near(
+    files: Sequence[TableFile], hp29: np.ndarray, radius_arcsec: float
+) -> list[TableFile]:
     """Reference files whose partition holds, or neighbours, a partition of ``hp29``."""
     near = _pixels_near({(f.norder, f.npix) for f in files}, hp29, radius_arcsec)
     return [f for f in files if (f.norder, f.npix) in near]
 
 
-def _plan_parquet(root: Path, kind: str, files: list[TableFile], hp29: np.ndarray,
-                  radius_arcsec: float) -> RefRead:
-    return RefRead(kind, tuple(str(root / f.path) for f in _files_near(files, hp29,
-                                                                       radius_arcsec)))
+def _plan_parquet(
+    root: Path, kind: str, files: list[TableFile], hp29: np.ndarray, radius_arcsec: float
+) -> RefRead:
+    return RefRead(kind, tuple(str(root / f.path) for f in _files_near(files, hp29, radius_arcsec)))
 
 
-def _plan_hats(rec: AttachedRefcat, pixels: tuple[tuple[int, int], ...],
-               props: dict[str, str], margin_pixels: set[tuple[int, int]],
-               margin_props: dict[str, str], hp29: np.ndarray, radius_arcsec: float) -> RefRead:
+def _plan_hats(
+    rec: AttachedRefcat,
+    pixels: tuple[tuple[int, int], ...],
+    props: dict[str, str],
+    margin_pixels: set[tuple[int, int]],
+    margin_props: dict[str, str],
+    hp29: np.ndarray,
+    radius_arcsec: float,
+) -> RefRead:
     """Own partitions whole; neighbours whole without a margin cache, else maybe skipped."""
     near = _pixels_near(pixels, hp29, radius_arcsec)
     columns = tuple(sorted(rec.columns.items()))
@@ -198,13 +218,14 @@ def _plan_hats(rec: AttachedRefcat, pixels: tuple[tuple[int, int], ...],
     inside = np.zeros(hp29.size, bool)
     for o, p in own:
         inside |= pixel_at_order(hp29, o) == p
-    whole = own | (_pixels_near(pixels, hp29[~inside], radius_arcsec) if (~inside).any()
-                   else set())
+    whole = own | (_pixels_near(pixels, hp29[~inside], radius_arcsec) if (~inside).any() else set())
     neighbours = tuple(files([q]) for q in sorted(near - whole))
-    margin = tuple(f for o, p in sorted(own & margin_pixels)
-                   for f in leaf_files(rec.margin, o, p, margin_props))
-    return RefRead(rec.kind, files(whole), columns, neighbours, margin,
-                   rec.margin_threshold_arcsec)
+    margin = tuple(
+        f
+        for o, p in sorted(own & margin_pixels)
+        for f in leaf_files(rec.margin, o, p, margin_props)
+    )
+    return RefRead(rec.kind, files(whole), columns, neighbours, margin, rec.margin_threshold_arcsec)
 
 
 # -- the task ----------------------------------------------------------------------------
@@ -225,8 +246,9 @@ def _stats_max_abs(md: pq.FileMetaData, column: str) -> float | None:
     return out
 
 
-def _margin_covers(files: Sequence[str], read: RefRead, radius_arcsec: float,
-                   epochs: np.ndarray) -> bool:
+def _margin_covers(
+    files: Sequence[str], read: RefRead, radius_arcsec: float, epochs: np.ndarray
+) -> bool:
     """Whether every row of these neighbour files that can match is in the margin cache.
 
     A row farther than ``threshold`` from the own partitions is outside the margin; it can
@@ -241,8 +263,9 @@ def _margin_covers(files: Sequence[str], read: RefRead, radius_arcsec: float,
     cols = dict(read.columns or ())
     for f in files:
         md = pq.read_metadata(f)
-        pmra, pmdec = (_stats_max_abs(md, name) if (name := cols.get(c)) else None
-                       for c in ("pmra", "pmdec"))
+        pmra, pmdec = (
+            _stats_max_abs(md, name) if (name := cols.get(c)) else None for c in ("pmra", "pmdec")
+        )
         if pmra is None or pmdec is None:
             return False
         ref = cols.get("ref_epoch")
@@ -266,15 +289,15 @@ def _read_parquet(files: Sequence[str]) -> pa.Table | None:
     return pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
 
 
-def _read_reference(read: RefRead, radius_arcsec: float, epochs: np.ndarray
-                    ) -> tuple[pa.Table | None, list[str], list[str]]:
+def _read_reference(
+    read: RefRead, radius_arcsec: float, epochs: np.ndarray
+) -> tuple[pa.Table | None, list[str], list[str]]:
     """The rows of one reference table a task needs, and the data files it read."""
     if read.columns is None:
         return _read_parquet(read.files), list(read.files), []
     cols = dict(read.columns)
     files = list(read.files)
-    skipped = [nb for nb in read.neighbours
-               if _margin_covers(nb, read, radius_arcsec, epochs)]
+    skipped = [nb for nb in read.neighbours if _margin_covers(nb, read, radius_arcsec, epochs)]
     files += [f for nb in read.neighbours if nb not in skipped for f in nb]
     margin = list(read.margin_files) if skipped else []
     if not files and not margin:
@@ -288,8 +311,9 @@ def _read_reference(read: RefRead, radius_arcsec: float, epochs: np.ndarray
     return table, files, margin
 
 
-def _stage_partitions(root: Path, partition_order: int, table: pa.Table, run_id: str,
-                      index: int) -> list[StagedFile]:
+def _stage_partitions(
+    root: Path, partition_order: int, table: pa.Table, run_id: str, index: int
+) -> list[StagedFile]:
     """One staged Parquet file per spectrum partition of ``table`` (sorted by pixel)."""
     npix = pixel_at_order(table.column("_healpix_29").to_numpy(), partition_order)
     staged = []
@@ -300,8 +324,17 @@ def _stage_partitions(root: Path, partition_order: int, table: pa.Table, run_id:
         name = f"part-{run_id}-{index:05d}-{i:04d}.parquet"
         rel = f"{STAGING}/{run_id}/{leaf}/{name}"
         nbytes = write_parquet(piece, root / rel, row_group_size=65_536)
-        staged.append(StagedFile("xmatch", rel, f"{leaf}/{name}", partition_order,
-                                 int(npix[a]), piece.num_rows, nbytes))
+        staged.append(
+            StagedFile(
+                "xmatch",
+                rel,
+                f"{leaf}/{name}",
+                partition_order,
+                int(npix[a]),
+                piece.num_rows,
+                nbytes,
+            )
+        )
     return staged
 
 
@@ -316,11 +349,14 @@ def match_task(task: XmatchTask) -> XmatchResult:
         refs[r.kind], read[r.kind], margin[r.kind] = _read_reference(r, radius, epochs)
     out = xmatch_partition(task.spectra, refs, task.config)
     del refs
-    matched = {k: out.num_rows - out.column(c).null_count
-               for k, c in (("gaia", "gaia_source_id"), ("ps1", "ps1_objid"))}
+    matched = {
+        k: out.num_rows - out.column(c).null_count
+        for k, c in (("gaia", "gaia_source_id"), ("ps1", "ps1_objid"))
+    }
     ambiguous = {k: int(pc.sum(out.column(f"{k}_ambiguous")).as_py() or 0) for k in REFERENCES}
-    staged = _stage_partitions(Path(task.root), task.partition_order, out,
-                               task.config.run_id, task.index)
+    staged = _stage_partitions(
+        Path(task.root), task.partition_order, out, task.config.run_id, task.index
+    )
     return XmatchResult(staged, out.num_rows, matched, ambiguous, read, margin)
 
 
@@ -331,9 +367,16 @@ def _peak_rss_mb() -> float:
     return round(max(own, children) / 1024, 1)
 
 
-def xmatch(catalog: Catalog, *, radius_arcsec: float = 3.0, rerun: bool = False,
-           progress: bool = True, chunk_spectra: int = CHUNK_SPECTRA,
-           workers: int | None = None, cluster: str | None = None) -> XmatchReport:
+def xmatch(
+    catalog: Catalog,
+    *,
+    radius_arcsec: float = 3.0,
+    rerun: bool = False,
+    progress: bool = True,
+    chunk_spectra: int = CHUNK_SPECTRA,
+    workers: int | None = None,
+    cluster: str | None = None,
+) -> XmatchReport:
     """Cross-match the current spectra of ``catalog`` (opened ``mode='w'``) with Gaia and PS1.
 
     Parameters
@@ -367,22 +410,27 @@ def xmatch(catalog: Catalog, *, radius_arcsec: float = 3.0, rerun: bool = False,
     radius = config.radius_arcsec
     report = XmatchReport(run_id, radius)
     with catalog.write_lock():
-        todo = catalog.con.sql(statement("xmatch.sql", "todo"),
-                               params={"radius_arcsec": radius, "rerun": rerun}
-                               ).to_arrow_table()
+        todo = catalog.con.sql(
+            statement("xmatch.sql", "todo"), params={"radius_arcsec": radius, "rerun": rerun}
+        ).to_arrow_table()
         report.n_todo = todo.num_rows
-        stored = {kind: (catalog.table_files(kind) if kind in all_schema_names() else [])
-                  for kind in REFERENCES}
+        stored = {
+            kind: (catalog.table_files(kind) if kind in all_schema_names() else [])
+            for kind in REFERENCES
+        }
         hats = {kind: attached(catalog, kind) for kind in REFERENCES}
         for kind in REFERENCES:
             rec = hats[kind]
             if rec is not None:
                 report.reference_sources[kind] = f"hats:{rec.path}" + (
-                    f" (margin {rec.margin})" if rec.margin else "")
+                    f" (margin {rec.margin})" if rec.margin else ""
+                )
                 if stored[kind]:
-                    report.notes.append(f"{kind}: the attached HATS catalogue is used; the "
-                                        f"{sum(f.n_rows for f in stored[kind])} ingested rows "
-                                        "are not")
+                    report.notes.append(
+                        f"{kind}: the attached HATS catalogue is used; the "
+                        f"{sum(f.n_rows for f in stored[kind])} ingested rows "
+                        "are not"
+                    )
             elif stored[kind]:
                 report.reference_sources[kind] = "parquet"
         report.missing_references = [k for k in REFERENCES if k not in report.reference_sources]
@@ -393,19 +441,28 @@ def xmatch(catalog: Catalog, *, radius_arcsec: float = 3.0, rerun: bool = False,
             if rec is not None:
                 hc = open_hats(rec.path)
                 mc = open_hats(rec.margin) if rec.margin else None
-                layouts[kind] = (rec, hc.pixels, hc.properties,
-                                 set(mc.pixels) if mc else set(), mc.properties if mc else {})
+                layouts[kind] = (
+                    rec,
+                    hc.pixels,
+                    hc.properties,
+                    set(mc.pixels) if mc else set(),
+                    mc.properties if mc else {},
+                )
         hp29 = todo.column("_healpix_29").to_numpy()
         npix = pixel_at_order(hp29, catalog.partition_order)
         tasks = []
         for i, sl in enumerate(_chunks(npix, chunk_spectra)):
             part = todo.slice(sl.start, sl.stop - sl.start)
             hp = hp29[sl]
-            reads = tuple(_plan_hats(*layouts[k], hp, radius) if k in layouts
-                          else _plan_parquet(catalog.root, k, stored[k], hp, radius)
-                          for k in REFERENCES)
-            tasks.append(XmatchTask(str(catalog.root), i, catalog.partition_order, config,
-                                    part, reads))
+            reads = tuple(
+                _plan_hats(*layouts[k], hp, radius)
+                if k in layouts
+                else _plan_parquet(catalog.root, k, stored[k], hp, radius)
+                for k in REFERENCES
+            )
+            tasks.append(
+                XmatchTask(str(catalog.root), i, catalog.partition_order, config, part, reads)
+            )
         report.n_tasks = len(tasks)
         staged: list[StagedFile] = []
         counts = {k: 0 for k in REFERENCES}
@@ -414,9 +471,15 @@ def xmatch(catalog: Catalog, *, radius_arcsec: float = 3.0, rerun: bool = False,
         margin_read = {k: 0 for k in REFERENCES}
         bar = tqdm(total=todo.num_rows, unit="spectrum", desc="xmatch", disable=not progress)
         try:
-            with open_executor(cluster, workers=workers, n_tasks=len(tasks),
-                               root=catalog.root, staging=STAGING, run_id=run_id,
-                               preload="lamostdb.xmatch.stage") as ex:
+            with open_executor(
+                cluster,
+                workers=workers,
+                n_tasks=len(tasks),
+                root=catalog.root,
+                staging=STAGING,
+                run_id=run_id,
+                preload="lamostdb.xmatch.stage",
+            ) as ex:
                 for _, res in ex.run(match_task, tasks):
                     staged += res.staged
                     for k in REFERENCES:

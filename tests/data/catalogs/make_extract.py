@@ -13,8 +13,16 @@ from astropy.table import Table
 # Gaia DR3 block (VizieR I/355 names) and PS1 DR1 block (VizieR II/349 names); the join in
 # the source renamed PS1's RAJ2000/DEJ2000 to RAJ2000_1/DEJ2000_1, restored here.
 GAIA = ["Source", "RAdeg", "DEdeg", "pmRA", "pmDE", "Plx", "Gmag", "BPmag", "RPmag"]
-PS1 = {"objID": "objID", "RAJ2000_1": "RAJ2000", "DEJ2000_1": "DEJ2000", "gmag": "gmag",
-       "rmag": "rmag", "imag": "imag", "zmag": "zmag", "ymag": "ymag"}
+PS1 = {
+    "objID": "objID",
+    "RAJ2000_1": "RAJ2000",
+    "DEJ2000_1": "DEJ2000",
+    "gmag": "gmag",
+    "rmag": "rmag",
+    "imag": "imag",
+    "zmag": "zmag",
+    "ymag": "ymag",
+}
 
 
 def main(src: str) -> None:
@@ -24,8 +32,7 @@ def main(src: str) -> None:
         if old != new:
             out.rename_column(old, new)
     out.meta = {"source": "AngelGSoto/PNe-LAMOST Star-PS-Gaia.ecsv, columns subset"}
-    out.write(Path(__file__).with_name("star_gaia_ps1.ecsv"), format="ascii.ecsv",
-              overwrite=True)
+    out.write(Path(__file__).with_name("star_gaia_ps1.ecsv"), format="ascii.ecsv", overwrite=True)
 
 
 if __name__ == "__main__":
