@@ -71,10 +71,14 @@ def classify_partition(
     frame = pl.from_arrow(spectra)
     assert isinstance(frame, pl.DataFrame)
     out_schema = _frame_schema(res_schema, cand_schema)
+    # not streamable: the streaming engine would cut the frame into morsels whose sizes
+    # depend on the thread count, and the engine's float sums depend (at rounding level, which
+    # can flip a near-tie) on which spectra share a batch; fit_frame cuts FIT_BATCH slices
     fitted = (
-        frame.lazy()
+        frame.rechunk()
+        .lazy()
         .map_batches(
-            partial(fit_frame, engine=engine, run_id=run_id), schema=out_schema, streamable=True
+            partial(fit_frame, engine=engine, run_id=run_id), schema=out_schema, streamable=False
         )
         .collect()
     )
