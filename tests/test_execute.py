@@ -249,6 +249,7 @@ def test_local_pool_worker_that_dies_raises_worker_lost(tmp_path: Path) -> None:
 def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Executor]:
     """A Dask LocalCluster of two single-threaded workers (``--cluster local:2``)."""
     root = tmp_path_factory.mktemp("dask-root")
+    environ = dict(os.environ)
     with open_executor(
         "local:2",
         workers=None,
@@ -258,7 +259,11 @@ def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Executor]
         run_id="run1",
         preload="json",
     ) as ex:
+        # the nannies' OMP_NUM_THREADS=1, PYTHONHASHSEED, ... stay out of the driver's
+        # environment (its later subprocesses would inherit them)
+        assert dict(os.environ) == environ
         yield ex
+    assert dict(os.environ) == environ
 
 
 @pytest.fixture()

@@ -59,6 +59,15 @@ def scheduler_retries(keys: list[str], dask_scheduler: Any = None) -> int:
     return total
 
 
+def _restore_environ(saved: dict[str, str]) -> None:
+    """Make ``os.environ`` equal to ``saved`` again."""
+    for key in set(os.environ) - set(saved):
+        del os.environ[key]
+    for key, value in saved.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
+
+
 class DaskExecutor(Executor):
     """Runs tasks as Dask futures; see the module docstring."""
 
@@ -68,6 +77,12 @@ class DaskExecutor(Executor):
         self._distributed = distributed
         self._stack = contextlib.ExitStack()
         self._local = spec.kind == "dask-local"
+        # a LocalCluster's nannies write OMP_NUM_THREADS=1, PYTHONHASHSEED, ... into this
+        # process's environment before spawning workers; every later subprocess of the
+        # driver would inherit them (found when a nightly run after a Dask run got other BLAS
+        # threads): the environment is put back after the start and after the close
+        self._environ = dict(os.environ)
+        self._stack.callback(_restore_environ, self._environ)
         try:
             self._client = self._connect(distributed, spec)
             self.n_workers = self._check_workers(Path(root))
@@ -91,7 +106,9 @@ class DaskExecutor(Executor):
                     )
                 )
             self.address = f"local:{n} ({cluster.scheduler_address})"
-            return self._stack.enter_context(distributed.Client(cluster))
+            client = self._stack.enter_context(distributed.Client(cluster))
+            _restore_environ(self._environ)
+            return client
         self.address = str(spec.address)
         try:
             return self._stack.enter_context(
