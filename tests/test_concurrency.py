@@ -175,8 +175,9 @@ def test_old_snapshots_are_removed_but_never_the_current_or_the_newest(tmp_path:
         after = snapshot.load_current(path)
         assert before is not None and after is not None
         for name, changed in (
-            ("catalog_meta", False),
+            ("withdrawn", False),
             ("uid_aliases", False),
+            ("refcat_ledger", False),
             ("spectrum_versions", True),
             ("runs", True),
         ):
