@@ -189,13 +189,15 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def engine_config(args: argparse.Namespace) -> EngineConfig:
-    """The engine of ``--templates``, ``--continuum`` and ``--confidence`` (files checked)."""
-    from lamostdb.match.config import EngineConfig
+    """The engine of ``--templates``, ``--continuum``, ``--confidence`` and ``--exhaustive``
+    (files checked)."""
+    from lamostdb.match.config import EngineConfig, SearchConfig
 
     return EngineConfig(
         templates=tuple(getattr(args, "templates", None) or ()),
         continuum=getattr(args, "continuum", None),
         confidence=getattr(args, "confidence", None),
+        search=SearchConfig(exhaustive=bool(getattr(args, "exhaustive", False))),
     ).checked()
 
 

@@ -137,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
         "star templates join the star library, a GALAXY/QSO basis replaces the "
         "default",
     )
+    s.add_argument(
+        "--exhaustive",
+        action="store_true",
+        help="exact chi-square over every template x redshift instead of the pruned search "
+        "(slower; for validating the default)",
+    )
     add_cluster_argument(s)
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=commands.cmd_classify)

@@ -45,6 +45,19 @@ QSO_GRID = RedshiftGrid(0.0033, 6.0)
 
 
 @dataclass(frozen=True)
+class SearchConfig:
+    """How much of the templates x redshifts the exact chi-square visits.
+
+    The default (pruned) search runs a cheap first pass over every template and redshift
+    and the exact chi-square of the paper only where that pass leaves candidates;
+    ``exhaustive=True`` runs the exact chi-square everywhere (today's full search, kept for
+    validation: ``lamostdb classify --exhaustive``).
+    """
+
+    exhaustive: bool = False
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     """What the engine is built from.
 
@@ -59,6 +72,8 @@ class EngineConfig:
         Confidence parameters (``lamostdb confidence fit``); None: the shipped ones.
     star_grid, galaxy_grid, qso_grid
         Redshift grids of each class.
+    search
+        Pruned (default) or exhaustive search (:class:`SearchConfig`).
     """
 
     templates: tuple[str, ...] = ()
@@ -67,6 +82,7 @@ class EngineConfig:
     star_grid: RedshiftGrid = STAR_GRID
     galaxy_grid: RedshiftGrid = GALAXY_GRID
     qso_grid: RedshiftGrid = QSO_GRID
+    search: SearchConfig = SearchConfig()
 
     def checked(self) -> EngineConfig:
         """This configuration with absolute paths, after checking every file exists.

@@ -31,6 +31,7 @@ from lamostdb.match.config import (
     STAR_GRID,
     EngineConfig,
     RedshiftGrid,
+    SearchConfig,
 )
 from lamostdb.match.continuum import ContinuumBasis, default_basis, load_basis
 from lamostdb.match.eigen_kernel import EigenDesign, make_design, rest_products
@@ -137,6 +138,8 @@ class Engine:
     confidence: ConfidenceParams | None = field(default=None, repr=False)
     #: what the engine was built from (None when built directly by prepare_engine)
     config: EngineConfig | None = None
+    #: pruned or exhaustive search over templates x redshifts
+    search: SearchConfig = SearchConfig()
 
 
 def _bin_index(basis: ContinuumBasis) -> npt.NDArray[np.int64]:
@@ -338,4 +341,6 @@ def get_engine(config: EngineConfig = DEFAULT_CONFIG) -> Engine:
         basis=load_basis(config.continuum) if config.continuum else None,
         zgrids=(config.star_grid, config.galaxy_grid, config.qso_grid),
     )
-    return replace(engine, confidence=load_params(config.confidence), config=config)
+    return replace(
+        engine, confidence=load_params(config.confidence), config=config, search=config.search
+    )
