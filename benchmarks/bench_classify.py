@@ -2,17 +2,24 @@
 
 Usage::
 
-    python benchmarks/bench_classify.py [--n 4000] [--repeats 3]
+    python benchmarks/bench_classify.py [--n 2000] [--repeats 3] [--workers 1 2]
 
-Prints:
+Prints, in one run:
 
-- end-to-end ``classify`` of a simulated night (all cores): spectra/s (median of repeats, each
-  on a fresh copy of the ingested catalogue) and peak RSS of the main process and the workers;
+- end to end: ``classify`` of a simulated night of ``--n`` spectra in a fresh Python process
+  per run (interpreter start, imports, engine build and the workers' start-up included), for
+  each number of worker processes in ``--workers``: spectra/s (median of ``--repeats``, each
+  on a fresh copy of the ingested catalogue) and the ratio against one worker;
+- peak RSS of the main process and of the workers;
+- per stage of that run, from timers around the stage's steps in a one-worker run (all in
+  one process): process start-up and imports, engine build, reading the spectra files,
+  Arrow -> matrices, the engine (``classify_arrays``), assembling the result tables, writing
+  them, committing;
 - on one core (one BLAS thread, as in a worker): the star chi-square kernel's achieved
-  GFLOP/s next to a plain numpy float64 and float32
-  matrix product of the same shape measured in the same run (the machine's practical roof);
-- per-stage time of one 32-spectrum batch: star kernel, galaxy and QSO FFT correlations,
-  small solves (``profile_pipeline.py`` times every step of ``classify_arrays``).
+  GFLOP/s next to a plain numpy float64 and float32 matrix product of the same shape measured
+  in the same run (the machine's practical roof), and the time of each part of
+  ``fit_spectra`` on a 32-spectrum batch (``profile_pipeline.py`` times every step of
+  ``classify_arrays``).
 """
 
 from __future__ import annotations
@@ -30,17 +37,92 @@ from pathlib import Path
 import numpy as np
 
 _CHILD = r"""
-import json, resource, sys, time
-from lamostdb.classify.stage import classify
+import time
+t_start = time.perf_counter()
+import json, resource, sys
+from collections import defaultdict
 from lamostdb.catalog.store import Catalog
+import lamostdb.classify.partition as part
+import lamostdb.classify.stage as stage
+t_import = time.perf_counter() - t_start
+acc = defaultdict(float)
+def timed(name, fn):
+    def wrapper(*a, **k):
+        t0 = time.perf_counter()
+        try:
+            return fn(*a, **k)
+        finally:
+            acc[name] += time.perf_counter() - t0
+    return wrapper
+workers = int(sys.argv[2])
+if workers == 1:  # one process: the timers see every step
+    part.classify_arrays = timed("engine", part.classify_arrays)
+    part.batch_to_matrices = timed("matrices", part.batch_to_matrices)
+    part.get_engine = timed("engine build", part.get_engine)
+    stage.classify_partition = timed("partition", stage.classify_partition)
+    stage.write_parquet = timed("write", stage.write_parquet)
+    stage.commit_run = timed("commit", stage.commit_run)
 with Catalog(sys.argv[1], mode="w") as cat:
     t0 = time.perf_counter()
-    rep = classify(cat, progress=False)
+    rep = stage.classify(cat, workers=workers, progress=False)
     wall = time.perf_counter() - t0
-print(json.dumps({"wall_s": wall, "n": rep.n_fitted, "counts": rep.counts,
+print(json.dumps({"wall_s": wall, "import_s": t_import, "n": rep.n_fitted,
+                  "counts": rep.counts, "stages": dict(acc),
                   "rss_main_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "rss_worker_mb": rep.peak_worker_rss_mb}))
 """
+
+
+def end_to_end(base: Path, work: Path, workers: int, repeats: int) -> list[dict]:
+    """Fresh-process runs of ``classify`` on copies of ``base``; total wall included."""
+    runs = []
+    for _ in range(repeats):
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.copytree(base, work)
+        t0 = time.perf_counter()
+        out = subprocess.run(
+            [sys.executable, "-c", _CHILD, str(work), str(workers)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        total = time.perf_counter() - t0
+        run = json.loads(out.stdout.strip().splitlines()[-1])
+        run["total_s"] = total
+        runs.append(run)
+    return runs
+
+
+def print_stages(runs: list[dict], n: int) -> None:
+    """Median seconds of each step of the one-worker runs, and what is left."""
+    med = {k: statistics.median(r["stages"].get(k, 0.0) for r in runs) for k in runs[0]["stages"]}
+    total = statistics.median(r["total_s"] for r in runs)
+    wall = statistics.median(r["wall_s"] for r in runs)
+    imp = statistics.median(r["import_s"] for r in runs)
+    part = med.get("partition", 0.0)
+    rows = [
+        ("process start, imports (python -c ... until classify)", total - wall),
+        ("  of which lamostdb imports", imp),
+        ("engine build (templates -> kernels' arrays)", med.get("engine build", 0.0)),
+        ("read spectra files + plan (driver, outside partitions)", 0.0),
+        ("Arrow -> (S, P) matrices", med.get("matrices", 0.0)),
+        ("engine: classify_arrays", med.get("engine", 0.0)),
+        (
+            "result tables (partition rest)",
+            part - med.get("matrices", 0.0) - med.get("engine", 0.0) - med.get("engine build", 0.0),
+        ),
+        ("write staged Parquet", med.get("write", 0.0)),
+        ("commit", med.get("commit", 0.0)),
+    ]
+    accounted = sum(v for k, v in rows if not k.startswith("  ") and "driver" not in k)
+    rows[3] = (rows[3][0], total - accounted)
+    print(f"per stage, one worker (median of {len(runs)} runs, {n} spectra):")
+    for name, sec in rows:
+        print(
+            f"  {name:56s} {sec:7.2f} s  {100 * sec / total:5.1f} %"
+            + (f"  ({n / sec:.0f} spectra/s)" if sec > 0 and not name.startswith(" ") else "")
+        )
+    print(f"  {'TOTAL':56s} {total:7.2f} s")
 
 
 def best_time(fn, repeats: int = 3) -> float:
@@ -129,8 +211,9 @@ def kernel_figures(night: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--n", type=int, default=4000)
+    ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = ap.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import importlib
@@ -146,27 +229,25 @@ def main() -> None:
         simulate_night(work / "night", n=args.n, seed=21)
         with Catalog.create(work / "base") as cat:
             ingest(cat, [work / "night" / "spectra"], progress=False)
-        runs = []
-        for _ in range(args.repeats):
-            shutil.rmtree(work / "cat", ignore_errors=True)
-            shutil.copytree(work / "base", work / "cat")
-            out = subprocess.run(
-                [sys.executable, "-c", _CHILD, str(work / "cat")],
-                check=True,
-                capture_output=True,
-                text=True,
+        rates = {}
+        for workers in args.workers:
+            runs = end_to_end(work / "base", work / "cat", workers, args.repeats)
+            totals = [r["total_s"] for r in runs]
+            med = statistics.median(totals)
+            rates[workers] = args.n / med
+            ratio = f"; {rates[workers] / rates[1]:.2f}x one worker" if 1 in rates else ""
+            print(
+                f"classify {args.n} simulated spectra end to end, {workers} worker process"
+                f"{'es' if workers > 1 else ''}: {', '.join(f'{t:.1f}' for t in totals)} s -> "
+                f"median {rates[workers]:.0f} spectra/s{ratio} (classify() alone: "
+                f"{args.n / statistics.median(r['wall_s'] for r in runs):.0f} spectra/s)"
             )
-            runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-        walls = [r["wall_s"] for r in runs]
-        med = statistics.median(walls)
-        print(
-            f"classify {args.n} simulated spectra, all cores: "
-            f"{', '.join(f'{w:.1f}' for w in walls)} s -> median {args.n / med:.0f} spectra/s"
-        )
-        print(
-            f"peak RSS: main {max(r['rss_main_mb'] for r in runs):.0f} MB, worker "
-            f"{max(r['rss_worker_mb'] for r in runs):.0f} MB; classes {runs[-1]['counts']}"
-        )
+            print(
+                f"  peak RSS: main {max(r['rss_main_mb'] for r in runs):.0f} MB, worker "
+                f"{max(r['rss_worker_mb'] for r in runs):.0f} MB; classes {runs[-1]['counts']}"
+            )
+            if workers == 1:
+                print_stages(runs, args.n)
         from threadpoolctl import threadpool_limits
 
         # one BLAS thread, as in the classify workers: on a shared machine, threads fighting

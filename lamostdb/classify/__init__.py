@@ -6,6 +6,21 @@ candidates tables; the engine runs as a Polars UDF over record batches);
 :mod:`lamostdb.classify.stage` is the driver.
 """
 
-from lamostdb.classify.stage import ClassifyReport, classify
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lamostdb.classify.stage import ClassifyReport, classify
+
+
+def __getattr__(name: str) -> Any:
+    # lazy: importing the partition function must not import the driver and the store
+    if name in __all__:
+        from lamostdb.classify import stage
+
+        return getattr(stage, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["ClassifyReport", "classify"]

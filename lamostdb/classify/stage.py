@@ -17,6 +17,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -27,7 +28,6 @@ from tqdm import tqdm
 
 from lamostdb.catalog.commit import STAGING, StagedFile, commit_run, new_run_id
 from lamostdb.catalog.hats import leaf_relpath
-from lamostdb.catalog.store import Catalog
 from lamostdb.classify.partition import classify_partition
 from lamostdb.execute import open_executor
 from lamostdb.io.parquet import write_parquet
@@ -35,6 +35,9 @@ from lamostdb.io.sqlfiles import statement
 from lamostdb.match.batch import ENGINE_COLUMNS
 from lamostdb.match.config import DEFAULT_CONFIG, EngineConfig
 from lamostdb.match.engine import ENGINE_VERSION
+
+if TYPE_CHECKING:  # the workers import this module: the store (DuckDB, astropy) stays out
+    from lamostdb.catalog.store import Catalog
 
 #: Rows read from a spectra file per call of the partition function: bounds a worker's
 #: memory (about 50 kB per spectrum in the frame) whatever the partition's size.

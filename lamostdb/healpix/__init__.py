@@ -5,17 +5,50 @@
 and :mod:`lamostdb.healpix.macros` the SQL macros ``sep_arcsec`` and ``pixel_at_order``.
 """
 
-from lamostdb.healpix.blocks import PIXEL_MARGIN, RES0_ARCSEC, match_order, pixel_block
-from lamostdb.healpix.pixels import (
-    SPATIAL_INDEX_ORDER,
-    cone_pixels,
-    healpix_29,
-    neighbours,
-    parent_pixel,
-    partition_dir,
-    pixel_at_order,
-    pixel_start,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lamostdb.healpix.blocks import PIXEL_MARGIN, RES0_ARCSEC, match_order, pixel_block
+    from lamostdb.healpix.pixels import (
+        SPATIAL_INDEX_ORDER,
+        cone_pixels,
+        healpix_29,
+        neighbours,
+        parent_pixel,
+        partition_dir,
+        pixel_at_order,
+        pixel_start,
+    )
+
+_HOME = {
+    **dict.fromkeys(("PIXEL_MARGIN", "RES0_ARCSEC", "match_order", "pixel_block"), "blocks"),
+    **dict.fromkeys(
+        (
+            "SPATIAL_INDEX_ORDER",
+            "cone_pixels",
+            "healpix_29",
+            "neighbours",
+            "parent_pixel",
+            "partition_dir",
+            "pixel_at_order",
+            "pixel_start",
+        ),
+        "pixels",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    # lazy: blocks imports astropy_healpix (astropy coordinates, 0.25 s), which a classify
+    # worker (it only needs partition_dir) must not pay for at every process start
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"lamostdb.healpix.{home}"), name)
+
 
 __all__ = [
     "PIXEL_MARGIN",

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-from astropy import units as u
-from astropy_healpix import core
+
+# astropy (units, astropy_healpix) is imported by the functions that need it: the classify
+# workers use partition_dir only, and astropy's import costs them 0.25 s at every start
 
 SPATIAL_INDEX_ORDER = 29
 
@@ -21,6 +22,9 @@ def healpix_29(ra_deg: npt.ArrayLike, dec_deg: npt.ArrayLike) -> npt.NDArray[np.
     >>> int(pixel_at_order(healpix_29([0.0], [90.0]), 0)[0])
     0
     """
+    from astropy import units as u
+    from astropy_healpix import core
+
     ra = np.asarray(ra_deg, dtype=np.float64)
     dec = np.asarray(dec_deg, dtype=np.float64)
     pix = core.lonlat_to_healpix(ra * u.deg, dec * u.deg, 2**SPATIAL_INDEX_ORDER, order="nested")
@@ -52,6 +56,9 @@ def partition_dir(npix: int) -> int:
 
 
 def _pixel_radius_deg(order: int) -> float:
+    from astropy import units as u
+    from astropy_healpix import core
+
     # Largest centre-to-corner distance of a HEALPix pixel is below ~1.4x the mean
     # resolution at every order; padding the cone by it keeps the pixel list complete.
     res = core.nside_to_pixel_resolution(2**order).to_value(u.deg)
@@ -66,6 +73,9 @@ def cone_pixels(
     The list is a superset (pixels touching the padded cone); callers filter rows by
     exact angular separation.
     """
+    from astropy import units as u
+    from astropy_healpix import core
+
     if radius_arcsec < 0:
         raise ValueError(f"radius_arcsec must be >= 0, got {radius_arcsec}")
     radius_deg = min(radius_arcsec / 3600.0 + _pixel_radius_deg(order), 180.0)
@@ -77,6 +87,8 @@ def cone_pixels(
 
 def neighbours(pixels: npt.ArrayLike, order: int) -> npt.NDArray[np.int64]:
     """The pixels plus their (up to 8) neighbours, unique and sorted."""
+    from astropy_healpix import core
+
     pix = np.atleast_1d(np.asarray(pixels, dtype=np.int64))
     with np.errstate(invalid="ignore"):  # the 8 corner pixels have 7 neighbours: -1 entries
         nb = core.neighbours(pix, 2**order, order="nested")

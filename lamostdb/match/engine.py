@@ -169,22 +169,26 @@ def prepare_star(
             )
     z = zgrid.values()
     obs_loglam = grid.loglam0 + grid.dloglam * np.arange(grid.npix)
-    blocks = []
+    n_cols = sum(ts.vectors.shape[0] for ts in sets) * z.size
+    # float32: the per-bin sums are of same-sign terms (relative error ~1e-7), and float32
+    # matrix products run at twice the float64 rate; chi2 itself is formed in float64.
+    # Pixel-major (P + 1, T), written in place (no (T, P) float64 intermediate), so that the
+    # per-bin gather reads whole rows: 3x faster start-up than gathering columns of a
+    # (T, P + 1) array. Columns are template-major, redshift-minor; row P is the padding.
+    padded = np.zeros((grid.npix + 1, n_cols), dtype=np.float32)
+    first = 0
     for ts in sets:
         rest_loglam = ts.loglam0 + ts.dloglam * np.arange(ts.vectors.shape[1])
         spline = CubicSpline(rest_loglam, ts.vectors, axis=1, extrapolate=False)
-        # column order: template-major, redshift-minor
-        cols = np.empty((ts.vectors.shape[0], z.size, grid.npix))
+        n_t = ts.vectors.shape[0]
+        block = padded[: grid.npix, first : first + n_t * z.size]
         for iz, zz in enumerate(z):  # 41 interpolations at preparation, not in the hot path
-            cols[:, iz, :] = spline(obs_loglam - np.log10(1 + zz))
-        blocks.append(np.nan_to_num(cols, nan=0.0).reshape(-1, grid.npix))
-    cols = np.concatenate(blocks)
+            block[:, iz :: z.size] = spline(obs_loglam - np.log10(1 + zz)).T
+        first += n_t * z.size
+    np.nan_to_num(padded, copy=False, nan=0.0)
     names = tuple(n for ts in sets for n in ts.names)
     bin_index = _bin_index(basis)
-    padded = np.concatenate([cols, np.zeros((cols.shape[0], 1))], axis=1)
-    # float32: the per-bin sums are of same-sign terms (relative error ~1e-7), and float32
-    # matrix products run at twice the float64 rate; chi2 itself is formed in float64.
-    tpl_bins = np.ascontiguousarray(padded[:, bin_index].transpose(1, 2, 0), dtype=np.float32)
+    tpl_bins = padded[bin_index]  # (J, B, T)
     return StarBlock(names, z, tpl_bins, tpl_bins**2, bin_index, sets)
 
 
