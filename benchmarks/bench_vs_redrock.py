@@ -59,6 +59,7 @@ import multiprocessing as mp
 import statistics
 import sys
 import time
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -245,7 +246,12 @@ def lamostdb_throughput(
         for a in range(0, n, batch)
     ]
     ctx = mp.get_context("fork")  # workers inherit the loaded engine and the read sample
-    with ctx.Pool(procs, initializer=_worker_init) as pool:
+    with warnings.catch_warnings():
+        # Python >= 3.12 warns about fork() in a process with threads; the parent's only
+        # other threads are BLAS's, held to one, and the workers start no others.
+        warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
+        pool = ctx.Pool(procs, initializer=_worker_init)
+    with pool:
         pool.map(_worker_batch, [chunks[0]] * procs, chunksize=1)  # warm both workers
         done, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < min_seconds:
