@@ -56,6 +56,7 @@ import contextlib
 import dataclasses
 import io
 import multiprocessing as mp
+import os
 import statistics
 import sys
 import time
@@ -224,21 +225,41 @@ def _worker_init() -> None:
     _WORKER["engine"] = get_engine()
 
 
-def _worker_batch(args: tuple[F64, F64, npt.NDArray[np.object_]]) -> int:
+def _worker_batch(args: tuple[F64, F64, npt.NDArray[np.object_]]) -> tuple[int, float]:
     from lamostdb.match.pipeline import classify_arrays
 
     flux, ivar, ft = args
+    c0 = time.process_time()
     classify_arrays(flux, ivar, engine=_WORKER["engine"], fibertype=ft)
-    return int(flux.shape[0])
+    return int(flux.shape[0]), time.process_time() - c0
 
 
-def lamostdb_throughput(
-    sample: Sample, batch: int, procs: int, min_seconds: float
-) -> tuple[float, int, float]:
-    """Spectra/s of ``classify_arrays`` over ``procs`` worker processes (one BLAS thread each).
+@dataclasses.dataclass(frozen=True)
+class Throughput:
+    """Spectra classified by the workers, the wall seconds it took, their CPU seconds."""
 
-    The sample's batches are cycled until ``min_seconds`` have passed; the workers are started
-    and given one batch each before the clock starts. Returns (spectra/s, spectra, seconds).
+    spectra: int
+    wall_s: float
+    cpu_s: float
+    procs: int
+
+    @property
+    def rate(self) -> float:
+        """Measured spectra/s (wall clock: slowed by whatever else runs on the machine)."""
+        return self.spectra / self.wall_s
+
+    @property
+    def cpu_rate(self) -> float:
+        """Spectra/s if each worker had its core to itself: procs / (CPU s per spectrum)."""
+        return self.procs * self.spectra / self.cpu_s
+
+
+def lamostdb_throughput(sample: Sample, batch: int, procs: int, min_seconds: float) -> Throughput:
+    """``classify_arrays`` over ``procs`` worker processes (one BLAS thread each).
+
+    Batches of the sample are handed out (cycling over it) until ``min_seconds`` have passed;
+    the clock stops when the last one is done. The workers are started and given one batch
+    each before the clock starts.
     """
     n = sample.flux.shape[0]
     chunks = [
@@ -253,11 +274,17 @@ def lamostdb_throughput(
         pool = ctx.Pool(procs, initializer=_worker_init)
     with pool:
         pool.map(_worker_batch, [chunks[0]] * procs, chunksize=1)  # warm both workers
-        done, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < min_seconds:
-            done += sum(pool.map(_worker_batch, chunks, chunksize=1))
+        t0 = time.perf_counter()
+
+        def feed() -> Any:
+            k = 0
+            while k < len(chunks) or time.perf_counter() - t0 < min_seconds:
+                yield chunks[k % len(chunks)]
+                k += 1
+
+        done = list(pool.imap_unordered(_worker_batch, feed(), chunksize=1))
         wall = time.perf_counter() - t0
-    return done / wall, done, wall
+    return Throughput(sum(d[0] for d in done), wall, sum(d[1] for d in done), procs)
 
 
 # ----------------------------------------------------------------------------- redrock
@@ -585,7 +612,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     ok[i] = True
             print(f"  ... {b}/{n} spectra", file=sys.stderr, flush=True)
 
-    tput, tput_n, tput_s = lamostdb_throughput(sample, args.batch, args.procs, args.throughput_s)
+    tput = lamostdb_throughput(sample, args.batch, args.procs, args.throughput_s)
 
     lam_s = sum(lam_wall) / n
     lam_cpu_s = sum(lam_cpu) / n
@@ -646,13 +673,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"ratio redrock / lamostdb: {rr_s / lam_s:.0f}x wall, {rr_cpu_s / lam_cpu_s:.0f}x CPU")
     print(f"\n-- throughput on {args.procs} cores")
     print(
-        f"lamostdb: {tput:.1f} spectra/s measured ({tput_n} spectra in {tput_s:.1f} s, "
-        f"{args.procs} worker processes, batches of {args.batch}, 1 BLAS thread each)"
+        f"lamostdb: {tput.rate:.1f} spectra/s measured ({tput.spectra} spectra in "
+        f"{tput.wall_s:.1f} s wall, {args.procs} worker processes, batches of {args.batch}, "
+        f"1 BLAS thread each); {tput.cpu_rate:.1f} spectra/s from the workers' CPU time "
+        f"({args.procs} x spectra / CPU s: each worker alone on its core)"
     )
     print(
-        f"redrock:  {args.procs / rr_s:.2f} spectra/s computed as {args.procs} / "
-        f"{rr_s:.3f} s (perfect scaling assumed, not measured)"
+        f"redrock:  {args.procs / rr_s:.2f} spectra/s computed as {args.procs} / {rr_s:.3f} s "
+        f"wall; {args.procs / rr_cpu_s:.2f} spectra/s as {args.procs} / {rr_cpu_s:.3f} CPU s "
+        "(perfect scaling assumed, not measured)"
     )
+    print(
+        f"ratio lamostdb / redrock per machine: {tput.rate * rr_s / args.procs:.0f}x "
+        f"(measured wall vs computed wall), {tput.cpu_rate * rr_cpu_s / args.procs:.0f}x (CPU)"
+    )
+    load = os.getloadavg()
+    print(f"load average at the end (1, 5, 15 min): {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
     print("\n-- quality against LAMOST's labels (CLASS, SUBCLASS letter, Z)")
     for line in format_quality("lamostdb", q_lam):
         print(line)
@@ -665,6 +701,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         if c == "STAR" and lab == "STAR"
     )
     print(f"    LAMOST letter -> redrock STAR subtype: {dict(pairs.most_common())}")
+    known = np.isin(sample.label, CLASSES)
+    for name, cls, zz in (("lamostdb", lam.cls, lam.z), ("redrock", rrc, rrz)):
+        wrong = np.flatnonzero(known & (cls != sample.label) & ((name != "redrock") | ok))
+        print(f"{name}: {wrong.size} wrong-class spectra (file | LAMOST class subclass z | its z)")
+        for i in wrong[:30]:
+            print(
+                f"    {Path(sample.files[i]).name} | {sample.label[i]} "
+                f"{sample.label_subclass[i]} {sample.label_z[i]:.5f} | {cls[i]} {zz[i]:.5f}"
+            )
+    unk = np.flatnonzero(~known)
+    if unk.size:
+        print(
+            "LAMOST Unknown/unlabelled: "
+            + "; ".join(
+                f"{Path(sample.files[i]).name}: lamostdb {lam.cls[i]} z={lam.z[i]:.4f}, redrock "
+                f"{rrc[i] or 'failed'} z={rrz[i]:.4f}"
+                for i in unk
+            )
+        )
     print(f"redrock failures: {len(failures)}")
     for f in failures:
         print(f"    {f}")

@@ -144,7 +144,10 @@ def test_lamostdb_half_reads_labels_and_scores_on_real_files(
 
 def test_lamostdb_throughput_on_two_processes(bench: ModuleType, engine: object) -> None:
     sample = bench.read_sample(LAMOST_FILES, 4, 0, engine.grid)  # type: ignore[attr-defined]
-    rate, done, wall = bench.lamostdb_throughput(sample, batch=2, procs=2, min_seconds=0.3)
-    assert done >= 4 and done % 4 == 0  # whole passes over the sample
-    assert wall >= 0.3
-    assert rate == pytest.approx(done / wall)
+    t = bench.lamostdb_throughput(sample, batch=2, procs=2, min_seconds=0.3)
+    assert t.spectra >= 4 and t.spectra % 2 == 0  # whole batches, at least one pass
+    assert t.wall_s >= 0.3 and t.cpu_s > 0 and t.procs == 2
+    assert t.rate == pytest.approx(t.spectra / t.wall_s)
+    assert t.cpu_rate == pytest.approx(2 * t.spectra / t.cpu_s)
+    # two single-threaded workers cannot use more CPU than 2 x the wall clock (+ slack)
+    assert t.cpu_s <= 2 * t.wall_s * 1.1
