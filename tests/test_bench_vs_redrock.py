@@ -151,3 +151,26 @@ def test_lamostdb_throughput_on_two_processes(bench: ModuleType, engine: object)
     assert t.cpu_rate == pytest.approx(2 * t.spectra / t.cpu_s)
     # two single-threaded workers cannot use more CPU than 2 x the wall clock (+ slack)
     assert t.cpu_s <= 2 * t.wall_s * 1.1
+
+
+def test_a_failing_redrock_fit_is_counted_not_fatal(bench: ModuleType) -> None:
+    class Fake:
+        """Stands in for the redrock runner: fails on any call holding target 3."""
+
+        calls: list[list[int]] = []
+
+        def fit(self, flux: np.ndarray, ivar: np.ndarray, ids: list[int]) -> list[dict]:
+            self.calls.append(list(ids))
+            if 3 in ids:
+                raise FloatingPointError("bad target 3")
+            return [{"spectype": "STAR", "z": float(t)} for t in ids]
+
+    rr = Fake()
+    x = np.zeros((4, 5))
+    answers, failures = bench.redrock_answers(rr, x, x, first_id=1)
+    assert rr.calls == [[1, 2, 3, 4], [1], [2], [3], [4]]  # the batch, then one at a time
+    assert [a and a["z"] for a in answers] == [1.0, 2.0, None, 4.0]
+    assert failures == [(3, "FloatingPointError: bad target 3")]
+    rr.calls.clear()
+    answers, failures = bench.redrock_answers(rr, x[:2], x[:2], first_id=10)
+    assert rr.calls == [[10, 11]] and failures == [] and len(answers) == 2
