@@ -55,6 +55,16 @@ class SearchConfig:
     """
 
     exhaustive: bool = False
+    # --- GALAXY and QSO eigen-bases (fit._eigen_candidates_pruned) ---
+    #: first pass: pixels per block of the binned correlation, per eigen class
+    galaxy_factor: int = 4
+    qso_factor: int = 8
+    #: first pass with the multiplicative e_0 * g terms (GALAXY) or without them
+    coarse_full_design: bool = False
+    #: lowest local minima of the first pass kept per class (the exact pass's windows)
+    eigen_top_n: int = 5
+    #: exact chi-square on +-half_window pixel lags around each kept first-pass minimum
+    eigen_half_window: int = 3
 
 
 @dataclass(frozen=True)
