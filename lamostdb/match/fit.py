@@ -192,7 +192,11 @@ def _eigen_candidates_pruned(
     w_chi2, w_coef = _exact_windows(obs, block, wff, start, k)
     for _ in range(MAX_RECENTRE):  # rounds, each batched over the windows that need it
         j = np.argmin(w_chi2, axis=2)
-        moved = ((j == 0) & (start > m_lo)) | ((j == k - 1) & (start < m_hi - k + 1))
+        low = w_chi2.min(axis=2)
+        # only each spectrum's best window follows its minimum out of the window (the others
+        # report their edge value, as the exhaustive search does for a refinement window)
+        best = low == low.min(axis=1, keepdims=True)
+        moved = best & (((j == 0) & (start > m_lo)) | ((j == k - 1) & (start < m_hi - k + 1)))
         if not moved.any():
             break
         ss, cc = np.nonzero(moved)
