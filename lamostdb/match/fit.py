@@ -168,7 +168,7 @@ MAX_RECENTRE = 4
 
 def _eigen_candidates_pruned(
     engine: Engine, block: EigenBlock, flux: np.ndarray, ivar: np.ndarray, wff: np.ndarray
-):
+) -> tuple[np.ndarray, ...]:
     """The pruned search: a binned first pass over every lag, the exact chi-square of the
     full design only on windows of lags around its lowest minima (``engine.search``)."""
     cfg = engine.search
@@ -185,7 +185,7 @@ def _eigen_candidates_pruned(
     )
     m_lo, m_hi = block.m_range
     n_l = m_hi - m_lo + 1
-    k = min(2 * cfg.eigen_half_window + 1, n_l)
+    k = 2 * cfg.eigen_half_window + 1  # SearchConfig: half window >= 1; n_l is thousands
     centre = np.rint(factor * (cb.m_range[0] + top + dx)).astype(np.int64)
     start = np.clip(centre - k // 2, m_lo, m_hi - k + 1)
     obs = observed_products(flux, ivar, engine.obs_funcs, block.design)
@@ -210,13 +210,10 @@ def _eigen_candidates_pruned(
     j = np.argmin(w_chi2, axis=2)
     l_best = start - m_lo + j
     edge = (l_best == 0) | (l_best == n_l - 1)
-    jc = np.clip(j, 1, max(k - 2, 1)) if k >= 3 else j
-    if k >= 3:
-        dx, vertex, sigma = _parabola(
-            w_chi2[s_i, m_i, jc - 1], w_chi2[s_i, m_i, jc], w_chi2[s_i, m_i, jc + 1]
-        )
-    else:
-        dx, vertex, sigma = np.zeros(j.shape), w_chi2[s_i, m_i, j], np.full(j.shape, np.nan)
+    jc = np.clip(j, 1, k - 2)
+    dx, vertex, sigma = _parabola(
+        w_chi2[s_i, m_i, jc - 1], w_chi2[s_i, m_i, jc], w_chi2[s_i, m_i, jc + 1]
+    )
     inner = ~edge & (j >= 1) & (j <= k - 2)
     lag = block.offset - (m_lo + np.where(inner, start - m_lo + jc + dx, l_best))
     dl = engine.grid.dloglam
