@@ -19,6 +19,11 @@ Every normal-equation entry is, as a function of m, a cross-correlation
 
 (constant when r_a r_b = 1), computed for all m at once with real FFTs of a length at
 least the template's, so 0 <= m <= R - P never wraps.
+
+The pruned search (``fit._eigen_candidates_pruned``) uses the same entries twice more
+cheaply: binned by F pixels over every lag (:func:`coarse_chi2`, correlations F times
+shorter), then exactly, by direct sums, on a few windows of consecutive lags
+(:func:`observed_products`, :func:`normal_at`).
 """
 
 from __future__ import annotations

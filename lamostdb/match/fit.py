@@ -1,11 +1,14 @@
 """``fit_spectra``: classify and measure redshifts for a batch of spectra (arrays in, arrays out).
 
 For every spectrum: chi-square against every star template at every star redshift (matrix
-products), and against the galaxy and QSO eigen-bases at every pixel lag (FFT correlations,
-solved on a coarse lag step then refined at full resolution around the best minima). Each
-minimum is refined by a parabola through its neighbours, with ``z_err`` from the curvature
-(delta chi2 = 1). Candidates are sorted by reduced chi-square; the top ``n_candidates`` are
-returned with ``delta_rchi2`` to the next one.
+products), and against the galaxy and QSO eigen-bases. The eigen-bases' exhaustive search
+(``engine.search.exhaustive``) takes FFT correlations at every pixel lag, solved on a coarse
+lag step then refined at full resolution around the best minima; the default pruned search
+takes a binned first pass over every lag and the exact chi-square only on windows of lags
+around its lowest minima (``_eigen_candidates_pruned``). Each minimum is refined by a
+parabola through its neighbours, with ``z_err`` from the curvature (delta chi2 = 1).
+Candidates are sorted by reduced chi-square; the top ``n_candidates`` are returned with
+``delta_rchi2`` to the next one.
 """
 
 from __future__ import annotations
