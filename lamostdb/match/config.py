@@ -55,6 +55,25 @@ class SearchConfig:
     """
 
     exhaustive: bool = False
+    # --- GALAXY and QSO eigen-bases (fit._eigen_candidates_pruned) ---
+    # Defaults measured against the exhaustive search on 1280 simulated and 1280 real spectra
+    # (one BLAS thread, fit_spectra's best candidate; NOTES-eigen.md has the table).
+    #: first pass: pixels per block of the binned correlations, per eigen class (a QSO's broad
+    #: lines survive coarser blocks than a galaxy's narrow ones)
+    galaxy_factor: int = 4
+    qso_factor: int = 8
+    #: the first pass keeps the galaxies' multiplicative e_0 * g terms: without them the true
+    #: neighbourhood was missing from the first pass's 10 lowest minima for 10-15 % of spectra
+    coarse_full_design: bool = True
+    #: lowest local minima of the first pass kept per class (the exact pass's windows)
+    eigen_top_n: int = 5
+    #: exact chi-square on +-half_window pixel lags around each kept first-pass minimum (the
+    #: best window of each spectrum follows its minimum if it falls on the window's edge)
+    eigen_half_window: int = 2
+
+    def __post_init__(self) -> None:
+        if min(self.galaxy_factor, self.qso_factor, self.eigen_top_n, self.eigen_half_window) < 1:
+            raise ValueError(f"{self}: factors, eigen_top_n and eigen_half_window must be >= 1")
 
 
 @dataclass(frozen=True)

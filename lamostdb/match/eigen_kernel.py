@@ -19,6 +19,11 @@ Every normal-equation entry is, as a function of m, a cross-correlation
 
 (constant when r_a r_b = 1), computed for all m at once with real FFTs of a length at
 least the template's, so 0 <= m <= R - P never wraps.
+
+The pruned search (``fit._eigen_candidates_pruned``) uses the same entries twice more
+cheaply: binned by F pixels over every lag (:func:`coarse_chi2`, correlations F times
+shorter), then exactly, by direct sums, on a few windows of consecutive lags
+(:func:`observed_products`, :func:`normal_at`).
 """
 
 from __future__ import annotations
@@ -172,3 +177,211 @@ def _eigen_chi2_at(
     coeffs = solve_normal_equations(mm, bb)
     chi2 = wff[:, None] - np.einsum("slk,slk->sl", coeffs, bb)
     return chi2, coeffs
+
+
+# --- pruned search: a coarse first pass, then the exact chi-square on a few lag windows ---
+
+
+def subset_design(design: EigenDesign, keep: tuple[int, ...]) -> EigenDesign:
+    """The design restricted to the basis functions ``keep`` (indices into ``design``)."""
+    return EigenDesign(tuple(design.rest[a] for a in keep), tuple(design.obs[a] for a in keep))
+
+
+def _block_sum(x: npt.NDArray[np.float64], factor: int) -> npt.NDArray[np.float64]:
+    """Sums of ``factor`` consecutive samples along the last axis (zero padded at the end)."""
+    n = x.shape[-1]
+    n_b = -(-n // factor)
+    pad = np.zeros((*x.shape[:-1], n_b * factor))
+    pad[..., :n] = x
+    return pad.reshape(*x.shape[:-1], n_b, factor).sum(axis=-1)
+
+
+@dataclass(frozen=True)
+class CoarseBasis:
+    """An eigen-basis binned by ``factor`` pixels for the first pass of the pruned search.
+
+    Observed block I (pixels F*I .. F*I + F - 1) at coarse rest offset mu lies on rest block
+    I + mu: the correlations at offsets m = F*mu are approximated by sums over blocks of the
+    block-summed weighted observed products times the block-averaged rest products, a
+    correlation ``factor`` times shorter at ``factor`` times fewer offsets.
+    """
+
+    factor: int
+    design: EigenDesign
+    rest_fft: dict[tuple[int, int], npt.NDArray[np.complex128]]
+    nfft: int
+    m_range: tuple[int, int]  # coarse offsets mu (inclusive): F*mu within the fine m range
+
+
+def coarse_basis(
+    vectors: npt.NDArray[np.float64],
+    design: EigenDesign,
+    m_range: tuple[int, int],
+    factor: int,
+) -> CoarseBasis:
+    """Block-averaged rest products of ``design`` and their FFTs (built once per engine)."""
+    prods = rest_products(vectors, design)
+    n_b = -(-vectors.shape[1] // factor)
+    nfft = sfft.next_fast_len(n_b + 1, real=True)  # + 1: a partial last block never wraps
+    rest_fft = {k: sfft.rfft(_block_sum(v, factor) / factor, nfft) for k, v in prods.items()}
+    lo, hi = m_range
+    return CoarseBasis(factor, design, rest_fft, nfft, (-(-lo // factor), hi // factor))
+
+
+def coarse_chi2(
+    flux: npt.NDArray[np.float64],
+    ivar: npt.NDArray[np.float64],
+    obs_funcs: npt.NDArray[np.float64],
+    basis: CoarseBasis,
+    wff: npt.NDArray[np.float64],
+) -> npt.NDArray[np.float64]:
+    """Approximate chi-square (S, L_coarse) at every coarse offset of ``basis.m_range``.
+
+    ``flux`` is 0 where ``ivar`` is 0 (as ``fit.weighted_inputs`` returns it).
+    """
+    f = basis.factor
+    w_c = _block_sum(ivar, f)
+    wf_c = _block_sum(ivar * flux, f)
+    flux_c = np.divide(wf_c, w_c, out=np.zeros_like(wf_c), where=w_c > 0)
+    obs_c = _block_sum(obs_funcs, f) / f
+    m, b = eigen_chi2_all(
+        flux_c, w_c, obs_c, basis.design, basis.rest_fft, basis.nfft, basis.m_range
+    )
+    coeffs = solve_normal_equations(m, b)
+    return wff[:, None] - np.einsum("slk,slk->sl", coeffs, b)
+
+
+ObsKey = tuple[str, tuple[int, int]]  # ("w" | "f", observed functions): w o o or w f o
+#: rest keys, their (S, n_o, P) observed products, per rest key the (observed index, a, c)
+ProductGroup = tuple[
+    tuple[tuple[int, int], ...],
+    npt.NDArray[np.float64],
+    tuple[tuple[tuple[int, int, int], ...], ...],
+]
+
+
+@dataclass(frozen=True)
+class ObservedProducts:
+    """The weighted observed-frame products of a batch, grouped for :func:`normal_at`.
+
+    ``groups`` holds, per group of rest products that meet the same observed products: the
+    rest keys, the (S, n_o, P) observed products, and per rest key the (observed index, a, c)
+    of each entry (c = -1: entry a of the right-hand side). ``m_const`` and ``b_const`` are
+    the entries that do not depend on the offset (NaN elsewhere).
+    """
+
+    groups: tuple[ProductGroup, ...]
+    m_const: npt.NDArray[np.float64]  # (S, n, n)
+    b_const: npt.NDArray[np.float64]  # (S, n)
+
+
+def observed_products(
+    flux: npt.NDArray[np.float64],
+    ivar: npt.NDArray[np.float64],
+    obs_funcs: npt.NDArray[np.float64],
+    design: EigenDesign,
+) -> ObservedProducts:
+    """Group the design's normal-equation entries by the observed products they need."""
+    n_s, p = flux.shape
+    n = design.n
+    ones = np.ones(p)
+
+    def o(q: int) -> npt.NDArray[np.float64]:
+        return ones if q < 0 else obs_funcs[q]
+
+    entries: dict[tuple[int, int], list[tuple[ObsKey, int, int]]] = {}
+    m_const = np.full((n_s, n, n), np.nan)
+    b_const = np.full((n_s, n), np.nan)
+    for a, c in design.pairs():
+        okey = _obs_key(design.obs[a], design.obs[c])
+        rkey = _rest_key(design, a, c)
+        if rkey is None:
+            m_const[:, a, c] = m_const[:, c, a] = (ivar * o(okey[0]) * o(okey[1])).sum(axis=1)
+        else:
+            entries.setdefault(rkey, []).append((("w", okey), a, c))
+    for a in range(n):
+        okey = _obs_key(design.obs[a], -1)
+        j = design.rest[a]
+        if j < 0:
+            b_const[:, a] = (ivar * flux * o(okey[0]) * o(okey[1])).sum(axis=1)
+        else:
+            entries.setdefault((j, -1), []).append((("f", okey), a, -1))
+    by_obs: dict[tuple[ObsKey, ...], list[tuple[int, int]]] = {}
+    for rkey, ent in entries.items():
+        by_obs.setdefault(tuple(sorted({e[0] for e in ent})), []).append(rkey)
+    wf = ivar * flux
+    groups = []
+    for okeys, rkeys in by_obs.items():
+        w_obs = np.empty((n_s, len(okeys), p))
+        for i_o, (kind, (q1, q2)) in enumerate(okeys):
+            np.multiply(ivar if kind == "w" else wf, o(q1) * o(q2), out=w_obs[:, i_o])
+        where = tuple(tuple((okeys.index(k), a, c) for k, a, c in entries[r]) for r in rkeys)
+        groups.append((tuple(rkeys), w_obs, where))
+    return ObservedProducts(tuple(groups), m_const, b_const)
+
+
+def normal_at(
+    obs: ObservedProducts,
+    rest: dict[tuple[int, int], npt.NDArray[np.float64]],
+    m_start: npt.NDArray[np.int64],
+    n_lag: int,
+    spectra: npt.NDArray[np.int64] | None = None,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Exact normal matrices and right-hand sides on windows of consecutive offsets.
+
+    Window c of spectrum s covers offsets ``m_start[s, c] .. m_start[s, c] + n_lag - 1``;
+    every entry is a direct sum over the observed pixels (the same sums as the FFT
+    correlations of :func:`eigen_chi2_all`, without the FFT's rounding over all offsets).
+
+    Parameters
+    ----------
+    obs
+        The batch's observed products (:func:`observed_products`).
+    rest
+        The rest-frame products of the design (:func:`rest_products`).
+    m_start
+        (S', C) first offset of each window; every window must lie within the rest vectors
+        (0 <= m_start and m_start + n_lag - 1 + P <= R).
+    spectra
+        (S',) the batch's spectra the rows of ``m_start`` belong to (default: all, in order).
+
+    Returns
+    -------
+    m : (S', C, n_lag, n, n) and b : (S', C, n_lag, n)
+    """
+    m_c, b_c = obs.m_const, obs.b_const
+    if spectra is not None:
+        m_c, b_c = m_c[spectra], b_c[spectra]
+    n_s, n_c = m_start.shape
+    p = obs.groups[0][1].shape[2]
+    span = p + n_lag - 1
+    mm = np.broadcast_to(m_c[:, None, None], (n_s, n_c, n_lag, *m_c.shape[1:])).copy()
+    bb = np.broadcast_to(b_c[:, None, None], (n_s, n_c, n_lag, b_c.shape[1])).copy()
+    for rkeys, w_all, where in obs.groups:
+        n_r = len(rkeys)
+        w_obs = w_all if spectra is None else w_all[spectra]
+        n_o = w_obs.shape[1]
+        stack = np.stack([rest[r] for r in rkeys])  # (n_r, R)
+        # every window is a contiguous run of rest pixels: one row copy per window
+        wins = np.lib.stride_tricks.sliding_window_view(stack, span, axis=1).transpose(1, 0, 2)
+        rows = wins[m_start].reshape(n_s, n_c * n_r, span)  # (S', C * n_r, span)
+        if n_r * n_c < n_o:
+            # few rest rows, many observed products: shift the rest rows (a Hankel matrix
+            # per window, one row copy per offset) and take one product per spectrum
+            hank = np.lib.stride_tricks.sliding_window_view(rows, p, axis=2)  # (S, rows, K, P)
+            hank = np.ascontiguousarray(hank).reshape(n_s, -1, p)
+            prod = np.matmul(w_obs, hank.transpose(0, 2, 1))  # (S', n_o, rows * K)
+            out = prod.reshape(n_s, n_o, n_c * n_r, n_lag).transpose(0, 2, 1, 3)
+        else:
+            out = np.empty((n_s, n_c * n_r, n_o, n_lag))
+            w_t = w_obs.transpose(0, 2, 1)  # (S', P, n_o)
+            for k in range(n_lag):  # the window's few offsets, each one batched product
+                np.matmul(rows[:, :, k : k + p], w_t, out=out[..., k])
+        out = out.reshape(n_s, n_c, n_r, n_o, n_lag)
+        for i_r, ent in enumerate(where):
+            for i_o, a, c in ent:
+                if c < 0:
+                    bb[..., a] = out[:, :, i_r, i_o]
+                else:
+                    mm[..., a, c] = mm[..., c, a] = out[:, :, i_r, i_o]
+    return mm, bb

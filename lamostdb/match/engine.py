@@ -34,7 +34,14 @@ from lamostdb.match.config import (
     SearchConfig,
 )
 from lamostdb.match.continuum import ContinuumBasis, default_basis, load_basis
-from lamostdb.match.eigen_kernel import EigenDesign, make_design, rest_products
+from lamostdb.match.eigen_kernel import (
+    CoarseBasis,
+    EigenDesign,
+    coarse_basis,
+    make_design,
+    rest_products,
+    subset_design,
+)
 from lamostdb.match.indices import INDEX_NAMES
 from lamostdb.match.spectype import IndexTyper, prepare_typer
 from lamostdb.templates.grid import WORKING_GRID, LogGrid
@@ -108,10 +115,36 @@ class EigenBlock:
     design: EigenDesign
     vectors: npt.NDArray[np.float64] = field(repr=False)  # (J, R) aligned rest grid
     rest_fft: dict[tuple[int, int], npt.NDArray[np.complex128]] = field(repr=False)
+    #: first-pass bases of the pruned search, built on first use (``coarse``)
+    coarse_cache: dict[tuple[int, bool], CoarseBasis] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     @property
     def n_params(self) -> int:
         return self.design.n
+
+    @cached_property
+    def rest(self) -> dict[tuple[int, int], npt.NDArray[np.float64]]:
+        """The rest-frame products of the design (the pruned search's direct sums)."""
+        return rest_products(self.vectors, self.design)
+
+    @property
+    def additive_only(self) -> tuple[int, ...]:
+        """Basis functions other than the multiplicative e_0 * g terms."""
+        d = self.design
+        return tuple(a for a in range(d.n) if not (d.rest[a] == 0 and d.obs[a] > 0))
+
+    def coarse(self, factor: int, full_design: bool) -> CoarseBasis:
+        """The basis binned by ``factor`` pixels (:func:`coarse_basis`), cached.
+
+        ``full_design`` False drops the multiplicative e_0 * g terms from the first pass.
+        """
+        key = (factor, full_design)
+        if key not in self.coarse_cache:
+            design = self.design if full_design else subset_design(self.design, self.additive_only)
+            self.coarse_cache[key] = coarse_basis(self.vectors, design, self.m_range, factor)
+        return self.coarse_cache[key]
 
     @property
     def m_range(self) -> tuple[int, int]:

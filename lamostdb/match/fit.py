@@ -1,11 +1,14 @@
 """``fit_spectra``: classify and measure redshifts for a batch of spectra (arrays in, arrays out).
 
 For every spectrum: chi-square against every star template at every star redshift (matrix
-products), and against the galaxy and QSO eigen-bases at every pixel lag (FFT correlations,
-solved on a coarse lag step then refined at full resolution around the best minima). Each
-minimum is refined by a parabola through its neighbours, with ``z_err`` from the curvature
-(delta chi2 = 1). Candidates are sorted by reduced chi-square; the top ``n_candidates`` are
-returned with ``delta_rchi2`` to the next one.
+products), and against the galaxy and QSO eigen-bases. The eigen-bases' exhaustive search
+(``engine.search.exhaustive``) takes FFT correlations at every pixel lag, solved on a coarse
+lag step then refined at full resolution around the best minima; the default pruned search
+takes a binned first pass over every lag and the exact chi-square only on windows of lags
+around its lowest minima (``_eigen_candidates_pruned``). Each minimum is refined by a
+parabola through its neighbours, with ``z_err`` from the curvature (delta chi2 = 1).
+Candidates are sorted by reduced chi-square; the top ``n_candidates`` are returned with
+``delta_rchi2`` to the next one.
 """
 
 from __future__ import annotations
@@ -15,8 +18,16 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from lamostdb.match.eigen_kernel import _eigen_chi2_at, eigen_chi2_all
+from lamostdb.match.eigen_kernel import (
+    ObservedProducts,
+    _eigen_chi2_at,
+    coarse_chi2,
+    eigen_chi2_all,
+    normal_at,
+    observed_products,
+)
 from lamostdb.match.engine import EigenBlock, Engine, get_engine
+from lamostdb.match.linalg import solve_normal_equations
 from lamostdb.match.star_kernel import _star_chi2
 
 CLASS_CODES = ("STAR", "GALAXY", "QSO")
@@ -127,11 +138,99 @@ def _eigen_candidates(
     z_err = np.where(inner, (1 + z) * np.log(10) * dl * sigma, np.nan)
     chi2 = np.where(inner, vertex, f_chi2[s_i, m_i, j])
     # duplicate minima (coarse minima that refined to the same lag) keep the first only
-    dup = np.zeros_like(edge)
-    for a in range(1, n_m):  # loop over the 3 minima slots, not spectra or lags
-        dup[:, a] = np.any(np.abs(lag[:, a : a + 1] - lag[:, :a]) < 1.0, axis=1)
-    chi2 = np.where(dup, np.inf, chi2)
+    chi2 = _drop_duplicates(lag, chi2)
     return chi2, z, z_err, edge, f_coef[s_i, m_i, j]
+
+
+def _drop_duplicates(lag: np.ndarray, chi2: np.ndarray) -> np.ndarray:
+    """chi2 with inf where a minimum sits within one pixel lag of an earlier slot's."""
+    dup = np.zeros(lag.shape, dtype=bool)
+    for a in range(1, lag.shape[1]):  # loop over the few minima slots, not spectra or lags
+        dup[:, a] = np.any(np.abs(lag[:, a : a + 1] - lag[:, :a]) < 1.0, axis=1)
+    return np.where(dup, np.inf, chi2)
+
+
+def _exact_windows(
+    obs: ObservedProducts,
+    block: EigenBlock,
+    wff: np.ndarray,
+    start: np.ndarray,
+    n_lag: int,
+    spectra: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The paper's chi-square (S, C, K) and coefficients on windows of K offsets."""
+    m, b = normal_at(obs, block.rest, start, n_lag, spectra)
+    coeffs = solve_normal_equations(m, b)
+    w = wff if spectra is None else wff[spectra]
+    return w[:, None, None] - np.einsum("sclk,sclk->scl", coeffs, b), coeffs
+
+
+#: re-centring rounds of a window whose minimum falls on its edge (then on the next lag)
+MAX_RECENTRE = 4
+
+
+def _eigen_candidates_pruned(
+    engine: Engine, block: EigenBlock, flux: np.ndarray, ivar: np.ndarray, wff: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    """The pruned search: a binned first pass over every lag, the exact chi-square of the
+    full design only on windows of lags around its lowest minima (``engine.search``)."""
+    cfg = engine.search
+    factor = cfg.galaxy_factor if block.objclass == "GALAXY" else cfg.qso_factor
+    cb = block.coarse(factor, cfg.coarse_full_design)
+    c_chi2 = coarse_chi2(flux, ivar, engine.obs_funcs, cb, wff)  # (S, Lc)
+    n_s, n_lc = c_chi2.shape
+    top = _local_minima(c_chi2, min(cfg.eigen_top_n, n_lc))  # (S, N) coarse indices
+    s_i = np.arange(n_s)[:, None]
+    dx, _, _ = _parabola(
+        c_chi2[s_i, np.clip(top - 1, 0, n_lc - 1)],
+        c_chi2[s_i, top],
+        c_chi2[s_i, np.clip(top + 1, 0, n_lc - 1)],
+    )
+    m_lo, m_hi = block.m_range
+    n_l = m_hi - m_lo + 1
+    k = 2 * cfg.eigen_half_window + 1  # SearchConfig: half window >= 1; n_l is thousands
+    centre = np.rint(factor * (cb.m_range[0] + top + dx)).astype(np.int64)
+    start = np.clip(centre - k // 2, m_lo, m_hi - k + 1)
+    obs = observed_products(flux, ivar, engine.obs_funcs, block.design)
+    w_chi2, w_coef = _exact_windows(obs, block, wff, start, k)
+    for _ in range(MAX_RECENTRE):  # rounds, each batched over the windows that need it
+        j = np.argmin(w_chi2, axis=2)
+        low = w_chi2.min(axis=2)
+        # only each spectrum's best window follows its minimum out of the window (the others
+        # report their edge value, as the exhaustive search does for a refinement window)
+        best = low == low.min(axis=1, keepdims=True)
+        moved = best & (((j == 0) & (start > m_lo)) | ((j == k - 1) & (start < m_hi - k + 1)))
+        if not moved.any():
+            break
+        ss, cc = np.nonzero(moved)
+        new = np.clip(start[ss, cc] + j[ss, cc] - k // 2, m_lo, m_hi - k + 1)
+        start[ss, cc] = new
+        w_chi2[ss, cc], w_coef[ss, cc] = (
+            a[:, 0] for a in _exact_windows(obs, block, wff, new[:, None], k, ss)
+        )
+    n_m = start.shape[1]
+    m_i = np.arange(n_m)[None, :]
+    j = np.argmin(w_chi2, axis=2)
+    l_best = start - m_lo + j
+    edge = (l_best == 0) | (l_best == n_l - 1)
+    jc = np.clip(j, 1, k - 2)
+    dx, vertex, sigma = _parabola(
+        w_chi2[s_i, m_i, jc - 1], w_chi2[s_i, m_i, jc], w_chi2[s_i, m_i, jc + 1]
+    )
+    inner = ~edge & (j >= 1) & (j <= k - 2)
+    lag = block.offset - (m_lo + np.where(inner, start - m_lo + jc + dx, l_best))
+    dl = engine.grid.dloglam
+    z = block.z_of_lag(lag, dl)
+    z_err = np.where(inner, (1 + z) * np.log(10) * dl * sigma, np.nan)
+    chi2 = np.where(inner, vertex, w_chi2[s_i, m_i, j])
+    coef = w_coef[s_i, m_i, j]
+    # best first, then duplicates (windows that found the same minimum) keep the best only
+    order = np.argsort(chi2, axis=1, kind="stable")
+    take = lambda a: np.take_along_axis(a, order if a.ndim == 2 else order[:, :, None], 1)  # noqa: E731
+    chi2, z, z_err, edge, coef, lag = (take(a) for a in (chi2, z, z_err, edge, coef, lag))
+    chi2 = _drop_duplicates(lag, chi2)
+    order = np.argsort(chi2, axis=1, kind="stable")[:, :N_EIGEN_MINIMA]
+    return tuple(take(a) for a in (chi2, z, z_err, edge, coef))
 
 
 def _keep_order(rchi2: np.ndarray, cls: np.ndarray, n_keep: int) -> np.ndarray:
@@ -211,7 +310,8 @@ def fit_spectra(
     )
     for block in engine.eigen:
         code = CLASS_CODES.index(block.objclass)
-        e_chi2, e_z, e_zerr, e_edge, e_coef = _eigen_candidates(engine, block, f, w, wff)
+        search = _eigen_candidates if engine.search.exhaustive else _eigen_candidates_pruned
+        e_chi2, e_z, e_zerr, e_edge, e_coef = search(engine, block, f, w, wff)
         parts.append(
             (code, np.full(e_chi2.shape, -1), e_chi2, e_z, e_zerr, e_edge, e_coef, block.n_params)
         )
