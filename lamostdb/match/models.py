@@ -77,16 +77,15 @@ def shift_many(
         ((-1.5 * t + 2.0) * t + 0.5) * t,
         (0.5 * t - 0.5) * t * t,
     )
-    idx = [np.clip(i0 + k, 0, n - 1) for k in (-1, 0, 1, 2)]
     inside = (i0 >= 0) & (i0 <= n - 1)
+    # flat gathers (``take`` on linear indices) of all J rows at once: 2-4x the speed of
+    # ``vectors[row, idx]``; the same four products summed in the same order (same values)
+    flat = np.ascontiguousarray(vectors, dtype=np.float64).ravel()
+    base = (np.asarray(rows, dtype=np.int64) * n)[:, :, None]  # (J, S, 1)
     out = np.zeros((rows.shape[0],) + x.shape)
-    for j, row in enumerate(rows):  # a loop over basis rows (1 to 4), not over spectra
-        r = row[:, None]
-        acc = np.zeros(x.shape)
-        for wk, ik in zip(w, idx, strict=True):  # four gathers
-            acc += wk * vectors[r, ik]
-        out[j] = np.where(inside, acc, 0.0)
-    return out
+    for k, wk in zip((-1, 0, 1, 2), w, strict=True):  # four gathers
+        out += wk * flat.take(base + np.clip(i0 + k, 0, n - 1))
+    return np.where(inside, out, 0.0)
 
 
 def solve_design(x: F64, flux: F64, ivar: F64) -> Fitted:
