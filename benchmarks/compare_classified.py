@@ -9,7 +9,8 @@ Usage::
 (``validate_engine.load_real``), classifies them in fixed batches of 32 with one BLAS
 thread, and saves every field of the ``Classified`` results. ``compare`` reports, per field,
 the number of differing entries (strings, integers, booleans: exact) and the largest
-relative difference of the floating-point fields (NaN where both are NaN counts as equal).
+relative difference of the floating-point fields (NaN where both are NaN counts as equal;
+the model's pixels relative to the largest |model| of their spectrum).
 Run ``dump`` with each version's interpreter (before/after a change), then ``compare``.
 """
 
@@ -106,7 +107,13 @@ def compare(args: argparse.Namespace) -> int:
             both_nan = np.isnan(x) & np.isnan(y)
             with np.errstate(invalid="ignore"):
                 same = (x == y) | both_nan
-                rel = np.abs(x - y) / np.maximum(np.maximum(np.abs(x), np.abs(y)), 1e-300)
+                # the model's pixels relative to its row's scale (values cross zero)
+                scale = (
+                    np.nanmax(np.abs(x), axis=1, keepdims=True)
+                    if k.endswith("/model")
+                    else np.maximum(np.abs(x), np.abs(y))
+                )
+                rel = np.abs(x - y) / np.maximum(scale, 1e-300)
             rel = np.where(same, 0.0, rel)
             worst = float(np.nanmax(np.where(np.isnan(rel), np.inf, rel))) if rel.size else 0.0
             n_diff = int((~same).sum())

@@ -90,12 +90,13 @@ def shift_many(
 
 def solve_design(x: F64, flux: F64, ivar: F64) -> Fitted:
     """Minimise sum w (f - X a)^2 for every spectrum: X (S, P, K), flux/ivar (S, P)."""
-    xw = x * ivar[:, :, None]
-    # a batched BLAS product: 6x the einsum's speed (sums in another order, ~1e-15 relative)
-    m = np.matmul(xw.transpose(0, 2, 1), x)
-    b = np.einsum("spk,sp->sk", xw, flux)
+    xwt = (x * ivar[:, :, None]).transpose(0, 2, 1)
+    # batched BLAS products: 6x the einsum's speed for m, 2x for b and the model (sums in
+    # another order: ~1e-15 relative on chi2, ~1e-13 on the model)
+    m = np.matmul(xwt, x)
+    b = np.matmul(xwt, flux[:, :, None])[..., 0]
     a = solve_normal_equations(m, b)
-    model = np.einsum("spk,sk->sp", x, a)
+    model = np.matmul(x, a[:, :, None])[..., 0]
     chi2 = np.einsum("sp,sp->s", ivar, (flux - model) ** 2)
     return Fitted(model, a, chi2)
 
