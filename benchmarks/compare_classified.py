@@ -3,14 +3,16 @@
 Usage::
 
     python benchmarks/compare_classified.py dump OUT.npz [--n 320] [--seed 21] [--no-real]
+        [--threads 1]
     python benchmarks/compare_classified.py compare A.npz B.npz
 
 ``dump`` simulates a night (``lamostdb.sim``) and reads the real spectra of ../shared
-(``validate_engine.load_real``), classifies them in fixed batches of 32 with one BLAS
-thread, and saves every field of the ``Classified`` results. ``compare`` reports, per field,
-the number of differing entries (strings, integers, booleans: exact) and the largest
-relative difference of the floating-point fields (NaN where both are NaN counts as equal;
-the model's pixels relative to the largest |model| of their spectrum).
+(``validate_engine.load_real``), classifies them in fixed batches of 32 with one BLAS thread
+(``--threads``: another count changes the answers at rounding level), and saves every field
+of the ``Classified`` results. ``compare`` reports, per field, the number of differing
+entries (strings, integers, booleans: exact) and the largest relative difference of the
+floating-point fields (NaN where both are NaN counts as equal; the model's pixels relative
+to the largest |model| of their spectrum).
 Run ``dump`` with each version's interpreter (before/after a change), then ``compare``.
 """
 
@@ -78,7 +80,7 @@ def dump(args: argparse.Namespace) -> None:
 
     engine = get_engine()
     saved: dict[str, np.ndarray] = {}
-    with threadpool_limits(limits=1):
+    with threadpool_limits(limits=args.threads):
         for name, batches in _batches(args).items():
             parts: dict[str, list[np.ndarray]] = {}
             for flux, ivar in batches:
@@ -136,6 +138,7 @@ def main() -> None:
     d.add_argument("--n", type=int, default=320)
     d.add_argument("--seed", type=int, default=21)
     d.add_argument("--no-real", action="store_true")
+    d.add_argument("--threads", type=int, default=1, help="BLAS threads (rounding changes)")
     c = sub.add_parser("compare")
     c.add_argument("a", type=Path)
     c.add_argument("b", type=Path)

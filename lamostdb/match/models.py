@@ -171,6 +171,58 @@ def candidate_design(engine: Engine, objclass: str, template: npt.NDArray[np.int
     raise KeyError(f"the engine has no {objclass} templates")
 
 
+def staircase_starts(continuum: F64) -> npt.NDArray[np.intp] | None:
+    """First pixel of each run where every continuum row is constant; None if not a staircase.
+
+    The engine's continuum vectors are constant over bins of ~60 pixels; a Legendre
+    continuum changes at every pixel (None: fewer than 8 pixels per run on average).
+
+    >>> staircase_starts(np.array([[1.0] * 8 + [2.0] * 8, [0.5] * 16]))
+    array([0, 8])
+    >>> staircase_starts(np.array([[0.0, 1.0, 2.0]])) is None
+    True
+    """
+    change = np.flatnonzero(np.any(continuum[:, 1:] != continuum[:, :-1], axis=0)) + 1
+    starts = np.concatenate([[0], change])
+    return starts if starts.size * 8 <= continuum.shape[1] else None
+
+
+def scaled_normal_equations(
+    t: F64, flux: F64, ivar: F64, continuum: F64
+) -> tuple[F64, F64]:
+    """Normal equations of ``flux ~ t * sum_k a_k continuum_k`` without the (S, P, K) design.
+
+    ``M_kl = sum_p w t^2 c_k c_l`` and ``b_k = sum_p w f t c_k`` are BLAS products against
+    the (P, K*K) continuum products; a staircase continuum (``staircase_starts``) is summed
+    per run first, then multiplied by the run values (64 runs instead of 3909 pixels).
+    Returns m (S, K, K) and b (S, K).
+    """
+    k = continuum.shape[0]
+    wt = ivar * t
+    q, r, cont = wt * t, wt * flux, continuum
+    starts = staircase_starts(continuum)
+    if starts is not None:
+        q = np.add.reduceat(q, starts, axis=1)
+        r = np.add.reduceat(r, starts, axis=1)
+        cont = continuum[:, starts]
+    products = (cont[:, None, :] * cont[None, :, :]).reshape(k * k, -1)
+    m = (q @ products.T).reshape(-1, k, k)
+    return m, r @ cont.T
+
+
+def solve_scaled(t: F64, flux: F64, ivar: F64, continuum: F64) -> Fitted:
+    """``solve_design`` for the design ``t[:, :, None] * continuum.T``: (S, P) t, (K, P) cont.
+
+    The same least-squares fit as ``solve_design(star_design(...))`` (values equal to
+    rounding, ~1e-13 relative), 4x faster: the design is never built.
+    """
+    m, b = scaled_normal_equations(t, flux, ivar, continuum)
+    a = solve_normal_equations(m, b)
+    model = t * (a @ continuum)
+    chi2 = np.einsum("sp,sp->s", ivar, (flux - model) ** 2)
+    return Fitted(model, a, chi2)
+
+
 def fit_models(
     engine: Engine,
     flux: F64,
@@ -191,8 +243,12 @@ def fit_models(
     coeffs = np.full((n_s, k_max), np.nan)
     for cls in np.unique(objclass):
         sel = np.flatnonzero(objclass == cls)
-        x = candidate_design(engine, str(cls), template[sel], z[sel])
-        fitted = solve_design(x, flux[sel], ivar[sel])
+        if cls == "STAR":  # a template times continuum functions: no design needed
+            t = shifted_stars(engine, template[sel], z[sel])
+            fitted = solve_scaled(t, flux[sel], ivar[sel], engine.basis.per_pixel())
+        else:
+            x = candidate_design(engine, str(cls), template[sel], z[sel])
+            fitted = solve_design(x, flux[sel], ivar[sel])
         model[sel] = fitted.model
         chi2[sel] = fitted.chi2
         coeffs[sel, : fitted.coeffs.shape[1]] = fitted.coeffs

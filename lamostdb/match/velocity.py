@@ -15,8 +15,10 @@ template is fitted again around that redshift, pixel by pixel:
   0.87 against LAMOST and 1.20 on simulated stars at S/N_g >= 20 without it).
 
 The sums over pixels factor as ``M_kl = sum_p w t^2 v_k v_l`` and ``b_k = sum_p w f t v_k``:
-for a batch they are two matrix products per trial redshift against the precomputed
-(P, K*K) and (P, K) continuum products. The loop runs over trial redshifts, never spectra.
+for a batch they are two matrix products per trial redshift against the (P, K*K) and (P, K)
+continuum products; the engine's staircase continuum (constant over bins of ~60 pixels) is
+summed per bin first (``models.scaled_normal_equations``). The loop runs over trial
+redshifts, never spectra.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from lamostdb.constants import C_KMS
 from lamostdb.match.engine import Engine
 from lamostdb.match.fit import CLASS_CODES, FitResult
 from lamostdb.match.linalg import solve_normal_equations
-from lamostdb.match.models import legendre_rows
+from lamostdb.match.models import legendre_rows, scaled_normal_equations
 
 F64 = npt.NDArray[np.float64]
 
@@ -70,13 +72,6 @@ class VelocityFit:
     z_err: F64  # NaN where the minimum fell on the scan edge (z is then the kernel's)
     chi2: F64
     on_edge: npt.NDArray[np.bool_]
-
-
-def _continuum_products(continuum: F64) -> tuple[F64, F64]:
-    """(P, K*K) outer products and (P, K) values of the continuum functions."""
-    k = continuum.shape[0]
-    vv = np.einsum("kp,lp->pkl", continuum, continuum).reshape(continuum.shape[1], k * k)
-    return np.ascontiguousarray(vv), np.ascontiguousarray(continuum.T)
 
 
 class _SplineShifter:
@@ -134,16 +129,14 @@ def _chi2_curve(
     """Chi-square (S, T) of each spectrum's template at each of its trial redshifts."""
     n_s, n_t = z_trials.shape
     k = continuum.shape[0]
-    vv, v = _continuum_products(continuum)
     wf = ivar * flux
     wff = np.einsum("sp,sp->s", wf, flux)
     m = np.empty((n_t, n_s, k, k))
     b = np.empty((n_t, n_s, k))
     shift = _SplineShifter(engine, template)
     for j in range(n_t):  # a loop over trial redshifts; each step is batched over spectra
-        t = shift(z_trials[:, j])
-        m[j] = ((ivar * t * t) @ vv).reshape(n_s, k, k)
-        b[j] = (wf * t) @ v
+        # the engine's staircase continuum is summed per bin first (scaled_normal_equations)
+        m[j], b[j] = scaled_normal_equations(shift(z_trials[:, j]), flux, ivar, continuum)
     a = solve_normal_equations(m, b)
     chi2 = wff[None, :] - np.einsum("tsk,tsk->ts", a, b)
     return chi2.T
