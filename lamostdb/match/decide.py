@@ -142,31 +142,34 @@ def _arm_rows(wave: F64, n_terms: int, join_angstrom: float) -> F64:
     return np.concatenate(rows)
 
 
-def basis_products(basis: F64) -> F64:
-    """(K*K, P) products ``basis_k * basis_l`` of every pair of rows."""
-    k = basis.shape[0]
-    return (basis[:, None, :] * basis[None, :, :]).reshape(k * k, -1)
-
-
 @lru_cache(maxsize=8)
 def _arm_products(grid: LogGrid, n_terms: int, join_angstrom: float) -> tuple[F64, F64]:
-    """``arm_basis`` and its transposed ``basis_products``, kept per grid."""
+    """``arm_basis`` and the (P, K(K+1)/2) products of its pairs k <= l, kept per grid."""
     basis = _arm_rows(grid.wave_angstrom, n_terms, join_angstrom)
-    return basis, np.ascontiguousarray(basis_products(basis).T)
+    return basis, _pair_products_t(basis)
+
+
+def _pair_products_t(basis: F64) -> F64:
+    upper = np.triu_indices(basis.shape[0])
+    return np.ascontiguousarray((basis[upper[0]] * basis[upper[1]]).T)
 
 
 def common_chi2(
-    model: F64, flux: F64, weight: F64, basis: F64, products_t: F64 | None = None
+    model: F64, flux: F64, weight: F64, basis: F64, pairs_t: F64 | None = None
 ) -> F64:
     """chi2 of ``flux ~ model * sum_k a_k basis_k`` for each spectrum (batched solve).
 
-    ``products_t`` is ``basis_products(basis).T`` when the caller keeps it.
+    ``pairs_t`` is the caller's kept (P, K(K+1)/2) products of the basis rows k <= l.
     """
     wm = weight * model
     k = basis.shape[0]
-    # BLAS products against the (P, K*K) basis products: 10x the three-operand einsum
-    outer_t = basis_products(basis).T if products_t is None else products_t
-    m = ((wm * model) @ outer_t).reshape(-1, k, k)
+    # BLAS products against the basis products of each pair k <= l (the matrix is
+    # symmetric): 10x the three-operand einsum, half the product of all K*K pairs
+    pairs = (wm * model) @ (_pair_products_t(basis) if pairs_t is None else pairs_t)
+    upper = np.triu_indices(k)
+    m = np.empty((model.shape[0], k, k))
+    m[:, upper[0], upper[1]] = pairs
+    m[:, upper[1], upper[0]] = pairs
     b = (wm * flux) @ basis.T
     a = solve_normal_equations(m, b)
     fitted = model * (a @ basis)
@@ -302,7 +305,7 @@ def decide_class(
     wave = engine.grid.wave_angstrom
     best = best_of_class(fit)
     rows = np.arange(n_s)
-    basis, products_t = _arm_products(engine.grid, p.arm_terms, p.join_angstrom)
+    basis, pairs_t = _arm_products(engine.grid, p.arm_terms, p.join_angstrom)
     wj = weight * ((wave < p.join_mask_angstrom[0]) | (wave > p.join_mask_angstrom[1]))
     n_good = np.maximum((wj > 0).sum(axis=1) - basis.shape[0], 1)
     chi2 = np.full((n_s, 3), np.inf)
@@ -322,7 +325,7 @@ def decide_class(
             fit.z[has, j],
         ).model
         models[code, has] = m
-        chi2[has, code] = common_chi2(m, flux[has], wj[has], basis, products_t)
+        chi2[has, code] = common_chi2(m, flux[has], wj[has], basis, pairs_t)
     r_best = np.min(chi2, axis=1) / n_good
     scale = np.maximum(np.where(np.isfinite(r_best), r_best, 1.0), 1.0)
     scaled = chi2 / scale[:, None]
@@ -331,16 +334,17 @@ def decide_class(
     # 3. a galaxy at rest without emission lines is not evidence against a star
     gal_lowz = np.abs(np.nan_to_num(z_of[:, GALAXY], nan=1.0)) < p.lowz_galaxy
     if gal_lowz.any():
+        low = np.flatnonzero(gal_lowz)  # only these rows are read (and their few pixels)
         em = line_snr(
-            flux,
-            weight,
-            models[STAR],
+            flux[low],
+            weight[low],
+            models[STAR, low],
             wave,
-            np.nan_to_num(z_of[:, GALAXY]),
+            np.nan_to_num(z_of[low, GALAXY]),
             GALAXY_EMISSION_ANGSTROM,
             300.0,
         )
-        scaled[gal_lowz & (em < p.emission_snr), GALAXY] = np.inf
+        scaled[low[em < p.emission_snr], GALAXY] = np.inf
 
     # edge-of-grid minima (a QSO at z = 6 fitting a star's continuum) are no evidence
     for code in (GALAXY, QSO):

@@ -101,6 +101,17 @@ def solve_design(x: F64, flux: F64, ivar: F64) -> Fitted:
     return Fitted(model, a, chi2)
 
 
+def solve_design_t(xt: F64, flux: F64, ivar: F64) -> Fitted:
+    """``solve_design`` for a design laid out (S, K, P) (``eigen_design_t``)."""
+    xw = xt * ivar[:, None, :]
+    m = np.matmul(xw, xt.transpose(0, 2, 1))
+    b = np.matmul(xw, flux[:, :, None])[..., 0]
+    a = solve_normal_equations(m, b)
+    model = np.matmul(a[:, None, :], xt)[:, 0, :]
+    chi2 = np.einsum("sp,sp->s", ivar, (flux - model) ** 2)
+    return Fitted(model, a, chi2)
+
+
 def shifted_stars(engine: Engine, template: npt.NDArray[np.int64], z: F64) -> F64:
     """Star template ``template[s]`` (engine-wide index) at redshift ``z[s]``: (S, P)."""
     grid = engine.grid
@@ -147,18 +158,29 @@ def star_design(
 
 
 def eigen_design(engine: Engine, block: EigenBlock, z: F64) -> F64:
-    """The class's basis functions (eigenvectors, additive and multiplicative terms) at z."""
+    """The class's basis functions (eigenvectors, additive and multiplicative terms) at z.
+
+    (S, P, K): a transposed view of ``eigen_design_t``.
+    """
+    return eigen_design_t(engine, block, z).transpose(0, 2, 1)
+
+
+def eigen_design_t(engine: Engine, block: EigenBlock, z: F64) -> F64:
+    """``eigen_design`` laid out (S, K, P): each basis function contiguous over pixels."""
     grid = engine.grid
     n_s = np.asarray(z).size
-    ones = np.ones(grid.npix)
     used = sorted(j for j in set(block.design.rest) if j >= 0)
-    shifted = dict(zip(used, shifted_eigens(engine, block, used, z), strict=True))
-    cols = []
-    for r, o in zip(block.design.rest, block.design.obs, strict=True):
-        obs_part = ones if o < 0 else engine.obs_funcs[o]
-        rest_part = np.ones((n_s, grid.npix)) if r < 0 else shifted[r]
-        cols.append(rest_part * obs_part[None, :])
-    return np.stack(cols, axis=2)
+    pos = {j: i for i, j in enumerate(used)}
+    shifted = shifted_eigens(engine, block, used, z)  # (J, S, P)
+    x = np.empty((n_s, len(block.design.rest), grid.npix))
+    for c, (r, o) in enumerate(zip(block.design.rest, block.design.obs, strict=True)):
+        if r < 0:  # an additive term: the observed-frame function (or 1)
+            x[:, c] = 1.0 if o < 0 else engine.obs_funcs[o]
+        elif o < 0:
+            x[:, c] = shifted[pos[r]]
+        else:
+            np.multiply(shifted[pos[r]], engine.obs_funcs[o][None, :], out=x[:, c])
+    return x
 
 
 def candidate_design(engine: Engine, objclass: str, template: npt.NDArray[np.int64], z: F64) -> F64:
@@ -247,8 +269,11 @@ def fit_models(
             t = shifted_stars(engine, template[sel], z[sel])
             fitted = solve_scaled(t, flux[sel], ivar[sel], engine.basis.per_pixel())
         else:
-            x = candidate_design(engine, str(cls), template[sel], z[sel])
-            fitted = solve_design(x, flux[sel], ivar[sel])
+            block = next((b for b in engine.eigen if b.objclass == cls), None)
+            if block is None:
+                raise KeyError(f"the engine has no {cls} templates")
+            xt = eigen_design_t(engine, block, z[sel])
+            fitted = solve_design_t(xt, flux[sel], ivar[sel])
         model[sel] = fitted.model
         chi2[sel] = fitted.chi2
         coeffs[sel, : fitted.coeffs.shape[1]] = fitted.coeffs
