@@ -154,9 +154,7 @@ def _pair_products_t(basis: F64) -> F64:
     return np.ascontiguousarray((basis[upper[0]] * basis[upper[1]]).T)
 
 
-def common_chi2(
-    model: F64, flux: F64, weight: F64, basis: F64, pairs_t: F64 | None = None
-) -> F64:
+def common_chi2(model: F64, flux: F64, weight: F64, basis: F64, pairs_t: F64 | None = None) -> F64:
     """chi2 of ``flux ~ model * sum_k a_k basis_k`` for each spectrum (batched solve).
 
     ``pairs_t`` is the caller's kept (P, K(K+1)/2) products of the basis rows k <= l.

@@ -21,6 +21,7 @@ from numpy.polynomial import legendre
 
 from lamostdb.match.engine import EigenBlock, Engine
 from lamostdb.match.linalg import solve_normal_equations
+from lamostdb.match.shift import same_step, shift_uniform
 
 F64 = npt.NDArray[np.float64]
 
@@ -121,7 +122,17 @@ def shifted_stars(engine: Engine, template: npt.NDArray[np.int64], z: F64) -> F6
     for ts in engine.star.rest:  # a loop over template files (usually one)
         local = template - start
         sel = (local >= 0) & (local < len(ts.names))
-        if sel.any():
+        if sel.any() and same_step(ts.dloglam, grid.dloglam):  # slices, not gathers
+            shifted[sel] = shift_uniform(
+                ts.vectors,
+                ts.loglam0,
+                ts.dloglam,
+                local[sel][None, :],
+                grid.loglam0,
+                grid.npix,
+                z[sel],
+            )[0]
+        elif sel.any():
             shifted[sel] = shift_rows(ts.vectors, ts.loglam0, ts.dloglam, local[sel], obs, z[sel])
         start += len(ts.names)
     return shifted
@@ -130,20 +141,20 @@ def shifted_stars(engine: Engine, template: npt.NDArray[np.int64], z: F64) -> F6
 def shifted_eigen(engine: Engine, block: EigenBlock, j: int, z: F64) -> F64:
     """Eigenvector ``j`` of ``block`` at each redshift of ``z``: (S, P)."""
     grid = engine.grid
-    obs = grid.loglam0 + grid.dloglam * np.arange(grid.npix, dtype=np.float64)
     rest0 = grid.loglam0 - block.offset * grid.dloglam  # aligned rest grid
     z = np.asarray(z, dtype=np.float64)
-    return shift_rows(block.vectors, rest0, grid.dloglam, np.full(z.size, j), obs, z)
+    rows = np.full((1, z.size), j)
+    return shift_uniform(block.vectors, rest0, grid.dloglam, rows, grid.loglam0, grid.npix, z)[0]
 
 
 def shifted_eigens(engine: Engine, block: EigenBlock, vectors: list[int], z: F64) -> F64:
     """Eigenvectors ``vectors`` of ``block`` at each redshift of ``z``: (J, S, P)."""
     grid = engine.grid
-    obs = grid.loglam0 + grid.dloglam * np.arange(grid.npix, dtype=np.float64)
     rest0 = grid.loglam0 - block.offset * grid.dloglam  # aligned rest grid
     z = np.asarray(z, dtype=np.float64)
     rows = np.repeat(np.asarray(vectors, dtype=np.int64)[:, None], z.size, axis=1)
-    return shift_many(block.vectors, rest0, grid.dloglam, rows, obs, z)
+    # the aligned rest grid has the working grid's step: slices (lamostdb.match.shift)
+    return shift_uniform(block.vectors, rest0, grid.dloglam, rows, grid.loglam0, grid.npix, z)
 
 
 def star_design(
@@ -209,9 +220,7 @@ def staircase_starts(continuum: F64) -> npt.NDArray[np.intp] | None:
     return starts if starts.size * 8 <= continuum.shape[1] else None
 
 
-def scaled_normal_equations(
-    t: F64, flux: F64, ivar: F64, continuum: F64
-) -> tuple[F64, F64]:
+def scaled_normal_equations(t: F64, flux: F64, ivar: F64, continuum: F64) -> tuple[F64, F64]:
     """Normal equations of ``flux ~ t * sum_k a_k continuum_k`` without the (S, P, K) design.
 
     ``M_kl = sum_p w t^2 c_k c_l`` and ``b_k = sum_p w f t c_k`` are BLAS products against

@@ -33,6 +33,7 @@ from lamostdb.match.engine import Engine
 from lamostdb.match.fit import CLASS_CODES, FitResult
 from lamostdb.match.linalg import solve_normal_equations
 from lamostdb.match.models import legendre_rows, scaled_normal_equations
+from lamostdb.match.shift import same_step, spline_uniform
 
 F64 = npt.NDArray[np.float64]
 
@@ -88,6 +89,7 @@ class _SplineShifter:
     def __init__(self, engine: Engine, template: npt.NDArray[np.int64]) -> None:
         grid = engine.grid
         self.obs = grid.loglam0 + grid.dloglam * np.arange(grid.npix)
+        self.dloglam = grid.dloglam
         self.parts: list[tuple[npt.NDArray[np.intp], npt.NDArray[np.int64], float, float, F64]] = []
         start = 0
         for ts, coef in zip(engine.star.rest, engine.star.spline_coeffs, strict=True):
@@ -101,6 +103,11 @@ class _SplineShifter:
     def __call__(self, z: F64) -> F64:
         out = np.zeros((self.n_s, self.obs.size))
         for sel, row, loglam0, dloglam, coef in self.parts:
+            if same_step(dloglam, self.dloglam):  # slices, not gathers (lamostdb.match.shift)
+                out[sel] = spline_uniform(
+                    coef, loglam0, dloglam, row[:, 0], self.obs[0], self.obs.size, z[sel]
+                )
+                continue
             x = (self.obs[None, :] - np.log10(1.0 + z[sel])[:, None] - loglam0) / dloglam
             n_int = coef.shape[1]
             i0 = np.floor(x).astype(np.int64)
