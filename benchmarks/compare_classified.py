@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 BATCH = 32
+C_KMS = 299792.458
 FIT_FIELDS = (
     "objclass",
     "template",
@@ -126,6 +127,15 @@ def compare(args: argparse.Namespace) -> int:
             n_diff = int((x != y).sum())
             bad += n_diff > 0
             print(f"{k:24s} exact  differ {n_diff:7d}/{x.size}{'  <--' if n_diff else ''}")
+    for name in sorted({k.split("/")[0] for k in a.files}):
+        za, zb, err = a[f"{name}/z"], b[f"{name}/z"], a[f"{name}/z_err"]
+        dz = np.abs(za - zb)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            pull = np.where(err > 0, dz / err, np.nan)
+        print(
+            f"{name}: max |dz| {np.nanmax(dz) * C_KMS:.2e} km/s, "
+            f"max |dz| / z_err {np.nanmax(pull):.2e}"
+        )
     print("SAME" if not bad else f"{bad} fields differ")
     return int(bad > 0)
 
