@@ -245,7 +245,7 @@ def solve_scaled(t: F64, flux: F64, ivar: F64, continuum: F64) -> Fitted:
     """``solve_design`` for the design ``t[:, :, None] * continuum.T``: (S, P) t, (K, P) cont.
 
     The same least-squares fit as ``solve_design(star_design(...))`` (values equal to
-    rounding, ~1e-13 relative), 4x faster: the design is never built.
+    rounding, ~1e-13 relative) several times faster: the design is never built.
     """
     m, b = scaled_normal_equations(t, flux, ivar, continuum)
     a = solve_normal_equations(m, b)
