@@ -46,6 +46,7 @@ ZWARNING bit CLASS_MARGINAL; measured choices of every setting are in ``benchmar
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -55,6 +56,7 @@ from lamostdb.match.engine import Engine
 from lamostdb.match.fit import CLASS_CODES, FitResult
 from lamostdb.match.linalg import solve_normal_equations
 from lamostdb.match.models import fit_models, legendre_rows
+from lamostdb.templates.grid import LogGrid
 
 F64 = npt.NDArray[np.float64]
 STAR, GALAXY, QSO = (CLASS_CODES.index(c) for c in ("STAR", "GALAXY", "QSO"))
@@ -126,7 +128,10 @@ class Decision:
 
 def arm_basis(engine: Engine, n_terms: int, join_angstrom: float) -> F64:
     """Legendre P0..P(n-1) on the blue arm and again on the red arm: (2n, P)."""
-    wave = engine.grid.wave_angstrom
+    return _arm_rows(engine.grid.wave_angstrom, n_terms, join_angstrom)
+
+
+def _arm_rows(wave: F64, n_terms: int, join_angstrom: float) -> F64:
     red = wave >= join_angstrom
     rows = []
     for side in (~red, red):
@@ -137,13 +142,32 @@ def arm_basis(engine: Engine, n_terms: int, join_angstrom: float) -> F64:
     return np.concatenate(rows)
 
 
-def common_chi2(model: F64, flux: F64, weight: F64, basis: F64) -> F64:
-    """chi2 of ``flux ~ model * sum_k a_k basis_k`` for each spectrum (batched solve)."""
+@lru_cache(maxsize=8)
+def _arm_products(grid: LogGrid, n_terms: int, join_angstrom: float) -> tuple[F64, F64]:
+    """``arm_basis`` and the (P, K(K+1)/2) products of its pairs k <= l, kept per grid."""
+    basis = _arm_rows(grid.wave_angstrom, n_terms, join_angstrom)
+    return basis, _pair_products_t(basis)
+
+
+def _pair_products_t(basis: F64) -> F64:
+    upper = np.triu_indices(basis.shape[0])
+    return np.ascontiguousarray((basis[upper[0]] * basis[upper[1]]).T)
+
+
+def common_chi2(model: F64, flux: F64, weight: F64, basis: F64, pairs_t: F64 | None = None) -> F64:
+    """chi2 of ``flux ~ model * sum_k a_k basis_k`` for each spectrum (batched solve).
+
+    ``pairs_t`` is the caller's kept (P, K(K+1)/2) products of the basis rows k <= l.
+    """
     wm = weight * model
     k = basis.shape[0]
-    # BLAS products against the (P, K*K) basis products: 10x the three-operand einsum
-    outer = (basis[:, None, :] * basis[None, :, :]).reshape(k * k, -1)
-    m = ((wm * model) @ outer.T).reshape(-1, k, k)
+    # BLAS products against the basis products of each pair k <= l (the matrix is
+    # symmetric): 10x the three-operand einsum, half the product of all K*K pairs
+    pairs = (wm * model) @ (_pair_products_t(basis) if pairs_t is None else pairs_t)
+    upper = np.triu_indices(k)
+    m = np.empty((model.shape[0], k, k))
+    m[:, upper[0], upper[1]] = pairs
+    m[:, upper[1], upper[0]] = pairs
     b = (wm * flux) @ basis.T
     a = solve_normal_equations(m, b)
     fitted = model * (a @ basis)
@@ -158,6 +182,61 @@ def best_of_class(fit: FitResult) -> npt.NDArray[np.int64]:
         j = np.argmin(r, axis=1)
         has = np.isfinite(r[np.arange(r.shape[0]), j])
         out[has, code] = j[has]
+    return out
+
+
+def line_sums(
+    flux: F64,
+    weight: F64,
+    model: F64,
+    wave: F64,
+    z: F64,
+    rest_angstrom: tuple[float, ...],
+    half_kms: float,
+    *,
+    sign: float = 1.0,
+    use: npt.NDArray[np.bool_] | None = None,
+) -> tuple[F64, F64]:
+    """Per line, the sums of ``sign * (flux - model)`` and of the variance ``1 / weight``
+    over the weighted pixels within +-half_kms of the line at z: two (S, n_lines) arrays.
+
+    Only the columns that some spectrum's window can reach are read (a few pixels per
+    line, not the whole grid); the window test is the same as on the whole grid.
+    ``use`` (S, n_lines) leaves lines out per spectrum.
+    """
+    n_s, n_p = flux.shape
+    num = np.zeros((n_s, len(rest_angstrom)))
+    var = np.zeros((n_s, len(rest_angstrom)))
+    z = np.asarray(z, dtype=np.float64)
+    if n_s == 0 or not np.isfinite(z).any():
+        return num, var
+    reach = 2.0 * half_kms / C_KMS  # twice the window: a margin for rounding
+    for k, lam in enumerate(rest_angstrom):  # a handful of lines
+        centre = lam * (1.0 + z)[:, None]
+        lo = int(np.searchsorted(wave, np.nanmin(centre) * (1.0 - reach))) - 1
+        hi = int(np.searchsorted(wave, np.nanmax(centre) * (1.0 + reach))) + 1
+        cols = slice(max(lo, 0), min(hi, n_p))
+        inside = np.abs(wave[None, cols] - centre) <= centre * half_kms / C_KMS
+        if use is not None:
+            inside &= use[:, k : k + 1]
+        w = np.where(inside, weight[:, cols], 0.0)
+        good = w > 0
+        resid = sign * (flux[:, cols] - model[:, cols])
+        num[:, k] = np.where(good, resid, 0.0).sum(axis=1)
+        var[:, k] = np.where(good, 1.0 / np.where(good, w, 1.0), 0.0).sum(axis=1)
+    return num, var
+
+
+def _snr(num: F64, var: F64) -> F64:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(var > 0, num / np.sqrt(var), 0.0)
+
+
+def _combined(per_line: F64) -> F64:
+    """Sum over lines (S, L) -> (S,), line by line in order."""
+    out = np.zeros(per_line.shape[0])
+    for k in range(per_line.shape[1]):
+        out += per_line[:, k]
     return out
 
 
@@ -177,20 +256,8 @@ def line_snr(
 
     ``use`` (S, n_lines) leaves lines out per spectrum.
     """
-    num = np.zeros(flux.shape[0])
-    var = np.zeros(flux.shape[0])
-    resid = sign * (flux - model)
-    for k, lam in enumerate(rest_angstrom):  # a handful of lines
-        centre = lam * (1.0 + z)[:, None]
-        inside = np.abs(wave[None, :] - centre) <= centre * half_kms / C_KMS
-        if use is not None:
-            inside &= use[:, k : k + 1]
-        w = np.where(inside, weight, 0.0)
-        good = w > 0
-        num += np.where(good, resid, 0.0).sum(axis=1)
-        var += np.where(good, 1.0 / np.where(good, w, 1.0), 0.0).sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(var > 0, num / np.sqrt(var), 0.0)
+    num, var = line_sums(flux, weight, model, wave, z, rest_angstrom, half_kms, sign=sign, use=use)
+    return _snr(_combined(num), _combined(var))
 
 
 def _gaussian(wave: F64, centre: float, sigma_kms: float) -> F64:
@@ -236,7 +303,7 @@ def decide_class(
     wave = engine.grid.wave_angstrom
     best = best_of_class(fit)
     rows = np.arange(n_s)
-    basis = arm_basis(engine, p.arm_terms, p.join_angstrom)
+    basis, pairs_t = _arm_products(engine.grid, p.arm_terms, p.join_angstrom)
     wj = weight * ((wave < p.join_mask_angstrom[0]) | (wave > p.join_mask_angstrom[1]))
     n_good = np.maximum((wj > 0).sum(axis=1) - basis.shape[0], 1)
     chi2 = np.full((n_s, 3), np.inf)
@@ -256,7 +323,7 @@ def decide_class(
             fit.z[has, j],
         ).model
         models[code, has] = m
-        chi2[has, code] = common_chi2(m, flux[has], wj[has], basis)
+        chi2[has, code] = common_chi2(m, flux[has], wj[has], basis, pairs_t)
     r_best = np.min(chi2, axis=1) / n_good
     scale = np.maximum(np.where(np.isfinite(r_best), r_best, 1.0), 1.0)
     scaled = chi2 / scale[:, None]
@@ -265,16 +332,17 @@ def decide_class(
     # 3. a galaxy at rest without emission lines is not evidence against a star
     gal_lowz = np.abs(np.nan_to_num(z_of[:, GALAXY], nan=1.0)) < p.lowz_galaxy
     if gal_lowz.any():
+        low = np.flatnonzero(gal_lowz)  # only these rows are read (and their few pixels)
         em = line_snr(
-            flux,
-            weight,
-            models[STAR],
+            flux[low],
+            weight[low],
+            models[STAR, low],
             wave,
-            np.nan_to_num(z_of[:, GALAXY]),
+            np.nan_to_num(z_of[low, GALAXY]),
             GALAXY_EMISSION_ANGSTROM,
             300.0,
         )
-        scaled[gal_lowz & (em < p.emission_snr), GALAXY] = np.inf
+        scaled[low[em < p.emission_snr], GALAXY] = np.inf
 
     # edge-of-grid minima (a QSO at z = 6 fitting a star's continuum) are no evidence
     for code in (GALAXY, QSO):
@@ -301,56 +369,26 @@ def decide_class(
         # say nothing
         z_q = np.where(other[i] == QSO, np.nan_to_num(z_of[i, QSO]), -1.0)
         usable = np.array(STELLAR_REST_ANGSTROM)[None, :] > LYA_EDGE_ANGSTROM * (1 + z_q[:, None])
-        a_other = line_snr(
-            flux[i],
-            weight[i],
-            models[other[i], i],
-            wave,
-            np.zeros(i.size),
-            STELLAR_REST_ANGSTROM,
-            p.rest_line_kms,
-            sign=-1.0,
-            use=usable,
-        )
-        a_star = line_snr(
-            flux[i],
-            weight[i],
-            models[STAR, i],
-            wave,
-            np.zeros(i.size),
-            STELLAR_REST_ANGSTROM,
-            p.rest_line_kms,
-            sign=-1.0,
-            use=usable,
-        )
+        f_i, w_i, zero = flux[i], weight[i], np.zeros(i.size)
+        sums = [
+            line_sums(
+                f_i,
+                w_i,
+                m,
+                wave,
+                zero,
+                STELLAR_REST_ANGSTROM,
+                p.rest_line_kms,
+                sign=-1.0,
+                use=usable,
+            )
+            for m in (models[other[i], i], models[STAR, i])
+        ]
+        a_other, a_star = (_snr(_combined(num), _combined(var)) for num, var in sums)
         rest_lines[i] = a_other - np.maximum(a_star, 0.0)
-        n_lines = np.zeros(i.size, dtype=np.int64)
-        for k, lam in enumerate(STELLAR_REST_ANGSTROM):  # per line: is it there on its own?
-            one = (lam,)
-            u = usable[:, k : k + 1]
-            e_o = line_snr(
-                flux[i],
-                weight[i],
-                models[other[i], i],
-                wave,
-                np.zeros(i.size),
-                one,
-                p.rest_line_kms,
-                sign=-1.0,
-                use=u,
-            )
-            e_s = line_snr(
-                flux[i],
-                weight[i],
-                models[STAR, i],
-                wave,
-                np.zeros(i.size),
-                one,
-                p.rest_line_kms,
-                sign=-1.0,
-                use=u,
-            )
-            n_lines += (e_o - np.maximum(e_s, 0.0)) > p.rest_line_each
+        # per line: is it there on its own?
+        e_o, e_s = (_snr(num, var) for num, var in sums)
+        n_lines = ((e_o - np.maximum(e_s, 0.0)) > p.rest_line_each).sum(axis=1)
         line_count[i] = n_lines
     rescued = check & (rest_lines > p.rest_line_snr) & (line_count >= p.rest_line_count)
     # a QSO whose Lyman-alpha break lands on the arm join imitates a join step: it must beat

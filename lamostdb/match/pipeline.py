@@ -36,7 +36,7 @@ from lamostdb.match.fit import CLASS_CODES, FitResult, fit_spectra, weighted_inp
 from lamostdb.match.indices import line_indices
 from lamostdb.match.models import fit_models
 from lamostdb.match.refine import RefineChecks, rematch
-from lamostdb.match.reorder import best_chain_spans_letters, reorder
+from lamostdb.match.reorder import best_chain_spans_letters, letters_of, reorder
 from lamostdb.match.spectype import IndexTyper, type_subclasses
 from lamostdb.match.velocity import VelocityOptions, refine_best_star
 from lamostdb.match.zwarning import ZWarning, negative_emission
@@ -160,9 +160,7 @@ def _small_delta(
     fit: FitResult, degenerate: npt.NDArray[np.bool_], subclass: npt.NDArray[np.str_]
 ) -> npt.NDArray[np.bool_]:
     """Next non-degenerate different answer within SMALL_DELTA_RCHI2 of the best."""
-    from lamostdb.templates.subclass import spectral_letter
-
-    letters = np.vectorize(lambda s: spectral_letter(s) or "", otypes=[object])(subclass)
+    letters = letters_of(subclass)
     dv = np.abs(fit.z - fit.z[:, :1]) / (1 + fit.z[:, :1]) * C_KMS
     different = (
         (fit.objclass != fit.objclass[:, :1]) | (dv > DIFFERENT_Z_KMS) | (letters != letters[:, :1])
@@ -389,10 +387,8 @@ def typed_subclass(
     Only stars whose template letter the typing table covers (``typer.letters``) are typed;
     the others (O, B, M, L, WD, carbon, ...) keep their template's subclass.
     """
-    from lamostdb.templates.subclass import spectral_letter
-
     star = fit.objclass[:, 0] == CLASS_CODES.index("STAR")
-    covered = np.array([spectral_letter(s) in typer.letters for s in subclass[:, 0]], dtype=bool)
+    covered = np.isin(letters_of(subclass[:, 0]), list(typer.letters))
     rows = np.flatnonzero(star & covered)
     if not rows.size:
         return subclass

@@ -34,12 +34,20 @@ import numpy.typing as npt
 
 from lamostdb.match.engine import EigenBlock, Engine
 from lamostdb.match.fit import CLASS_CODES
-from lamostdb.match.models import legendre_rows, shifted_eigens, shifted_stars, solve_design
+from lamostdb.match.models import (
+    Fitted,
+    legendre_rows,
+    shifted_eigens,
+    shifted_stars,
+    solve_design_t,
+    solve_scaled,
+)
 
 F64 = npt.NDArray[np.float64]
 STAR_STEP = 1e-4
 N_STEPS = 3
-ROWS_PER_CHUNK = 48  # design rows (spectrum x candidate x redshift) solved together
+ROWS_PER_CHUNK = 48  # eigen design rows (spectrum x candidate x redshift) solved together
+STAR_ROWS_PER_CHUNK = 192  # star rows (no design: a few (R, P) arrays) solved together
 
 
 @dataclass(frozen=True)
@@ -72,36 +80,63 @@ def _continuum_rows(engine: Engine, order: int) -> F64:
     return np.vstack([legendre_rows(engine.grid.npix, order), engine.obs_funcs[3][None, :]])
 
 
-def _design(
-    engine: Engine, cls: npt.NDArray[np.int8], tpl: npt.NDArray[np.int64], z: F64, cont: F64
-) -> F64:
-    """(R, P, K) design rows for mixed classes; K = continuum terms + extra eigen terms."""
-    grid = engine.grid
-    n_r = cls.size
-    blocks = {b.objclass: b for b in engine.eigen}
-    n_extra = max([0] + [_eigen_extra(b) for b in engine.eigen])
-    k = cont.shape[0] + n_extra
-    x = np.zeros((n_r, grid.npix, k))
-    star = np.flatnonzero(cls == 0)
-    if star.size:
-        shifted = shifted_stars(engine, tpl[star], z[star])
-        x[star, :, : cont.shape[0]] = shifted[:, :, None] * cont.T[None]
-    for code in (1, 2):  # GALAXY, QSO
-        sel = np.flatnonzero(cls == code)
-        block = blocks.get(CLASS_CODES[code])
-        if not sel.size or block is None:
-            continue
-        e = shifted_eigens(engine, block, list(range(block.n_vectors)), z[sel])
-        x[sel, :, : cont.shape[0]] = e[0][:, :, None] * cont.T[None]
-        col = cont.shape[0]
-        for j in range(1, block.n_vectors):
-            x[sel, :, col] = e[j]
-            col += 1
-        n_add = sum(1 for r in block.design.rest if r < 0)
-        for q in range(n_add):
-            x[sel, :, col] = engine.obs_funcs[q][None, :] if q < 3 else 1.0
-            col += 1
+def _eigen_rows_t(engine: Engine, block: EigenBlock, z: F64, cont: F64) -> F64:
+    """(R, K, P) design of eigen-class rows: e_0 times the continuum rows, the other
+    eigenvectors, and the additive terms of the main fit (galaxies)."""
+    n_c = cont.shape[0]
+    e = shifted_eigens(engine, block, list(range(block.n_vectors)), z)  # (J, R, P)
+    n_add = sum(1 for r in block.design.rest if r < 0)
+    x = np.empty((z.size, _eigen_extra(block) + n_c, engine.grid.npix))
+    np.multiply(e[0][:, None, :], cont[None, :, :], out=x[:, :n_c])
+    x[:, n_c : n_c + block.n_vectors - 1] = e[1:].transpose(1, 0, 2)
+    for q in range(n_add):
+        x[:, n_c + block.n_vectors - 1 + q] = engine.obs_funcs[q] if q < 3 else 1.0
     return x
+
+
+def _fit_rows(
+    engine: Engine,
+    cls: npt.NDArray[np.int8],
+    tpl: npt.NDArray[np.int64],
+    z: F64,
+    spectrum: npt.NDArray[np.int64],
+    flux: F64,
+    ivar: F64,
+    cont: F64,
+    *,
+    with_model: bool,
+) -> Fitted:
+    """Fit design rows of mixed classes to their spectra ``flux[spectrum[r]]``.
+
+    Each class is solved with its own terms (stars: template times continuum, without
+    building the design; eigen classes: ``_eigen_rows_t`` in chunks of ``ROWS_PER_CHUNK``).
+    Coefficients (R, K) are zero-padded to the largest class's K; rows of a class the engine
+    has no templates for fit nothing (chi2 = sum w f^2, model 0).
+    """
+    n_r, n_c = cls.size, cont.shape[0]
+    k_max = n_c + max([0] + [_eigen_extra(b) for b in engine.eigen])
+    chi2 = np.empty(n_r)
+    coeffs = np.zeros((n_r, k_max))
+    model = np.zeros((n_r if with_model else 0, engine.grid.npix))
+    blocks = {b.objclass: b for b in engine.eigen}
+    for code in (0, 1, 2):  # STAR, GALAXY, QSO
+        block = blocks.get(CLASS_CODES[code])
+        rows = np.flatnonzero(cls == code)
+        chunk = STAR_ROWS_PER_CHUNK if code == 0 else ROWS_PER_CHUNK
+        for a in range(0, rows.size, chunk):  # memory chunks of design rows
+            r = rows[a : a + chunk]
+            f, w = flux[spectrum[r]], ivar[spectrum[r]]
+            if code == 0:  # a template times the continuum: no design needed
+                fitted = solve_scaled(shifted_stars(engine, tpl[r], z[r]), f, w, cont)
+            elif block is not None:
+                fitted = solve_design_t(_eigen_rows_t(engine, block, z[r], cont), f, w)
+            else:  # no templates of this class: nothing fitted
+                chi2[r] = np.einsum("rp,rp->r", w, f * f)
+                continue
+            chi2[r], coeffs[r, : fitted.coeffs.shape[1]] = fitted.chi2, fitted.coeffs
+            if with_model:
+                model[r] = fitted.model
+    return Fitted(model, coeffs, chi2)
 
 
 def _eigen_extra(block: EigenBlock) -> int:
@@ -132,12 +167,9 @@ def rematch(
     flat_s = np.repeat(np.arange(n_s), n_l * n_t)
     flat_c = np.repeat(cls.ravel(), n_t)
     flat_t = np.repeat(tpl.ravel(), n_t)
-    flat_z = z_try.ravel()
-    chi2: npt.NDArray[np.float64] = np.empty(flat_z.size)
-    for a in range(0, flat_z.size, ROWS_PER_CHUNK):  # memory chunks of design rows
-        b = slice(a, a + ROWS_PER_CHUNK)
-        x = _design(engine, flat_c[b], flat_t[b], flat_z[b], cont)
-        chi2[b] = solve_design(x, flux[flat_s[b]], ivar[flat_s[b]]).chi2
+    chi2 = _fit_rows(
+        engine, flat_c, flat_t, z_try.ravel(), flat_s, flux, ivar, cont, with_model=False
+    ).chi2
     chi2 = chi2.reshape(n_s, n_l, n_t)
     j = np.clip(np.argmin(chi2, axis=2), 1, n_t - 2)
     s_i, l_i = np.arange(n_s)[:, None], np.arange(n_l)[None, :]
@@ -150,8 +182,17 @@ def rematch(
     z_best = z_at + dx * step_z
     z_err = np.where(ok, np.sqrt(2.0 / np.where(ok, curv, 1.0)) * step_z, np.nan)
     # final fit at the refined redshift
-    x = _design(engine, cls.ravel(), tpl.ravel(), z_best.ravel(), cont)
-    fitted = solve_design(x, np.repeat(flux, n_l, axis=0), np.repeat(ivar, n_l, axis=0))
+    fitted = _fit_rows(
+        engine,
+        cls.ravel(),
+        tpl.ravel(),
+        z_best.ravel(),
+        np.repeat(np.arange(n_s), n_l),
+        flux,
+        ivar,
+        cont,
+        with_model=True,
+    )
     coef = fitted.coeffs.reshape(n_s, n_l, -1)
     chi2_best = fitted.chi2.reshape(n_s, n_l)
     a0 = coef[:, :, 0]

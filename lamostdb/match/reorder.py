@@ -95,10 +95,22 @@ def best_chain_spans_letters(
     letter, nothing to warn about); G9 followed by a degenerate K0 means the letter itself is
     undecided (ZWARNING bit DEGENERATE_CANDIDATES).
     """
-    from lamostdb.templates.subclass import spectral_letter
-
     deg = degenerate_mask(fit, ordinals)
     chain = np.cumprod(deg[:, 1:], axis=1).astype(bool)  # still in the best's run
-    letters = np.vectorize(lambda s: spectral_letter(s) or "", otypes=[object])(subclass)
+    letters = letters_of(subclass)
     other = letters[:, 1:] != letters[:, :1]
     return np.any(chain & other, axis=1)
+
+
+def letters_of(subclass: npt.NDArray[np.str_]) -> npt.NDArray[np.object_]:
+    """Spectral letter of every label (``''`` for none), parsed once per distinct label.
+
+    >>> letters_of(np.array([["G2", "K0", "G2"], ["Non", "dM3", "WD"]])).tolist()
+    [['G', 'K', 'G'], ['', 'M', 'WD']]
+    """
+    from lamostdb.templates.subclass import spectral_letter
+
+    labels = np.asarray(subclass)
+    uniq, inverse = np.unique(labels, return_inverse=True)
+    table = np.array([spectral_letter(str(s)) or "" for s in uniq], dtype=object)
+    return table[inverse.ravel()].reshape(labels.shape)

@@ -15,8 +15,10 @@ template is fitted again around that redshift, pixel by pixel:
   0.87 against LAMOST and 1.20 on simulated stars at S/N_g >= 20 without it).
 
 The sums over pixels factor as ``M_kl = sum_p w t^2 v_k v_l`` and ``b_k = sum_p w f t v_k``:
-for a batch they are two matrix products per trial redshift against the precomputed
-(P, K*K) and (P, K) continuum products. The loop runs over trial redshifts, never spectra.
+for a batch they are two matrix products per trial redshift against the (P, K*K) and (P, K)
+continuum products; the engine's staircase continuum (constant over bins of ~60 pixels) is
+summed per bin first (``models.scaled_normal_equations``). The loop runs over trial
+redshifts, never spectra.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from lamostdb.constants import C_KMS
 from lamostdb.match.engine import Engine
 from lamostdb.match.fit import CLASS_CODES, FitResult
 from lamostdb.match.linalg import solve_normal_equations
-from lamostdb.match.models import legendre_rows
+from lamostdb.match.models import legendre_rows, scaled_normal_equations
+from lamostdb.match.shift import same_step, spline_uniform
 
 F64 = npt.NDArray[np.float64]
 
@@ -72,13 +75,6 @@ class VelocityFit:
     on_edge: npt.NDArray[np.bool_]
 
 
-def _continuum_products(continuum: F64) -> tuple[F64, F64]:
-    """(P, K*K) outer products and (P, K) values of the continuum functions."""
-    k = continuum.shape[0]
-    vv = np.einsum("kp,lp->pkl", continuum, continuum).reshape(continuum.shape[1], k * k)
-    return np.ascontiguousarray(vv), np.ascontiguousarray(continuum.T)
-
-
 class _SplineShifter:
     """The spectra's templates as cubic splines in log-lambda, evaluated at any redshift.
 
@@ -93,6 +89,7 @@ class _SplineShifter:
     def __init__(self, engine: Engine, template: npt.NDArray[np.int64]) -> None:
         grid = engine.grid
         self.obs = grid.loglam0 + grid.dloglam * np.arange(grid.npix)
+        self.dloglam = grid.dloglam
         self.parts: list[tuple[npt.NDArray[np.intp], npt.NDArray[np.int64], float, float, F64]] = []
         start = 0
         for ts, coef in zip(engine.star.rest, engine.star.spline_coeffs, strict=True):
@@ -106,16 +103,24 @@ class _SplineShifter:
     def __call__(self, z: F64) -> F64:
         out = np.zeros((self.n_s, self.obs.size))
         for sel, row, loglam0, dloglam, coef in self.parts:
+            if same_step(dloglam, self.dloglam):  # slices, not gathers (lamostdb.match.shift)
+                out[sel] = spline_uniform(
+                    coef, loglam0, dloglam, row[:, 0], self.obs[0], self.obs.size, z[sel]
+                )
+                continue
             x = (self.obs[None, :] - np.log10(1.0 + z[sel])[:, None] - loglam0) / dloglam
             n_int = coef.shape[1]
             i0 = np.floor(x).astype(np.int64)
             inside = (i0 >= 0) & (i0 < n_int)
-            i0 = np.clip(i0, 0, n_int - 1)
+            np.clip(i0, 0, n_int - 1, out=i0)
             t = (x - i0) * dloglam
-            c = coef[row, i0]  # (S, P, 4)
-            val = c[..., 0]
+            # one gather of the four coefficients of each pixel's interval (``take`` of
+            # rows: 4x the speed of ``coef[row, i0]``), then the same Horner sums in place
+            c = coef.reshape(-1, 4).take(row * n_int + i0, axis=0)  # (S, P, 4)
+            val = c[..., 0].copy()
             for k in (1, 2, 3):  # Horner over the four polynomial coefficients
-                val = val * t + c[..., k]
+                val *= t
+                val += c[..., k]
             out[sel] = np.where(inside, val, 0.0)
         return out
 
@@ -131,16 +136,14 @@ def _chi2_curve(
     """Chi-square (S, T) of each spectrum's template at each of its trial redshifts."""
     n_s, n_t = z_trials.shape
     k = continuum.shape[0]
-    vv, v = _continuum_products(continuum)
     wf = ivar * flux
     wff = np.einsum("sp,sp->s", wf, flux)
     m = np.empty((n_t, n_s, k, k))
     b = np.empty((n_t, n_s, k))
     shift = _SplineShifter(engine, template)
     for j in range(n_t):  # a loop over trial redshifts; each step is batched over spectra
-        t = shift(z_trials[:, j])
-        m[j] = ((ivar * t * t) @ vv).reshape(n_s, k, k)
-        b[j] = (wf * t) @ v
+        # the engine's staircase continuum is summed per bin first (scaled_normal_equations)
+        m[j], b[j] = scaled_normal_equations(shift(z_trials[:, j]), flux, ivar, continuum)
     a = solve_normal_equations(m, b)
     chi2 = wff[None, :] - np.einsum("tsk,tsk->ts", a, b)
     return chi2.T
