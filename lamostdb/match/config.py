@@ -55,6 +55,22 @@ class SearchConfig:
     """
 
     exhaustive: bool = False
+    #: STAR: redshift step (in grid steps) of the first pass over every template
+    star_coarse_step: int = 2
+    #: STAR: templates per spectrum, best of the first pass, that get the exact chi-square
+    #: (at least ``fit_spectra``'s ``n_star_templates`` are kept whatever this says)
+    star_top_k: int = 12
+    #: STAR: exact chi-square at the first pass's best redshift +- this many grid steps (the
+    #: window moves on while its minimum is on its edge)
+    star_half_window: int = 2
+    #: STAR: redshifts per template where the first pass solves the continuum coefficients
+    star_anchors: int = 3
+
+    def __post_init__(self) -> None:
+        if self.star_coarse_step < 1 or self.star_top_k < 1 or self.star_anchors < 1:
+            raise ValueError("star_coarse_step, star_top_k and star_anchors must be >= 1")
+        if self.star_half_window < 1:
+            raise ValueError("star_half_window must be >= 1 (the parabola needs neighbours)")
 
 
 @dataclass(frozen=True)
