@@ -65,6 +65,10 @@ class SearchConfig:
     star_half_window: int = 2
     #: STAR: redshifts per template where the first pass solves the continuum coefficients
     star_anchors: int = 3
+    #: STAR: a spectrum whose first pass puts its ``star_top_k`` best templates within this
+    #: chi-square of each other gets the exact chi-square everywhere (noise-like spectra,
+    #: where single-redshift dips of 10-25 decide the exhaustive answer)
+    star_full_gap: float = 20.0
 
     def __post_init__(self) -> None:
         if self.star_coarse_step < 1 or self.star_top_k < 1 or self.star_anchors < 1:

@@ -64,6 +64,11 @@ def _star_candidates(engine: Engine, flux: np.ndarray, ivar: np.ndarray, n_keep:
     """
     if not engine.search.exhaustive:
         return _star_candidates_pruned(engine, flux, ivar, n_keep)
+    return _star_candidates_all(engine, flux, ivar)
+
+
+def _star_candidates_all(engine: Engine, flux: np.ndarray, ivar: np.ndarray):
+    """The exhaustive star search: the exact chi-square at every template and redshift."""
     star = engine.star
     chi2, coeffs = _star_chi2(
         flux, ivar, star.tpl_bins, star.tpl2_bins, star.bin_index, engine.basis.vectors
@@ -102,19 +107,23 @@ def _star_candidates_pruned(engine: Engine, flux: np.ndarray, ivar: np.ndarray, 
     nt = len(star.names)
     groups = star.coarse(cfg.star_coarse_step, cfg.star_anchors)
     iz_c = np.concatenate([g.iz for g in groups])
-    approx = np.concatenate(
-        [
-            star_chi2_coarse(
-                flux, ivar, g.tpl_bins, g.tpl2_bins, star.bin_index, vectors, nt, g.anchor
-            )
-            for g in groups  # the runs of redshifts around each anchor, not spectra
-        ],
-        axis=2,
+    approx = star_chi2_coarse(
+        flux,
+        ivar,
+        [(g.tpl_bins, g.tpl2_bins, g.anchor) for g in groups],
+        star.bin_index,
+        vectors,
+        nt,
     )  # (S, NT, NZc)
     j_c = np.argmin(approx, axis=2)
     t_min = np.take_along_axis(approx, j_c[..., None], 2)[..., 0]
     k = min(nt, max(cfg.star_top_k, n_keep))
     top = np.argsort(t_min, axis=1, kind="stable")[:, :k]  # (S, K)
+    # where the first pass cannot tell its K best templates apart (noise-like spectra,
+    # spectra without weight), the exact chi-square everywhere, as the exhaustive search
+    kept = np.take_along_axis(t_min, top, 1)
+    with np.errstate(invalid="ignore"):
+        full = np.flatnonzero(~(kept[:, -1] - kept[:, 0] >= cfg.star_full_gap))
     center = iz_c[np.take_along_axis(j_c, top, 1)]  # (S, K) full-grid redshift index
     offsets = np.arange(-cfg.star_half_window, cfg.star_half_window + 1)
     n_w = offsets.size
@@ -160,7 +169,11 @@ def _star_candidates_pruned(engine: Engine, flux: np.ndarray, ivar: np.ndarray, 
     out_zerr[s_i, top] = np.where(edge, np.nan, sigma * step)
     out_edge[s_i, top] = edge
     out_coef[s_i, top] = np.take_along_axis(w_coef, jm[..., None], 2)[:, :, 0]
-    return out_chi2, out_z, out_zerr, out_edge, out_coef
+    out = (out_chi2, out_z, out_zerr, out_edge, out_coef)
+    if full.size:
+        for o, f_o in zip(out, _star_candidates_all(engine, flux[full], ivar[full]), strict=True):
+            o[full] = f_o
+    return out
 
 
 def _local_minima(chi2: np.ndarray, n_min: int) -> np.ndarray:

@@ -16,6 +16,8 @@ No Python loop over spectra, templates or redshifts.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
 
@@ -91,38 +93,52 @@ def _star_chi2(
 def star_chi2_coarse(
     flux: npt.NDArray[np.float64],
     ivar: npt.NDArray[np.float64],
-    tpl_bins: npt.NDArray[np.floating],
-    tpl2_bins: npt.NDArray[np.floating],
+    runs: Sequence[tuple[npt.NDArray[np.floating], npt.NDArray[np.floating], int]],
     bin_index: npt.NDArray[np.int64],
     vectors: npt.NDArray[np.float64],
     n_tpl: int,
-    anchor: int,
 ) -> npt.NDArray[np.float64]:
-    """Upper bound of the chi-square of every template at a run of coarse redshifts.
+    """Upper bound of the chi-square of every template at the coarse redshifts.
 
     Parameters
     ----------
     flux, ivar
         (S, P) spectra on the working grid; ivar 0 where masked.
-    tpl_bins, tpl2_bins
-        (J, B, NT * NZg) the templates at the run's redshifts (template-major), per bin.
+    runs
+        Per run of consecutive coarse redshifts: the templates at them, (J, B, NT * NZg)
+        template-major per bin, their squares, and the position in the run (the anchor)
+        where the continuum coefficients are solved; the run's other redshifts reuse them.
     bin_index
         (J, B) pixel index of each bin slot (P for padding).
     vectors
         (K, J) continuum vectors per bin.
     n_tpl
         NT, the number of templates.
-    anchor
-        Position in the run where the continuum coefficients are solved; the run's other
-        redshifts reuse them.
 
     Returns
     -------
-    (S, NT, NZg) chi-square of each column with its template's anchor coefficients.
+    (S, NT, NZc) chi-square of each column with its template's anchor coefficients, the
+    runs one after the other.
     """
-    dtype = tpl_bins.dtype
+    dtype = runs[0][0].dtype
     w = gather_bins(ivar, bin_index).astype(dtype, copy=False)
     wf = gather_bins(ivar * flux, bin_index).astype(dtype, copy=False)
+    return np.concatenate(
+        [_coarse_run(w, wf, t, t2, vectors, n_tpl, a) for t, t2, a in runs], axis=2
+    ) + np.einsum("sp,sp->s", ivar * flux, flux)[:, None, None]
+
+
+def _coarse_run(
+    w: npt.NDArray[np.floating],
+    wf: npt.NDArray[np.floating],
+    tpl_bins: npt.NDArray[np.floating],
+    tpl2_bins: npt.NDArray[np.floating],
+    vectors: npt.NDArray[np.float64],
+    n_tpl: int,
+    anchor: int,
+) -> npt.NDArray[np.float64]:
+    """``-(2 a.b - a^T M a)`` of one run (the chi-square less ``sum w f^2``), (S, NT, NZg)."""
+    dtype = tpl_bins.dtype
     a_bins = np.matmul(w, tpl2_bins)  # (J, S, NT*NZg) float32
     c_bins = np.matmul(wf, tpl_bins)
     n_bins, n_spec, n_col = a_bins.shape
@@ -140,8 +156,7 @@ def star_chi2_coarse(
     # of the float32 sums (the bins' axis leads, so no large array is copied)
     q = np.einsum("jstz,jst->stz", c4, (2 * cont).astype(dtype))
     q -= np.einsum("jstz,jst->stz", a4, (cont * cont).astype(dtype))
-    wff = np.einsum("sp,sp->s", ivar * flux, flux)
-    return wff[:, None, None] - q
+    return -q.astype(np.float64)
 
 
 def star_chi2_at(
