@@ -1,7 +1,9 @@
 """``fit_spectra``: classify and measure redshifts for a batch of spectra (arrays in, arrays out).
 
-For every spectrum: chi-square against every star template at every star redshift (matrix
-products), and against the galaxy and QSO eigen-bases at every pixel lag (FFT correlations,
+For every spectrum: chi-square against the star templates on the star redshift grid (matrix
+products; the default pruned search ranks every template on a coarse redshift step with a
+cheap bound and solves the exact chi-square only for the best few, around their minimum;
+``SearchConfig(exhaustive=True)`` solves it at every template and redshift), and against the galaxy and QSO eigen-bases at every pixel lag (FFT correlations,
 solved on a coarse lag step then refined at full resolution around the best minima). Each
 minimum is refined by a parabola through its neighbours, with ``z_err`` from the curvature
 (delta chi2 = 1). Candidates are sorted by reduced chi-square; the top ``n_candidates`` are
@@ -136,11 +138,17 @@ def _star_candidates_pruned(engine: Engine, flux: np.ndarray, ivar: np.ndarray, 
         )
         return win, chi2.reshape(win.shape), coef.reshape(*win.shape, -1)
 
-    win, w_chi2, w_coef = exact(np.arange(n_s))
+    win = np.clip(center[..., None] + offsets, 0, nz - 1)
+    w_chi2 = np.zeros(win.shape)
+    w_coef = np.zeros((*win.shape, vectors.shape[0]))
+    pruned = np.ones(n_s, dtype=bool)
+    pruned[full] = False
+    rows = np.flatnonzero(pruned)
+    win[rows], w_chi2[rows], w_coef[rows] = exact(rows)
     for _ in range(nz):  # walk steps (rare), not spectra: chi2 falls at every step
         jm = np.argmin(w_chi2, axis=2)
         izm = np.take_along_axis(win, jm[..., None], 2)[..., 0]
-        walk = ((jm == 0) | (jm == n_w - 1)) & (izm > 0) & (izm < nz - 1)
+        walk = ((jm == 0) | (jm == n_w - 1)) & (izm > 0) & (izm < nz - 1) & pruned[:, None]
         if not walk.any():
             break
         rows = np.flatnonzero(walk.any(axis=1))

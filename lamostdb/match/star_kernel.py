@@ -12,6 +12,8 @@ and because the vectors are constant within a bin j, both factor into per-bin su
 which for all spectra and all (template, redshift) columns at once are J batched matrix
 products. Then M = A . (v v^T), b = C . v, a = M^-1 b, chi2 = sum w f^2 - a . b.
 No Python loop over spectra, templates or redshifts.
+
+The pruned search's two passes (``star_chi2_coarse``, ``star_chi2_at``) are at the end.
 """
 
 from __future__ import annotations
