@@ -4,10 +4,11 @@ For every spectrum: chi-square against the star templates on the star redshift g
 products; the default pruned search ranks every template on a coarse redshift step with a
 cheap bound and solves the exact chi-square only for the best few, around their minimum;
 ``SearchConfig(exhaustive=True)`` solves it at every template and redshift), and against
-the galaxy and QSO eigen-bases at every pixel lag (FFT correlations, solved on a coarse lag step then refined at full resolution around the best minima). Each
-minimum is refined by a parabola through its neighbours, with ``z_err`` from the curvature
-(delta chi2 = 1). Candidates are sorted by reduced chi-square; the top ``n_candidates`` are
-returned with ``delta_rchi2`` to the next one.
+the galaxy and QSO eigen-bases at every pixel lag (FFT correlations, solved on a coarse lag
+step then refined at full resolution around the best minima). Each minimum is refined by a
+parabola through its neighbours, with ``z_err`` from the curvature (delta chi2 = 1).
+Candidates are sorted by reduced chi-square; the top ``n_candidates`` are returned with
+``delta_rchi2`` to the next one.
 """
 
 from __future__ import annotations
