@@ -61,6 +61,10 @@ def test_pruned_agrees_with_exhaustive_on_stars(engine: Engine) -> None:
         np.testing.assert_allclose(p_c[0][s, top], e_c[0][s, top], rtol=0, atol=1e-6 * wff[s])
         np.testing.assert_allclose(p_c[1][s, top], e_c[1][s, top], rtol=0, atol=2e-6)
         np.testing.assert_array_equal(p_c[3][s, top], e_c[3][s, top])
+    # a batch where every spectrum goes to the full search
+    alone = _star_candidates(engine, f[-1:], w[-1:], 6)
+    for a, b in zip(alone, _star_candidates(exh, f[-1:], w[-1:], 6), strict=True):
+        np.testing.assert_array_equal(a, b)
     p_fit = fit_spectra(flux, ivar, engine=engine)
     e_fit = fit_spectra(flux, ivar, engine=exh)
     np.testing.assert_array_equal(p_fit.objclass[:, 0], e_fit.objclass[:, 0])

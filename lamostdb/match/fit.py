@@ -145,7 +145,8 @@ def _star_candidates_pruned(engine: Engine, flux: np.ndarray, ivar: np.ndarray, 
     pruned = np.ones(n_s, dtype=bool)
     pruned[full] = False
     rows = np.flatnonzero(pruned)
-    win[rows], w_chi2[rows], w_coef[rows] = exact(rows)
+    if rows.size:
+        win[rows], w_chi2[rows], w_coef[rows] = exact(rows)
     for _ in range(nz):  # walk steps (rare), not spectra: chi2 falls at every step
         jm = np.argmin(w_chi2, axis=2)
         izm = np.take_along_axis(win, jm[..., None], 2)[..., 0]
