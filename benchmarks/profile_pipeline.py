@@ -77,6 +77,9 @@ def main() -> None:
     acc: dict[str, float] = defaultdict(float)
     fit._star_candidates = _timed(acc, "  star kernel", fit._star_candidates)
     fit._eigen_candidates = _timed(acc, "  eigen kernels (GALAXY+QSO)", fit._eigen_candidates)
+    fit._eigen_candidates_pruned = _timed(
+        acc, "  eigen kernels (GALAXY+QSO)", fit._eigen_candidates_pruned
+    )
     steps = (
         "fit_spectra",
         "reorder",

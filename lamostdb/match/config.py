@@ -71,9 +71,41 @@ class SearchConfig:
     #: best window of each spectrum follows its minimum if it falls on the window's edge)
     eigen_half_window: int = 2
 
+    # The STAR knobs were chosen with benchmarks/bench_star_search.py and
+    # benchmarks/validate_search.py (simulated night of 2000, seed 21, and the 1341 real
+    # spectra of ../shared); see NOTES-star.md.
+    #: STAR: redshift step (in grid steps) of the first pass over every template. Ranked by
+    #: the exact chi-square, step 2 keeps the exhaustive best template in the top 12 for every
+    #: spectrum of both sets, steps 3 and 4 for 99.7 % of the simulated ones; with the first
+    #: pass's bound at step 3 the search was 13 % faster but matched the exhaustive best
+    #: template and z less often (631 vs 634 of 640 simulated, 1328 vs 1334 of 1341 real).
+    star_coarse_step: int = 2
+    #: STAR: templates per spectrum, best of the first pass, that get the exact chi-square (at
+    #: least ``fit_spectra``'s ``n_star_templates``). 12 holds the exhaustive search's 6 best
+    #: templates for 98 % (simulated) and 99.4 % (real) of the spectra, 8 for 95 %; 8, 10 and
+    #: 12 took the same time within the noise of the shared machine.
+    star_top_k: int = 12
+    #: STAR: exact chi-square at the first pass's best redshift +- this many grid steps (the
+    #: window moves on while its minimum is on its edge); one coarse step.
+    star_half_window: int = 2
+    #: STAR: redshifts per template where the first pass solves the continuum coefficients.
+    #: 3: the exhaustive best template is in the first pass's top 12 for 99.5 % of the
+    #: simulated spectra (98.7 % with 1; the misses are noise-like spectra, see below).
+    star_anchors: int = 3
+    #: STAR: a spectrum whose first pass puts its ``star_top_k`` best templates within this
+    #: chi-square of each other gets the exact chi-square everywhere: noise-like spectra, where
+    #: dips of 10-25 at a single redshift decide the exhaustive answer. 20 sends every UNKNOWN
+    #: spectrum of the simulated night there (10: 98.9 %), 4.9 % of that night and 2.1 % of the
+    #: real spectra; without it 3 of the 2000 simulated spectra changed class (fit only).
+    star_full_gap: float = 20.0
+
     def __post_init__(self) -> None:
         if min(self.galaxy_factor, self.qso_factor, self.eigen_top_n, self.eigen_half_window) < 1:
             raise ValueError(f"{self}: factors, eigen_top_n and eigen_half_window must be >= 1")
+        if self.star_coarse_step < 1 or self.star_top_k < 1 or self.star_anchors < 1:
+            raise ValueError("star_coarse_step, star_top_k and star_anchors must be >= 1")
+        if self.star_half_window < 1:
+            raise ValueError("star_half_window must be >= 1 (the parabola needs neighbours)")
 
 
 @dataclass(frozen=True)

@@ -103,6 +103,60 @@ class StarBlock:
             out.append(np.ascontiguousarray(coef.transpose(2, 1, 0)))
         return tuple(out)
 
+    @cached_property
+    def tpl_jtb(self) -> npt.NDArray[np.float32]:
+        """(J, NT*NZ, B) the columns of ``tpl_bins`` contiguous per bin and column.
+
+        The pruned search gathers a few columns per spectrum (``star_kernel.star_chi2_at``);
+        from this layout each is one contiguous row of a bin. Built on first use (60 MB for
+        the shipped library) and kept for the engine's lifetime.
+        """
+        return np.ascontiguousarray(self.tpl_bins.transpose(0, 2, 1))
+
+    @cached_property
+    def _coarse_cache(self) -> dict[tuple[int, int], tuple[CoarseGroup, ...]]:
+        return {}
+
+    def coarse(self, step: int, n_anchors: int) -> tuple[CoarseGroup, ...]:
+        """The columns of the pruned search's first pass, in groups around anchors.
+
+        Redshift indices every ``step`` (both grid ends included), split into ``n_anchors``
+        runs of consecutive ones, each with the anchor (the middle one) whose continuum
+        coefficients it reuses; per group the columns of ``tpl_bins`` and ``tpl2_bins``,
+        (J, B, NT * NZg) template-major. Built on first use per (step, n_anchors) and kept
+        (for step 2, 2 x 31 MB with the shipped library).
+        """
+        key = (step, n_anchors)
+        cache = self._coarse_cache
+        if key not in cache:
+            nz = self.z.size
+            iz = np.arange(0, nz, step)
+            if iz[-1] != nz - 1:
+                iz = np.append(iz, nz - 1)
+            groups = []
+            for run in np.array_split(iz, min(n_anchors, iz.size)):
+                cols = (np.arange(len(self.names))[:, None] * nz + run[None, :]).ravel()
+                groups.append(
+                    CoarseGroup(
+                        run,
+                        (run.size - 1) // 2,
+                        np.ascontiguousarray(self.tpl_bins[:, :, cols]),
+                        np.ascontiguousarray(self.tpl2_bins[:, :, cols]),
+                    )
+                )
+            cache[key] = tuple(groups)
+        return cache[key]
+
+
+@dataclass(frozen=True)
+class CoarseGroup:
+    """Consecutive first-pass redshifts of the pruned star search sharing one anchor."""
+
+    iz: npt.NDArray[np.int64]  # (NZg,) indices into the star grid
+    anchor: int  # position in iz where the continuum coefficients are solved
+    tpl_bins: npt.NDArray[np.float32] = field(repr=False)  # (J, B, NT * NZg)
+    tpl2_bins: npt.NDArray[np.float32] = field(repr=False)
+
 
 @dataclass(frozen=True)
 class EigenBlock:

@@ -1,11 +1,14 @@
 """``fit_spectra``: classify and measure redshifts for a batch of spectra (arrays in, arrays out).
 
-For every spectrum: chi-square against every star template at every star redshift (matrix
-products), and against the galaxy and QSO eigen-bases. The eigen-bases' exhaustive search
-(``engine.search.exhaustive``) takes FFT correlations at every pixel lag, solved on a coarse
-lag step then refined at full resolution around the best minima; the default pruned search
+For every spectrum: chi-square against the star templates on the star redshift grid (matrix
+products; the default pruned search ranks every template on a coarse redshift step with a
+cheap bound and solves the exact chi-square only for the best few, around their minimum),
+and against the galaxy and QSO eigen-bases at every pixel lag (the default pruned search
 takes a binned first pass over every lag and the exact chi-square only on windows of lags
-around its lowest minima (``_eigen_candidates_pruned``). Each minimum is refined by a
+around its lowest minima, ``_eigen_candidates_pruned``). ``SearchConfig(exhaustive=True)``
+solves the star chi-square at every template and redshift and takes the eigen-bases' FFT
+correlations at every pixel lag, solved on a coarse lag step then refined at full
+resolution around the best minima. Each minimum is refined by a
 parabola through its neighbours, with ``z_err`` from the curvature (delta chi2 = 1).
 Candidates are sorted by reduced chi-square; the top ``n_candidates`` are returned with
 ``delta_rchi2`` to the next one.
@@ -28,7 +31,7 @@ from lamostdb.match.eigen_kernel import (
 )
 from lamostdb.match.engine import EigenBlock, Engine, get_engine
 from lamostdb.match.linalg import solve_normal_equations
-from lamostdb.match.star_kernel import _star_chi2
+from lamostdb.match.star_kernel import _star_chi2, star_chi2_at, star_chi2_coarse
 
 CLASS_CODES = ("STAR", "GALAXY", "QSO")
 N_EIGEN_MINIMA = 3
@@ -66,7 +69,20 @@ def _parabola(
     return dx, vertex, sigma
 
 
-def _star_candidates(engine: Engine, flux: np.ndarray, ivar: np.ndarray):
+def _star_candidates(engine: Engine, flux: np.ndarray, ivar: np.ndarray, n_keep: int = 0):
+    """Per spectrum and star template: chi2 at the best redshift (parabola vertex), z, z_err,
+    edge flag and coefficients, all (S, NT) (coefficients (S, NT, K)).
+
+    The pruned search (``engine.search.exhaustive`` False) fills only its kept templates (at
+    least ``n_keep`` per spectrum); the others have chi2 = inf and NaN values.
+    """
+    if not engine.search.exhaustive:
+        return _star_candidates_pruned(engine, flux, ivar, n_keep)
+    return _star_candidates_all(engine, flux, ivar)
+
+
+def _star_candidates_all(engine: Engine, flux: np.ndarray, ivar: np.ndarray):
+    """The exhaustive star search: the exact chi-square at every template and redshift."""
     star = engine.star
     chi2, coeffs = _star_chi2(
         flux, ivar, star.tpl_bins, star.tpl2_bins, star.bin_index, engine.basis.vectors
@@ -90,6 +106,95 @@ def _star_candidates(engine: Engine, flux: np.ndarray, ivar: np.ndarray):
     z_err = np.where(edge, np.nan, sigma * step)
     best_chi2 = np.where(edge, c0, vertex)
     return best_chi2, z, z_err, edge, coeffs[s_i, t_i, iz]
+
+
+def _star_candidates_pruned(engine: Engine, flux: np.ndarray, ivar: np.ndarray, n_keep: int):
+    """The pruned star search: a cheap first pass over every template on a coarse redshift
+    step (``star_kernel.star_chi2_coarse``), then the exact chi-square only for the
+    ``star_top_k`` best templates of each spectrum, on a window of the full redshift grid
+    around their first-pass minimum that follows the minimum while it is on the window's
+    edge, so the parabola uses the same three grid points as the exhaustive search."""
+    star, cfg = engine.star, engine.search
+    vectors = engine.basis.vectors
+    n_s = flux.shape[0]
+    nz = star.z.size
+    nt = len(star.names)
+    groups = star.coarse(cfg.star_coarse_step, cfg.star_anchors)
+    iz_c = np.concatenate([g.iz for g in groups])
+    approx = star_chi2_coarse(
+        flux,
+        ivar,
+        [(g.tpl_bins, g.tpl2_bins, g.anchor) for g in groups],
+        star.bin_index,
+        vectors,
+        nt,
+    )  # (S, NT, NZc)
+    j_c = np.argmin(approx, axis=2)
+    t_min = np.take_along_axis(approx, j_c[..., None], 2)[..., 0]
+    k = min(nt, max(cfg.star_top_k, n_keep))
+    top = np.argsort(t_min, axis=1, kind="stable")[:, :k]  # (S, K)
+    # where the first pass cannot tell its K best templates apart (noise-like spectra,
+    # spectra without weight), the exact chi-square everywhere, as the exhaustive search
+    kept = np.take_along_axis(t_min, top, 1)
+    with np.errstate(invalid="ignore"):
+        full = np.flatnonzero(~(kept[:, -1] - kept[:, 0] >= cfg.star_full_gap))
+    center = iz_c[np.take_along_axis(j_c, top, 1)]  # (S, K) full-grid redshift index
+    offsets = np.arange(-cfg.star_half_window, cfg.star_half_window + 1)
+    n_w = offsets.size
+
+    def exact(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        win = np.clip(center[rows][..., None] + offsets, 0, nz - 1)  # (R, K, W)
+        cols = (top[rows][..., None] * nz + win).reshape(rows.size, -1)
+        chi2, coef = star_chi2_at(
+            flux[rows], ivar[rows], star.tpl_jtb, star.bin_index, vectors, cols
+        )
+        return win, chi2.reshape(win.shape), coef.reshape(*win.shape, -1)
+
+    win = np.clip(center[..., None] + offsets, 0, nz - 1)
+    w_chi2 = np.zeros(win.shape)
+    w_coef = np.zeros((*win.shape, vectors.shape[0]))
+    pruned = np.ones(n_s, dtype=bool)
+    pruned[full] = False
+    rows = np.flatnonzero(pruned)
+    if rows.size:
+        win[rows], w_chi2[rows], w_coef[rows] = exact(rows)
+    for _ in range(nz):  # walk steps (rare), not spectra: chi2 falls at every step
+        jm = np.argmin(w_chi2, axis=2)
+        izm = np.take_along_axis(win, jm[..., None], 2)[..., 0]
+        walk = ((jm == 0) | (jm == n_w - 1)) & (izm > 0) & (izm < nz - 1) & pruned[:, None]
+        if not walk.any():
+            break
+        rows = np.flatnonzero(walk.any(axis=1))
+        center[rows] = np.where(walk[rows], izm[rows], center[rows])
+        win[rows], w_chi2[rows], w_coef[rows] = exact(rows)
+    jm = np.argmin(w_chi2, axis=2)[..., None]
+    iz = np.take_along_axis(win, jm, 2)[..., 0]
+    c0 = np.take_along_axis(w_chi2, jm, 2)[..., 0]
+    edge = (iz == 0) | (iz == nz - 1)
+    jc = np.clip(jm, 1, n_w - 2)
+    dx, vertex, sigma = _parabola(
+        np.take_along_axis(w_chi2, jc - 1, 2)[..., 0],
+        np.take_along_axis(w_chi2, jc, 2)[..., 0],
+        np.take_along_axis(w_chi2, jc + 1, 2)[..., 0],
+    )
+    step = star.z[1] - star.z[0]
+    izc = np.take_along_axis(win, jc, 2)[..., 0]
+    s_i = np.arange(n_s)[:, None]
+    out_chi2 = np.full((n_s, nt), np.inf)
+    out_z = np.full((n_s, nt), np.nan)
+    out_zerr = np.full((n_s, nt), np.nan)
+    out_edge = np.zeros((n_s, nt), dtype=bool)
+    out_coef = np.full((n_s, nt, vectors.shape[0]), np.nan)
+    out_chi2[s_i, top] = np.where(edge, c0, vertex)
+    out_z[s_i, top] = np.where(edge, star.z[iz], star.z[izc] + dx * step)
+    out_zerr[s_i, top] = np.where(edge, np.nan, sigma * step)
+    out_edge[s_i, top] = edge
+    out_coef[s_i, top] = np.take_along_axis(w_coef, jm[..., None], 2)[:, :, 0]
+    out = (out_chi2, out_z, out_zerr, out_edge, out_coef)
+    if full.size:
+        for o, f_o in zip(out, _star_candidates_all(engine, flux[full], ivar[full]), strict=True):
+            o[full] = f_o
+    return out
 
 
 def _local_minima(chi2: np.ndarray, n_min: int) -> np.ndarray:
@@ -292,7 +397,7 @@ def fit_spectra(
     wff = np.einsum("sp,sp->s", w * f, f)
 
     parts = []  # (class code, template idx, chi2, z, z_err, edge, coeffs, n_params)
-    s_chi2, s_z, s_zerr, s_edge, s_coef = _star_candidates(engine, f, w)
+    s_chi2, s_z, s_zerr, s_edge, s_coef = _star_candidates(engine, f, w, n_star_templates)
     k_star = min(n_star_templates, s_chi2.shape[1])
     order = np.argsort(s_chi2, axis=1)[:, :k_star]
     take = np.take_along_axis
