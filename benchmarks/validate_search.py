@@ -63,16 +63,32 @@ def _answers(engine: Any, flux: np.ndarray, ivar: np.ndarray, ft: Any, fit_only:
 
 
 def run_both(
-    flux: np.ndarray, ivar: np.ndarray, ft: Any, *, fit_only: bool = False, label: str = ""
+    flux: np.ndarray,
+    ivar: np.ndarray,
+    ft: Any,
+    *,
+    fit_only: bool = False,
+    label: str = "",
+    knobs: dict[str, Any] | None = None,
+    cache: Path | None = None,
 ) -> tuple[dict, dict, float, float]:
-    """Pruned and exhaustive answers over the same batches; median seconds per batch."""
+    """Pruned and exhaustive answers over the same batches; median seconds per batch.
+
+    ``knobs`` override fields of the pruned search's ``SearchConfig``; ``cache`` is a file
+    keeping the exhaustive answers and times (loaded instead of computed when it exists).
+    """
     from threadpoolctl import threadpool_limits
 
     from lamostdb.match.config import SearchConfig
     from lamostdb.match.engine import get_engine
 
-    pruned = get_engine()
-    exhaustive = replace(pruned, search=SearchConfig(exhaustive=True))
+    base = get_engine()
+    pruned = replace(base, search=replace(base.search, **(knobs or {})))
+    exhaustive = replace(base, search=SearchConfig(exhaustive=True))
+    cached = None
+    if cache is not None and cache.exists():
+        with np.load(cache, allow_pickle=False) as z:
+            cached = {k: z[k] for k in z.files}
     parts_p: list[dict] = []
     parts_e: list[dict] = []
     t_p: list[float] = []
@@ -86,6 +102,8 @@ def run_both(
             # alternate the order, so that a busy neighbour or a warm cache favours neither
             order = ("p", "e") if k % 2 == 0 else ("e", "p")
             for which in order:
+                if which == "e" and cached is not None:
+                    continue
                 t0 = time.perf_counter()
                 if which == "p":
                     parts_p.append(_answers(pruned, flux[sl], ivar[sl], ft[sl], fit_only))
@@ -102,7 +120,13 @@ def run_both(
     def cat(parts: list[dict]) -> dict:
         return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
-    return cat(parts_p), cat(parts_e), statistics.median(t_p), statistics.median(t_e)
+    if cached is not None:
+        t_med = float(cached.pop("_t_median"))
+        return cat(parts_p), cached, statistics.median(t_p), t_med
+    answers = cat(parts_e)
+    if cache is not None:
+        np.savez(cache, _t_median=statistics.median(t_e), **answers)
+    return cat(parts_p), answers, statistics.median(t_p), statistics.median(t_e)
 
 
 def agreement(p: dict, e: dict) -> dict[str, np.ndarray]:
@@ -168,7 +192,30 @@ def main() -> None:
     ap.add_argument("--no-real", action="store_true", help="skip the real spectra of ../shared")
     ap.add_argument("--no-sim", action="store_true", help="skip the simulated night")
     ap.add_argument("--fit-only", action="store_true", help="compare fit_spectra only")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KNOB=VALUE",
+        help="override a SearchConfig field of the pruned search (repeatable)",
+    )
+    ap.add_argument(
+        "--cache",
+        type=Path,
+        help="folder keeping the exhaustive answers between runs (same sets, same batches)",
+    )
     args = ap.parse_args()
+    knobs: dict[str, Any] = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        knobs[key] = float(value) if "." in value else int(value)
+    if args.cache is not None:
+        args.cache.mkdir(parents=True, exist_ok=True)
+
+    def cache_file(name: str) -> Path | None:
+        if args.cache is None:
+            return None
+        return args.cache / f"{name}_{'fit' if args.fit_only else 'all'}.npz"
 
     from validate_engine import _night_matrices, load_real  # type: ignore[import-not-found]
 
@@ -184,13 +231,25 @@ def main() -> None:
             dt = time.perf_counter() - t0
             print(f"simulated night of {args.n} (seed {args.seed}) [{dt:.0f} s]")
         p, e, t_p, t_e = run_both(
-            flux, ivar, truth["fiber_type"].to_numpy(), fit_only=args.fit_only, label="sim"
+            flux,
+            ivar,
+            truth["fiber_type"].to_numpy(),
+            fit_only=args.fit_only,
+            label="sim",
+            knobs=knobs,
+            cache=cache_file(f"sim{args.n}_{args.seed}"),
         )
         report(f"simulated night (seed {args.seed})", p, e, t_p, t_e)
     if not args.no_real:
         d = load_real(engine)
         p, e, t_p, t_e = run_both(
-            d["flux"], d["ivar"], d["fibertype"], fit_only=args.fit_only, label="real"
+            d["flux"],
+            d["ivar"],
+            d["fibertype"],
+            fit_only=args.fit_only,
+            label="real",
+            knobs=knobs,
+            cache=cache_file("real"),
         )
         report(
             f"real spectra of ../shared ({int((d['survey'] == 'LAMOST').sum())} LAMOST, "

@@ -34,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.fft as sfft
 
-from lamostdb.match.linalg import solve_normal_equations
+from lamostdb.match.linalg import chi2_reduction, solve_normal_equations
 
 
 @dataclass(frozen=True)
@@ -247,8 +247,9 @@ def coarse_chi2(
     m, b = eigen_chi2_all(
         flux_c, w_c, obs_c, basis.design, basis.rest_fft, basis.nfft, basis.m_range
     )
-    coeffs = solve_normal_equations(m, b)
-    return wff[:, None] - np.einsum("slk,slk->sl", coeffs, b)
+    # eigen_chi2_all's arrays are views of batch-last (n, n, S, L) and (n, S, L) blocks: the
+    # reduction runs on them as they are, without per-system solves or coefficients
+    return wff[:, None] - chi2_reduction(m.transpose(2, 3, 0, 1), b.transpose(2, 0, 1))
 
 
 ObsKey = tuple[str, tuple[int, int]]  # ("w" | "f", observed functions): w o o or w f o

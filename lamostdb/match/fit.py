@@ -76,9 +76,18 @@ def _star_candidates(engine: Engine, flux: np.ndarray, ivar: np.ndarray, n_keep:
     The pruned search (``engine.search.exhaustive`` False) fills only its kept templates (at
     least ``n_keep`` per spectrum); the others have chi2 = inf and NaN values.
     """
+    return _star_search(engine, flux, ivar, n_keep)[0]
+
+
+def _star_search(
+    engine: Engine, flux: np.ndarray, ivar: np.ndarray, n_keep: int = 0
+) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """:func:`_star_candidates` and, per spectrum, whether it is noise-like: the pruned
+    search's first pass could not tell its best templates apart (all False when exhaustive).
+    """
     if not engine.search.exhaustive:
         return _star_candidates_pruned(engine, flux, ivar, n_keep)
-    return _star_candidates_all(engine, flux, ivar)
+    return _star_candidates_all(engine, flux, ivar), np.zeros(flux.shape[0], dtype=bool)
 
 
 def _star_candidates_all(engine: Engine, flux: np.ndarray, ivar: np.ndarray):
@@ -194,7 +203,7 @@ def _star_candidates_pruned(engine: Engine, flux: np.ndarray, ivar: np.ndarray, 
     if full.size:
         for o, f_o in zip(out, _star_candidates_all(engine, flux[full], ivar[full]), strict=True):
             o[full] = f_o
-    return out
+    return out, ~pruned
 
 
 def _local_minima(chi2: np.ndarray, n_min: int) -> np.ndarray:
@@ -338,6 +347,39 @@ def _eigen_candidates_pruned(
     return tuple(take(a) for a in (chi2, z, z_err, edge, coef))
 
 
+def _eigen_search(
+    engine: Engine,
+    block: EigenBlock,
+    flux: np.ndarray,
+    ivar: np.ndarray,
+    wff: np.ndarray,
+    noise: np.ndarray,
+) -> tuple[np.ndarray, ...]:
+    """The eigen class's candidates: exhaustive for every spectrum when the engine says so,
+    and for the noise-like spectra of the pruned star search (``noise``) when
+    ``SearchConfig.eigen_noise_exhaustive``; pruned for the others."""
+    cfg = engine.search
+    if cfg.exhaustive:
+        return _eigen_candidates(engine, block, flux, ivar, wff)
+    full = np.flatnonzero(noise) if cfg.eigen_noise_exhaustive else np.zeros(0, dtype=np.int64)
+    if not full.size:
+        return _eigen_candidates_pruned(engine, block, flux, ivar, wff)
+    rest = np.flatnonzero(~noise)
+    parts = [(full, _eigen_candidates(engine, block, flux[full], ivar[full], wff[full]))]
+    if rest.size:
+        parts.append(
+            (rest, _eigen_candidates_pruned(engine, block, flux[rest], ivar[rest], wff[rest]))
+        )
+    out = []
+    for k in range(len(parts[0][1])):
+        first = parts[0][1][k]
+        arr = np.empty((flux.shape[0], *first.shape[1:]), dtype=first.dtype)
+        for rows, res in parts:
+            arr[rows] = res[k]
+        out.append(arr)
+    return tuple(out)
+
+
 def _keep_order(rchi2: np.ndarray, cls: np.ndarray, n_keep: int) -> np.ndarray:
     """Indices of the ``n_keep`` candidates to keep, sorted by rchi2: the best of each class
     is always kept (the class decision compares classes), the rest by rchi2."""
@@ -397,7 +439,7 @@ def fit_spectra(
     wff = np.einsum("sp,sp->s", w * f, f)
 
     parts = []  # (class code, template idx, chi2, z, z_err, edge, coeffs, n_params)
-    s_chi2, s_z, s_zerr, s_edge, s_coef = _star_candidates(engine, f, w, n_star_templates)
+    (s_chi2, s_z, s_zerr, s_edge, s_coef), noise = _star_search(engine, f, w, n_star_templates)
     k_star = min(n_star_templates, s_chi2.shape[1])
     order = np.argsort(s_chi2, axis=1)[:, :k_star]
     take = np.take_along_axis
@@ -415,8 +457,7 @@ def fit_spectra(
     )
     for block in engine.eigen:
         code = CLASS_CODES.index(block.objclass)
-        search = _eigen_candidates if engine.search.exhaustive else _eigen_candidates_pruned
-        e_chi2, e_z, e_zerr, e_edge, e_coef = search(engine, block, f, w, wff)
+        e_chi2, e_z, e_zerr, e_edge, e_coef = _eigen_search(engine, block, f, w, wff, noise)
         parts.append(
             (code, np.full(e_chi2.shape, -1), e_chi2, e_z, e_zerr, e_edge, e_coef, block.n_params)
         )

@@ -44,3 +44,50 @@ def solve_normal_equations(
     np.einsum("...ii->...i", mn)[...] += ridge
     a = np.linalg.solve(mn, (b / scale)[..., None])[..., 0]
     return a / scale
+
+
+def chi2_reduction(
+    m: npt.NDArray[np.float64], b: npt.NDArray[np.float64], *, ridge: float = 1e-9
+) -> npt.NDArray[np.float64]:
+    """``b . m^-1 b`` for every trailing index, systems laid out batch-last.
+
+    The chi-square's reduction when only the chi-square is needed (the pruned search's first
+    pass): ``chi2 = sum w f^2 - b . m^-1 b``. The same equilibration and diagonal loading as
+    :func:`solve_normal_equations`, then a Cholesky factorisation and forward substitution
+    written over the batch axis: with the batch last every step is one contiguous vector
+    operation over all systems, about 20x faster than LAPACK's per-system loop for the 92,000
+    7x7 and 10x10 systems of a 32-spectrum batch.
+
+    Parameters
+    ----------
+    m
+        Symmetric positive semi-definite matrices, shape (K, K, ...).
+    b
+        Right-hand sides, shape (K, ...).
+
+    Examples
+    --------
+    >>> m = np.array([[4.0, 2.0], [2.0, 3.0]])[:, :, None]
+    >>> round(float(chi2_reduction(m, np.array([2.0, 1.0])[:, None])[0]), 6)
+    1.0
+    """
+    k = m.shape[0]
+    diag = np.stack([m[i, i] for i in range(k)])
+    scale = 1.0 / np.sqrt(np.where(diag > 0, diag, 1.0))
+    low = np.empty((k, k, *m.shape[2:]))  # low[i, j]: the factor's entry (i, j), i >= j
+    y = np.empty((k, *m.shape[2:]))
+    for j in range(k):
+        d = m[j, j] * scale[j] * scale[j] + ridge
+        if j:
+            d -= np.einsum("k...,k...->...", low[j, :j], low[j, :j])
+        np.sqrt(np.maximum(d, ridge), out=low[j, j])
+        for i in range(j + 1, k):
+            v = m[i, j] * scale[i] * scale[j]
+            if j:
+                v -= np.einsum("k...,k...->...", low[i, :j], low[j, :j])
+            np.divide(v, low[j, j], out=low[i, j])
+        v = b[j] * scale[j]
+        if j:
+            v -= np.einsum("k...,k...->...", low[j, :j], y[:j])
+        np.divide(v, low[j, j], out=y[j])
+    return np.einsum("k...,k...->...", y, y)
