@@ -173,6 +173,8 @@ class EigenBlock:
     coarse_cache: dict[tuple[int, bool], CoarseBasis] = field(
         default_factory=dict, repr=False, compare=False
     )
+    #: pixels of the observed grid (0: unknown; the first pass then correlates whole vectors)
+    npix: int = 0
 
     @property
     def n_params(self) -> int:
@@ -197,7 +199,9 @@ class EigenBlock:
         key = (factor, full_design)
         if key not in self.coarse_cache:
             design = self.design if full_design else subset_design(self.design, self.additive_only)
-            self.coarse_cache[key] = coarse_basis(self.vectors, design, self.m_range, factor)
+            self.coarse_cache[key] = coarse_basis(
+                self.vectors, design, self.m_range, factor, npix=self.npix or None
+            )
         return self.coarse_cache[key]
 
     @property
@@ -337,7 +341,16 @@ def prepare_eigen(
         design = make_design(vectors.shape[0], N_POLY.get(ts.objclass, 3), mult_obs)
     rest_fft = {key: sfft.rfft(arr, nfft) for key, arr in rest_products(vectors, design).items()}
     return EigenBlock(
-        ts.objclass, vectors.shape[0], offset, lag_lo, lag_hi, nfft, design, vectors, rest_fft
+        ts.objclass,
+        vectors.shape[0],
+        offset,
+        lag_lo,
+        lag_hi,
+        nfft,
+        design,
+        vectors,
+        rest_fft,
+        npix=grid.npix,
     )
 
 
