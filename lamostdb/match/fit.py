@@ -370,12 +370,16 @@ def _eigen_search(
         parts.append(
             (rest, _eigen_candidates_pruned(engine, block, flux[rest], ivar[rest], wff[rest]))
         )
+    # the two searches may keep different numbers of minima (eigen_top_n < N_EIGEN_MINIMA):
+    # the missing ones are empty candidates (chi2 inf, z NaN), as a duplicate minimum is
+    width = max(res[0].shape[1] for _, res in parts)
+    fill = (np.inf, np.nan, np.nan, False, np.nan)
     out = []
-    for k in range(len(parts[0][1])):
+    for k, value in enumerate(fill):
         first = parts[0][1][k]
-        arr = np.empty((flux.shape[0], *first.shape[1:]), dtype=first.dtype)
+        arr = np.full((flux.shape[0], width, *first.shape[2:]), value, dtype=first.dtype)
         for rows, res in parts:
-            arr[rows] = res[k]
+            arr[rows, : res[k].shape[1]] = res[k]
         out.append(arr)
     return tuple(out)
 
