@@ -75,11 +75,8 @@ def main() -> None:
     engine = get_engine()
 
     acc: dict[str, float] = defaultdict(float)
-    fit._star_candidates = _timed(acc, "  star kernel", fit._star_candidates)
-    fit._eigen_candidates = _timed(acc, "  eigen kernels (GALAXY+QSO)", fit._eigen_candidates)
-    fit._eigen_candidates_pruned = _timed(
-        acc, "  eigen kernels (GALAXY+QSO)", fit._eigen_candidates_pruned
-    )
+    fit._star_search = _timed(acc, "  star kernel", fit._star_search)
+    fit._eigen_search = _timed(acc, "  eigen kernels (GALAXY+QSO)", fit._eigen_search)
     steps = (
         "fit_spectra",
         "reorder",
