@@ -47,7 +47,11 @@ def solve_normal_equations(
 
 
 def chi2_reduction(
-    m: npt.NDArray[np.float64], b: npt.NDArray[np.float64], *, ridge: float = 1e-9
+    m: npt.NDArray[np.float64],
+    b: npt.NDArray[np.float64],
+    *,
+    ridge: float = 1e-9,
+    pivot_floor: float = 1e-7,
 ) -> npt.NDArray[np.float64]:
     """``b . m^-1 b`` for every trailing index, systems laid out batch-last.
 
@@ -64,6 +68,11 @@ def chi2_reduction(
         Symmetric positive semi-definite matrices, shape (K, K, ...).
     b
         Right-hand sides, shape (K, ...).
+    ridge
+        Relative diagonal loading after equilibration (as :func:`solve_normal_equations`).
+    pivot_floor
+        Pivots (of the equilibrated matrix, diagonal 1) at or below this drop their basis
+        function from that system.
 
     Examples
     --------
@@ -80,14 +89,20 @@ def chi2_reduction(
         d = m[j, j] * scale[j] * scale[j] + ridge
         if j:
             d -= np.einsum("k...,k...->...", low[j, :j], low[j, :j])
-        np.sqrt(np.maximum(d, ridge), out=low[j, j])
+        # a pivot near the ridge: the basis function is (numerically) a combination of the
+        # earlier ones, or has no weight, or only rounding noise of the FFT correlations
+        # (a QSO's red-of-Lyman-alpha terms at z ~ 6): dropped, so that noise divided by a
+        # tiny pivot cannot make the reduction exceed sum w f^2 (a real BOSS QSO's first pass
+        # gave chi2 -1e26 at z 5.8 without this)
+        ok = d > pivot_floor
+        np.sqrt(np.where(ok, d, 1.0), out=low[j, j])
         for i in range(j + 1, k):
             v = m[i, j] * scale[i] * scale[j]
             if j:
                 v -= np.einsum("k...,k...->...", low[i, :j], low[j, :j])
-            np.divide(v, low[j, j], out=low[i, j])
+            low[i, j] = np.where(ok, v / low[j, j], 0.0)
         v = b[j] * scale[j]
         if j:
             v -= np.einsum("k...,k...->...", low[j, :j], y[:j])
-        np.divide(v, low[j, j], out=y[j])
+        y[j] = np.where(ok, v / low[j, j], 0.0)
     return np.einsum("k...,k...->...", y, y)
