@@ -52,6 +52,8 @@ class ClassifyReport:
     elapsed_s: float = 0.0
     spectra_per_s: float = 0.0
     peak_worker_rss_mb: float = 0.0
+    #: "pruned" (the default search) or "exhaustive" (``--exhaustive``)
+    search: str = "pruned"
     #: (specid, reason) of spectra fitted as having no usable pixel (zwarning UNPLUGGED)
     unusable: list[tuple[str, str]] = field(default_factory=list)
     #: where the partitions ran (:meth:`lamostdb.execute.Executor.summary`)
@@ -184,7 +186,7 @@ def classify(
     t0 = time.perf_counter()
     config = config.checked()
     run_id = new_run_id()
-    report = ClassifyReport(run_id)
+    report = ClassifyReport(run_id, search="exhaustive" if config.search.exhaustive else "pruned")
     with catalog.write_lock():
         files = catalog.table_files("spectra")
         paths = [str(catalog.root / f.path) for f in files]

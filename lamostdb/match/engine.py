@@ -52,7 +52,8 @@ from lamostdb.templates.library import (
 )
 from lamostdb.templates.typeset import TypingSet, load_default_typing_set
 
-ENGINE_VERSION = "0.3.0"  # 0.3: LAMOST-scale star library, class decision, full-resolution star
+ENGINE_VERSION = "0.4.0"  # 0.4: the pruned search by default (SearchConfig; --exhaustive is 0.3's)
+# 0.3: LAMOST-scale star library, class decision, full-resolution star
 # velocities (rv_kms, rv_err_kms), QSO additive terms redward of Lyman alpha
 # 0.2: reordering, confidence, polynomial re-match, ZWARNING
 
