@@ -65,13 +65,23 @@ def _star_chi2(
     wf = gather_bins(ivar * flux, bin_index).astype(dtype, copy=False)
     a_bins = np.matmul(w, tpl2_bins).astype(np.float64)  # (J, S, T)
     c_bins = np.matmul(wf, tpl_bins).astype(np.float64)  # (J, S, T)
-    n_bins, n_spec, n_tpl = a_bins.shape
+    return _solve_bins(a_bins, c_bins, vectors, np.einsum("sp,sp->s", ivar * flux, flux))
+
+
+def _solve_bins(
+    a_bins: npt.NDArray[np.float64],
+    c_bins: npt.NDArray[np.float64],
+    vectors: npt.NDArray[np.float64],
+    wff: npt.NDArray[np.float64],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Chi-square and coefficients from the per-bin sums A_j, C_j (J, S, T) of each column:
+    M = A . (v v^T), b = C . v, a = M^-1 b, chi2 = sum w f^2 - a . b."""
+    n_bins, n_spec, n_col = a_bins.shape
     k = vectors.shape[0]
     vv = np.einsum("kj,lj->jkl", vectors, vectors).reshape(n_bins, k * k)
-    m = (a_bins.reshape(n_bins, -1).T @ vv).reshape(n_spec, n_tpl, k, k)
-    b = (c_bins.reshape(n_bins, -1).T @ vectors.T).reshape(n_spec, n_tpl, k)
+    m = (a_bins.reshape(n_bins, -1).T @ vv).reshape(n_spec, n_col, k, k)
+    b = (c_bins.reshape(n_bins, -1).T @ vectors.T).reshape(n_spec, n_col, k)
     coeffs = solve_normal_equations(m, b)
-    wff = np.einsum("sp,sp->s", ivar * flux, flux)
     chi2 = wff[:, None] - np.einsum("stk,stk->st", coeffs, b)
     return chi2, coeffs
 
@@ -200,12 +210,4 @@ def star_chi2_at(
     c_bins = np.matmul(g, wf)[..., 0].astype(np.float64)  # (J, S, C)
     np.multiply(g, g, out=g)
     a_bins = np.matmul(g, w)[..., 0].astype(np.float64)
-    n_bins, n_spec, n_col = a_bins.shape
-    k = vectors.shape[0]
-    vv = np.einsum("kj,lj->jkl", vectors, vectors).reshape(n_bins, k * k)
-    m = (a_bins.reshape(n_bins, -1).T @ vv).reshape(n_spec, n_col, k, k)
-    b = (c_bins.reshape(n_bins, -1).T @ vectors.T).reshape(n_spec, n_col, k)
-    coeffs = solve_normal_equations(m, b)
-    wff = np.einsum("sp,sp->s", ivar * flux, flux)
-    chi2 = wff[:, None] - np.einsum("sck,sck->sc", coeffs, b)
-    return chi2, coeffs
+    return _solve_bins(a_bins, c_bins, vectors, np.einsum("sp,sp->s", ivar * flux, flux))
