@@ -42,7 +42,6 @@ t_start = time.perf_counter()
 import json, resource, sys
 from collections import defaultdict
 from lamostdb.catalog.store import Catalog
-import lamostdb.classify.partition as part
 import lamostdb.classify.stage as stage
 t_import = time.perf_counter() - t_start
 acc = defaultdict(float)
@@ -56,10 +55,11 @@ def timed(name, fn):
     return wrapper
 workers = int(sys.argv[2])
 if workers == 1:  # one process: the timers see every step
+    import lamostdb.classify.partition as part  # (the driver alone does not import the engine)
     part.classify_arrays = timed("engine", part.classify_arrays)
     part.batch_to_matrices = timed("matrices", part.batch_to_matrices)
     part.get_engine = timed("engine build", part.get_engine)
-    stage.classify_partition = timed("partition", stage.classify_partition)
+    part.classify_partition = timed("partition", part.classify_partition)
     stage.write_parquet = timed("write", stage.write_parquet)
     stage.commit_run = timed("commit", stage.commit_run)
 with Catalog(sys.argv[1], mode="w") as cat:

@@ -28,7 +28,7 @@ def register_parquet(
         # union_by_name: files of an older schema read with nulls in the newer columns;
         # contract columns no file has yet (a catalogue not upgraded since) read as nulls
         rel = con.read_parquet(list(files), union_by_name=True)
-        contract = con.from_arrow(load_schema(schema_name).arrow_schema().empty_table())
+        contract = con.from_arrow(load_schema(schema_name).empty_table())
         types = dict(zip(contract.columns, contract.types, strict=True))
         missing = [c for c in contract.columns if c not in rel.columns]
         if missing:
@@ -37,7 +37,7 @@ def register_parquet(
             )
         register(con, name, rel)
     else:
-        register(con, name, load_schema(schema_name).arrow_schema().empty_table())
+        register(con, name, load_schema(schema_name).empty_table())
 
 
 def register(con: duckdb.DuckDBPyConnection, name: str, obj: object) -> None:

@@ -25,7 +25,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from lamostdb.catalog.schema import load_schema
+from lamostdb.catalog.schema import empty_table, load_schema
 from lamostdb.constants import C_KMS
 from lamostdb.match.batch import batch_to_matrices
 from lamostdb.match.config import DEFAULT_CONFIG, EngineConfig
@@ -85,15 +85,15 @@ def classify_partition(
     fitted = fitted.sort("_healpix_29", maintain_order=True)
     results = fitted.drop(_CANDIDATES, _UNUSABLE).to_arrow().cast(res_schema)
     cands = fitted.select(pl.col(_CANDIDATES).explode()).unnest(_CANDIDATES)
-    candidates = cands.to_arrow().cast(cand_schema) if cands.height else cand_schema.empty_table()
+    candidates = cands.to_arrow().cast(cand_schema) if cands.height else empty_table(cand_schema)
     bad = fitted.filter(pl.col(_UNUSABLE).is_not_null()).select("specid", _UNUSABLE)
     return ClassifiedPartition(results, candidates, [tuple(r) for r in bad.iter_rows()])
 
 
 def _frame_schema(res_schema: pa.Schema, cand_schema: pa.Schema) -> pl.Schema:
     """Polars schema of :func:`fit_frame`'s output."""
-    res = pl.from_arrow(res_schema.empty_table())
-    cand = pl.from_arrow(cand_schema.empty_table())
+    res = pl.from_arrow(empty_table(res_schema))
+    cand = pl.from_arrow(empty_table(cand_schema))
     assert isinstance(res, pl.DataFrame) and isinstance(cand, pl.DataFrame)
     schema = pl.Schema(res.schema)
     schema[_CANDIDATES] = pl.List(pl.Struct(cand.schema))

@@ -27,13 +27,13 @@ from tqdm import tqdm
 
 from lamostdb.catalog.commit import STAGING, StagedFile, commit_run, new_run_id
 from lamostdb.catalog.hats import leaf_relpath
-from lamostdb.classify.partition import classify_partition
+from lamostdb.catalog.workers import start_fork_server
 from lamostdb.execute import open_executor
 from lamostdb.io.parquet import write_parquet
 from lamostdb.io.sqlfiles import statement
 from lamostdb.match.batch import ENGINE_COLUMNS
 from lamostdb.match.config import DEFAULT_CONFIG, EngineConfig
-from lamostdb.match.engine import ENGINE_VERSION
+from lamostdb.match.version import ENGINE_VERSION
 
 if TYPE_CHECKING:  # the workers import this module: the store (DuckDB, astropy) stays out
     from lamostdb.catalog.store import Catalog
@@ -41,6 +41,8 @@ if TYPE_CHECKING:  # the workers import this module: the store (DuckDB, astropy)
 #: Rows read from a spectra file per call of the partition function: bounds a worker's
 #: memory (about 50 kB per spectrum in the frame) whatever the partition's size.
 SLAB_ROWS = 1024
+#: What the workers' fork server imports once: the partition function and the engine
+_WORKER_PRELOAD = "lamostdb.classify.partition"
 
 
 @dataclass
@@ -93,6 +95,10 @@ def _classify_file(task: _Task) -> _Outcome:
 
 
 def _classify_file_inner(task: _Task) -> _Outcome:
+    # here, not at the top: the driver process plans and commits without the engine
+    # (scipy, the kernels, the templates), which only the workers import
+    from lamostdb.classify.partition import classify_partition
+
     wanted = pl.Series("key", task.specids).implode()  # "specid|source_sha256" to fit
     pf = pq.ParquetFile(task.spectra_file)
     res_parts: list[pa.Table] = []
@@ -192,6 +198,9 @@ def classify(
         paths = [str(catalog.root / f.path) for f in files]
         if not paths:
             return report
+        if cluster is None and workers != 1:
+            # the workers' fork server imports the engine while this process plans
+            start_fork_server(_WORKER_PRELOAD)
         if rerun:
             rows = catalog.con.execute(
                 statement("classify.sql", "all_current"), {"files": paths}
@@ -239,7 +248,7 @@ def classify(
                 root=catalog.root,
                 staging=STAGING,
                 run_id=run_id,
-                preload="lamostdb.classify.stage",
+                preload=_WORKER_PRELOAD,
             ) as ex,
         ):
             for _, (st, cnt, n, rss, bad) in ex.run(_classify_file, tasks):

@@ -44,6 +44,7 @@ from lamostdb.match.eigen_kernel import (
 )
 from lamostdb.match.indices import INDEX_NAMES
 from lamostdb.match.spectype import IndexTyper, prepare_typer
+from lamostdb.match.version import ENGINE_VERSION
 from lamostdb.templates.grid import WORKING_GRID, LogGrid
 from lamostdb.templates.library import (
     TemplateSet,
@@ -51,12 +52,6 @@ from lamostdb.templates.library import (
     load_default_templates,
 )
 from lamostdb.templates.typeset import TypingSet, load_default_typing_set
-
-ENGINE_VERSION = "0.4.0"  # 0.4: the pruned search by default (SearchConfig; --exhaustive is 0.3's)
-# 0.3: LAMOST-scale star library, class decision, full-resolution star
-# velocities (rv_kms, rv_err_kms), QSO additive terms redward of Lyman alpha
-# 0.2: reordering, confidence, polynomial re-match, ZWARNING
-
 
 #: Observed-frame ranges (vacuum Angstrom) given zero weight in every fit: residuals of the
 #: strongest sky lines, the telluric O2 A and B bands (LAMOST spectra are not corrected for

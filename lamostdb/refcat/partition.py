@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from lamostdb.catalog.schema import load_schema
+from lamostdb.catalog.schema import empty_table, load_schema
 from lamostdb.healpix import healpix_29, pixel_at_order
 from lamostdb.refcat.readers import KINDS, column_map
 
@@ -85,6 +85,6 @@ def merge_pieces(pieces: Sequence[pa.Table], kind: str) -> pa.Table:
     """The pieces of one partition as one table in the stored order ``(_healpix_29, id)``."""
     schema = load_schema(kind).arrow_schema()
     if not pieces:
-        return schema.empty_table()
+        return empty_table(schema)
     table = pa.concat_tables([p.select(schema.names).cast(schema) for p in pieces])
     return _sorted(table, kind).combine_chunks()

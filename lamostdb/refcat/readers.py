@@ -29,6 +29,8 @@ from astropy.table import Table
 from astropy.units import UnitsWarning
 from astropy.utils.exceptions import AstropyWarning
 
+from lamostdb.catalog.schema import empty_table
+
 KINDS = ("gaia", "ps1")
 SUPPORTED_FORMATS = (
     "Parquet (.parquet, .pq)",
@@ -196,7 +198,7 @@ def _batch_sources(
             table = pa.Table.from_arrays(table.columns, schema=schema)
         yield _arrow_source(path, fmt, table)
     if not any_batch:
-        yield _arrow_source(path, fmt, schema.empty_table())
+        yield _arrow_source(path, fmt, empty_table(schema))
 
 
 def _open_ecsv(path: Path, fh: Any) -> tuple[pa.Schema, Any]:

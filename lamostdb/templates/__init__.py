@@ -4,18 +4,55 @@ The classification engine (``lamostdb.match``) and the night simulator
 (``lamostdb.sim``) both take their templates from here.
 """
 
-from lamostdb.templates.empirical import ImportedLibrary, LeftOut, air_to_vacuum_angstrom
-from lamostdb.templates.kesseli import load_kesseli, load_kesseli_dir
-from lamostdb.templates.library import (
-    DEFAULT_TEMPLATE_FILES,
-    TemplateSet,
-    default_template_dir,
-    load_default_templates,
-    load_redrock,
-    load_sdss_eigen,
-    load_template_file,
-)
-from lamostdb.templates.stelib import load_stelib, load_stelib_dir
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lamostdb.templates.empirical import (
+        ImportedLibrary,
+        LeftOut,
+        air_to_vacuum_angstrom,
+    )
+    from lamostdb.templates.kesseli import load_kesseli, load_kesseli_dir
+    from lamostdb.templates.library import (
+        DEFAULT_TEMPLATE_FILES,
+        TemplateSet,
+        default_template_dir,
+        load_default_templates,
+        load_redrock,
+        load_sdss_eigen,
+        load_template_file,
+    )
+    from lamostdb.templates.stelib import load_stelib, load_stelib_dir
+
+_HOME = {
+    "ImportedLibrary": "empirical",
+    "LeftOut": "empirical",
+    "air_to_vacuum_angstrom": "empirical",
+    "load_kesseli": "kesseli",
+    "load_kesseli_dir": "kesseli",
+    "DEFAULT_TEMPLATE_FILES": "library",
+    "TemplateSet": "library",
+    "default_template_dir": "library",
+    "load_default_templates": "library",
+    "load_redrock": "library",
+    "load_sdss_eigen": "library",
+    "load_template_file": "library",
+    "load_stelib": "stelib",
+    "load_stelib_dir": "stelib",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # lazy: ``lamostdb.templates.grid`` (the working grid, which the classify driver needs)
+    # must not import the template readers and astropy.io.fits with it
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"lamostdb.templates.{home}"), name)
+
 
 __all__ = [
     "DEFAULT_TEMPLATE_FILES",

@@ -22,7 +22,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from lamostdb.catalog.schema import load_schema
+from lamostdb.catalog.schema import empty_table, load_schema
 from lamostdb.healpix.join import crossmatch_pairs
 from lamostdb.healpix.join import registered as _registered
 from lamostdb.io.sqlfiles import statement
@@ -98,7 +98,7 @@ def reference_rows(kind: str, table: pa.Table | None) -> pa.Table:
     """``table`` in the stored columns of ``kind`` (absent columns null); ``None``: no rows."""
     schema = load_schema(kind).arrow_schema()
     if table is None:
-        return schema.empty_table()
+        return empty_table(schema)
     cols = {
         f.name: (
             table.column(f.name).cast(f.type)
