@@ -31,6 +31,7 @@ from lamostdb.match.batch import batch_to_matrices
 from lamostdb.match.config import DEFAULT_CONFIG, EngineConfig
 from lamostdb.match.engine import Engine, get_engine
 from lamostdb.match.fit import CLASS_CODES
+from lamostdb.match.models import shifted_stars
 from lamostdb.match.pipeline import Classified, classify_arrays
 from lamostdb.templates.grid import LogGrid
 
@@ -88,6 +89,24 @@ def classify_partition(
     candidates = cands.to_arrow().cast(cand_schema) if cands.height else empty_table(cand_schema)
     bad = fitted.filter(pl.col(_UNUSABLE).is_not_null()).select("specid", _UNUSABLE)
     return ClassifiedPartition(results, candidates, [tuple(r) for r in bad.iter_rows()])
+
+
+def warm_engine(config: EngineConfig = DEFAULT_CONFIG) -> Engine:
+    """Build ``config``'s engine and every array it builds on first use, by fitting two
+    made-up spectra (a star template at rest with a little noise, and pure noise).
+
+    The classify workers' fork server calls it once (:mod:`lamostdb.classify.warm`): the
+    workers it forks then share the engine instead of each building its own at the same
+    time (two workers building ~300 MB at once took 0.2 to 0.8 s each, one alone 0.2 s).
+    """
+    engine = get_engine(config)
+    rng = np.random.default_rng(0)
+    star = shifted_stars(engine, np.zeros(1, dtype=np.int64), np.zeros(1))[0]
+    scale = float(np.nanmedian(np.abs(star))) or 1.0
+    flux = np.stack([star / scale, np.zeros_like(star)])
+    flux += 0.02 * rng.standard_normal(flux.shape)
+    classify_arrays(flux, np.full(flux.shape, 2500.0), engine=engine)
+    return engine
 
 
 def _frame_schema(res_schema: pa.Schema, cand_schema: pa.Schema) -> pl.Schema:

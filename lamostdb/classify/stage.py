@@ -41,8 +41,10 @@ if TYPE_CHECKING:  # the workers import this module: the store (DuckDB, astropy)
 #: Rows read from a spectra file per call of the partition function: bounds a worker's
 #: memory (about 50 kB per spectrum in the frame) whatever the partition's size.
 SLAB_ROWS = 1024
-#: What the workers' fork server imports once: the partition function and the engine
+#: What the workers' fork server imports once: the partition function and the engine; with
+#: the default engine also the engine itself, built once for all workers (``warm``)
 _WORKER_PRELOAD = "lamostdb.classify.partition"
+_WORKER_PRELOAD_DEFAULT = "lamostdb.classify.warm"
 
 
 @dataclass
@@ -198,9 +200,10 @@ def classify(
         paths = [str(catalog.root / f.path) for f in files]
         if not paths:
             return report
+        preload = _WORKER_PRELOAD_DEFAULT if config == DEFAULT_CONFIG else _WORKER_PRELOAD
         if cluster is None and workers != 1:
-            # the workers' fork server imports the engine while this process plans
-            start_fork_server(_WORKER_PRELOAD)
+            # the workers' fork server imports (and builds) the engine while this process plans
+            start_fork_server(preload)
         if rerun:
             rows = catalog.con.execute(
                 statement("classify.sql", "all_current"), {"files": paths}
@@ -248,7 +251,7 @@ def classify(
                 root=catalog.root,
                 staging=STAGING,
                 run_id=run_id,
-                preload=_WORKER_PRELOAD,
+                preload=preload,
             ) as ex,
         ):
             for _, (st, cnt, n, rss, bad) in ex.run(_classify_file, tasks):

@@ -346,6 +346,11 @@ def observed_products(
     return ObservedProducts(tuple(groups), m_const, b_const)
 
 
+#: Spectra per cache block of :func:`normal_at` (``benchmarks/bench_classify.py``: 2, 4 and 8
+#: took 13.7, 13.2 and 13.5 ms for the galaxies' windows of a batch of 32, all 32 at once 21)
+NORMAL_AT_BLOCK = 4
+
+
 def normal_at(
     obs: ObservedProducts,
     rest: dict[tuple[int, int], npt.NDArray[np.float64]],
@@ -390,19 +395,24 @@ def normal_at(
         stack = np.stack([rest[r] for r in rkeys])  # (n_r, R)
         # every window is a contiguous run of rest pixels: one row copy per window
         wins = np.lib.stride_tricks.sliding_window_view(stack, span, axis=1).transpose(1, 0, 2)
-        rows = wins[m_start].reshape(n_s, n_c * n_r, span)  # (S', C * n_r, span)
-        if n_r * n_c < n_o:
-            # few rest rows, many observed products: shift the rest rows (a Hankel matrix
-            # per window, one row copy per offset) and take one product per spectrum
-            hank = np.lib.stride_tricks.sliding_window_view(rows, p, axis=2)  # (S, rows, K, P)
-            hank = np.ascontiguousarray(hank).reshape(n_s, -1, p)
-            prod = np.matmul(w_obs, hank.transpose(0, 2, 1))  # (S', n_o, rows * K)
-            out = prod.reshape(n_s, n_o, n_c * n_r, n_lag).transpose(0, 2, 1, 3)
-        else:
-            out = np.empty((n_s, n_c * n_r, n_o, n_lag))
-            w_t = w_obs.transpose(0, 2, 1)  # (S', P, n_o)
-            for k in range(n_lag):  # the window's few offsets, each one batched product
-                np.matmul(rows[:, :, k : k + p], w_t, out=out[..., k])
+        out = np.empty((n_s, n_c * n_r, n_o, n_lag))
+        # blocks of a few spectra: a block's window rows (~0.5 MB per spectrum) stay in cache
+        # while the window's offsets read them again (13 ms instead of 20 per batch of 32)
+        for first in range(0, n_s, NORMAL_AT_BLOCK):
+            blk = slice(first, min(first + NORMAL_AT_BLOCK, n_s))
+            n_b = blk.stop - blk.start
+            rows = wins[m_start[blk]].reshape(n_b, n_c * n_r, span)  # (B, C * n_r, span)
+            if n_r * n_c < n_o:
+                # few rest rows, many observed products: shift the rest rows (a Hankel matrix
+                # per window, one row copy per offset) and take one product per spectrum
+                hank = np.lib.stride_tricks.sliding_window_view(rows, p, axis=2)  # (B, rows, K, P)
+                hank = np.ascontiguousarray(hank).reshape(n_b, -1, p)
+                prod = np.matmul(w_obs[blk], hank.transpose(0, 2, 1))  # (B, n_o, rows * K)
+                out[blk] = prod.reshape(n_b, n_o, n_c * n_r, n_lag).transpose(0, 2, 1, 3)
+            else:
+                w_t = w_obs[blk].transpose(0, 2, 1)  # (B, P, n_o)
+                for k in range(n_lag):  # the window's few offsets, each one batched product
+                    np.matmul(rows[:, :, k : k + p], w_t, out=out[blk, ..., k])
         out = out.reshape(n_s, n_c, n_r, n_o, n_lag)
         for i_r, ent in enumerate(where):
             for i_o, a, c in ent:
