@@ -208,7 +208,10 @@ def main() -> None:
     knobs: dict[str, Any] = {}
     for item in args.set:
         key, _, value = item.partition("=")
-        knobs[key] = float(value) if "." in value else int(value)
+        if value in ("True", "False"):
+            knobs[key] = value == "True"
+        else:
+            knobs[key] = float(value) if "." in value else int(value)
     if args.cache is not None:
         args.cache.mkdir(parents=True, exist_ok=True)
 

@@ -164,6 +164,21 @@ def _classify_file_inner(task: _Task) -> _Outcome:
     )
 
 
+def start_workers_early(
+    config: EngineConfig, *, workers: int | None = None, cluster: str | None = None
+) -> str:
+    """Start the local workers' fork server now, so that it imports the engine (and, for the
+    default engine, builds it once for all workers) while this process opens the catalogue
+    and plans; returns the module it preloads. Nothing happens for one worker or a cluster,
+    or when this process already runs a fork server. :func:`classify` calls it; a command
+    line may call it earlier, before opening the catalogue.
+    """
+    preload = _WORKER_PRELOAD_DEFAULT if config == DEFAULT_CONFIG else _WORKER_PRELOAD
+    if cluster is None and workers != 1:
+        start_fork_server(preload)
+    return preload
+
+
 def classify(
     catalog: Catalog,
     *,
@@ -200,10 +215,7 @@ def classify(
         paths = [str(catalog.root / f.path) for f in files]
         if not paths:
             return report
-        preload = _WORKER_PRELOAD_DEFAULT if config == DEFAULT_CONFIG else _WORKER_PRELOAD
-        if cluster is None and workers != 1:
-            # the workers' fork server imports (and builds) the engine while this process plans
-            start_fork_server(preload)
+        preload = start_workers_early(config, workers=workers, cluster=cluster)
         if rerun:
             rows = catalog.con.execute(
                 statement("classify.sql", "all_current"), {"files": paths}

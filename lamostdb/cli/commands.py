@@ -202,9 +202,11 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
-    from lamostdb.classify import classify
+    from lamostdb.classify.stage import classify, start_workers_early
 
     config = engine_config(args)
+    # the workers' fork server loads the engine while this process opens the catalogue
+    start_workers_early(config, workers=args.workers, cluster=args.cluster)
     with Catalog(args.catalog, mode="w") as cat:
         rep = classify(
             cat,
