@@ -60,12 +60,15 @@ def test_the_warm_module_builds_the_default_engine_and_its_first_use_arrays() ->
     }
 
 
+_EXHAUSTIVE = EngineConfig(search=SearchConfig(exhaustive=True))
+
+
 @pytest.mark.parametrize(
     ("config", "workers", "cluster", "expected"),
     [
         (DEFAULT_CONFIG, 2, None, "lamostdb.classify.warm"),
         (DEFAULT_CONFIG, None, None, "lamostdb.classify.warm"),
-        (EngineConfig(search=SearchConfig(exhaustive=True)), 2, None, "lamostdb.classify.partition"),
+        (_EXHAUSTIVE, 2, None, "lamostdb.classify.partition"),
         (DEFAULT_CONFIG, 1, None, None),
         (DEFAULT_CONFIG, 2, "local:2", None),
     ],
