@@ -20,6 +20,7 @@ import polars as pl
 from tqdm import tqdm
 
 from lamostdb.catalog.store import Catalog
+from lamostdb.classify.labels import LABEL_COLUMNS, Z_COLUMNS
 from lamostdb.io.sqlfiles import statement
 from lamostdb.match.batch import batch_to_matrices
 from lamostdb.templates.build import BuildConfig, BuildResult, ReportedLabel, build_templates
@@ -30,8 +31,6 @@ from lamostdb.version import VERSION
 
 #: Columns of ``spectra`` that may serve as labels, and as redshifts (allow-lists: they are
 #: pasted into the SQL as identifiers, so nothing else may be).
-LABEL_COLUMNS = ("lasp_subclass", "objtype")
-Z_COLUMNS = ("lasp_z",)
 SQL_FILE = "templates_build.sql"
 BATCH_ROWS = 256
 

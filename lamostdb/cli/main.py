@@ -235,10 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="spectra in each of the three simulated nights (default 1500)",
     )
     s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=_run_demo)
+    return p
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    # imported when run, not when the parser is built: the demo imports every stage
     from lamostdb.cli.demo_cmd import cmd_demo
 
-    s.set_defaults(func=cmd_demo)
-    return p
+    return cmd_demo(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,11 +6,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lamostdb.cli.exits import EXIT_INCOMPLETE
 from lamostdb.cli.options import add_cluster_argument
-from lamostdb.pipeline import NightlyOptions, NightlySummary, StageOutcome, run_nightly
+
+if TYPE_CHECKING:  # the parser is built at every command's start: the stages stay out
+    from lamostdb.pipeline import NightlySummary, StageOutcome
 
 #: Quarantined files listed in the text summary (all of them are in the JSON and the table).
 MAX_LISTED = 20
@@ -86,6 +88,8 @@ def add_nightly_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def cmd_nightly(args: argparse.Namespace) -> int:
+    from lamostdb.pipeline import NightlyOptions, run_nightly
+
     """Run the night and print its summary."""
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")

@@ -6,10 +6,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lamostdb.catalog.store import DB_NAME, Catalog
-from lamostdb.refcat import SUPPORTED_FORMATS, RefcatError, RefcatReport, ingest_refcat
+from lamostdb.refcat.kinds import SUPPORTED_FORMATS, RefcatError
+
+if TYPE_CHECKING:
+    from lamostdb.refcat.stage import RefcatReport
 
 
 def add_refcat_parser(subparsers: Any) -> None:
@@ -93,6 +96,8 @@ def parse_columns(items: list[str]) -> dict[str, str | None]:
 
 
 def cmd_refcat_ingest(args: argparse.Namespace) -> int:
+    from lamostdb.refcat.stage import ingest_refcat
+
     columns = parse_columns(args.column)
     path = args.catalog
     cat = Catalog(path, mode="w") if (Path(path) / DB_NAME).exists() else Catalog.create(path)

@@ -7,7 +7,7 @@ from typing import Any
 
 import polars as pl
 
-from lamostdb.classify.templates_build import LABEL_COLUMNS, Z_COLUMNS
+from lamostdb.classify.labels import LABEL_COLUMNS, Z_COLUMNS
 
 
 def add_templates_build_parser(tsub: Any) -> argparse.ArgumentParser:

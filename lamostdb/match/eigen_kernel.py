@@ -103,8 +103,12 @@ def eigen_chi2_all(
     m_range: tuple[int, int],
     *,
     workers: int = 1,
+    lower_only: bool = False,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Normal matrices and right-hand sides at every offset in ``m_range`` (inclusive).
+
+    With ``lower_only`` only the lower triangle of each matrix is written (the upper one is
+    left unset): what :func:`~lamostdb.match.linalg.chi2_reduction` reads.
 
     Returns
     -------
@@ -138,7 +142,7 @@ def eigen_chi2_all(
             ck = ("w", okey)
             if ck not in const:
                 const[ck] = weighted("w", okey).sum(axis=1)
-            mt[a, c] = const[ck][:, None]
+            mt[c, a] = const[ck][:, None]
         else:
             fk = ("w", okey)
             if fk not in fwd:
@@ -146,8 +150,9 @@ def eigen_chi2_all(
             corr = sfft.irfft(fwd[fk] * rest_fft[rkey][None, :], nfft, axis=-1, workers=workers)[
                 :, lo : hi + 1
             ]
-            mt[a, c] = corr
-        mt[c, a] = mt[a, c]
+            mt[c, a] = corr
+        if not lower_only:
+            mt[a, c] = mt[c, a]
     for a in range(n):
         okey = (design.obs[a], -1) if design.obs[a] >= 0 else (-1, -1)
         okey = _obs_key(*okey)
@@ -271,6 +276,7 @@ def coarse_chi2(
         basis.rest_fft,
         basis.nfft,
         (lo - basis.first, hi - basis.first),
+        lower_only=True,
     )
     # eigen_chi2_all's arrays are views of batch-last (n, n, S, L) and (n, S, L) blocks: the
     # reduction runs on them as they are, without per-system solves or coefficients

@@ -2,16 +2,43 @@
 by ``column_map.json``, store them as the HATS tables ``gaia`` and ``ps1``.
 """
 
-from lamostdb.refcat.readers import (
-    KINDS,
-    SUPPORTED_FORMATS,
-    RefcatError,
-    accepted_names,
-    column_map,
-    read_source,
-    resolve_columns,
-)
-from lamostdb.refcat.stage import FileReport, RefcatReport, ingest_refcat
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lamostdb.refcat.kinds import KINDS, SUPPORTED_FORMATS, RefcatError
+    from lamostdb.refcat.readers import (
+        accepted_names,
+        column_map,
+        read_source,
+        resolve_columns,
+    )
+    from lamostdb.refcat.stage import FileReport, RefcatReport, ingest_refcat
+
+_HOME = {
+    "KINDS": "kinds",
+    "SUPPORTED_FORMATS": "kinds",
+    "RefcatError": "kinds",
+    "accepted_names": "readers",
+    "column_map": "readers",
+    "read_source": "readers",
+    "resolve_columns": "readers",
+    "FileReport": "stage",
+    "RefcatReport": "stage",
+    "ingest_refcat": "stage",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # lazy: the command line lists the kinds and formats in its help at every start, without
+    # importing the readers (astropy tables) and the stage
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"lamostdb.refcat.{home}"), name)
+
 
 __all__ = [
     "KINDS",

@@ -30,16 +30,8 @@ from astropy.units import UnitsWarning
 from astropy.utils.exceptions import AstropyWarning
 
 from lamostdb.catalog.schema import empty_table
+from lamostdb.refcat.kinds import KINDS, SUPPORTED_FORMATS, RefcatError
 
-KINDS = ("gaia", "ps1")
-SUPPORTED_FORMATS = (
-    "Parquet (.parquet, .pq)",
-    "CSV (.csv, .csv.gz)",
-    "ECSV (.ecsv)",
-    "FITS binary table (.fits, .fit, .fits.gz)",
-    "VOTable (.vot, .xml, .votable, .vot.gz)",
-    "Gaia-archive or MAST JSON (.json)",
-)
 _ASTROPY_FORMATS = {
     ".ecsv": "ascii.ecsv",
     ".fits": "fits",
@@ -53,10 +45,6 @@ _ASTROPY_FORMATS = {
 _CONVERTIBLE = ("deg", "mas", "mas / yr")
 
 ArrayGetter = Callable[[str], tuple[pa.Array, str | None]]
-
-
-class RefcatError(ValueError):
-    """A reference-catalogue file cannot be read or mapped; the message says what to do."""
 
 
 @dataclass(frozen=True)
