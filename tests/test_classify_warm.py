@@ -13,6 +13,7 @@ import pytest
 from conftest import SHIPPED_SPECTRA
 
 import lamostdb
+import lamostdb.classify.forkserver as forkserver
 import lamostdb.classify.stage as stage
 from lamostdb.catalog.store import Catalog
 from lamostdb.ingest.stage import ingest
@@ -81,8 +82,8 @@ def test_the_fork_server_preloads_the_engine_only_for_a_local_pool(
     expected: str | None,
 ) -> None:
     started: list[str] = []
-    monkeypatch.setattr(stage, "start_fork_server", started.append)
-    stage.start_workers_early(config, workers=workers, cluster=cluster)
+    monkeypatch.setattr(forkserver, "start_fork_server", started.append)
+    forkserver.start_workers_early(config, workers=workers, cluster=cluster)
     assert started == ([expected] if expected else [])
 
 

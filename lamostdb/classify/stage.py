@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from lamostdb.catalog.commit import STAGING, StagedFile, commit_run, new_run_id
 from lamostdb.catalog.hats import leaf_relpath
-from lamostdb.catalog.workers import start_fork_server
+from lamostdb.classify.forkserver import start_workers_early
 from lamostdb.execute import open_executor
 from lamostdb.io.parquet import write_parquet
 from lamostdb.io.sqlfiles import statement
@@ -41,10 +41,6 @@ if TYPE_CHECKING:  # the workers import this module: the store (DuckDB, astropy)
 #: Rows read from a spectra file per call of the partition function: bounds a worker's
 #: memory (about 50 kB per spectrum in the frame) whatever the partition's size.
 SLAB_ROWS = 1024
-#: What the workers' fork server imports once: the partition function and the engine; with
-#: the default engine also the engine itself, built once for all workers (``warm``)
-_WORKER_PRELOAD = "lamostdb.classify.partition"
-_WORKER_PRELOAD_DEFAULT = "lamostdb.classify.warm"
 
 
 @dataclass
@@ -162,21 +158,6 @@ def _classify_file_inner(task: _Task) -> _Outcome:
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         unusable,
     )
-
-
-def start_workers_early(
-    config: EngineConfig, *, workers: int | None = None, cluster: str | None = None
-) -> str:
-    """Start the local workers' fork server now, so that it imports the engine (and, for the
-    default engine, builds it once for all workers) while this process opens the catalogue
-    and plans; returns the module it preloads. Nothing happens for one worker or a cluster,
-    or when this process already runs a fork server. :func:`classify` calls it; a command
-    line may call it earlier, before opening the catalogue.
-    """
-    preload = _WORKER_PRELOAD_DEFAULT if config == DEFAULT_CONFIG else _WORKER_PRELOAD
-    if cluster is None and workers != 1:
-        start_fork_server(preload)
-    return preload
 
 
 def classify(

@@ -12,9 +12,10 @@ import polars as pl
 
 from lamostdb.catalog.store import DB_NAME, Catalog, open_catalog
 from lamostdb.cli.exits import EXIT_INCOMPLETE
+from lamostdb.cli.options import engine_config
 
 if TYPE_CHECKING:
-    from lamostdb.match.config import EngineConfig
+    pass
 
 
 def _typed(value: str) -> Any:
@@ -188,25 +189,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def engine_config(args: argparse.Namespace) -> EngineConfig:
-    """The engine of ``--templates``, ``--continuum``, ``--confidence`` and ``--exhaustive``
-    (files checked)."""
-    from lamostdb.match.config import EngineConfig, SearchConfig
-
-    return EngineConfig(
-        templates=tuple(getattr(args, "templates", None) or ()),
-        continuum=getattr(args, "continuum", None),
-        confidence=getattr(args, "confidence", None),
-        search=SearchConfig(exhaustive=bool(getattr(args, "exhaustive", False))),
-    ).checked()
-
-
 def cmd_classify(args: argparse.Namespace) -> int:
-    from lamostdb.classify.stage import classify, start_workers_early
+    from lamostdb.classify.stage import classify
 
     config = engine_config(args)
-    # the workers' fork server loads the engine while this process opens the catalogue
-    start_workers_early(config, workers=args.workers, cluster=args.cluster)
     with Catalog(args.catalog, mode="w") as cat:
         rep = classify(
             cat,

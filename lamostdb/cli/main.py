@@ -7,16 +7,13 @@ import os
 import sys
 from collections.abc import Sequence
 
-import duckdb
-
 from lamostdb import __version__
-from lamostdb.catalog.store import CatalogError
-from lamostdb.cli import commands
-from lamostdb.cli.options import add_cluster_argument
-from lamostdb.execute import ClusterError, WorkerLost
+from lamostdb.cli.options import add_cluster_argument, add_engine_arguments, engine_config
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from lamostdb.cli import commands
+
     p = argparse.ArgumentParser(
         prog="lamostdb",
         description="Columnar catalogue of LAMOST low-resolution spectra: ingest FITS files "
@@ -119,31 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("catalog")
     s.add_argument("--rerun", action="store_true", help="fit all current spectra again")
-    s.add_argument("--workers", type=int, default=None)
-    s.add_argument(
-        "--continuum",
-        help="continuum vectors file (.npz from `templates calibrate`; default: the shipped set)",
-    )
-    s.add_argument(
-        "--confidence",
-        help="confidence parameters (JSON from `calibrate-confidence`; default: the shipped ones)",
-    )
-    s.add_argument(
-        "--templates",
-        nargs="+",
-        metavar="FILE_OR_DIR",
-        help="added template files (SDSS spEigen*, redrock rrtemplate-*, a Kesseli "
-        "2017/PyHammer or STELIB file, or a folder of either): single "
-        "star templates join the star library, a GALAXY/QSO basis replaces the "
-        "default",
-    )
-    s.add_argument(
-        "--exhaustive",
-        action="store_true",
-        help="exact chi-square over every template x redshift instead of the pruned search "
-        "(slower; for validating the default)",
-    )
-    add_cluster_argument(s)
+    add_engine_arguments(s)
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=commands.cmd_classify)
 
@@ -246,9 +219,34 @@ def _run_demo(args: argparse.Namespace) -> int:
     return cmd_demo(args)
 
 
+def start_classify_workers(argv: Sequence[str]) -> None:
+    """For ``lamostdb classify``: start the workers' fork server before anything else is
+    imported or opened, so that it loads the engine meanwhile (nothing for other commands,
+    and nothing when the options do not parse: the full parser reports them)."""
+    if list(argv[:1]) != ["classify"]:
+        return
+    peek = argparse.ArgumentParser(add_help=False)
+    add_engine_arguments(peek)
+    try:
+        args, _ = peek.parse_known_args(list(argv[1:]))
+        config = engine_config(args)
+    except (SystemExit, ValueError, OSError):
+        return
+    from lamostdb.classify.forkserver import start_workers_early
+
+    start_workers_early(config, workers=args.workers, cluster=args.cluster)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    start_classify_workers(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    import duckdb
+
+    from lamostdb.catalog.store import CatalogError
+    from lamostdb.execute import ClusterError, WorkerLost
+
     try:
         return int(args.func(args) or 0)
     except (CatalogError, ClusterError, WorkerLost, FileNotFoundError, KeyError, ValueError) as exc:
