@@ -9,7 +9,9 @@ Prints, in one run:
 - end to end: ``classify`` of a simulated night of ``--n`` spectra in a fresh Python process
   per run (interpreter start, imports, engine build and the workers' start-up included), for
   each number of worker processes in ``--workers``: spectra/s (median of ``--repeats``, each
-  on a fresh copy of the ingested catalogue) and the ratio against one worker;
+  on a fresh copy of the ingested catalogue) and the ratio against one worker; then the same
+  through the command line (``lamostdb classify CATALOG --workers N --quiet``, which starts
+  the workers' fork server before it opens the catalogue);
 - peak RSS of the main process and of the workers;
 - per stage of that run, from timers around the stage's steps in a one-worker run (all in
   one process): process start-up and imports, engine build, reading the spectra files,
@@ -91,6 +93,25 @@ def end_to_end(base: Path, work: Path, workers: int, repeats: int) -> list[dict]
         run["total_s"] = total
         runs.append(run)
     return runs
+
+
+def end_to_end_cli(base: Path, work: Path, workers: int, repeats: int) -> list[float]:
+    """Wall seconds of ``lamostdb classify CATALOG --workers N --quiet`` on copies of
+    ``base``: the command an operator runs, interpreter start to exit."""
+    totals = []
+    for _ in range(repeats):
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.copytree(base, work)
+        t0 = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "lamostdb.cli", "classify", str(work)]
+            + ["--workers", str(workers), "--quiet"],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        totals.append(time.perf_counter() - t0)
+    return totals
 
 
 def print_stages(runs: list[dict], n: int) -> None:
@@ -306,6 +327,12 @@ def main() -> None:
             print(
                 f"  peak RSS: main {max(r['rss_main_mb'] for r in runs):.0f} MB, worker "
                 f"{max(r['rss_worker_mb'] for r in runs):.0f} MB; classes {runs[-1]['counts']}"
+            )
+            cli = end_to_end_cli(work / "base", work / "cat", workers, args.repeats)
+            print(
+                f"  the same from the command line (lamostdb classify CATALOG --workers "
+                f"{workers} --quiet): {', '.join(f'{t:.1f}' for t in cli)} s -> median "
+                f"{args.n / statistics.median(cli):.0f} spectra/s"
             )
             if workers == 1:
                 print_stages(runs, args.n)
