@@ -209,7 +209,7 @@ def kernel_figures(night: Path) -> None:
         n_lag = 2 * cfg.eigen_half_window + 1
         lo, hi = block.m_range
         start = np.random.default_rng(2).integers(lo, hi - n_lag, size=(s, cfg.eigen_top_n))
-        n_prod = sum(len(r) * g.shape[1] for r, g, _ in obs.groups)
+        n_prod = sum(len(g[0]) * g[1].shape[0] for g in obs.groups)
         flops_w = 2 * s * cfg.eigen_top_n * n_lag * n_prod * p
         dt = best_time(
             lambda o=obs, bl=block, st0=start, nl=n_lag: eigen_kernel.normal_at(o, bl.rest, st0, nl)
