@@ -113,3 +113,24 @@ def test_workers_forked_from_the_warm_server_give_the_in_process_answers(tmp_pat
     assert serial.equals(pooled)
     assert cand_a.equals(cand_b)
     assert pl.Series(serial["class"]).n_unique() >= 2
+
+
+_MALLOC_PROBE = r"""
+import sys
+from lamostdb.catalog import workers
+first = workers.keep_freed_memory()
+again = workers.keep_freed_memory()
+print(first, again, len(workers._MALLOC_SET))
+"""
+
+
+def test_classify_workers_keep_freed_memory_once_per_process() -> None:
+    # in a fresh process: the policy is process-wide, and this test process must keep its own
+    out = subprocess.run(
+        [sys.executable, "-c", _MALLOC_PROBE], capture_output=True, text=True, check=True
+    )
+    first, again, n_set = out.stdout.split()
+    assert first == again
+    assert n_set == "1"
+    if sys.platform.startswith("linux"):
+        assert first == "True"

@@ -11,6 +11,7 @@ alone commits, atomically with the run record, like ingest.
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import resource
 import time
 from collections import defaultdict
@@ -27,6 +28,7 @@ from tqdm import tqdm
 
 from lamostdb.catalog.commit import STAGING, StagedFile, commit_run, new_run_id
 from lamostdb.catalog.hats import leaf_relpath
+from lamostdb.catalog.workers import keep_freed_memory
 from lamostdb.classify.forkserver import start_workers_early
 from lamostdb.execute import open_executor
 from lamostdb.io.parquet import write_parquet
@@ -86,6 +88,8 @@ def _classify_file(task: _Task) -> _Outcome:
     # one BLAS thread per worker process, also with --workers 1: the engine's products are
     # small, and threads fighting over the cores made a 640-spectrum run 2.7x slower
     # (33.7 s with the default threads, 12.3 s with one, on the shared 2-core machine)
+    if mp.parent_process() is not None:  # a worker process (not the caller's, with --workers 1)
+        keep_freed_memory()
     if task.single_thread:
         with threadpool_limits(limits=1):
             return _classify_file_inner(task)
