@@ -167,3 +167,18 @@ def test_search_config_checks_its_knobs() -> None:
         SearchConfig(star_top_k=0)
     with pytest.raises(ValueError):
         SearchConfig(star_half_window=0)
+
+
+def test_batch_last_solve_agrees_with_the_per_system_solve() -> None:
+    from lamostdb.match.linalg import solve_normal_equations, solve_normal_equations_t
+
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((500, 7, 12))
+    m = a @ a.transpose(0, 2, 1)
+    m[:5, 3, :] = m[:5, :, 3] = 0.0  # a basis vector with no weight: stays solvable
+    b = rng.standard_normal((500, 7))
+    b[:5, 3] = 0.0
+    ref = solve_normal_equations(m, b)
+    got = solve_normal_equations_t(m.transpose(1, 2, 0).copy(), b.T.copy()).T
+    assert np.allclose(got, ref, rtol=1e-9, atol=1e-9)
+    assert np.all(got[:5, 3] == 0.0)

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from lamostdb.match.linalg import solve_normal_equations
+from lamostdb.match.linalg import solve_normal_equations, solve_normal_equations_t
 
 
 def gather_bins(
@@ -161,10 +161,11 @@ def _coarse_run(
     aa = a4[:, :, :, anchor].astype(np.float64).reshape(n_bins, -1)
     ca = c4[:, :, :, anchor].astype(np.float64).reshape(n_bins, -1)
     vv = np.einsum("kj,lj->jkl", vectors, vectors).reshape(n_bins, k * k)
-    m = (aa.T @ vv).reshape(n_spec * n_tpl, k, k)
-    b = (ca.T @ vectors.T).reshape(n_spec * n_tpl, k)
-    coef = solve_normal_equations(m, b)
-    cont = (vectors.T @ coef.T).reshape(n_bins, n_spec, n_tpl)  # continuum per bin
+    # batch-last (K, K, S * NT) systems: one vectorised Cholesky over all of them
+    m = (vv.T @ aa).reshape(k, k, n_spec * n_tpl)
+    b = vectors @ ca  # (K, S * NT)
+    coef = solve_normal_equations_t(m, b)
+    cont = (vectors.T @ coef).reshape(n_bins, n_spec, n_tpl)  # continuum per bin
     # 2 a.b - a^T M a = sum_j (2 C_j - A_j cont_j) cont_j: two contractions over the bins
     # of the float32 sums (the bins' axis leads, so no large array is copied)
     q = np.einsum("jstz,jst->stz", c4, (2 * cont).astype(dtype))
