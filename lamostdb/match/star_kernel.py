@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from lamostdb.match.linalg import solve_normal_equations, solve_normal_equations_t
+from lamostdb.match.linalg import solve_normal_equations_t
 
 
 def gather_bins(
@@ -79,11 +79,12 @@ def _solve_bins(
     n_bins, n_spec, n_col = a_bins.shape
     k = vectors.shape[0]
     vv = np.einsum("kj,lj->jkl", vectors, vectors).reshape(n_bins, k * k)
-    m = (a_bins.reshape(n_bins, -1).T @ vv).reshape(n_spec, n_col, k, k)
-    b = (c_bins.reshape(n_bins, -1).T @ vectors.T).reshape(n_spec, n_col, k)
-    coeffs = solve_normal_equations(m, b)
-    chi2 = wff[:, None] - np.einsum("stk,stk->st", coeffs, b)
-    return chi2, coeffs
+    # batch-last (K, K, S * T) systems, one vectorised Cholesky (linalg.solve_normal_equations_t)
+    m = (vv.T @ a_bins.reshape(n_bins, -1)).reshape(k, k, n_spec * n_col)
+    b = vectors @ c_bins.reshape(n_bins, -1)  # (K, S * T)
+    coeffs = solve_normal_equations_t(m, b)
+    chi2 = wff[:, None] - np.einsum("kn,kn->n", coeffs, b).reshape(n_spec, n_col)
+    return chi2, coeffs.T.reshape(n_spec, n_col, k)
 
 
 # ------------------------------------------------------------------------- pruned search
