@@ -383,7 +383,8 @@ COMMANDS = {
     "xmatch": (["{cat}"], "lamostdb.xmatch", "xmatch"),
     "ids": (["{cat}"], "lamostdb.ids", "assign_ids"),
     "export": (["{cat}", "{out}", "--release", "t"], "lamostdb.export", "export_release"),
-    "nightly": (["{cat}", "{night}"], "lamostdb.cli.nightly_cmd", "run_nightly"),
+    # the nightly command imports the pipeline when it runs (the parser stays light)
+    "nightly": (["{cat}", "{night}"], "lamostdb.pipeline", "run_nightly"),
 }
 
 

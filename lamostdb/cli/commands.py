@@ -190,7 +190,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
-    from lamostdb.classify.stage import classify
+    from lamostdb.classify import classify
 
     config = engine_config(args)
     with Catalog(args.catalog, mode="w") as cat:
