@@ -6,6 +6,11 @@ importing this module builds the default engine with its first-use arrays
 forks share it (copy-on-write) instead of each building its own. The classify driver names
 this module for a run with the default engine (:func:`lamostdb.classify.stage.classify`).
 A failure here only costs the speed-up: each worker then builds the engine on first use.
+
+Nothing here may start a thread pool that the workers would use (polars', pyarrow's, a BLAS
+pool beyond one thread): threads do not survive the fork, and a forked worker would wait on
+pool threads that are not there. The engine is numpy only, run with one BLAS thread; the
+helper thread below is joined before any fork.
 """
 
 from __future__ import annotations
