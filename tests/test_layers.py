@@ -6,7 +6,8 @@ modules are read with :mod:`ast`, never imported.
 
 Layers, bottom to top (a module may import its own layer and the layers below):
 
-0. ``version``, ``resources``, ``healpix``: constants and pure pixel kernels
+0. ``version``, ``resources``, ``lazy``, ``healpix``: constants, lazy package attributes and pure
+   pixel kernels
 1. ``io``: the only readers and writers of spectrum files
 2. ``templates``: template sets, the working grid and flux-conserving rebinning
 3. ``match``: the numeric engine
@@ -30,7 +31,7 @@ import lamostdb
 PACKAGE = "lamostdb"
 TOP = "<top>"  # the unit of lamostdb/__init__.py itself
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("version", "constants", "resources", "healpix"),
+    ("version", "constants", "resources", "lazy", "healpix"),
     ("io",),
     ("templates",),
     ("match",),

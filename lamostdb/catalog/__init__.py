@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from lamostdb.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from lamostdb.catalog.store import Catalog, CatalogError, open_catalog
 
 
-def __getattr__(name: str) -> Any:
-    # lazy: a classify worker imports lamostdb.catalog.commit and must not pay for the store
-    # (DuckDB, astropy coordinates through the HEALPix macros: 0.4 s per process start)
-    if name in __all__:
-        from lamostdb.catalog import store
-
-        return getattr(store, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
+# lazy: a classify worker imports lamostdb.catalog.commit and must not pay for the store
+# (DuckDB, astropy coordinates through the HEALPix macros: 0.4 s per process start)
 __all__ = ["Catalog", "CatalogError", "open_catalog"]
+__getattr__ = lazy_attributes(__name__, dict.fromkeys(__all__, "store"))

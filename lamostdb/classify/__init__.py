@@ -8,19 +8,14 @@ candidates tables; the engine runs as a Polars UDF over record batches);
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from lamostdb.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from lamostdb.classify.stage import ClassifyReport, classify
 
 
-def __getattr__(name: str) -> Any:
-    # lazy: importing the partition function must not import the driver and the store
-    if name in __all__:
-        from lamostdb.classify import stage
-
-        return getattr(stage, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
+# lazy: importing the partition function must not import the driver and the store
 __all__ = ["ClassifyReport", "classify"]
+__getattr__ = lazy_attributes(__name__, dict.fromkeys(__all__, "stage"))

@@ -7,8 +7,9 @@ and :mod:`lamostdb.healpix.macros` the SQL macros ``sep_arcsec`` and ``pixel_at_
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from lamostdb.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from lamostdb.healpix.blocks import PIXEL_MARGIN, RES0_ARCSEC, match_order, pixel_block
@@ -41,13 +42,9 @@ _HOME = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    # lazy: blocks imports astropy_healpix (astropy coordinates, 0.25 s), which a classify
-    # worker (it only needs partition_dir) must not pay for at every process start
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"lamostdb.healpix.{home}"), name)
+# lazy: blocks imports astropy_healpix (astropy coordinates, 0.25 s), which a classify
+# worker (it only needs partition_dir) must not pay for at every process start
+__getattr__ = lazy_attributes(__name__, _HOME)
 
 
 __all__ = [

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from lamostdb.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from lamostdb.io.record import SpectrumReadError, SpectrumRecord, log_linear_wave
@@ -17,13 +18,9 @@ _HOME = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    # lazy: the FITS reader imports astropy.io.fits, which a classify worker (Parquet in,
-    # Parquet out) must not pay for at every process start
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"lamostdb.io.{home}"), name)
+# lazy: the FITS reader imports astropy.io.fits, which a classify worker (Parquet in,
+# Parquet out) must not pay for at every process start
+__getattr__ = lazy_attributes(__name__, _HOME)
 
 
 __all__ = ["SpectrumReadError", "SpectrumRecord", "log_linear_wave", "read_spectrum"]

@@ -4,8 +4,9 @@ by ``column_map.json``, store them as the HATS tables ``gaia`` and ``ps1``.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from lamostdb.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from lamostdb.refcat.kinds import KINDS, SUPPORTED_FORMATS, RefcatError
@@ -31,13 +32,9 @@ _HOME = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    # lazy: the command line lists the kinds and formats in its help at every start, without
-    # importing the readers (astropy tables) and the stage
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"lamostdb.refcat.{home}"), name)
+# lazy: the command line lists the kinds and formats in its help at every start, without
+# importing the readers (astropy tables) and the stage
+__getattr__ = lazy_attributes(__name__, _HOME)
 
 
 __all__ = [

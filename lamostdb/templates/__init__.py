@@ -6,8 +6,9 @@ The classification engine (``lamostdb.match``) and the night simulator
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from lamostdb.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from lamostdb.templates.empirical import (
@@ -45,13 +46,9 @@ _HOME = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    # lazy: ``lamostdb.templates.grid`` (the working grid, which the classify driver needs)
-    # must not import the template readers and astropy.io.fits with it
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"lamostdb.templates.{home}"), name)
+# lazy: ``lamostdb.templates.grid`` (the working grid, which the classify driver needs)
+# must not import the template readers and astropy.io.fits with it
+__getattr__ = lazy_attributes(__name__, _HOME)
 
 
 __all__ = [
